@@ -1,0 +1,1 @@
+"""Consumer queues, one module per consuming service (``queues.threading`` and so on)."""

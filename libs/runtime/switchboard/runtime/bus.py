@@ -1,0 +1,270 @@
+"""One broker factory, and the one way to publish and consume Switchboard messages.
+
+Guarantees (see docs/architecture.md):
+
+* publishes are persistent, mandatory and confirmed; an unroutable message raises;
+* a consumer acks only after its handler returned; a handler error sends the message to
+  ``<queue>.retry`` with a growing delay, and after ``max_attempts`` to ``<queue>.dead`` with the
+  error and the attempt count in its headers;
+* a message that does not validate goes straight to ``<queue>.dead`` with the validation error;
+* a message already handled (same consumer, same message id) is acked without a second effect.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import structlog
+from faststream import AckPolicy
+from faststream.rabbit import (
+    Channel,
+    ExchangeType,
+    RabbitBroker,
+    RabbitExchange,
+    RabbitMessage,
+    RabbitQueue,
+)
+from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
+from prometheus_client import REGISTRY
+from pydantic import ValidationError
+
+from switchboard.contracts import EXCHANGE, ConsumerQueue, Message, Outcome
+from switchboard.contracts import topology as names
+from switchboard.runtime.errors import Refused, describe_validation_error
+from switchboard.runtime.metrics import DEAD_LETTERED, DUPLICATES, RETRIED
+from switchboard.runtime.mongo import Claim, ProcessedLedger
+from switchboard.runtime.settings import ServiceSettings
+
+M = TypeVar("M", bound=Message)
+Handler = Callable[[M], Awaitable[dict[str, Any] | None]]
+
+log = structlog.get_logger("switchboard.bus")
+
+TOPIC_EXCHANGE = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True)
+
+
+def make_broker(settings: ServiceSettings, *, app_name: str) -> RabbitBroker:
+    return RabbitBroker(
+        settings.amqp_url.get_secret_value(),
+        default_channel=Channel(
+            prefetch_count=settings.prefetch, publisher_confirms=True, on_return_raises=True
+        ),
+        graceful_timeout=settings.graceful_timeout_seconds,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        app_id=app_name,
+        middlewares=[RabbitPrometheusMiddleware(registry=REGISTRY, app_name=app_name)],
+        logger=structlog.get_logger("faststream"),
+    )
+
+
+class Bus:
+    """Publishes messages and runs consumers with retry, dead-lettering and idempotency."""
+
+    def __init__(
+        self, broker: RabbitBroker, settings: ServiceSettings, ledger: ProcessedLedger
+    ) -> None:
+        self.broker = broker
+        self._settings = settings
+        self._ledger = ledger
+        self._queues: list[ConsumerQueue] = []
+
+    async def publish(self, message: Message) -> None:
+        """Publish durably; returns once the broker confirmed, raises if unroutable."""
+        await self.broker.publish(
+            message.model_dump_json().encode(),
+            exchange=TOPIC_EXCHANGE,
+            routing_key=message.NAME,
+            persist=True,
+            mandatory=True,
+            message_id=str(message.message_id),
+            correlation_id=str(message.correlation_id),
+            content_type="application/json",
+            message_type=message.NAME,
+            timestamp=message.occurred_at,
+            headers={names.HEADER_NAME: message.NAME},
+        )
+
+    async def request(self, command: Message, *, timeout: float = 10.0) -> Outcome:
+        """Send a command and wait for its owner's answer (RabbitMQ direct reply-to)."""
+        response = await self.broker.request(
+            command.model_dump_json().encode(),
+            exchange=TOPIC_EXCHANGE,
+            routing_key=command.NAME,
+            persist=True,
+            mandatory=True,
+            timeout=timeout,
+            message_id=str(command.message_id),
+            correlation_id=str(command.correlation_id),
+            content_type="application/json",
+            message_type=command.NAME,
+            headers={names.HEADER_NAME: command.NAME},
+        )
+        return Outcome.model_validate_json(response.body)
+
+    def consume(
+        self, queue: ConsumerQueue, model: type[M], handler: Handler[M], *, description: str = ""
+    ) -> None:
+        """Handle every message routed into ``queue`` with ``handler``.
+
+        The handler may return a small dict: it becomes the ``result`` of the :class:`Outcome`
+        sent back when the message came with a reply address. Raising :class:`Refused` answers
+        with the refusal and changes nothing; any other exception is retried.
+        """
+        self._queues.append(queue)
+
+        async def on_message(msg: RabbitMessage) -> Outcome | None:
+            return await self._handle(queue, model, handler, msg)
+
+        on_message.__name__ = f"{queue.name}:{getattr(handler, '__name__', 'handler')}"
+        self.broker.subscriber(
+            RabbitQueue(queue.name, declare=False),
+            title=queue.name,
+            description=description or (handler.__doc__ or "").strip() or model.__doc__,
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+        )(on_message)
+
+    async def declare_topology(self) -> None:
+        """Declare the exchange and every consumer's queue, retry queue and dead queue."""
+        exchange = await self.broker.declare_exchange(TOPIC_EXCHANGE)
+        for queue in self._queues:
+            main = await self.broker.declare_queue(
+                RabbitQueue(
+                    queue.name,
+                    durable=True,
+                    arguments={
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": queue.dead,
+                    },
+                )
+            )
+            for key in queue.binds:
+                await main.bind(exchange, routing_key=key)
+            await self.broker.declare_queue(
+                RabbitQueue(
+                    queue.retry,
+                    durable=True,
+                    arguments={
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": queue.name,
+                    },
+                )
+            )
+            await self.broker.declare_queue(RabbitQueue(queue.dead, durable=True))
+
+    async def _handle(
+        self, queue: ConsumerQueue, model: type[M], handler: Handler[M], msg: RabbitMessage
+    ) -> Outcome | None:
+        attempt = int(msg.headers.get(names.HEADER_ATTEMPT, 1))
+        wants_answer = bool(msg.reply_to)
+        try:
+            message = model.model_validate_json(msg.body)
+        except ValidationError as exc:
+            text, field = describe_validation_error(exc)
+            await self._dead_letter(queue, msg, f"invalid {model.NAME}: {text}", attempt, "invalid")
+            return _refusal("invalid", text, field) if wants_answer else None
+        message_id = str(message.message_id)
+        with structlog.contextvars.bound_contextvars(
+            correlation_id=str(message.correlation_id),
+            message_id=message_id,
+            message_name=message.NAME,
+            consumer=queue.name,
+        ):
+            claim, answer = await self._ledger.claim(queue.name, message_id)
+            if claim is Claim.DONE:
+                DUPLICATES.labels(queue.name).inc()
+                log.info("duplicate message ignored")
+                return Outcome.model_validate(answer) if wants_answer and answer else None
+            if claim is Claim.BUSY:
+                log.info("a copy of this message is in hand elsewhere: checking back later")
+                await self._send_to_retry(queue, msg, attempt, "copy in hand elsewhere")
+                return None
+            try:
+                result = await handler(message)
+            except Refused as refused:
+                log.info("command refused", reason=refused.refusal.message)
+                outcome = Outcome(ok=False, error=refused.refusal)
+            except Exception as exc:
+                await self._ledger.release(queue.name, message_id)
+                await self._retry_or_dead(queue, msg, exc, attempt)
+                return None
+            else:
+                outcome = Outcome(ok=True, result=result or {})
+            await self._ledger.complete(queue.name, message_id, outcome.model_dump(mode="json"))
+            return outcome if wants_answer else None
+
+    async def _retry_or_dead(
+        self, queue: ConsumerQueue, msg: RabbitMessage, exc: Exception, attempt: int
+    ) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        if attempt >= self._settings.max_attempts:
+            log.error("handling failed for good", attempt=attempt, error=error, exc_info=exc)
+            await self._dead_letter(queue, msg, error, attempt, "failed")
+            return
+        log.warning("handling failed, will retry", attempt=attempt, error=error)
+        RETRIED.labels(queue.name).inc()
+        await self._send_to_retry(queue, msg, attempt + 1, error)
+
+    async def _send_to_retry(
+        self, queue: ConsumerQueue, msg: RabbitMessage, attempt: int, error: str
+    ) -> None:
+        delay = min(
+            self._settings.retry_delay_seconds * 2 ** max(attempt - 2, 0),
+            self._settings.retry_delay_max_seconds,
+        )
+        await self.broker.publish(
+            msg.body,
+            queue=queue.retry,
+            persist=True,
+            expiration=delay,
+            message_id=msg.message_id,
+            correlation_id=msg.correlation_id,
+            content_type=msg.content_type,
+            headers={
+                **_plain_headers(msg),
+                names.HEADER_ATTEMPT: attempt,
+                names.HEADER_ERROR: error[:1000],
+            },
+        )
+
+    async def _dead_letter(
+        self, queue: ConsumerQueue, msg: RabbitMessage, error: str, attempt: int, reason: str
+    ) -> None:
+        DEAD_LETTERED.labels(queue.name, reason).inc()
+        log.error("message dead-lettered", queue=queue.dead, error=error, attempts=attempt)
+        await self.broker.publish(
+            msg.body,
+            queue=queue.dead,
+            persist=True,
+            message_id=msg.message_id,
+            correlation_id=msg.correlation_id,
+            content_type=msg.content_type,
+            headers={
+                **_plain_headers(msg),
+                names.HEADER_ERROR: error[:4000],
+                names.HEADER_ATTEMPTS: attempt,
+                names.HEADER_CONSUMER: queue.name,
+                names.HEADER_FAILED_AT: datetime.now(UTC).isoformat(),
+            },
+        )
+
+
+def _plain_headers(msg: RabbitMessage) -> dict[str, Any]:
+    """The headers worth carrying to a retry or dead copy (not RabbitMQ's own x-death)."""
+    return {k: v for k, v in msg.headers.items() if k != "x-death" and _json_safe(v)}
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _refusal(code: str, text: str, field: str | None) -> Outcome:
+    from switchboard.contracts import Refusal
+
+    return Outcome(ok=False, error=Refusal(code=code, message=text, field=field))

@@ -1,0 +1,94 @@
+"""One MongoDB factory (PyMongo's native async API) and the idempotency ledger.
+
+Only portable operations are used here, so the same code runs on MongoDB and on FerretDB (which
+lacks TTL and partial indexes): old ledger entries are purged by a periodic delete instead of a
+TTL index.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from switchboard.runtime.settings import ServiceSettings
+
+Document = dict[str, Any]
+
+
+def make_mongo_client(settings: ServiceSettings, *, app_name: str) -> AsyncMongoClient[Document]:
+    return AsyncMongoClient(
+        settings.mongodb_url.get_secret_value(),
+        tz_aware=True,
+        appname=app_name,
+        serverSelectionTimeoutMS=5000,
+    )
+
+
+class Claim(Enum):
+    NEW = "new"
+    DONE = "done"
+    BUSY = "busy"
+
+
+class ProcessedLedger:
+    """Makes a consumer handle each message once, even when copies arrive at the same time.
+
+    Before handling, a consumer *claims* the message id (an atomic insert with a lease); after its
+    durable writes it marks the claim done, with the answer it gave; then the broker ack follows.
+    A copy that arrives while the first is in hand finds the claim busy and waits; a copy that
+    arrives later finds it done and is acked without a second effect. A claim whose holder died
+    expires with its lease and is taken over. Handlers still write idempotently (natural keys,
+    upserts): a crash after the writes but before :meth:`complete` runs the handler again.
+    """
+
+    def __init__(
+        self, database: AsyncDatabase[Document], *, keep: timedelta, lease: timedelta
+    ) -> None:
+        self._entries = database["processed_messages"]
+        self._keep = keep
+        self._lease = lease
+
+    async def ensure_indexes(self) -> None:
+        await self._entries.create_index("at")
+
+    async def claim(self, consumer: str, message_id: str) -> tuple[Claim, Document | None]:
+        key = f"{consumer}/{message_id}"
+        now = datetime.now(UTC)
+        try:
+            await self._entries.insert_one(
+                {"_id": key, "state": "handling", "until": now + self._lease, "at": now}
+            )
+            return Claim.NEW, None
+        except DuplicateKeyError:
+            pass
+        taken_over = await self._entries.find_one_and_update(
+            {"_id": key, "state": "handling", "until": {"$lt": now}},
+            {"$set": {"until": now + self._lease, "at": now}},
+        )
+        if taken_over is not None:
+            return Claim.NEW, None
+        entry = await self._entries.find_one({"_id": key})
+        if entry is not None and entry.get("state") == "done":
+            return Claim.DONE, entry.get("answer")
+        return Claim.BUSY, None
+
+    async def complete(self, consumer: str, message_id: str, answer: Document | None) -> None:
+        await self._entries.update_one(
+            {"_id": f"{consumer}/{message_id}"},
+            {"$set": {"state": "done", "answer": answer, "at": datetime.now(UTC)}},
+            upsert=True,
+        )
+
+    async def release(self, consumer: str, message_id: str) -> None:
+        """Give a claim back after a failure, so the retried copy can be handled."""
+        await self._entries.delete_one({"_id": f"{consumer}/{message_id}", "state": "handling"})
+
+    async def purge(self) -> int:
+        cutoff = datetime.now(UTC) - self._keep
+        result = await self._entries.delete_many({"state": "done", "at": {"$lt": cutoff}})
+        return result.deleted_count

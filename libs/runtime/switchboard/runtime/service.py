@@ -1,0 +1,182 @@
+"""The one way to build and run a service: broker, MongoDB, metrics, health, timers.
+
+A service module builds a :class:`Runtime`, registers its consumers and start hooks on it, and
+hands :meth:`Runtime.app` to :func:`serve`. Tests start the same app in-process with
+``async with runtime.app:``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import structlog
+import uvicorn
+from faststream.asgi import AsgiFastStream
+from faststream.specification import AsyncAPI
+
+from switchboard.runtime.bus import Bus, make_broker
+from switchboard.runtime.health import live_endpoint, ready_endpoint
+from switchboard.runtime.logs import configure_logging
+from switchboard.runtime.metrics import metrics_app
+from switchboard.runtime.mongo import ProcessedLedger, make_mongo_client
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.types import ASGIApp
+
+log = structlog.get_logger("switchboard.service")
+
+Hook = Callable[[], Awaitable[None]]
+
+
+class Runtime:
+    """Everything one service process shares: settings, bus, database, hooks and timers."""
+
+    def __init__(self, service: str, settings: ServiceSettings, *, version: str = "0.1.0") -> None:
+        configure_logging(service, log_format=settings.log_format, level=settings.log_level)
+        self.service = service
+        self.settings = settings
+        self.broker = make_broker(settings, app_name=service)
+        self.mongo = make_mongo_client(settings, app_name=service)
+        self.db = self.mongo[settings.database_name(service)]
+        self.ledger = ProcessedLedger(
+            self.db,
+            keep=timedelta(days=settings.processed_ttl_days),
+            lease=timedelta(seconds=settings.handling_lease_seconds),
+        )
+        self.bus = Bus(self.broker, settings, self.ledger)
+        self._start_hooks: list[Hook] = [self.ledger.ensure_indexes]
+        self._stop_hooks: list[Hook] = []
+        self._periodic: list[tuple[str, float, Hook]] = [
+            ("purge processed-message ledger", 3600.0, self._purge_ledger)
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+        self._routes: list[tuple[str, ASGIApp]] = []
+        self._dying = False
+        self._version = version
+        self._app: AsgiFastStream | None = None
+
+    def on_start(self, hook: Hook) -> Hook:
+        """Run after the broker is connected and topology declared, before consuming."""
+        self._start_hooks.append(hook)
+        return hook
+
+    def on_stop(self, hook: Hook) -> Hook:
+        """Run when the service stops, before the broker closes."""
+        self._stop_hooks.append(hook)
+        return hook
+
+    def every(self, seconds: float, name: str) -> Callable[[Hook], Hook]:
+        """Run a hook periodically while the service is up (timers kept in MongoDB use this)."""
+
+        def register(hook: Hook) -> Hook:
+            self._periodic.append((name, seconds, hook))
+            return hook
+
+        return register
+
+    def mount(self, path: str, app: ASGIApp) -> None:
+        """Serve an extra HTTP endpoint (an upload, an API) beside /metrics and /health."""
+        self._routes.append((path, app))
+
+    @property
+    def app(self) -> AsgiFastStream:
+        if self._app is None:
+            self._app = AsgiFastStream(
+                self.broker,
+                asgi_routes=[
+                    ("/metrics", metrics_app()),
+                    ("/health/live", live_endpoint(lambda: not self._dying)),
+                    (
+                        "/health/ready",
+                        ready_endpoint({"broker": self._broker_ok, "mongodb": self._mongo_ok}),
+                    ),
+                    *self._routes,
+                ],
+                on_startup=[self._start],
+                after_startup=[self._start_timers],
+                on_shutdown=[self._stop],
+                after_shutdown=[self._close],
+                specification=AsyncAPI(
+                    title=f"Switchboard {self.service}", version=self._version
+                ),
+            )
+        return self._app
+
+    async def _broker_ok(self) -> bool:
+        return await self.broker.ping(timeout=2.0)
+
+    async def _mongo_ok(self) -> bool:
+        await self.mongo.admin.command("ping")
+        return True
+
+    async def _start(self) -> None:
+        await self.broker.connect()
+        await self.bus.declare_topology()
+        for hook in self._start_hooks:
+            await hook()
+        log.info("service starting", http_port=self.settings.http_port)
+
+    async def _start_timers(self) -> None:
+        self._tasks.append(asyncio.create_task(self._watch_broker(), name="broker watchdog"))
+        for name, seconds, hook in self._periodic:
+            self._tasks.append(asyncio.create_task(self._repeat(name, seconds, hook), name=name))
+
+    async def _stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for hook in self._stop_hooks:
+            await hook()
+
+    async def _close(self) -> None:
+        await self.mongo.close()
+        log.info("service stopped")
+
+    async def _repeat(self, name: str, seconds: float, hook: Hook) -> None:
+        while True:
+            try:
+                await hook()
+            except Exception:
+                log.exception("periodic task failed", task=name)
+            await asyncio.sleep(seconds)
+
+    async def _purge_ledger(self) -> None:
+        await self.ledger.purge()
+
+    async def _watch_broker(self) -> None:
+        """Exit when the broker stays unreachable, so the supervisor starts a fresh process."""
+        lost_since: float | None = None
+        while True:
+            await asyncio.sleep(2.0)
+            if await self.broker.ping(timeout=2.0):
+                if lost_since is not None:
+                    log.info("broker connection back")
+                lost_since = None
+                continue
+            lost_since = lost_since or time.monotonic()
+            down = time.monotonic() - lost_since
+            log.warning("broker unreachable", seconds=round(down, 1))
+            if down >= self.settings.broker_lost_exit_seconds:
+                self._dying = True
+                log.error("broker lost for too long: exiting so the supervisor restarts us")
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+
+def serve(runtime: Runtime) -> None:
+    """Run a service until SIGINT/SIGTERM; in-flight handlers finish (graceful timeout)."""
+    config = uvicorn.Config(
+        runtime.app,
+        host=runtime.settings.http_host,
+        port=runtime.settings.http_port,
+        log_config=None,
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=int(runtime.settings.graceful_timeout_seconds),
+    )
+    uvicorn.Server(config).run()

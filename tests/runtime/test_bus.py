@@ -1,0 +1,255 @@
+"""The message kit, exercised against a real RabbitMQ and a real MongoDB-protocol server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+
+from switchboard.contracts import Command, ConsumerQueue, Event
+from switchboard.contracts import topology as names
+from switchboard.runtime.errors import Refused
+from switchboard.runtime.localstack import Backends
+from switchboard.runtime.service import Runtime
+
+
+class ParcelScanned(Event):
+    NAME = "test.parcel.scanned"
+    parcel: str
+    hold_seconds: float = 0.0
+
+
+class ReserveSlot(Command):
+    NAME = "test.slot.reserve"
+    slot: int
+
+
+SCANS = ConsumerQueue("test.scans", (ParcelScanned.NAME,))
+SLOTS = ConsumerQueue("test.slots", (ReserveSlot.NAME,))
+
+
+class Recorder:
+    """A handler that stores what it saw in MongoDB, and can be told to fail."""
+
+    def __init__(self, runtime: Runtime, failures: int = 0) -> None:
+        self.runtime = runtime
+        self.failures = failures
+        self.calls = 0
+        self.started = asyncio.Event()
+
+    async def __call__(self, event: ParcelScanned) -> None:
+        self.calls += 1
+        self.started.set()
+        if self.calls <= self.failures:
+            raise RuntimeError(f"scanner offline (call {self.calls})")
+        await asyncio.sleep(event.hold_seconds)
+        await self.runtime.db["scans"].update_one(
+            {"_id": event.parcel}, {"$inc": {"count": 1}}, upsert=True
+        )
+
+
+async def _queue_messages(amqp_url: str, queue: str) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    connection = await aio_pika.connect(amqp_url)
+    taken = []
+    async with connection:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        while (message := await declared.get(fail=False, no_ack=True)) is not None:
+            taken.append(message)
+    return taken
+
+
+async def _eventually(check: Callable[[], Any], seconds: float = 15.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        result = await check()
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true within {seconds} s: {check}")
+        await asyncio.sleep(0.1)
+
+
+@pytest.fixture
+async def runtime(make_settings: Callable[..., Any]) -> AsyncIterator[Runtime]:
+    yield Runtime("kit", make_settings(max_attempts=3))
+
+
+async def _count(runtime: Runtime, parcel: str) -> int:
+    found = await runtime.db["scans"].find_one({"_id": parcel})
+    return int(found["count"]) if found else 0
+
+
+async def test_a_published_event_is_confirmed_and_handled_once(runtime: Runtime) -> None:
+    runtime.bus.consume(SCANS, ParcelScanned, Recorder(runtime))
+    async with runtime.app:
+        await runtime.bus.publish(ParcelScanned(parcel="P1"))
+        await _eventually(lambda: _count_is(runtime, "P1", 1))
+
+
+async def _count_is(runtime: Runtime, parcel: str, expected: int) -> bool:
+    return await _count(runtime, parcel) == expected
+
+
+async def test_an_unroutable_publish_raises(runtime: Runtime) -> None:
+    runtime.bus.consume(SCANS, ParcelScanned, Recorder(runtime))
+
+    class NobodyListens(Event):
+        NAME = "test.nobody.listens"
+
+    async with runtime.app:
+        with pytest.raises(Exception, match="NO_ROUTE|[Rr]eturn|unroutable"):
+            await runtime.bus.publish(NobodyListens())
+
+
+async def test_a_redelivered_message_has_no_second_effect(runtime: Runtime) -> None:
+    handler = Recorder(runtime)
+    runtime.bus.consume(SCANS, ParcelScanned, handler)
+    event = ParcelScanned(parcel="P2")
+    async with runtime.app:
+        await runtime.bus.publish(event)
+        await runtime.bus.publish(event)
+        await runtime.bus.publish(ParcelScanned(parcel="P2b"))
+        await _eventually(lambda: _count_is(runtime, "P2b", 1))
+        await _eventually(lambda: _count_is(runtime, "P2", 1))
+        await asyncio.sleep(1.0)
+        assert await _count(runtime, "P2") == 1
+    assert handler.calls == 2
+
+
+async def test_a_failing_handler_is_retried_then_succeeds(runtime: Runtime, amqp_url: str) -> None:
+    handler = Recorder(runtime, failures=2)
+    runtime.bus.consume(SCANS, ParcelScanned, handler)
+    async with runtime.app:
+        await runtime.bus.publish(ParcelScanned(parcel="P3"))
+        await _eventually(lambda: _count_is(runtime, "P3", 1))
+    assert handler.calls == 3
+    assert await _queue_messages(amqp_url, SCANS.dead) == []
+
+
+async def test_a_handler_that_keeps_failing_is_dead_lettered_with_reason(
+    runtime: Runtime, amqp_url: str
+) -> None:
+    handler = Recorder(runtime, failures=99)
+    runtime.bus.consume(SCANS, ParcelScanned, handler)
+    event = ParcelScanned(parcel="P4")
+    async with runtime.app:
+        await runtime.bus.publish(event)
+
+        async def dead() -> list[Any]:
+            return await _queue_messages(amqp_url, SCANS.dead)
+
+        [message] = await _eventually(dead)
+        assert await _count(runtime, "P4") == 0
+    assert handler.calls == 3
+    assert message.headers[names.HEADER_ATTEMPTS] == 3
+    assert "scanner offline (call 3)" in str(message.headers[names.HEADER_ERROR])
+    assert message.headers[names.HEADER_CONSUMER] == SCANS.name
+    assert json.loads(message.body)["parcel"] == "P4"
+    assert message.message_id == str(event.message_id)
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        (b'{"hold_seconds": 1}', "parcel"),
+        (b"not json at all", "invalid"),
+        (b'{"parcel": "P5", "schema_version": 9}', "schema_version"),
+    ],
+)
+async def test_an_invalid_message_is_dead_lettered_with_the_validation_error(
+    runtime: Runtime, amqp_url: str, body: bytes, named: str
+) -> None:
+    handler = Recorder(runtime)
+    runtime.bus.consume(SCANS, ParcelScanned, handler)
+    async with runtime.app:
+        await runtime.broker.publish(
+            body, exchange=names.EXCHANGE, routing_key=ParcelScanned.NAME, persist=True
+        )
+
+        async def dead() -> list[Any]:
+            return await _queue_messages(amqp_url, SCANS.dead)
+
+        [message] = await _eventually(dead)
+    assert handler.calls == 0
+    assert named in str(message.headers[names.HEADER_ERROR])
+    assert message.body == body
+
+
+async def test_a_command_is_answered_and_a_refusal_names_the_field(runtime: Runtime) -> None:
+    async def reserve(command: ReserveSlot) -> dict[str, Any]:
+        if command.slot > 10:
+            raise Refused("no_such_slot", f"slot {command.slot} does not exist", field="slot")
+        return {"slot": command.slot, "reserved": True}
+
+    runtime.bus.consume(SLOTS, ReserveSlot, reserve)
+    async with runtime.app:
+        ok = await runtime.bus.request(ReserveSlot(slot=3))
+        refused = await runtime.bus.request(ReserveSlot(slot=42))
+    assert ok.ok and ok.result == {"slot": 3, "reserved": True}
+    assert not refused.ok and refused.error is not None
+    assert refused.error.field == "slot" and "42" in refused.error.message
+
+
+async def test_shutdown_waits_for_the_message_in_hand(
+    make_settings: Callable[..., Any], amqp_url: str
+) -> None:
+    first = Runtime("kit", make_settings())
+    handler = Recorder(first)
+    first.bus.consume(SCANS, ParcelScanned, handler)
+    await first.app.start()
+    await first.bus.publish(ParcelScanned(parcel="P6", hold_seconds=1.5))
+    await asyncio.wait_for(handler.started.wait(), 10)
+    await first.app.stop()
+    assert handler.calls == 1
+    second = Runtime("kit", make_settings())
+    second.bus.consume(SCANS, ParcelScanned, Recorder(second))
+    async with second.app:
+        await asyncio.sleep(1.0)
+        assert await _count(second, "P6") == 1
+    assert await _queue_messages(amqp_url, SCANS.name) == []
+
+
+@pytest.mark.owns_broker
+async def test_consumers_resume_after_the_broker_restarts(
+    runtime: Runtime, real_servers: Backends
+) -> None:
+    if real_servers.restart_broker is None:
+        pytest.skip(reason="the broker was not started by this harness, so it cannot restart it")
+    runtime.bus.consume(SCANS, ParcelScanned, Recorder(runtime))
+    async with runtime.app:
+        await runtime.bus.publish(ParcelScanned(parcel="before"))
+        await _eventually(lambda: _count_is(runtime, "before", 1))
+        await asyncio.to_thread(real_servers.restart_broker)
+
+        async def handled_after_restart() -> bool:
+            try:
+                await runtime.bus.publish(ParcelScanned(parcel=f"after-{uuid.uuid4()}"))
+            except Exception:
+                return False
+            return await runtime.db["scans"].count_documents({"_id": {"$regex": "^after-"}}) > 0
+
+        await _eventually(handled_after_restart, seconds=60)
+
+
+async def test_health_and_metrics_endpoints(runtime: Runtime) -> None:
+    runtime.bus.consume(SCANS, ParcelScanned, Recorder(runtime))
+    async with runtime.app:
+        await runtime.bus.publish(ParcelScanned(parcel="P7"))
+        await _eventually(lambda: _count_is(runtime, "P7", 1))
+        transport = httpx.ASGITransport(app=runtime.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kit") as client:
+            ready = await client.get("/health/ready")
+            live = await client.get("/health/live")
+            metrics = await client.get("/metrics")
+    assert ready.status_code == 200, ready.text
+    assert ready.json() == {"status": "ready", "broker": True, "mongodb": True}
+    assert live.status_code == 200
+    assert "faststream_received_messages_total" in metrics.text
+    assert "switchboard_messages_retried_total" in metrics.text
