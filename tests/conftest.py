@@ -17,8 +17,8 @@ from pymongo import AsyncMongoClient
 
 from switchboard.runtime.localstack import (
     REPO_ROOT,
-    BackendUnavailable,
     Backends,
+    BackendUnavailable,
     backends,
     management_call,
 )

@@ -104,7 +104,7 @@ async def test_an_unroutable_publish_raises(runtime: Runtime) -> None:
         NAME = "test.nobody.listens"
 
     async with runtime.app:
-        with pytest.raises(Exception, match="NO_ROUTE|[Rr]eturn|unroutable"):
+        with pytest.raises(Exception, match=r"NO_ROUTE|[Rr]eturn|unroutable"):
             await runtime.bus.publish(NobodyListens())
 
 

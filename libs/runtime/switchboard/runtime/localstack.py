@@ -90,8 +90,8 @@ def backends(state_dir: Path, *, use_containers: bool = True) -> Iterator[Backen
 
 
 def _from_containers(found: Backends, stack: contextlib.ExitStack) -> None:
-    from testcontainers.community.mongodb import MongoDbContainer  # type: ignore[import-not-found]
-    from testcontainers.community.rabbitmq import RabbitMqContainer  # type: ignore[import-not-found]
+    from testcontainers.community.mongodb import MongoDbContainer
+    from testcontainers.community.rabbitmq import RabbitMqContainer
 
     if not found.amqp_url:
         rabbit = stack.enter_context(
@@ -171,7 +171,7 @@ def _wait(ready: Callable[[], bool], seconds: float, what: str) -> None:
 def management_call(management_url: str, method: str, path: str, body: object = None) -> object:
     """Call RabbitMQ's management HTTP API (vhosts for test isolation, queue inspection)."""
     parts = urllib.parse.urlsplit(management_url)
-    base = urllib.parse.urlunsplit(parts._replace(netloc=parts.hostname + f":{parts.port}"))
+    base = f"{parts.scheme}://{parts.hostname}:{parts.port}"
     token = base64.b64encode(f"{parts.username}:{parts.password}".encode()).decode()
     request = urllib.request.Request(
         base + path,

@@ -25,4 +25,4 @@ DUPLICATES = Counter(
 
 
 def metrics_app(registry: CollectorRegistry = REGISTRY) -> ASGIApp:
-    return make_asgi_app(registry)  # type: ignore[no-any-return]
+    return make_asgi_app(registry)

@@ -100,9 +100,7 @@ class Runtime:
                 after_startup=[self._start_timers],
                 on_shutdown=[self._stop],
                 after_shutdown=[self._close],
-                specification=AsyncAPI(
-                    title=f"Switchboard {self.service}", version=self._version
-                ),
+                specification=AsyncAPI(title=f"Switchboard {self.service}", version=self._version),
             )
         return self._app
 
