@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from switchboard.contracts.agents import WorkChannel
 from switchboard.contracts.base import Command, Event
@@ -141,3 +141,149 @@ class LiveAssignmentsRequested(Command):
     NAME = "interaction.live_assignments_requested"
 
     agent_ids: list[str] = Field(default_factory=list, description="empty: every agent")
+
+
+# --- added by routing: service configuration, queues, transfers, supervisor view -------------
+#
+# Every command below is answered (request/reply) with an ``Outcome``; a refusal names its field.
+# Agent commands carry ``agent_id``: the agent who acts. Routing refuses (code ``not_yours``) an
+# action on an offer or an interaction that agent does not hold.
+
+
+class ServiceDefinition(BaseModel):
+    """One routing service (a queue): what work it holds and who may take it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1, max_length=100)
+    channel: WorkChannel
+    priority: int = Field(default=0, description="higher is served first")
+    required_skills: dict[str, int] = Field(
+        default_factory=dict, description="skill name -> minimum level (1-10)"
+    )
+    team: str | None = Field(default=None, description="only members of this team; none: anyone")
+    offer_timeout_seconds: float = Field(default=30.0, gt=0, description="the RONA timeout")
+    preferred_agent_wait_seconds: float = Field(default=0.0, ge=0)
+    auto_accept: bool = False
+    overflow_service: str | None = Field(
+        default=None, description="where personal-queue work of this service overflows to"
+    )
+    personal_overflow_seconds: float | None = Field(
+        default=None, gt=0, description="personal-queue work goes to the team after this; none"
+    )
+
+
+class ServiceConfigured(Command):
+    """Create or replace a routing service. Answered with ``{"service": {...}}``."""
+
+    NAME = "routing.service.configure"
+
+    service: ServiceDefinition
+    actor: str = ""
+
+
+class ServiceRemoved(Command):
+    """Remove a routing service; refused (``service_in_use``) while work waits in it."""
+
+    NAME = "routing.service.remove"
+
+    name: str
+    actor: str = ""
+
+
+class ServicesListRequested(Command):
+    """Answered with ``{"services": [ServiceDefinition, ...]}``."""
+
+    NAME = "routing.service.list"
+
+
+class TeamQueueListRequested(Command):
+    """The waiting emails of the agent's services. Answered with ``{"items": [QueueItem, ...]}``."""
+
+    NAME = "routing.team_queue.list"
+
+    agent_id: str
+    service: str | None = Field(default=None, description="only this service")
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class TeamQueuePull(Command):
+    """Take one waiting email from the team queue (atomic claim; two agents never get one).
+
+    Without ``interaction_id`` the head of the queue is taken. Answered with
+    ``{"interaction_id": ..., "service": ..., "channel": ...}``.
+    """
+
+    NAME = "routing.team_queue.pull"
+
+    agent_id: str
+    interaction_id: str | None = None
+    service: str | None = None
+
+
+class PersonalQueueListRequested(Command):
+    """Work waiting for this agent only. Answered with ``{"items": [QueueItem, ...]}``."""
+
+    NAME = "routing.personal_queue.list"
+
+    agent_id: str
+    limit: int = Field(default=50, ge=1, le=500)
+
+
+class PersonalQueuePull(Command):
+    """Take one item of the agent's personal queue (the oldest without ``interaction_id``)."""
+
+    NAME = "routing.personal_queue.pull"
+
+    agent_id: str
+    interaction_id: str | None = None
+
+
+class TransferRequested(Command):
+    """The agent holding an interaction hands it to another service or to a named agent.
+
+    With ``to_agent_id`` the work waits in that agent's personal queue (in ``to_service`` or
+    the current service). Answered with ``{"interaction_id": ..., "service": ...}``.
+    """
+
+    NAME = "interaction.transfer_requested"
+
+    interaction_id: str
+    agent_id: str = Field(description="the agent who holds the interaction and transfers it")
+    to_service: str | None = None
+    to_agent_id: str | None = None
+    reason: str = ""
+
+
+class InteractionTransferred(Event):
+    """The holder gave the interaction away: its capacity is free, the work waits again."""
+
+    NAME = "interaction.transferred"
+
+    interaction_id: str
+    from_agent_id: str
+    channel: WorkChannel
+    from_service: str
+    to_service: str
+    to_agent_id: str | None = None
+    reason: str = ""
+
+
+class OfferCancelled(Event):
+    """A live offer was taken back (the route was withdrawn): the agent should close it."""
+
+    NAME = "offer.cancelled"
+
+    offer_id: str
+    interaction_id: str
+    agent_id: str
+    reason: str = ""
+
+
+class QueueViewRequested(Command):
+    """Supervisor view. Answered with ``{"services": {name: {"depth", "oldest_wait_seconds",
+    "offered", "assigned", "personal"}}}``."""
+
+    NAME = "routing.queue_view.requested"
+
+    services: list[str] = Field(default_factory=list, description="empty: every service")

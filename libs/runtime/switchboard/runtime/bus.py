@@ -70,6 +70,8 @@ class Bus:
         self._settings = settings
         self._ledger = ledger
         self._queues: list[ConsumerQueue] = []
+        self.consumers: dict[str, type[Message]] = {}
+        """Queue name -> the message it carries (for the AsyncAPI documents)."""
 
     async def publish(self, message: Message) -> None:
         """Publish durably; returns once the broker confirmed, raises if unroutable."""
@@ -114,6 +116,7 @@ class Bus:
         with the refusal and changes nothing; any other exception is retried.
         """
         self._queues.append(queue)
+        self.consumers[queue.name] = model
 
         async def on_message(msg: RabbitMessage) -> Outcome | None:
             return await self._handle(queue, model, handler, msg)
@@ -125,6 +128,18 @@ class Bus:
             description=description or (handler.__doc__ or "").strip() or model.__doc__,
             ack_policy=AckPolicy.NACK_ON_ERROR,
         )(on_message)
+
+    def publishes(self, *messages: type[Message]) -> None:
+        """Declare what this service publishes, so its AsyncAPI document shows it."""
+        for message in messages:
+            self.broker.publisher(
+                exchange=TOPIC_EXCHANGE,
+                routing_key=message.NAME,
+                title=message.NAME,
+                description=(message.__doc__ or "").strip(),
+                schema=message,
+                persist=True,
+            )
 
     async def declare_topology(self) -> None:
         """Declare the exchange and every consumer's queue, retry queue and dead queue."""
