@@ -15,7 +15,11 @@ import pytest
 from switchboard.contracts import Command, ConsumerQueue, Event
 from switchboard.contracts import topology as names
 from switchboard.runtime.errors import Refused
-from switchboard.runtime.localstack import Backends
+from switchboard.runtime.localstack import (
+    Backends,
+    start_local_rabbitmq_app,
+    stop_local_rabbitmq_app,
+)
 from switchboard.runtime.service import Runtime
 
 
@@ -236,6 +240,32 @@ async def test_consumers_resume_after_the_broker_restarts(
             return await runtime.db["scans"].count_documents({"_id": {"$regex": "^after-"}}) > 0
 
         await _eventually(handled_after_restart, seconds=60)
+
+
+@pytest.mark.owns_broker
+async def test_a_service_whose_broker_stays_lost_reports_unhealthy_and_gives_up(
+    make_settings: Callable[..., Any], real_servers: Backends
+) -> None:
+    if real_servers.restart_broker is None:
+        pytest.skip(reason="the broker was not started by this harness, so it cannot stop it")
+    runtime = Runtime("kit", make_settings(broker_lost_exit_seconds=1.0))
+    runtime.watch_interval = 0.5
+    gave_up = asyncio.Event()
+    runtime.give_up = gave_up.set
+    runtime.bus.consume(SCANS, ParcelScanned, Recorder(runtime))
+    async with runtime.app:
+        transport = httpx.ASGITransport(app=runtime.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://kit") as client:
+            assert (await client.get("/health/live")).status_code == 200
+            await asyncio.to_thread(stop_local_rabbitmq_app)
+            try:
+                await asyncio.wait_for(gave_up.wait(), 30)
+                live = await client.get("/health/live")
+                ready = await client.get("/health/ready")
+            finally:
+                await asyncio.to_thread(start_local_rabbitmq_app)
+    assert live.status_code == 503
+    assert ready.status_code == 503 and ready.json()["broker"] is False
 
 
 async def test_health_and_metrics_endpoints(runtime: Runtime) -> None:

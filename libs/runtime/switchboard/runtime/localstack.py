@@ -135,11 +135,20 @@ def _start_local_rabbitmq(found: Backends) -> None:
     found.restart_broker = restart_local_rabbitmq
 
 
-def restart_local_rabbitmq() -> None:
-    """Restart the RabbitMQ application on the local node: every connection drops."""
+def stop_local_rabbitmq_app() -> None:
+    """Stop the RabbitMQ application on the local node (the node stays up): clients lose it."""
     subprocess.run(["rabbitmqctl", "-q", "stop_app"], capture_output=True, check=True)
+
+
+def start_local_rabbitmq_app() -> None:
     subprocess.run(["rabbitmqctl", "-q", "start_app"], capture_output=True, check=True)
     _wait(lambda: _port_open("127.0.0.1", 5672), 60, "RabbitMQ after restart")
+
+
+def restart_local_rabbitmq() -> None:
+    """Restart the RabbitMQ application on the local node: every connection drops."""
+    stop_local_rabbitmq_app()
+    start_local_rabbitmq_app()
 
 
 def _start_local_ferretdb(found: Backends, state_dir: Path) -> None:

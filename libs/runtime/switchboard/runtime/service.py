@@ -58,6 +58,9 @@ class Runtime:
         self._dying = False
         self._version = version
         self._app: AsgiFastStream | None = None
+        self.give_up: Callable[[], None] = lambda: os.kill(os.getpid(), signal.SIGTERM)
+        """What the broker watchdog does when the broker stays lost: stop this process."""
+        self.watch_interval = 2.0
 
     def on_start(self, hook: Hook) -> Hook:
         """Run after the broker is connected and topology declared, before consuming."""
@@ -150,8 +153,8 @@ class Runtime:
         """Exit when the broker stays unreachable, so the supervisor starts a fresh process."""
         lost_since: float | None = None
         while True:
-            await asyncio.sleep(2.0)
-            if await self.broker.ping(timeout=2.0):
+            await asyncio.sleep(self.watch_interval)
+            if await self.broker.ping(timeout=self.watch_interval):
                 if lost_since is not None:
                     log.info("broker connection back")
                 lost_since = None
@@ -162,7 +165,7 @@ class Runtime:
             if down >= self.settings.broker_lost_exit_seconds:
                 self._dying = True
                 log.error("broker lost for too long: exiting so the supervisor restarts us")
-                os.kill(os.getpid(), signal.SIGTERM)
+                self.give_up()
                 return
 
 
