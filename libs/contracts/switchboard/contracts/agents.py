@@ -6,7 +6,7 @@ Consumers ignore a change whose ``sequence`` is not newer than the last one they
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -88,7 +88,7 @@ class RegisterAgent(AgentCommand):
     name: SingleLine = Field(min_length=1)
     teams: list[str] = Field(default_factory=list)
     skills: list[Skill] = Field(default_factory=list)
-    capacity: dict[WorkChannel, int] = Field(
+    capacity: dict[WorkChannel, Annotated[int, Field(ge=0, le=100)]] = Field(
         default_factory=dict, description="items of a channel taken at once, e.g. email 5"
     )
     active: bool = True

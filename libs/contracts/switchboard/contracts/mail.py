@@ -71,6 +71,9 @@ class EmailReceived(Event):
     sent_at_flagged: bool = False
     text: str = ""
     text_truncated: bool = False
+    text_ref: str | None = Field(
+        default=None, description="id of the whole text in the raw-mail store when truncated"
+    )
     html_ref: str | None = Field(default=None, description="id of the nh3-sanitised HTML")
     attachments: list[AttachmentRef] = Field(default_factory=list)
     thread_header: str | None = Field(default=None, description="the hidden thread header, if any")

@@ -42,14 +42,17 @@ def run_all(args: argparse.Namespace) -> int:
                 "SB_MONGODB_URL": found.mongodb_url,
                 **_demo_env(),
             }
-            ports = {s: FIRST_HTTP_PORT + i for i, s in enumerate(services)}
+            ports = {
+                s: int(os.environ.get(f"SB_{s.upper()}_HTTP_PORT", FIRST_HTTP_PORT + i))
+                for i, s in enumerate(services)
+            }
             print("Switchboard is starting:", flush=True)
             print(f"  RabbitMQ   {found.origin.get('amqp')}  (management: http://127.0.0.1:15672)")
             print(f"  MongoDB    {found.origin.get('mongodb')}  {found.mongodb_url}")
             for service, port in ports.items():
                 print(f"  {service:<12} http://127.0.0.1:{port}/metrics  /health/ready")
             if "ingestion" in services:
-                print("  SMTP in    127.0.0.1:2525")
+                print(f"  SMTP in    127.0.0.1:{os.environ.get('SB_SMTP_PORT', '2525')}")
             if "gateway" in services:
                 print(f"  Agent API  http://127.0.0.1:{ports['gateway']}/docs")
             print("Press Ctrl-C to stop everything.", flush=True)

@@ -1,0 +1,196 @@
+"""Dialer figures: import rows/s for a 100k-row CSV, and the time to pick the next record.
+
+    python bench/bench_dialer.py                       # 100k import; pick with up to 1M loaded
+    python bench/bench_dialer.py --records 1000000 --load-budget 0   # all of them, no budget
+
+Servers come from ``switchboard.runtime.localstack.backends`` (MONGODB_URL for a real MongoDB,
+else the local FerretDB), on loopback. The import goes through the same streamed path as the
+HTTP upload (parse, normalise to E.164, batched writes, progress). The pick is the dispatcher's
+step: find the oldest due record of the campaign (index campaign_id/state/next_at), check DNC,
+window and attempts, claim it (version claim + write) and hand it to routing (a stub publisher
+here, so the figure is the dialer's own cost). Records for the pick are bulk-inserted until
+``--records`` or the load budget is reached; what was actually loaded is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "services" / "dialer"))  # in case the venv predates the package
+
+from pymongo import AsyncMongoClient  # noqa: E402
+
+from switchboard.contracts.base import Message  # noqa: E402
+from switchboard.contracts.campaigns import CallingHours, CampaignSpec  # noqa: E402
+from switchboard.dialer.domain import new_record_fields, number_zones  # noqa: E402
+from switchboard.dialer.handlers import DialerHandlers  # noqa: E402
+from switchboard.dialer.store import DialerStore  # noqa: E402
+from switchboard.runtime.localstack import backends  # noqa: E402
+
+CAMPAIGN = "bench"
+AREA_CODES = ["212", "202", "415", "312", "617", "305", "206", "713"]
+
+
+class StubBus:
+    """Counts what the dialer would publish (the figure is the dialer's own cost)."""
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    async def publish(self, message: Message) -> None:
+        self.published += 1
+
+
+def csv_bytes(rows: int) -> bytes:
+    lines = ["external_id,name,mobile_phone,home_phone,plan"]
+    for i in range(rows):
+        area = AREA_CODES[i % len(AREA_CODES)]
+        lines.append(f"c{i},Customer {i},({area}) 555-{i % 10000:04d},,gold")
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def chunks(data: bytes, size: int = 65536) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def bench_import(handlers: DialerHandlers, rows: int) -> dict[str, Any]:
+    data = csv_bytes(rows)
+    started = time.perf_counter()
+    summary = await handlers.run_import(
+        CAMPAIGN, chunks(data), "csv", "US", import_id=f"bench-{uuid.uuid4().hex[:6]}"
+    )
+    seconds = time.perf_counter() - started
+    return {"rows": rows, "seconds": seconds, "summary": summary}
+
+
+async def load(store: DialerStore, target: int, budget: float, already: int) -> tuple[int, float]:
+    """Bulk-insert records (all due) until ``target`` or the budget; (loaded, seconds)."""
+    now = datetime.now(UTC)
+    zones = number_zones("+12125550123")
+    loaded, started, batch = already, time.perf_counter(), 5000
+    while loaded < target:
+        if budget and time.perf_counter() - started > budget:
+            break
+        docs = []
+        for i in range(loaded, min(loaded + batch, target)):
+            docs.append(
+                {
+                    "_id": f"load-{i:08d}",
+                    "campaign_id": CAMPAIGN,
+                    "external_id": f"load-{i}",
+                    "name": f"Loaded {i}",
+                    "phones": [
+                        {
+                            "number": f"+1212555{i % 10000:04d}",
+                            "type": "mobile",
+                            "zones": list(zones),
+                        }
+                    ],
+                    "time_zone": None,
+                    "fields": {},
+                    **new_record_fields(now - timedelta(seconds=target - i)),
+                    "version": 1,
+                }
+            )
+        await store.records.insert_many(docs, ordered=False)
+        loaded += len(docs)
+    return loaded, time.perf_counter() - started
+
+
+async def bench_pick(handlers: DialerHandlers, spec: CampaignSpec, picks: int) -> list[float]:
+    timings = []
+    for _ in range(picks):
+        started = time.perf_counter()
+        routed = await handlers.pick(CAMPAIGN, spec, 1, datetime.now(UTC))
+        timings.append(time.perf_counter() - started)
+        assert routed == 1, "nothing due to pick"
+    return timings
+
+
+async def run(args: argparse.Namespace) -> None:
+    with backends(ROOT / ".local") as found:
+        mongodb_url = found.mongodb_url
+        origin = found.origin.get("mongodb", "?")
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url, tz_aware=True)
+        name = f"bench_dialer_{uuid.uuid4().hex[:8]}"
+        db = client[name]
+        try:
+            store = DialerStore(db)
+            await store.ensure_indexes()
+            bus = StubBus()
+            handlers = DialerHandlers(store, bus, import_batch=args.batch)  # type: ignore[arg-type]
+            spec = CampaignSpec(
+                name="Bench",
+                service="outbound-preview",
+                calling_hours=CallingHours(start="00:00", end="24:00"),
+            )
+            await store.create_campaign(CAMPAIGN, spec, datetime.now(UTC))
+
+            result = await bench_import(handlers, args.import_rows)
+            summary = result["summary"]
+            rate = result["rows"] / result["seconds"]
+            print(f"MongoDB: {origin} ({mongodb_url})")
+            print(
+                f"import: {result['rows']} CSV rows in {result['seconds']:.1f} s = "
+                f"{rate:,.0f} rows/s (inserted {summary['imported']}, updated "
+                f"{summary['updated']}, bad {summary['bad']}; batch {args.batch})"
+            )
+
+            loaded_before = await store.records.count_documents({})
+            loaded, seconds = await load(store, args.records, args.load_budget, loaded_before)
+            total = await store.records.count_documents({})
+            note = (
+                ""
+                if total >= args.records
+                else (
+                    f" (budget of {args.load_budget:.0f} s reached before {args.records:,}:"
+                    f" measured with {total:,} loaded)"
+                )
+            )
+            print(
+                f"loaded: {total:,} records ({loaded - loaded_before:,} bulk-inserted in "
+                f"{seconds:.1f} s){note}"
+            )
+            timings, queries, misses = await bench_pick(handlers, spec, args.picks)
+            ms = sorted(t * 1000 for t in timings)
+            p95 = ms[max(int(len(ms) * 0.95) - 1, 0)]
+            print(
+                f"pick next record with {total:,} records loaded: median "
+                f"{statistics.median(ms):.2f} ms, p95 {p95:.2f} ms, max {ms[-1]:.2f} ms over "
+                f"{len(ms)} picks (find due + DNC + window + claim + route); due query alone: "
+                f"median {statistics.median(queries) * 1000:.2f} ms; picks that found nothing: "
+                f"{misses}"
+            )
+        finally:
+            await client.drop_database(name)
+            await client.close()
+    print("command: python bench/bench_dialer.py " + " ".join(sys.argv[1:]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--import-rows", type=int, default=100_000)
+    parser.add_argument(
+        "--records", type=int, default=1_000_000, help="records loaded for the pick measurement"
+    )
+    parser.add_argument(
+        "--load-budget", type=float, default=150.0, help="seconds allowed for loading (0: no limit)"
+    )
+    parser.add_argument("--picks", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=1000, help="import batch size")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""Routing benchmark: time to offer, p50/p99, and offers per second.
+
+    python bench/bench_routing.py            # 1,000 agents, 10,000 waiting interactions
+    python bench/bench_routing.py --scale 0.2  # a smaller run (prints what it ran)
+
+Runs one routing replica in-process against the local RabbitMQ and MongoDB-protocol server
+(``switchboard.runtime.localstack``, loopback only), in a fresh virtual host and database.
+
+1. Setup: ``agents`` agents (half in team "live" and Ready, half in team "backlog" and Not
+   Ready) and ``waiting`` interactions waiting in service "backlog" (written straight into
+   routing's collection, the same documents a route request writes).
+2. Request -> offer: route requests for service "live" at a steady pace while the backlog
+   waits; latency = publish of the request to arrival of its ``offer.made``.
+3. Ready -> offer: the backlog agents become Ready at a steady pace; latency = publish of the
+   state change to arrival of the agent's ``offer.made`` (the head of a 10,000-deep queue).
+4. Offers per second: the same again for a burst (every remaining backlog agent Ready at once),
+   counting offers until all are out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shlex
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+
+from switchboard.contracts import EXCHANGE
+from switchboard.contracts.agents import AgentStateChanged
+from switchboard.contracts.routing import RouteRequested, ServiceDefinition
+from switchboard.routing.app import RoutingSettings, wire
+from switchboard.routing.store import derive_agent_fields, new_agent_document
+from switchboard.runtime.localstack import backends, management_call
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def describe(name: str, values: list[float]) -> str:
+    if not values:
+        return f"{name}: no samples"
+    ms = [v * 1000 for v in values]
+    return (
+        f"{name}: n={len(ms)} p50={percentile(ms, 50):.1f} ms p99={percentile(ms, 99):.1f} ms "
+        f"mean={statistics.fmean(ms):.1f} ms max={max(ms):.1f} ms"
+    )
+
+
+async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict[str, Any]:
+    agents = max(int(1000 * args.scale), 4)
+    waiting = max(int(10000 * args.scale), 10)
+    live_agents = agents // 2
+    backlog_agents = agents - live_agents
+    requests = min(live_agents, max(int(args.requests * args.scale), 2))
+    paced_ready = min(backlog_agents // 2, max(int(args.requests * args.scale), 2))
+
+    settings = RoutingSettings(
+        amqp_url=amqp_url,
+        mongodb_url=mongodb_url,
+        database_prefix=f"bench{uuid.uuid4().hex[:8]}",
+        http_port=0,
+        log_level="WARNING",
+        log_format="console",
+        prefetch=64,
+        sweep_seconds=2.0,
+    )
+    runtime, router = wire(settings)
+    store = router.store
+    offers: dict[str, float] = {}
+    offer_by_agent: dict[str, float] = {}
+
+    connection = await aio_pika.connect_robust(amqp_url)
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=1000)
+    exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True)
+    observer = await channel.declare_queue("", exclusive=True)
+    await observer.bind(exchange, routing_key="offer.made")
+
+    async def on_offer(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async with message.process():
+            body = json.loads(message.body)
+            now = time.perf_counter()
+            offers.setdefault(body["interaction_id"], now)
+            offer_by_agent.setdefault(body["agent_id"], now)
+            PROGRESS.set()
+
+    await observer.consume(on_offer)
+    await runtime.app.start()
+    try:
+        for name, team in (("live", "live"), ("backlog", "backlog")):
+            await store.put_service(ServiceDefinition(name=name, channel="email", team=team))
+        router.catalog.invalidate()
+
+        # --- setup: agents and the waiting backlog, written in bulk --------------------------
+        t0 = time.perf_counter()
+        now = datetime.now(UTC)
+        docs = []
+        for n in range(agents):
+            doc = new_agent_document(f"agent-{n:04d}")
+            live = n < live_agents
+            doc.update(
+                teams=["live" if live else "backlog"],
+                capacity={"email": 1, "preview": 0},
+                state="ready" if live else "not_ready",
+                state_seq=1,
+                idle_since=now - timedelta(seconds=n),
+                version=1,
+            )
+            derive_agent_fields(doc, store.default_capacity)
+            docs.append(doc)
+        await store.agents.insert_many(docs)
+        backlog = []
+        for n in range(waiting):
+            request = RouteRequested(
+                interaction_id=f"backlog-{n:05d}",
+                channel="email",
+                service="backlog",
+                requested_at=now - timedelta(seconds=waiting - n),
+            )
+            backlog.append(router._new_round(request, None, None, now))
+        for start in range(0, len(backlog), 1000):
+            await store.work.insert_many(backlog[start : start + 1000])
+        setup_seconds = time.perf_counter() - t0
+
+        # --- request -> offer, paced ------------------------------------------------------------
+        sent: dict[str, float] = {}
+        interval = 1.0 / args.rate
+        for n in range(requests):
+            request = RouteRequested(
+                interaction_id=f"live-{n:05d}", channel="email", service="live"
+            )
+            sent[request.interaction_id] = time.perf_counter()
+            await runtime.bus.publish(request)
+            await asyncio.sleep(interval)
+        await wait_until(lambda: all(i in offers for i in sent), args.phase_timeout)
+        request_latency = [offers[i] - t for i, t in sent.items() if i in offers]
+
+        # --- ready -> offer, paced (10,000 waiting) --------------------------------------------
+        ready_sent: dict[str, float] = {}
+        backlog_ids = [f"agent-{n:04d}" for n in range(live_agents, agents)]
+        for agent_id in backlog_ids[:paced_ready]:
+            ready_sent[agent_id] = time.perf_counter()
+            await runtime.bus.publish(ready(agent_id, 2))
+            await asyncio.sleep(interval)
+        await wait_until(lambda: all(a in offer_by_agent for a in ready_sent), args.phase_timeout)
+        ready_latency = [
+            offer_by_agent[a] - t for a, t in ready_sent.items() if a in offer_by_agent
+        ]
+
+        # --- burst: every other backlog agent Ready at once -> offers per second ---------------
+        burst = backlog_ids[paced_ready:]
+        before = len(offers)
+        t1 = time.perf_counter()
+        await asyncio.gather(*(runtime.bus.publish(ready(a, 2)) for a in burst))
+        await wait_until(lambda: all(a in offer_by_agent for a in burst), args.phase_timeout)
+        burst_seconds = time.perf_counter() - t1
+        burst_offers = len(offers) - before
+        view = await router.queue_view(["backlog"])
+    finally:
+        await runtime.app.stop()
+        await connection.close()
+        await drop(mongodb_url, settings.database_name("routing"))
+    return {
+        "agents": agents,
+        "waiting": waiting,
+        "requests": requests,
+        "paced_ready": paced_ready,
+        "burst": len(burst),
+        "setup_seconds": setup_seconds,
+        "request_latency": request_latency,
+        "ready_latency": ready_latency,
+        "burst_seconds": burst_seconds,
+        "burst_offers": burst_offers,
+        "still_waiting": view["backlog"]["depth"],
+    }
+
+
+def ready(agent_id: str, sequence: int) -> AgentStateChanged:
+    return AgentStateChanged(
+        agent_id=agent_id,
+        previous="not_ready",
+        state="ready",
+        actor=agent_id,
+        sequence=sequence,
+        changed_at=datetime.now(UTC),
+    )
+
+
+PROGRESS = asyncio.Event()
+
+
+async def wait_until(check: Any, seconds: float) -> None:
+    """Until ``check()`` holds (re-checked whenever an offer arrives) or the time is up."""
+    deadline = time.perf_counter() + seconds
+    while not check():
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            return
+        PROGRESS.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(PROGRESS.wait(), min(remaining, 0.5))
+
+
+async def drop(mongodb_url: str, database: str) -> None:
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    try:
+        await client.drop_database(database)
+    finally:
+        await client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="1.0 = 1,000 agents, 10,000 waiting"
+    )
+    parser.add_argument("--requests", type=int, default=300, help="paced samples per phase")
+    parser.add_argument("--rate", type=float, default=50.0, help="paced samples per second")
+    parser.add_argument("--phase-timeout", type=float, default=60.0)
+    args = parser.parse_args()
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    with backends(Path(".local")) as found:
+        amqp_url = found.amqp_url
+        vhost = None
+        if found.management_url is not None:
+            vhost = f"bench-{uuid.uuid4().hex[:8]}"
+            user = amqp_url.split("://", 1)[1].split(":", 1)[0]
+            management_call(found.management_url, "PUT", f"/api/vhosts/{vhost}")
+            management_call(
+                found.management_url,
+                "PUT",
+                f"/api/permissions/{vhost}/{user}",
+                {"configure": ".*", "write": ".*", "read": ".*"},
+            )
+            amqp_url = found.vhost_url(vhost)
+        try:
+            started = time.perf_counter()
+            result = asyncio.run(run(args, amqp_url, found.mongodb_url))
+            total = time.perf_counter() - started
+        finally:
+            if vhost is not None and found.management_url is not None:
+                management_call(found.management_url, "DELETE", f"/api/vhosts/{vhost}")
+    print(f"command: {command}")
+    print(
+        f"ran: {result['agents']} agents, {result['waiting']} waiting interactions, "
+        f"{result['requests']} paced requests and {result['paced_ready']} paced Ready at "
+        f"{args.rate:g}/s, burst of {result['burst']} Ready; servers: "
+        f"{found.origin}; total {total:.1f} s (setup {result['setup_seconds']:.1f} s)"
+    )
+    print(describe("route request -> offer", result["request_latency"]))
+    print(describe(f"agent Ready -> offer ({result['waiting']} waiting)", result["ready_latency"]))
+    rate = result["burst_offers"] / result["burst_seconds"] if result["burst_seconds"] else 0.0
+    print(
+        f"offers/s: {rate:.0f} ({result['burst_offers']} offers in "
+        f"{result['burst_seconds']:.2f} s); still waiting in backlog: {result['still_waiting']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

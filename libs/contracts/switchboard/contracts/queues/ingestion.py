@@ -1,0 +1,9 @@
+"""The queues the ingestion service (the mail edge) consumes."""
+
+from switchboard.contracts.topology import ConsumerQueue
+
+OUTBOUND = ConsumerQueue("ingestion.outbound", ("email.outbound.requested",))
+"""Mail threading asks us to deliver through the SMTP relay."""
+
+QUARANTINE = ConsumerQueue("ingestion.quarantine", ("email.quarantined",))
+"""Our own quarantine events, kept as the operators' list (and so always routable)."""

@@ -1,0 +1,1 @@
+"""Agent-state: the state machine every agent lives in."""

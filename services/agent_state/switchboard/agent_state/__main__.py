@@ -1,0 +1,3 @@
+from switchboard.agent_state.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The campaign dialer: preview outbound campaigns and their calling records."""

@@ -1,0 +1,195 @@
+"""Wiring of the campaign dialer: settings, consumers, timers, HTTP upload, demo seed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+from pydantic import Field
+
+from switchboard.contracts import routing
+from switchboard.contracts.agents import AgentStateChanged
+from switchboard.contracts.campaigns import (
+    AcceptRecord,
+    CallNumber,
+    CallProgressed,
+    CallStatus,
+    CampaignSpec,
+    ChangeDoNotCall,
+    CompleteRecord,
+    CreateCampaign,
+    DialRequested,
+    GetCampaignReport,
+    GetImport,
+    GetRecord,
+    ImportRecords,
+    RecordClosed,
+    RecordCompleted,
+    RecordDispositioned,
+    RecordEvent,
+    RecordRescheduled,
+    RecordSkipped,
+    RejectRecord,
+    RescheduleRecord,
+    SetCallDisposition,
+    SkipRecord,
+    UpdateCampaign,
+)
+from switchboard.contracts.queues import dialer as queues
+from switchboard.dialer.handlers import DialerHandlers
+from switchboard.dialer.http import status_app, upload_app
+from switchboard.dialer.store import GLOBAL, DialerStore
+from switchboard.dialer.telephony import SimulatedTelephony, TelephonyConsumer
+from switchboard.runtime.service import Runtime, serve
+from switchboard.runtime.settings import ServiceSettings
+
+log = structlog.get_logger("switchboard.dialer")
+
+
+class DialerSettings(ServiceSettings):
+    campaigns_file: Path | None = Field(
+        default=None, description="demo campaigns (JSON) seeded when there is no campaign yet"
+    )
+    dispatch_interval_seconds: float = Field(default=1.0, gt=0)
+    timers_interval_seconds: float = Field(default=1.0, gt=0)
+    route_refresh_seconds: float = Field(
+        default=60.0, gt=0, description="re-send a waiting record's route request this often"
+    )
+    review_lease_seconds: float = Field(default=30.0, gt=0)
+    dispatch_batch: int = Field(default=200, ge=1, description="due records checked per tick")
+    import_batch: int = Field(default=1000, ge=1)
+    sorted_picks: bool = Field(
+        default=False, description="pick due records oldest first (MongoDB; slow on FerretDB)"
+    )
+    telephony: Literal["simulator", "external"] = Field(
+        default="simulator", description="external: a PBX adapter consumes dial.requested"
+    )
+    simulator_default_outcome: CallStatus = "answered"
+    simulator_outcomes: dict[str, CallStatus] = Field(
+        default_factory=dict, description="E.164 number -> outcome (JSON in the environment)"
+    )
+    simulator_ring_seconds: float = Field(default=1.0, ge=0)
+    simulator_talk_seconds: float = Field(default=3.0, ge=0)
+
+
+def build(settings: DialerSettings) -> Runtime:
+    runtime = Runtime("dialer", settings)
+    store = DialerStore(runtime.db, sorted_picks=settings.sorted_picks)
+    handlers = DialerHandlers(
+        store,
+        runtime.bus,
+        route_refresh_seconds=settings.route_refresh_seconds,
+        dispatch_batch=settings.dispatch_batch,
+        import_batch=settings.import_batch,
+        review_lease_seconds=settings.review_lease_seconds,
+    )
+    runtime.on_start(store.ensure_indexes)
+    if settings.campaigns_file is not None:
+        path = settings.campaigns_file
+
+        async def seed() -> None:
+            await seed_campaigns(handlers, path)
+
+        runtime.on_start(seed)
+
+    consume = runtime.bus.consume
+    consume(queues.CREATE_CAMPAIGN, CreateCampaign, handlers.create_campaign)
+    consume(queues.UPDATE_CAMPAIGN, UpdateCampaign, handlers.update_campaign)
+    consume(queues.CHANGE_DNC, ChangeDoNotCall, handlers.change_dnc)
+    consume(queues.IMPORT_RECORDS, ImportRecords, handlers.import_records)
+    consume(queues.GET_IMPORT, GetImport, handlers.get_import)
+    consume(queues.GET_REPORT, GetCampaignReport, handlers.report)
+
+    consume(queues.ACCEPT_RECORD, AcceptRecord, handlers.accept)
+    consume(queues.REJECT_RECORD, RejectRecord, handlers.reject)
+    consume(queues.GET_RECORD, GetRecord, handlers.get_record)
+    consume(queues.COMPLETE_RECORD, CompleteRecord, handlers.complete)
+    consume(queues.SKIP_RECORD, SkipRecord, handlers.skip)
+    consume(queues.CALL_NUMBER, CallNumber, handlers.call)
+    consume(queues.SET_DISPOSITION, SetCallDisposition, handlers.set_disposition)
+    consume(queues.RESCHEDULE_RECORD, RescheduleRecord, handlers.reschedule)
+
+    consume(queues.OFFERS_MADE, routing.OfferMade, handlers.on_offer_made)
+    consume(queues.OFFERS_REJECTED, routing.OfferRejected, handlers.on_offer_lost)
+    consume(queues.OFFERS_TIMED_OUT, routing.OfferTimedOut, handlers.on_offer_lost)
+    consume(queues.ASSIGNMENTS, routing.InteractionAssigned, handlers.on_assigned)
+    consume(queues.AGENT_STATES, AgentStateChanged, handlers.on_agent_state)
+    consume(queues.CALL_PROGRESS, CallProgressed, handlers.on_call_progress)
+    consume(queues.JOURNAL, RecordEvent, handlers.on_record_event)
+
+    if settings.telephony == "simulator":
+        simulator = SimulatedTelephony(
+            outcomes=settings.simulator_outcomes,
+            default=settings.simulator_default_outcome,
+            ring_seconds=settings.simulator_ring_seconds,
+            talk_seconds=settings.simulator_talk_seconds,
+        )
+        telephony = TelephonyConsumer(simulator, runtime.bus)
+        consume(queues.TELEPHONY, DialRequested, telephony.on_dial_requested)
+        runtime.on_stop(simulator.close)
+
+    runtime.bus.publishes(
+        routing.RouteRequested,
+        routing.RouteWithdrawn,
+        routing.InteractionEnded,
+        routing.OfferAnswer,
+        DialRequested,
+        RecordCompleted,
+        RecordSkipped,
+        RecordRescheduled,
+        RecordDispositioned,
+        RecordClosed,
+    )
+    runtime.every(settings.dispatch_interval_seconds, "dispatch due records")(handlers.dispatch)
+    runtime.every(settings.timers_interval_seconds, "review timers")(handlers.fire_reviews)
+    runtime.every(15.0, "re-send lost dial requests")(handlers.resend_lost_dials)
+
+    async def purge_claims() -> None:
+        await store.purge_version_claims()
+
+    runtime.every(600.0, "purge old record version claims")(purge_claims)
+    runtime.mount("/dialer/imports", upload_app(handlers))
+    runtime.mount("/dialer/imports/status", status_app(handlers))
+    runtime.handlers = handlers  # type: ignore[attr-defined]
+    return runtime
+
+
+async def seed_campaigns(handlers: DialerHandlers, path: Path) -> None:
+    """Load the demo file when no campaign exists yet (replicas racing do no harm: the
+    campaign insert is keyed by id and records are upserted by external id)."""
+    if await handlers.store.campaign_count() > 0:
+        return
+    data: dict[str, Any] = json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))
+    now = datetime.now(UTC)
+    dnc = data.get("do_not_call", [])
+    if dnc:
+        from switchboard.dialer.domain import normalise_number
+
+        numbers = [normalise_number(n, data.get("default_region", "US")) for n in dnc]
+        await handlers.store.change_dnc(GLOBAL, numbers, [], now)
+    for item in data.get("campaigns", []):
+        campaign_id = item["campaign_id"]
+        spec = handlers._valid_spec(CampaignSpec.model_validate(item["campaign"]))
+        await handlers.store.create_campaign(campaign_id, spec, now)
+        lines = "\n".join(json.dumps(r) for r in item.get("records", []))
+
+        async def body(text: str = lines) -> Any:
+            yield text.encode()
+
+        summary = await handlers.run_import(
+            campaign_id, body(), "jsonl", spec.default_region, import_id=f"seed-{campaign_id}"
+        )
+        log.info(
+            "demo campaign seeded",
+            campaign_id=campaign_id,
+            imported=summary["imported"],
+            bad=summary["bad"],
+        )
+
+
+def main() -> None:
+    serve(build(DialerSettings()))

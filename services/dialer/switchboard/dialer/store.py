@@ -1,0 +1,391 @@
+"""The dialer's MongoDB collections (portable to FerretDB: no positional updates, no TTL,
+whole-document writes guarded by a version field, ``$group`` with ``$sum`` only).
+
+* ``campaigns``: one document per campaign, its spec.
+* ``records``: calling records with their attempts and history; timers are fields on them
+  (``next_at`` of a pending record, ``review_due`` of a held one).
+* ``dnc``: dynamic do-not-call entries (global or per campaign); the campaign spec's own list
+  is consulted too.
+* ``skips``: one document per skip (natural key record/skip number) for reports.
+* ``imports`` and ``import_errors``: progress and every bad row of each import.
+* ``journal``: the record events the dialer published.
+* ``record_versions``: claims of record versions (see :meth:`DialerStore.save`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from switchboard.contracts.campaigns import CampaignSpec
+from switchboard.dialer.domain import IN_ROUTING, Record, new_record_fields, record_id_for
+from switchboard.dialer.importer import BadRow, ParsedRow
+
+Document = dict[str, Any]
+GLOBAL = "*"
+
+
+class Conflict(Exception):
+    """The record changed underneath us; the message is retried."""
+
+
+class DialerStore:
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        *,
+        claim_lease: timedelta = timedelta(seconds=30),
+        sorted_picks: bool = False,
+    ) -> None:
+        self.db = db
+        self.claim_lease = claim_lease
+        self.sorted_picks = sorted_picks
+        self.versions = db["record_versions"]
+        self.campaigns = db["campaigns"]
+        self.records = db["records"]
+        self.dnc = db["dnc"]
+        self.skips = db["skips"]
+        self.imports = db["imports"]
+        self.import_errors = db["import_errors"]
+        self.journal = db["journal"]
+
+    async def ensure_indexes(self) -> None:
+        await self.records.create_index(
+            [("campaign_id", ASCENDING), ("state", ASCENDING), ("next_at", ASCENDING)]
+        )
+        await self.records.create_index([("state", ASCENDING), ("review_due", ASCENDING)])
+        await self.records.create_index([("agent_id", ASCENDING), ("state", ASCENDING)])
+        await self.records.create_index("call_id")
+        await self.versions.create_index("at")
+        await self.dnc.create_index([("number", ASCENDING), ("scope", ASCENDING)])
+        await self.skips.create_index([("campaign_id", ASCENDING), ("agent_id", ASCENDING)])
+        await self.import_errors.create_index([("import_id", ASCENDING), ("line", ASCENDING)])
+
+    # -- campaigns -----------------------------------------------------------------------------
+
+    async def create_campaign(self, campaign_id: str, spec: CampaignSpec, now: datetime) -> bool:
+        try:
+            await self.campaigns.insert_one(
+                {
+                    "_id": campaign_id,
+                    "spec": spec.model_dump(mode="json"),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def update_campaign(self, campaign_id: str, spec: CampaignSpec, now: datetime) -> bool:
+        done = await self.campaigns.update_one(
+            {"_id": campaign_id},
+            {"$set": {"spec": spec.model_dump(mode="json"), "updated_at": now}},
+        )
+        return done.matched_count == 1
+
+    async def campaign(self, campaign_id: str) -> CampaignSpec | None:
+        found = await self.campaigns.find_one({"_id": campaign_id})
+        return None if found is None else CampaignSpec.model_validate(found["spec"])
+
+    async def all_campaigns(self) -> list[tuple[str, CampaignSpec]]:
+        return [
+            (doc["_id"], CampaignSpec.model_validate(doc["spec"]))
+            async for doc in self.campaigns.find({})
+        ]
+
+    async def campaign_count(self) -> int:
+        return await self.campaigns.count_documents({})
+
+    # -- do-not-call ---------------------------------------------------------------------------
+
+    async def change_dnc(
+        self, scope: str, add: Iterable[str], remove: Iterable[str], now: datetime
+    ) -> None:
+        for number in add:
+            await self.dnc.update_one(
+                {"_id": f"{scope}|{number}"},
+                {"$set": {"number": number, "scope": scope, "at": now}},
+                upsert=True,
+            )
+        for number in remove:
+            await self.dnc.delete_one({"_id": f"{scope}|{number}"})
+
+    async def dnc_hits(
+        self, campaign_id: str, spec: CampaignSpec, numbers: Iterable[str]
+    ) -> set[str]:
+        """Which of ``numbers`` are on the global list or on this campaign's."""
+        wanted = list(numbers)
+        hits = {n for n in wanted if n in spec.do_not_call}
+        async for entry in self.dnc.find(
+            {"number": {"$in": wanted}, "scope": {"$in": [GLOBAL, campaign_id]}}
+        ):
+            hits.add(entry["number"])
+        return hits
+
+    # -- records -------------------------------------------------------------------------------
+
+    async def upsert_records(
+        self, campaign_id: str, rows: list[ParsedRow], now: datetime
+    ) -> tuple[int, int]:
+        """Insert new records, update known ones (same external id); (inserted, updated)."""
+        if not rows:
+            return 0, 0
+        by_id: dict[str, ParsedRow] = {}
+        for row in rows:  # a later row of one batch wins, as a later import would
+            by_id[record_id_for(campaign_id, row.external_id)] = row
+        fresh = [
+            {
+                "_id": record_id,
+                **self._imported(campaign_id, row, now),
+                **new_record_fields(now),
+                "imported_at": now,
+                "version": 1,
+            }
+            for record_id, row in by_id.items()
+        ]
+        # Insert first, update those that exist: an insert on _id is fast and atomic on
+        # FerretDB, while upserts run ~100x slower and an _id $in lookup scans the collection.
+        known: set[str] = set()
+        try:
+            result = await self.records.insert_many(fresh, ordered=False)
+            inserted = len(result.inserted_ids)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            known = {fresh[e["index"]]["_id"] for e in errors}
+            inserted = len(fresh) - len(known)
+        for record_id in known:
+            await self.records.update_one(
+                {"_id": record_id},
+                {
+                    "$set": self._imported(campaign_id, by_id[record_id], now),
+                    "$inc": {"version": 1},
+                },
+            )
+        return inserted, len(rows) - inserted
+
+    @staticmethod
+    def _imported(campaign_id: str, row: ParsedRow, now: datetime) -> Document:
+        return {
+            "campaign_id": campaign_id,
+            "external_id": row.external_id,
+            "name": row.name,
+            "phones": [p.model_dump(mode="json") for p in row.phones],
+            "time_zone": row.time_zone,
+            "fields": row.fields,
+            "updated_at": now,
+        }
+
+    async def record(self, record_id: str) -> Record | None:
+        found = await self.records.find_one({"_id": record_id})
+        return None if found is None else Record.load(found)
+
+    async def save(self, record: Record) -> Record:
+        """Write the whole record if nobody changed it since it was read.
+
+        The version is claimed by inserting ``<record id>|<version>`` into ``versions`` first:
+        an insert on ``_id`` is the one write FerretDB (SQLite) makes atomic under concurrency;
+        its conditional updates and ``find_one_and_update`` are not (several concurrent writers
+        all "match" the same version), so a filter on the version alone would let two replicas
+        both route or dial one record. A claim left by a writer that died before its write is
+        taken over after ``claim_lease``.
+        """
+        expected = record.version
+        key = f"{record.id}|{expected}"
+        now = datetime.now(UTC)
+        try:
+            await self.versions.insert_one({"_id": key, "at": now})
+        except DuplicateKeyError:
+            stale = await self.versions.delete_one(
+                {"_id": key, "at": {"$lt": now - self.claim_lease}}
+            )
+            if stale.deleted_count != 1:
+                raise Conflict(
+                    f"record {record.id} changed meanwhile (version {expected})"
+                ) from None
+            try:
+                await self.versions.insert_one({"_id": key, "at": now})
+            except DuplicateKeyError:
+                raise Conflict(
+                    f"record {record.id} is being changed (version {expected})"
+                ) from None
+        saved = record.model_copy(update={"version": expected + 1})
+        done = await self.records.replace_one({"_id": record.id, "version": expected}, saved.dump())
+        if done.matched_count != 1:
+            raise Conflict(f"record {record.id} changed meanwhile (version {expected})")
+        return saved
+
+    async def purge_version_claims(self) -> int:
+        """Claims matter only while their write is in flight: drop the old ones."""
+        cutoff = datetime.now(UTC) - max(self.claim_lease * 4, timedelta(minutes=10))
+        done = await self.versions.delete_many({"at": {"$lt": cutoff}})
+        return done.deleted_count
+
+    async def try_save(self, record: Record) -> Record | None:
+        try:
+            return await self.save(record)
+        except Conflict:
+            return None
+
+    async def due(self, campaign_id: str, now: datetime, limit: int) -> list[Record]:
+        """Due pending records. Oldest first only with ``sorted_picks`` (MongoDB, indexed):
+        FerretDB does not push a sort down and sorts every match in memory (seconds for 20k
+        records), while an unsorted limited query stops at the first matches (milliseconds)."""
+        query = {"campaign_id": campaign_id, "state": "pending", "next_at": {"$lte": now}}
+        cursor = self.records.find(query)
+        if self.sorted_picks:
+            cursor = cursor.sort("next_at", ASCENDING)
+        return [Record.load(doc) async for doc in cursor.limit(limit)]
+
+    async def in_routing(self, campaign_id: str) -> list[Record]:
+        cursor = self.records.find({"campaign_id": campaign_id, "state": {"$in": list(IN_ROUTING)}})
+        return [Record.load(doc) async for doc in cursor]
+
+    async def claim_review(self, now: datetime, lease: timedelta) -> Record | None:
+        """Take one due review timer: its due time moves a lease ahead (a version-claimed
+        write, so only one replica gets it); a replica that dies holding it leaves it to fire
+        again when the lease is over."""
+        cursor = (
+            self.records.find({"state": "held", "review_due": {"$lte": now}})
+            .sort("review_due", ASCENDING)
+            .limit(20)
+        )
+        async for doc in cursor:
+            record = Record.load(doc)
+            claimed = await self.try_save(record.model_copy(update={"review_due": now + lease}))
+            if claimed is not None:
+                return claimed
+        return None
+
+    async def held_by(self, agent_id: str) -> list[Record]:
+        cursor = self.records.find({"agent_id": agent_id, "state": {"$in": ["offered", "held"]}})
+        return [Record.load(doc) async for doc in cursor]
+
+    async def by_call(self, call_id: str) -> Record | None:
+        found = await self.records.find_one({"call_id": call_id})
+        return None if found is None else Record.load(found)
+
+    async def unanswered_dials(self, before: datetime) -> list[Record]:
+        """Held records whose last dial request got no progress at all (a lost publish)."""
+        cursor = self.records.find({"state": "held", "call_id": {"$ne": None}}).limit(200)
+        out = []
+        async for doc in cursor:
+            record = Record.load(doc)
+            last = record.attempts[-1] if record.attempts else None
+            if (
+                last
+                and last.call_id == record.call_id
+                and last.status == "requested"
+                and last.at < before
+            ):
+                out.append(record)
+        return out
+
+    async def add_skip(self, record: Record, agent_id: str, at: datetime) -> None:
+        with contextlib.suppress(DuplicateKeyError):
+            await self.skips.insert_one(
+                {
+                    "_id": f"{record.id}|{record.skips}",
+                    "record_id": record.id,
+                    "campaign_id": record.campaign_id,
+                    "agent_id": agent_id,
+                    "at": at,
+                }
+            )
+
+    # -- imports -------------------------------------------------------------------------------
+
+    async def start_import(
+        self, import_id: str, campaign_id: str, file_format: str, now: datetime
+    ) -> None:
+        await self.imports.update_one(
+            {"_id": import_id},
+            {
+                "$set": {
+                    "campaign_id": campaign_id,
+                    "format": file_format,
+                    "state": "running",
+                    "started_at": now,
+                    "lines": 0,
+                    "imported": 0,
+                    "updated": 0,
+                    "bad": 0,
+                }
+            },
+            upsert=True,
+        )
+
+    async def import_progress(self, import_id: str, progress: dict[str, Any]) -> None:
+        await self.imports.update_one({"_id": import_id}, {"$set": progress})
+
+    async def add_import_errors(self, import_id: str, bad: list[BadRow]) -> None:
+        if bad:
+            await self.import_errors.insert_many(
+                [{"import_id": import_id, "line": b.line, "reason": b.reason} for b in bad]
+            )
+
+    async def get_import(self, import_id: str, errors: int = 100) -> Document | None:
+        found = await self.imports.find_one({"_id": import_id})
+        if found is None:
+            return None
+        cursor = (
+            self.import_errors.find({"import_id": import_id}, {"_id": 0, "line": 1, "reason": 1})
+            .sort("line", ASCENDING)
+            .limit(errors)
+        )
+        found["bad_rows"] = [doc async for doc in cursor]
+        found["import_id"] = found.pop("_id")
+        return found
+
+    # -- reports and journal -------------------------------------------------------------------
+
+    async def report(self, campaign_id: str) -> Document:
+        async def grouped(collection: Any, match: Document, key: str) -> dict[str, int]:
+            pipeline = [{"$match": match}, {"$group": {"_id": f"${key}", "n": {"$sum": 1}}}]
+            return {
+                str(doc["_id"]): int(doc["n"]) async for doc in await collection.aggregate(pipeline)
+            }
+
+        match = {"campaign_id": campaign_id}
+        totals = {"attempts": 0, "answered": 0, "records": 0, "skips": 0}
+        sums = {
+            "attempts": "$attempt_count",
+            "answered": "$answered_count",
+            "records": 1,
+            "skips": "$skips",
+        }
+        for name, value in sums.items():
+            # one accumulator per $group: FerretDB 1.24 computes only the first one right
+            pipeline: list[dict[str, Any]] = [
+                {"$match": match},
+                {"$group": {"_id": None, "n": {"$sum": value}}},
+            ]
+            async for doc in await self.records.aggregate(pipeline):
+                totals[name] = int(doc["n"])
+        by_disposition = await grouped(
+            self.records, {**match, "disposition": {"$ne": None}}, "disposition"
+        )
+        attempts, answered = totals["attempts"], totals["answered"]
+        return {
+            "campaign_id": campaign_id,
+            "records": totals["records"],
+            "by_state": await grouped(self.records, match, "state"),
+            "by_disposition": by_disposition,
+            "by_result": await grouped(self.records, {**match, "state": "closed"}, "result"),
+            "attempts": attempts,
+            "contacts": answered,
+            "contact_rate": round(answered / attempts, 4) if attempts else 0.0,
+            "skips": totals["skips"],
+            "skips_by_agent": await grouped(self.skips, match, "agent_id"),
+        }
+
+    async def add_journal(self, entry: Document) -> None:
+        await self.journal.update_one({"_id": entry["_id"]}, {"$set": entry}, upsert=True)

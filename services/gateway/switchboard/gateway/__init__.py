@@ -1,0 +1,1 @@
+"""The gateway: the thin edge that lets agents and supervisors act on Switchboard."""

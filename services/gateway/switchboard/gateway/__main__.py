@@ -1,0 +1,3 @@
+from switchboard.gateway.app import main
+
+main()

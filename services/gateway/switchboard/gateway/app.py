@@ -1,0 +1,135 @@
+"""Gateway service: settings, wiring, entry point.
+
+The FastAPI app (``runtime.api``) is the process's ASGI app: it serves the API and hands
+``/metrics`` and ``/health/*`` to the runtime's app, whose lifespan it runs.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+from pydantic import Field
+
+from switchboard.contracts.queues import gateway as queues
+from switchboard.contracts.routing import (
+    InteractionAssigned,
+    InteractionEnded,
+    InteractionTransferred,
+)
+from switchboard.gateway.api import build_api
+from switchboard.gateway.auth import Authenticator
+from switchboard.gateway.forward import Forwarder, Requester
+from switchboard.gateway.push import HoldingsProjection, PushHub
+from switchboard.gateway.store import GatewayStore
+from switchboard.runtime.service import Runtime
+from switchboard.runtime.settings import ServiceSettings
+
+log = structlog.get_logger("switchboard.gateway")
+
+
+class GatewaySettings(ServiceSettings):
+    gateway_users_file: Path | None = Field(
+        default=None,
+        description="JSON of people ({'people': [{id, name, role, password}]}), seeded when empty",
+    )
+    command_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="how long a command waits for its owner's answer"
+    )
+    token_ttl_seconds: int = Field(default=12 * 3600, ge=60, description="a session's lifetime")
+    login_window_seconds: int = Field(default=900, ge=1, description="rate-limit window")
+    login_account_limit: int = Field(default=5, ge=1, description="attempts per account/window")
+    login_address_limit: int = Field(default=30, ge=1, description="attempts per address/window")
+    trust_forwarded_for: bool = Field(
+        default=False, description="take the client address from X-Forwarded-For (behind a proxy)"
+    )
+    heartbeat_seconds: float = Field(
+        default=10.0, gt=0, description="agent heartbeat interval while the live stream is open"
+    )
+    push_outbox_size: int = Field(default=1000, ge=10, description="events queued per socket")
+    password_time_cost: int = Field(default=3, ge=1, description="argon2id iterations")
+    password_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory (KiB)")
+    password_parallelism: int = Field(default=4, ge=1, description="argon2id lanes")
+    purge_seconds: float = Field(default=300.0, gt=0, description="expired sessions cleanup")
+
+
+class GatewayRuntime(Runtime):
+    """A runtime that also carries the FastAPI app serving people."""
+
+    api: FastAPI
+    auth: Authenticator
+    hub: PushHub
+    forwarder: Forwarder
+
+
+def build(settings: GatewaySettings) -> GatewayRuntime:
+    runtime = GatewayRuntime("gateway", settings)
+    store = GatewayStore(runtime.db)
+    auth = Authenticator(
+        store,
+        token_ttl=timedelta(seconds=settings.token_ttl_seconds),
+        window=timedelta(seconds=settings.login_window_seconds),
+        account_limit=settings.login_account_limit,
+        address_limit=settings.login_address_limit,
+        time_cost=settings.password_time_cost,
+        memory_kib=settings.password_memory_kib,
+        parallelism=settings.password_parallelism,
+    )
+    hub = PushHub(runtime, store, outbox_size=settings.push_outbox_size)
+    projection = HoldingsProjection(store)
+    runtime.bus.consume(queues.ASSIGNMENTS, InteractionAssigned, projection.on_assigned)
+    runtime.bus.consume(queues.ENDED, InteractionEnded, projection.on_ended)
+    runtime.bus.consume(queues.TRANSFERRED, InteractionTransferred, projection.on_transferred)
+
+    async def seed() -> None:
+        seeded = await auth.seed(settings.gateway_users_file)
+        if seeded:
+            print("Gateway demo logins (seeded now):", flush=True)
+            for person in seeded:
+                print(
+                    f"  {person.role:<10} {person.id:<14} password: {person.password}", flush=True
+                )
+
+    runtime.on_start(store.ensure_indexes)
+    runtime.on_start(seed)
+    requester = Requester(runtime.broker)
+    runtime.on_start(requester.start)
+    runtime.on_start(hub.start)
+    runtime.on_stop(hub.stop)
+    runtime.on_stop(requester.stop)
+    runtime.every(settings.purge_seconds, "purge expired sessions")(auth.purge)
+
+    runtime.auth = auth
+    runtime.hub = hub
+    runtime.forwarder = Forwarder(requester, settings.command_timeout_seconds)
+    runtime.api = build_api(
+        runtime,
+        auth,
+        runtime.forwarder,
+        hub,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        trust_forwarded_for=settings.trust_forwarded_for,
+    )
+    return runtime
+
+
+def serve_api(runtime: GatewayRuntime) -> None:
+    """Like ``runtime.serve`` but with the FastAPI app in front (it runs the runtime's lifespan)."""
+    config = uvicorn.Config(
+        runtime.api,
+        host=runtime.settings.http_host,
+        port=runtime.settings.http_port,
+        log_config=None,
+        lifespan="on",
+        access_log=False,
+        timeout_graceful_shutdown=int(runtime.settings.graceful_timeout_seconds),
+        ws="websockets-sansio",
+    )
+    uvicorn.Server(config).run()
+
+
+def main() -> None:
+    serve_api(build(GatewaySettings()))

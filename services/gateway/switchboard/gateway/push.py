@@ -1,0 +1,200 @@
+"""Live push: events from the exchange to the sockets of the people they concern.
+
+Every gateway replica declares an exclusive, auto-delete queue of its own, bound to the topic
+exchange for the events worth pushing, and consumes it without acks (a socket that is not
+connected now has nothing to catch up: the desktop reloads its views on connect). The runtime's
+``Bus.consume`` declares durable *shared* queues (one copy per service, not per replica), so this
+queue is declared on ``runtime.broker`` directly.
+
+Who gets an event:
+
+* events naming an ``agent_id`` (offers, assignments, state changes, record events) go to that
+  agent's sockets;
+* case events go to the agents holding an interaction of the case (the gateway's projection of
+  ``interaction.assigned`` / ``interaction.ended``, kept in MongoDB by a durable consumer);
+* supervisors' sockets get every event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from faststream.rabbit import RabbitQueue
+
+from switchboard.contracts.routing import (
+    InteractionAssigned,
+    InteractionEnded,
+    InteractionTransferred,
+)
+from switchboard.gateway.metrics import LIVE_SOCKETS, PUSHED
+from switchboard.gateway.store import GatewayStore
+from switchboard.runtime.bus import TOPIC_EXCHANGE
+from switchboard.runtime.service import Runtime
+
+log = structlog.get_logger("switchboard.gateway.push")
+
+PUSHED_EVENTS = (
+    "offer.made",
+    "offer.cancelled",
+    "offer.rejected",
+    "offer.timed_out",
+    "interaction.assigned",
+    "interaction.queued",
+    "interaction.ended",
+    "interaction.transferred",
+    "agent.state_changed",
+    "case.*",
+    "campaign.record_*",
+    "campaign.progress*",
+    "dial.requested",
+)
+"""Binding keys of the push queue (topic patterns: ``*`` is one word)."""
+
+
+class Connection:
+    """One open live socket: a bounded outbox drained by the socket's writer."""
+
+    def __init__(self, person_id: str, supervisor: bool, size: int) -> None:
+        self.person_id = person_id
+        self.supervisor = supervisor
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
+        self.overflowed = asyncio.Event()
+
+    def offer(self, frame: dict[str, Any]) -> None:
+        try:
+            self.outbox.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.overflowed.set()
+
+
+class PushHub:
+    def __init__(self, runtime: Runtime, store: GatewayStore, *, outbox_size: int) -> None:
+        self._runtime = runtime
+        self._store = store
+        self._outbox_size = outbox_size
+        self._by_person: dict[str, set[Connection]] = defaultdict(set)
+        self._supervisors: set[Connection] = set()
+        self.queue_name = f"gateway.push.{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
+        self._consumer_tag: str | None = None
+        self._queue: Any = None
+
+    # -- sockets ---------------------------------------------------------------------------
+
+    def connect(self, person_id: str, supervisor: bool) -> Connection:
+        connection = Connection(person_id, supervisor, self._outbox_size)
+        self._by_person[person_id].add(connection)
+        if supervisor:
+            self._supervisors.add(connection)
+        LIVE_SOCKETS.inc()
+        return connection
+
+    def disconnect(self, connection: Connection) -> None:
+        people = self._by_person.get(connection.person_id)
+        if people is not None:
+            people.discard(connection)
+            if not people:
+                del self._by_person[connection.person_id]
+        self._supervisors.discard(connection)
+        LIVE_SOCKETS.dec()
+
+    # -- the replica's own queue -------------------------------------------------------------
+
+    async def start(self) -> None:
+        broker = self._runtime.broker
+        exchange = await broker.declare_exchange(TOPIC_EXCHANGE)
+        queue = await broker.declare_queue(
+            RabbitQueue(
+                self.queue_name,
+                durable=False,
+                exclusive=True,
+                auto_delete=True,
+                arguments={"x-max-length": 10_000, "x-overflow": "drop-head"},
+            )
+        )
+        for key in PUSHED_EVENTS:
+            await queue.bind(exchange, routing_key=key)
+        self._queue = queue
+        self._consumer_tag = await queue.consume(self._on_message, no_ack=True)
+        log.info("live push queue ready", queue=self.queue_name)
+
+    async def stop(self) -> None:
+        if self._queue is not None and self._consumer_tag is not None:
+            with contextlib.suppress(Exception):
+                await self._queue.cancel(self._consumer_tag)
+        self._queue = None
+        self._consumer_tag = None
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        name = message.routing_key or ""
+        try:
+            data = json.loads(message.body)
+        except ValueError:
+            log.warning("unreadable event not pushed", event=name)
+            return
+        if not isinstance(data, dict):
+            return
+        try:
+            await self.deliver(name, data)
+        except Exception:
+            log.exception("push failed", event=name)
+
+    async def deliver(self, name: str, data: dict[str, Any]) -> int:
+        """Hand one event to every socket it concerns; how many sockets got it."""
+        if not self._by_person:
+            return 0
+        targets = await self._people_concerned(name, data)
+        frame = {"event": name, "data": data}
+        sent = 0
+        seen: set[int] = set()
+        for person in targets:
+            for connection in self._by_person.get(person, ()):
+                seen.add(id(connection))
+                connection.offer(frame)
+                sent += 1
+        for connection in self._supervisors:
+            if id(connection) not in seen:
+                connection.offer(frame)
+                sent += 1
+        if sent:
+            PUSHED.labels(name).inc()
+        return sent
+
+    async def _people_concerned(self, name: str, data: dict[str, Any]) -> set[str]:
+        people: set[str] = set()
+        for key in ("agent_id", "to_agent_id", "from_agent_id", "personal_agent_id"):
+            value = data.get(key)
+            if isinstance(value, str) and value:
+                people.add(value)
+        case_number = data.get("case_number")
+        if name.startswith("case.") and isinstance(case_number, int):
+            people |= await self._store.holders_of_case(case_number)
+        return people
+
+
+class HoldingsProjection:
+    """Who holds which interaction, from routing's events (durable, shared by replicas)."""
+
+    def __init__(self, store: GatewayStore) -> None:
+        self._store = store
+
+    async def on_assigned(self, event: InteractionAssigned) -> None:
+        await self._store.hold(event.interaction_id, event.agent_id, event.occurred_at)
+
+    async def on_ended(self, event: InteractionEnded) -> None:
+        await self._store.release(event.interaction_id, event.agent_id, event.occurred_at)
+
+    async def on_transferred(self, event: InteractionTransferred) -> None:
+        await self._store.release(event.interaction_id, event.from_agent_id, event.occurred_at)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

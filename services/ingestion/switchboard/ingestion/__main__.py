@@ -1,0 +1,5 @@
+"""``python -m switchboard.ingestion``"""
+
+from switchboard.ingestion.app import main
+
+main()

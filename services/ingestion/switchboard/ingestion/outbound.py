@@ -1,0 +1,246 @@
+"""Deliver what threading asks to send, through the configured SMTP relay, exactly once.
+
+The send record (collection ``outbound``, ``_id`` = ``outbound_id``) is the once-only guard:
+
+``new``/``deferred`` -> ``sending`` (written *before* the DATA command) -> ``sent`` | ``failed``.
+
+* 4xx anywhere (or no connection): nothing was delivered; the record goes to ``deferred`` and the
+  handler raises, so the runtime retries with backoff. After ``outbound_max_tries`` tries the
+  request ends as ``email.delivery_failed`` (``permanent=False``).
+* 5xx: ``email.delivery_failed`` with the relay's reply.
+* 250 after DATA: ``email.sent``.
+* A redelivered request whose record is ``sent``/``failed`` re-publishes the same outcome event
+  (deterministic id) and sends nothing. One found in ``sending`` means the process died, or the
+  connection broke, during DATA: whether the relay took it is unknown, so it is *not* sent again
+  but reported as failed with ``permanent=False`` and the reason (never twice beats maybe twice).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiosmtplib
+import structlog
+
+from switchboard.contracts.mail import EmailDeliveryFailed, EmailOutboundRequested, EmailSent
+from switchboard.ingestion import metrics
+from switchboard.ingestion.compose import Unsendable, compose, recipients
+from switchboard.ingestion.store import BlobMissing, MailStore
+from switchboard.runtime.bus import Bus
+
+log = structlog.get_logger("switchboard.ingestion.outbound")
+
+
+class DeliveryDeferred(RuntimeError):
+    """The relay said "later" (4xx) or could not be reached: the runtime retries."""
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+    start_tls: bool | None = None
+    validate_certs: bool = True
+    timeout: float = 60.0
+    envelope_from: str | None = None
+    max_tries: int = 5
+    sending_lease: timedelta = timedelta(minutes=10)
+
+
+@dataclass
+class _Refusal:
+    code: int | None
+    reply: str
+
+
+class OutboundSender:
+    def __init__(self, store: MailStore, bus: Bus, relay: RelayConfig) -> None:
+        self._store = store
+        self._bus = bus
+        self._relay = relay
+
+    async def on_outbound_requested(self, request: EmailOutboundRequested) -> dict[str, Any]:
+        """Deliver one outbound mail through the relay (once)."""
+        record = await self._store.outbound_begin(
+            request.outbound_id,
+            {
+                "internet_message_id": request.internet_message_id,
+                "case_number": request.case_number,
+                "created_at": datetime.now(UTC),
+            },
+        )
+        state = record["state"]
+        if state == "sent":
+            await self._published_sent(request, str(record.get("relay_reply", "")))
+            return {"state": "sent", "repeat": True}
+        if state == "failed":
+            await self._published_failed(
+                request,
+                record.get("smtp_code"),
+                str(record.get("smtp_reply", "")),
+                bool(record.get("permanent", True)),
+            )
+            return {"state": "failed", "repeat": True}
+        if state == "sending":
+            since = record.get("sending_since")
+            if (
+                since is not None
+                and since.replace(tzinfo=since.tzinfo or UTC)
+                > datetime.now(UTC) - self._relay.sending_lease
+            ):
+                raise DeliveryDeferred("another copy of this request is being sent right now")
+            return await self._fail(
+                request,
+                None,
+                "delivery state unknown: the previous attempt stopped during DATA; "
+                "not sent again to avoid a duplicate",
+                permanent=False,
+            )
+        return await self._deliver(request, state, int(record.get("tries", 1)))
+
+    async def _deliver(
+        self, request: EmailOutboundRequested, state: str, tries: int
+    ) -> dict[str, Any]:
+        try:
+            attachments = []
+            for ref in request.attachments:
+                data = await self._store.blobs.get(ref.attachment_id)
+                attachments.append((ref.filename, ref.content_type, data, ref.content_id))
+            message = compose(request, attachments)
+        except BlobMissing as exc:
+            return await self._fail(request, None, f"attachment {exc} is not stored here", True)
+        except Unsendable as exc:
+            return await self._fail(request, None, f"refused before sending: {exc}", True)
+        data = message.as_bytes()
+        rcpts = recipients(request)
+        relay = self._relay
+        smtp = aiosmtplib.SMTP(
+            hostname=relay.host,
+            port=relay.port,
+            username=relay.username,
+            password=relay.password,
+            use_tls=relay.use_tls,
+            start_tls=relay.start_tls,
+            validate_certs=relay.validate_certs,
+            timeout=relay.timeout,
+        )
+        try:
+            try:
+                await smtp.connect()
+                await smtp.mail(relay.envelope_from or request.sender.address)
+                refused: dict[str, _Refusal] = {}
+                for rcpt in rcpts:
+                    try:
+                        await smtp.rcpt(rcpt)
+                    except aiosmtplib.SMTPRecipientRefused as exc:
+                        refused[rcpt] = _Refusal(exc.code, f"{exc.code} {exc.message}")
+            except aiosmtplib.SMTPResponseException as exc:
+                return await self._refused(request, state, tries, exc.code, exc.message)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                return await self._defer(request, state, tries, None, f"relay unreachable: {exc}")
+            if len(refused) == len(rcpts):
+                worst = min(refused.values(), key=lambda r: r.code or 0)
+                replies = "; ".join(f"{k}: {v.reply}" for k, v in refused.items())
+                if any((r.code or 0) < 500 for r in refused.values()):
+                    return await self._defer(request, state, tries, worst.code, replies)
+                return await self._fail(request, worst.code, replies, True)
+            if not await self._store.outbound_set(
+                request.outbound_id, "sending", expect=state, sending_since=datetime.now(UTC)
+            ):
+                raise DeliveryDeferred("the send record changed under us; trying again later")
+            try:
+                response = await smtp.data(data)
+            except aiosmtplib.SMTPResponseException as exc:
+                await self._store.outbound_set(request.outbound_id, "deferred", expect="sending")
+                return await self._refused(request, "deferred", tries, exc.code, exc.message)
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                return await self._fail(
+                    request,
+                    None,
+                    f"connection lost during DATA ({type(exc).__name__}: {exc}); delivery state "
+                    "unknown, not sent again to avoid a duplicate",
+                    permanent=False,
+                )
+        finally:
+            if smtp.is_connected:
+                try:
+                    await smtp.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    smtp.close()
+        reply = f"{response.code} {response.message}"
+        if refused:
+            reply += " (refused: " + "; ".join(f"{k}: {v.reply}" for k, v in refused.items()) + ")"
+        await self._store.outbound_set(request.outbound_id, "sent", relay_reply=reply)
+        metrics.SENT.inc()
+        log.info("outbound mail sent", outbound_id=request.outbound_id, reply=reply)
+        await self._published_sent(request, reply)
+        return {"state": "sent"}
+
+    async def _refused(
+        self, request: EmailOutboundRequested, state: str, tries: int, code: int, reply: str
+    ) -> dict[str, Any]:
+        text = f"{code} {reply}"
+        if 400 <= code < 500:
+            return await self._defer(request, state, tries, code, text)
+        return await self._fail(request, code, text, permanent=True)
+
+    async def _defer(
+        self,
+        request: EmailOutboundRequested,
+        state: str,
+        tries: int,
+        code: int | None,
+        reply: str,
+    ) -> dict[str, Any]:
+        if tries >= self._relay.max_tries:
+            return await self._fail(
+                request, code, f"gave up after {tries} tries; last reply: {reply}", False
+            )
+        await self._store.outbound_set(
+            request.outbound_id, "deferred", last_reply=reply, last_code=code
+        )
+        metrics.DEFERRED.inc()
+        log.warning("outbound mail deferred", outbound_id=request.outbound_id, reply=reply)
+        raise DeliveryDeferred(reply)
+
+    async def _fail(
+        self, request: EmailOutboundRequested, code: int | None, reply: str, permanent: bool
+    ) -> dict[str, Any]:
+        await self._store.outbound_set(
+            request.outbound_id, "failed", smtp_code=code, smtp_reply=reply, permanent=permanent
+        )
+        metrics.DELIVERY_FAILED.labels(str(permanent).lower()).inc()
+        log.warning("outbound mail failed", outbound_id=request.outbound_id, reply=reply)
+        await self._published_failed(request, code, reply, permanent)
+        return {"state": "failed", "permanent": permanent}
+
+    async def _published_sent(self, request: EmailOutboundRequested, reply: str) -> None:
+        await self._bus.publish(
+            EmailSent.caused_by(
+                request,
+                outbound_id=request.outbound_id,
+                internet_message_id=request.internet_message_id,
+                case_number=request.case_number,
+                relay_reply=reply[:2000],
+            )
+        )
+
+    async def _published_failed(
+        self, request: EmailOutboundRequested, code: int | None, reply: str, permanent: bool
+    ) -> None:
+        await self._bus.publish(
+            EmailDeliveryFailed.caused_by(
+                request,
+                outbound_id=request.outbound_id,
+                internet_message_id=request.internet_message_id,
+                case_number=request.case_number,
+                smtp_code=code,
+                smtp_reply=reply[:2000] or "no reply",
+                permanent=permanent,
+            )
+        )

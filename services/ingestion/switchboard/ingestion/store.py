@@ -1,0 +1,226 @@
+"""The MongoDB adapter of the mail edge: raw mail and blobs in GridFS, its own collections.
+
+* ``raw`` bucket: every received message exactly as its bytes arrived, ``_id`` = SHA-256 hex.
+* ``blobs`` bucket: attachments, sanitised HTML and full texts, ``_id`` = SHA-256 of the content,
+  so the same attachment sent a hundred times is stored once.
+* ``mails``: one document per distinct raw message (same ``_id``): where it first came from,
+  and whether its event was published (``state`` pending -> done).
+* ``outbound``: one document per ``outbound_id``; the record that makes a send happen once.
+* ``imap_state``: last seen UID per mailbox folder and its UIDVALIDITY.
+* ``quarantine``: the operators' list of mail that could not be parsed.
+
+Only portable operations (FerretDB): no TTL, no partial indexes, no positional updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gridfs import AsyncGridFSBucket
+from gridfs.errors import FileExists, NoFile
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+Document = dict[str, Any]
+CHUNK_SIZE = 255 * 1024  # GridFS's default chunk size
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobMissing(LookupError):
+    """A referenced raw mail or attachment is not in the store."""
+
+
+class _Bucket:
+    """A GridFS bucket whose files are named by the SHA-256 of their bytes (write-once)."""
+
+    def __init__(self, db: AsyncDatabase[Document], name: str) -> None:
+        self._bucket = AsyncGridFSBucket(db, bucket_name=name, chunk_size_bytes=CHUNK_SIZE)
+        self._files = db[f"{name}.files"]
+        self._chunks = db[f"{name}.chunks"]
+
+    async def ensure_indexes(self) -> None:
+        await self._files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
+        await self._chunks.create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
+
+    async def exists(self, blob_id: str) -> bool:
+        return await self._files.find_one({"_id": blob_id}, {"_id": 1}) is not None
+
+    async def put(self, blob_id: str, data: bytes, metadata: Document | None = None) -> bool:
+        """Store once; True when this call wrote it. Returns only when the file is complete.
+
+        No "exists?" read first: the write itself finds out (unique ``_id`` / chunk index), which
+        saves a round trip on every new mail. A file that fits one chunk is written as its chunk
+        then its files document (the GridFS layout, readable by any GridFS client; the files
+        document last, so a file is visible only when whole).
+        """
+        try:
+            if len(data) <= CHUNK_SIZE:
+                await self._chunks.insert_one({"files_id": blob_id, "n": 0, "data": data})
+                await self._files.insert_one(
+                    {
+                        "_id": blob_id,
+                        "filename": blob_id,
+                        "length": len(data),
+                        "chunkSize": CHUNK_SIZE,
+                        "uploadDate": datetime.now(UTC),
+                        "metadata": metadata or {},
+                    }
+                )
+            else:
+                await self._bucket.upload_from_stream_with_id(
+                    blob_id, blob_id, data, metadata=metadata or {}
+                )
+            return True
+        except (DuplicateKeyError, FileExists):
+            pass
+        # Stored already, or someone else is writing the same bytes, or a crashed writer left
+        # chunks behind: wait for the files document, else clean up and write it again.
+        for _ in range(50):
+            if await self.exists(blob_id):
+                return False
+            await asyncio.sleep(0.1)
+        await self._chunks.delete_many({"files_id": blob_id})
+        await self._bucket.upload_from_stream_with_id(
+            blob_id, blob_id, data, metadata=metadata or {}
+        )
+        return True
+
+    async def get(self, blob_id: str) -> bytes:
+        try:
+            stream = await self._bucket.open_download_stream(blob_id)
+        except NoFile:
+            raise BlobMissing(blob_id) from None
+        return await stream.read()
+
+    async def info(self, blob_id: str) -> Document | None:
+        return await self._files.find_one({"_id": blob_id})
+
+
+class MailStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.raw = _Bucket(db, "raw")
+        self.blobs = _Bucket(db, "blobs")
+        self.mails = db["mails"]
+        self.outbound = db["outbound"]
+        self.imap_state = db["imap_state"]
+        self.quarantine = db["quarantine"]
+
+    async def ensure_indexes(self) -> None:
+        await self.raw.ensure_indexes()
+        await self.blobs.ensure_indexes()
+        await self.mails.create_index([("state", ASCENDING), ("received_at", ASCENDING)])
+        await self.quarantine.create_index([("received_at", ASCENDING)])
+
+    # ---------------------------------------------------------------- inbound
+
+    async def put_raw(self, email_id: str, raw: bytes) -> None:
+        await self.raw.put(email_id, raw, {"kind": "raw-mail", "size": len(raw)})
+
+    async def put_blob(self, data: bytes, *, content_type: str, kind: str) -> str:
+        blob_id = sha256_hex(data)
+        await self.blobs.put(
+            blob_id, data, {"kind": kind, "content_type": content_type, "size": len(data)}
+        )
+        return blob_id
+
+    async def arrive(self, email_id: str, first: Document) -> Document:
+        """The mail's document, created on first arrival (its first-arrival facts kept)."""
+        for _ in range(3):
+            try:
+                doc = await self.mails.find_one_and_update(
+                    {"_id": email_id},
+                    {"$setOnInsert": {**first, "state": "pending"}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+            except DuplicateKeyError:  # two first arrivals at once: the other one won
+                continue
+            if doc is not None:
+                return doc
+        found = await self.mails.find_one({"_id": email_id})
+        if found is None:
+            raise RuntimeError(f"mail {email_id} could not be recorded")
+        return found
+
+    async def note_source(self, email_id: str, source: Document) -> None:
+        """Remember another way the same bytes reached us (for operators); bounded list."""
+        doc = await self.mails.find_one({"_id": email_id}, {"also": 1})
+        also = list((doc or {}).get("also", []))[-19:]
+        await self.mails.update_one({"_id": email_id}, {"$set": {"also": [*also, source]}})
+
+    async def published(self, email_id: str, facts: Document) -> None:
+        await self.mails.update_one(
+            {"_id": email_id},
+            {"$set": {**facts, "state": "done", "published_at": datetime.now(UTC)}},
+        )
+
+    async def claim_stale_pending(self, older_than: timedelta, lease: timedelta) -> Document | None:
+        """One stored-but-unpublished mail whose first attempt is long gone (atomic claim)."""
+        now = datetime.now(UTC)
+        return await self.mails.find_one_and_update(
+            {
+                "state": "pending",
+                "received_at": {"$lt": now - older_than},
+                "$or": [{"retry_after": {"$exists": False}}, {"retry_after": {"$lt": now}}],
+            },
+            {"$set": {"retry_after": now + lease}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def record_quarantine(self, doc: Document) -> None:
+        await self.quarantine.update_one({"_id": doc["_id"]}, {"$set": doc}, upsert=True)
+
+    async def list_quarantine(self, limit: int = 100) -> list[Document]:
+        cursor = self.quarantine.find({}).sort("received_at", -1).limit(limit)
+        return [doc async for doc in cursor]
+
+    # ---------------------------------------------------------------- IMAP
+
+    async def imap_position(self, key: str) -> Document | None:
+        return await self.imap_state.find_one({"_id": key})
+
+    async def set_imap_position(self, key: str, uidvalidity: int, last_uid: int) -> None:
+        await self.imap_state.update_one(
+            {"_id": key},
+            {"$set": {"uidvalidity": uidvalidity, "last_uid": last_uid, "at": datetime.now(UTC)}},
+            upsert=True,
+        )
+
+    # ---------------------------------------------------------------- outbound
+
+    async def outbound_record(self, outbound_id: str) -> Document | None:
+        return await self.outbound.find_one({"_id": outbound_id})
+
+    async def outbound_begin(self, outbound_id: str, facts: Document) -> Document:
+        """Create (or read) the send record; counts this try."""
+        await self.outbound.update_one(
+            {"_id": outbound_id},
+            {"$setOnInsert": {**facts, "state": "new", "tries": 0}},
+            upsert=True,
+        )
+        doc = await self.outbound.find_one_and_update(
+            {"_id": outbound_id},
+            {"$inc": {"tries": 1}, "$set": {"updated_at": datetime.now(UTC)}},
+            return_document=ReturnDocument.AFTER,
+        )
+        assert doc is not None
+        return doc
+
+    async def outbound_set(
+        self, outbound_id: str, state: str, *, expect: str | None = None, **facts: Any
+    ) -> bool:
+        """Move the record to ``state``; with ``expect`` only from that state (a guard)."""
+        query: Document = {"_id": outbound_id}
+        if expect is not None:
+            query["state"] = expect
+        result = await self.outbound.update_one(
+            query, {"$set": {"state": state, "updated_at": datetime.now(UTC), **facts}}
+        )
+        return result.modified_count == 1

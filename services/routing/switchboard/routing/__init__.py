@@ -1,0 +1,1 @@
+"""Routing: queues/services, offers as reservations, RONA, team and personal queues, transfers."""

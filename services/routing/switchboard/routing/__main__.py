@@ -1,0 +1,3 @@
+from switchboard.routing.app import main
+
+main()

@@ -1,0 +1,116 @@
+"""Thin message handlers: validate (done by the bus), hand to the router, answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
+from switchboard.contracts.routing import (
+    InteractionEnded,
+    LiveAssignmentsRequested,
+    OfferAnswer,
+    PersonalQueueListRequested,
+    PersonalQueuePull,
+    QueueViewRequested,
+    RouteRequested,
+    RouteWithdrawn,
+    ServiceConfigured,
+    ServiceRemoved,
+    ServicesListRequested,
+    TeamQueueListRequested,
+    TeamQueuePull,
+    TransferRequested,
+)
+from switchboard.routing.router import Router
+from switchboard.runtime.errors import Refused
+
+
+class RoutingHandlers:
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def on_route_requested(self, msg: RouteRequested) -> dict[str, Any]:
+        """Queue an interaction and offer it at once if an eligible agent is free."""
+        return await self.router.request(msg)
+
+    async def on_route_withdrawn(self, msg: RouteWithdrawn) -> dict[str, Any]:
+        """Stop routing an interaction; a live offer is cancelled."""
+        return await self.router.withdraw(msg)
+
+    async def on_offer_answer(self, msg: OfferAnswer) -> dict[str, Any]:
+        """Accept (assign) or reject (next agent) a live offer of the acting agent."""
+        return await self.router.answer(msg)
+
+    async def on_interaction_ended(self, msg: InteractionEnded) -> None:
+        """Free the agent's capacity and offer them waiting work."""
+        await self.router.ended(msg)
+
+    async def on_agent_profile(self, msg: AgentProfileChanged) -> None:
+        """Keep routing's projection of teams, skills and capacity."""
+        await self.router.profile_changed(msg)
+
+    async def on_agent_state(self, msg: AgentStateChanged) -> None:
+        """Keep routing's projection of agent states (stale sequences ignored)."""
+        await self.router.state_changed(msg)
+
+    async def on_live_assignments(self, msg: LiveAssignmentsRequested) -> dict[str, Any]:
+        """Which interactions each agent holds now."""
+        return await self.router.live_assignments(list(msg.agent_ids))
+
+    async def on_service_configure(self, msg: ServiceConfigured) -> dict[str, Any]:
+        """Create or replace a routing service."""
+        service = msg.service
+        if service.overflow_service == service.name:
+            raise Refused(
+                "invalid", "a service cannot overflow into itself", field="service.overflow_service"
+            )
+        await self.router.store.put_service(service)
+        self.router.catalog.invalidate()
+        await self.router.sweep()
+        return {"service": service.model_dump(mode="json")}
+
+    async def on_service_remove(self, msg: ServiceRemoved) -> dict[str, Any]:
+        """Remove a routing service that holds no live work."""
+        view = await self.router.queue_view([msg.name])
+        row = view.get(msg.name)
+        if row and any(row[k] for k in ("depth", "personal", "offered", "assigned")):
+            raise Refused(
+                "service_in_use",
+                f"{msg.name} still has live work: transfer or finish it first",
+                field="name",
+            )
+        if not await self.router.store.remove_service(msg.name):
+            raise Refused("unknown_service", f"no service {msg.name}", field="name")
+        self.router.catalog.invalidate()
+        return {"removed": msg.name}
+
+    async def on_services_list(self, msg: ServicesListRequested) -> dict[str, Any]:
+        """The configured services."""
+        services = await self.router.store.list_services()
+        return {"services": [s.model_dump(mode="json") for s in services]}
+
+    async def on_team_queue_list(self, msg: TeamQueueListRequested) -> dict[str, Any]:
+        """Waiting emails of the acting agent's services, in queue order."""
+        return await self.router.team_queue(msg.agent_id, msg.service, msg.limit)
+
+    async def on_team_queue_pull(self, msg: TeamQueuePull) -> dict[str, Any]:
+        """Claim one waiting email of the team queue for the acting agent."""
+        return await self.router.pull(
+            msg.agent_id, msg.interaction_id, personal=False, service=msg.service
+        )
+
+    async def on_personal_queue_list(self, msg: PersonalQueueListRequested) -> dict[str, Any]:
+        """Work waiting for the acting agent only."""
+        return await self.router.personal_queue(msg.agent_id, msg.limit)
+
+    async def on_personal_queue_pull(self, msg: PersonalQueuePull) -> dict[str, Any]:
+        """Claim one item of the acting agent's personal queue."""
+        return await self.router.pull(msg.agent_id, msg.interaction_id, personal=True)
+
+    async def on_transfer(self, msg: TransferRequested) -> dict[str, Any]:
+        """Hand an assigned interaction to another service or a named agent."""
+        return await self.router.transfer(msg)
+
+    async def on_queue_view(self, msg: QueueViewRequested) -> dict[str, Any]:
+        """Supervisor view: depth and oldest wait per service."""
+        return {"services": await self.router.queue_view(msg.services)}

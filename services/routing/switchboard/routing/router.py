@@ -1,0 +1,1050 @@
+"""The routing engine: offers as reservations, timers, queues, transfers.
+
+Handlers (handlers.py) call into this; the rules themselves are in domain.py and every MongoDB
+access goes through store.py. Every state change is a compare-and-set, so any number of routing
+replicas may run this code side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from aio_pika.exceptions import PublishError
+
+from switchboard.contracts import Message
+from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
+from switchboard.contracts.routing import (
+    InteractionAssigned,
+    InteractionEnded,
+    InteractionQueued,
+    InteractionTransferred,
+    OfferAnswer,
+    OfferCancelled,
+    OfferMade,
+    OfferRejected,
+    OfferTimedOut,
+    RouteRequested,
+    RouteWithdrawn,
+    ServiceDefinition,
+    TransferRequested,
+)
+from switchboard.routing import domain, metrics
+from switchboard.routing.store import (
+    CHANNELS,
+    LIVE,
+    Document,
+    RoutingStore,
+    agent_from,
+    utcnow,
+    work_from,
+)
+from switchboard.runtime.bus import Bus
+from switchboard.runtime.errors import Refused
+
+log = structlog.get_logger("switchboard.routing")
+
+_EVENT_NAMESPACE = uuid.UUID("0d5f2f7e-6a0e-4b8e-9a53-0c3f1d9b7a21")
+
+
+def _event_id(*parts: str) -> uuid.UUID:
+    """A deterministic message id: a timer that fires twice publishes the same event twice."""
+    return uuid.uuid5(_EVENT_NAMESPACE, "/".join(parts))
+
+
+class Catalog:
+    """The configured services, cached for a moment (every replica reloads them often)."""
+
+    def __init__(self, store: RoutingStore, *, max_age_seconds: float = 2.0) -> None:
+        self._store = store
+        self._max_age = max_age_seconds
+        self._services: dict[str, ServiceDefinition] = {}
+        self._loaded_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def all(self, *, fresh: bool = False) -> dict[str, ServiceDefinition]:
+        """The services; ``fresh`` for commands, where a stale answer would be a wrong one."""
+        loop = asyncio.get_running_loop()
+        if fresh:
+            self.invalidate()
+        if loop.time() - self._loaded_at > self._max_age:
+            async with self._lock:
+                if loop.time() - self._loaded_at > self._max_age:
+                    found = await self._store.list_services()
+                    self._services = {s.name: s for s in found}
+                    self._loaded_at = loop.time()
+        return self._services
+
+    async def get(self, name: str, *, fresh: bool = False) -> ServiceDefinition | None:
+        return (await self.all(fresh=fresh)).get(name)
+
+    def invalidate(self) -> None:
+        self._loaded_at = 0.0
+
+
+class Router:
+    def __init__(
+        self,
+        store: RoutingStore,
+        bus: Bus,
+        *,
+        decline_cooldown_seconds: float = 60.0,
+        rona_hold_off_seconds: float = 30.0,
+        sweep_batch: int = 2000,
+        stale_hold_seconds: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.catalog = Catalog(store)
+        self.decline_cooldown = timedelta(seconds=decline_cooldown_seconds)
+        self.rona_hold_off = timedelta(seconds=rona_hold_off_seconds)
+        self.sweep_batch = sweep_batch
+        self.stale_hold = timedelta(seconds=stale_hold_seconds)
+
+    # --- publishing -----------------------------------------------------------------------
+
+    async def emit(self, message: Message) -> None:
+        """Publish an event; one nobody is bound to yet is counted, not an error."""
+        try:
+            await self.bus.publish(message)
+        except PublishError:
+            metrics.UNROUTED.labels(message.NAME).inc()
+            log.warning("event published but nobody listens to it", name=message.NAME)
+
+    # --- route requests -------------------------------------------------------------------
+
+    async def request(self, msg: RouteRequested) -> dict[str, Any]:
+        now = utcnow()
+        current = await self.store.get_work(msg.interaction_id)
+        archived = (
+            None if current is not None else await self.store.get_archived(msg.interaction_id)
+        )
+        request_id = str(msg.message_id)
+        if current is not None and current["status"] in LIVE:
+            if current.get("request_id") != request_id:
+                return {"status": current["status"], "already": True}
+            doc = current  # our own earlier attempt wrote it: finish the job
+        else:
+            if (
+                current is not None
+                and current.get("withdrawn_at") is not None
+                and msg.occurred_at <= current["withdrawn_at"]
+            ):
+                return {"status": "withdrawn", "stale": True}
+            service = await self.catalog.get(msg.service)
+            if service is None:
+                service = await self.catalog.get(msg.service, fresh=True)
+            if service is None:
+                log.warning(
+                    "route request for an unknown service: it waits until configured",
+                    service=msg.service,
+                )
+            doc = self._new_round(msg, current or archived, service, now)
+            written = (
+                await self.store.insert_work(doc)
+                if current is None
+                else await self.store.replace_work(current["version"], doc)
+            )
+            if not written:
+                metrics.CAS_CONFLICTS.labels("request").inc()
+                raise RuntimeError(f"{msg.interaction_id} changed while queueing: retry")
+        await self.emit(
+            InteractionQueued.caused_by(
+                msg,
+                key=str(doc["round"]),
+                interaction_id=doc["_id"],
+                channel=doc["channel"],
+                service=doc["service"],
+                personal_agent_id=doc.get("personal_agent_id"),
+            )
+        )
+        await self.dispatch_work(doc["_id"], doc)
+        return {"status": "queued", "round": doc["round"]}
+
+    def _new_round(
+        self,
+        msg: RouteRequested,
+        previous: Document | None,
+        service: ServiceDefinition | None,
+        now: datetime,
+    ) -> Document:
+        queued_at = msg.requested_at or msg.occurred_at
+        preferred_wait = service.preferred_agent_wait_seconds if service else 0.0
+        overflow = service.personal_overflow_seconds if service else None
+        preferred_until = (
+            now + timedelta(seconds=preferred_wait)
+            if msg.preferred_agent_id and preferred_wait > 0
+            else None
+        )
+        personal_until = (
+            now + timedelta(seconds=overflow) if msg.personal_agent_id and overflow else None
+        )
+        priority = (
+            msg.priority if msg.priority is not None else (service.priority if service else 0)
+        )
+        doc: Document = {
+            "_id": msg.interaction_id,
+            "status": "waiting",
+            "channel": msg.channel,
+            "service": msg.service,
+            "priority": priority,
+            "reason": msg.reason,
+            "queued_at": queued_at,
+            "requested_at": queued_at,
+            "round": int(previous["round"]) + 1 if previous else 1,
+            "offers_in_round": 0,
+            "request_id": str(msg.message_id),
+            "preferred_agent_id": msg.preferred_agent_id,
+            "preferred_until": preferred_until,
+            "personal_agent_id": msg.personal_agent_id,
+            "personal_until": personal_until,
+            "declined": [],
+            "summary": msg.summary,
+            "offer_id": None,
+            "offer": None,
+            "agent_id": None,
+            "withdrawn_at": previous.get("withdrawn_at") if previous else None,
+            "ended_at": None,
+            "history": list(previous.get("history", [])) if previous else [],
+            "version": int(previous["version"]) + 1 if previous else 1,
+        }
+        doc["due"] = self._due(doc, now)
+        return doc
+
+    @staticmethod
+    def _due(doc: Document, now: datetime) -> datetime | None:
+        return domain.next_due(
+            doc["status"],
+            offer_expires_at=(doc.get("offer") or {}).get("expires_at"),
+            preferred_until=doc.get("preferred_until"),
+            personal_until=doc.get("personal_until"),
+            now=now,
+        )
+
+    async def withdraw(self, msg: RouteWithdrawn) -> dict[str, Any]:
+        for _ in range(20):
+            now = utcnow()
+            doc = await self.store.get_work(msg.interaction_id)
+            if doc is None:
+                archived = await self.store.get_archived(msg.interaction_id)
+                tombstone: Document = {
+                    "_id": msg.interaction_id,
+                    "status": "withdrawn",
+                    "channel": "email",
+                    "service": "",
+                    "round": 0,
+                    "withdrawn_at": msg.occurred_at,
+                    "due": None,
+                    "history": archived.get("history", []) if archived else [],
+                    "version": int(archived["version"]) + 1 if archived else 1,
+                }
+                if archived is not None:
+                    tombstone["round"] = archived.get("round", 0)
+                if await self.store.insert_work(tombstone):
+                    return {"status": "withdrawn"}
+                continue
+            if doc["status"] not in ("waiting", "offered"):
+                return {"status": doc["status"]}
+            updated = copy.deepcopy(doc)
+            offer = doc.get("offer")
+            updated.update(
+                status="withdrawn",
+                withdrawn_at=msg.occurred_at,
+                offer=None,
+                offer_id=None,
+                due=None,
+                version=doc["version"] + 1,
+            )
+            if offer is not None:
+                updated["past_offers"] = self._past(doc, offer, "cancelled")
+            if not await self.store.replace_work(doc["version"], updated):
+                metrics.CAS_CONFLICTS.labels("withdraw").inc()
+                continue
+            if offer is not None:
+                await self._close_offer(offer, doc, "cancelled", now)
+                await self.release_hold(offer["agent_id"], offer_id=offer["id"])
+                await self.emit(
+                    OfferCancelled.caused_by(
+                        msg,
+                        offer_id=offer["id"],
+                        interaction_id=doc["_id"],
+                        agent_id=offer["agent_id"],
+                        reason=msg.reason or "withdrawn",
+                    )
+                )
+                await self.dispatch_agent(offer["agent_id"])
+            return {"status": "withdrawn"}
+        raise RuntimeError(f"{msg.interaction_id} kept changing while withdrawing: retry")
+
+    async def ended(self, msg: InteractionEnded) -> None:
+        for _ in range(20):
+            now = utcnow()
+            doc = await self.store.get_work(msg.interaction_id)
+            if doc is None or doc["status"] not in LIVE:
+                break
+            updated = copy.deepcopy(doc)
+            offer = doc.get("offer") if doc["status"] == "offered" else None
+            updated.update(
+                status="ended",
+                ended_at=now,
+                offer=None,
+                offer_id=None if offer else doc.get("offer_id"),
+                due=None,
+                version=doc["version"] + 1,
+            )
+            if offer is not None:
+                updated["past_offers"] = self._past(doc, offer, "cancelled")
+            if not await self.store.replace_work(doc["version"], updated):
+                metrics.CAS_CONFLICTS.labels("end").inc()
+                continue
+            await self.store.archive_work(updated)
+            if offer is not None:
+                await self._close_offer(offer, doc, "cancelled", now)
+                await self.release_hold(offer["agent_id"], offer_id=offer["id"])
+                if offer["agent_id"] != msg.agent_id:
+                    await self.emit(
+                        OfferCancelled.caused_by(
+                            msg,
+                            offer_id=offer["id"],
+                            interaction_id=doc["_id"],
+                            agent_id=offer["agent_id"],
+                            reason="ended",
+                        )
+                    )
+                    await self.dispatch_agent(offer["agent_id"])
+            if doc.get("agent_id") and doc["agent_id"] != msg.agent_id:
+                await self.release_hold(doc["agent_id"], interaction_id=doc["_id"])
+                await self.dispatch_agent(doc["agent_id"])
+            break
+        # Always give the ender's capacity back (also when a crash left it held).
+        await self.release_hold(msg.agent_id, interaction_id=msg.interaction_id)
+        await self.dispatch_agent(msg.agent_id)
+
+    # --- offers ---------------------------------------------------------------------------
+
+    async def dispatch_work(self, interaction_id: str, known: Document | None = None) -> int:
+        """Offer one waiting interaction to the best free agent, if there is one now."""
+        doc = known if known is not None else await self.store.get_work(interaction_id)
+        if doc is None or doc["status"] != "waiting":
+            return 0
+        now = utcnow()
+        services = await self.catalog.all()
+        service = services.get(doc["service"])
+        work = work_from(doc)
+        logged_in = await self._logged_in([work])
+        target = domain.meant_for(work, now, logged_in)
+        if target is not None:
+            found = await self.store.agents_by_id([target])
+            agent_docs = list(found.values())
+        elif service is None or service.channel != work.channel:
+            return 0
+        else:
+            agent_docs = await self.store.free_agents(work.channel, service.team)
+        agents = [agent_from(d, self.store.default_capacity, now) for d in agent_docs]
+        return await self._carry_out(
+            domain.plan_offers([work], agents, services, now, logged_in), {doc["_id"]: doc}
+        )
+
+    async def dispatch_agent(self, agent_id: str) -> int:
+        """Offer waiting work to one agent who may have become free (Ready, capacity freed)."""
+        now = utcnow()
+        doc = await self.store.get_agent(agent_id)
+        if doc is None:
+            return 0
+        agent = agent_from(doc, self.store.default_capacity, now)
+        channels = [ch for ch in CHANNELS if agent.can_take(ch)]
+        if not channels:
+            return 0
+        services = await self.catalog.all()
+        names = [
+            s.name for s in services.values() if s.channel in channels and domain.serves(agent, s)
+        ]
+        docs = await self.store.waiting_for_agent(agent_id, names, limit=100)
+        if not docs:
+            return 0
+        works = [work_from(d) for d in docs]
+        logged_in = await self._logged_in(works)
+        plan = domain.plan_offers(works, [agent], services, now, logged_in)
+        return await self._carry_out(plan, {d["_id"]: d for d in docs})
+
+    async def sweep(self) -> int:
+        """Match everything waiting with every free agent (the backstop behind the events)."""
+        free = await self.store.free_agents()
+        if not free:
+            return 0
+        docs = await self.store.waiting(limit=self.sweep_batch)
+        if not docs:
+            return 0
+        now = utcnow()
+        works = [work_from(d) for d in docs]
+        agents = [agent_from(d, self.store.default_capacity, now) for d in free]
+        logged_in = await self._logged_in(works)
+        services = await self.catalog.all()
+        plan = domain.plan_offers(works, agents, services, now, logged_in)
+        return await self._carry_out(plan, {d["_id"]: d for d in docs})
+
+    async def _logged_in(self, works: Iterable[domain.Work]) -> dict[str, bool]:
+        wanted = [w.preferred_agent_id for w in works if w.preferred_agent_id]
+        found = await self.store.agents_by_id(wanted)
+        now = utcnow()
+        return {
+            agent_id: agent_from(doc, self.store.default_capacity, now).logged_in
+            for agent_id, doc in found.items()
+        }
+
+    async def _carry_out(
+        self, plan: list[tuple[domain.Work, domain.Agent]], docs: dict[str, Document]
+    ) -> int:
+        made = 0
+        for work, agent in plan:
+            if await self.offer(docs[work.interaction_id], agent.agent_id):
+                made += 1
+        return made
+
+    async def offer(self, doc: Document, agent_id: str, *, pulled: bool = False) -> bool:
+        """Reserve the agent, then the interaction; give the agent back if the second fails."""
+        now = utcnow()
+        service = await self.catalog.get(doc["service"])
+        channel = doc["channel"]
+        number = int(doc.get("offers_in_round", 0)) + 1
+        offer_id = domain.offer_id(
+            doc["_id"], int(doc["round"]), number, kind="pull/" if pulled else ""
+        )
+        token = uuid.uuid4().hex  # this reservation's own mark: a loser releases only its own
+
+        def reserve(agent: Document) -> bool:
+            view = agent_from(agent, self.store.default_capacity, now)
+            if pulled:
+                if not view.logged_in or view.room(channel) <= 0:
+                    return False
+            elif not view.can_take(channel):
+                return False
+            if any(h["i"] == doc["_id"] for h in agent["holds"]):
+                return False
+            agent["holds"] = [
+                *agent["holds"],
+                {"o": offer_id, "i": doc["_id"], "c": channel, "at": now, "t": token},
+            ]
+            agent["idle_since"] = now
+            return True
+
+        _, reserved = await self.store.update_agent(agent_id, reserve, create=False)
+        if not reserved:
+            metrics.CAS_CONFLICTS.labels("agent").inc()
+            return False
+        auto = bool(service and service.auto_accept) or pulled
+        timeout = service.offer_timeout_seconds if service else 30.0
+        expires_at = now + timedelta(seconds=timeout)
+        offer = {
+            "id": offer_id,
+            "agent_id": agent_id,
+            "made_at": now,
+            "expires_at": expires_at,
+            "auto_accept": auto,
+        }
+        updated = copy.deepcopy(doc)
+        updated.update(
+            status="assigned" if auto else "offered",
+            offer=None if auto else offer,
+            offer_id=offer_id,
+            agent_id=agent_id if auto else None,
+            offers_in_round=number,
+            offer_ids=[*doc.get("offer_ids", [])[-49:], offer_id],
+            version=doc["version"] + 1,
+        )
+        if auto:
+            updated["past_offers"] = self._past(doc, offer, "pulled" if pulled else "auto_accepted")
+        updated["due"] = self._due(updated, now)
+        try:
+            written = await self.store.replace_work(doc["version"], updated)
+        except Exception:
+            # the database failed us mid-way: give the capacity back now (best effort; the
+            # stale-hold sweep is the backstop) rather than leave the agent looking full
+            with contextlib.suppress(Exception):
+                await self.release_hold(agent_id, token=token)
+            raise
+        if not written:
+            metrics.CAS_CONFLICTS.labels("work").inc()
+            await self.release_hold(agent_id, token=token)
+            return False
+        service_name = doc["service"]
+        if not pulled:
+            metrics.OFFERS.labels(service_name).inc()
+            metrics.REQUEST_TO_OFFER.labels(service_name).observe(
+                max((now - doc["requested_at"]).total_seconds(), 0.0)
+            )
+            await self.emit(
+                OfferMade(
+                    message_id=_event_id(offer_id, "made"),
+                    offer_id=offer_id,
+                    interaction_id=doc["_id"],
+                    agent_id=agent_id,
+                    channel=channel,
+                    service=service_name,
+                    expires_at=expires_at,
+                    auto_accept=auto,
+                    summary=doc.get("summary") or {},
+                )
+            )
+        if auto:
+            how = "pulled" if pulled else "auto_accepted"
+            metrics.ASSIGNMENTS.labels(service_name, how).inc()
+            if not pulled:
+                metrics.OFFER_OUTCOMES.labels(service_name, "auto_accepted").inc()
+            await self.emit(
+                InteractionAssigned(
+                    message_id=_event_id(offer_id, "assigned"),
+                    interaction_id=doc["_id"],
+                    agent_id=agent_id,
+                    channel=channel,
+                    service=service_name,
+                    offer_id=offer_id,
+                    how=how,
+                )
+            )
+        log.info(
+            "offer made" if not auto else "interaction assigned",
+            interaction_id=doc["_id"],
+            agent_id=agent_id,
+            offer_id=offer_id,
+        )
+        return True
+
+    async def release_hold(
+        self,
+        agent_id: str,
+        *,
+        offer_id: str | None = None,
+        interaction_id: str | None = None,
+        token: str | None = None,
+    ) -> bool:
+        now = utcnow()
+
+        def drop(agent: Document) -> bool:
+            kept = [
+                h
+                for h in agent["holds"]
+                if not (
+                    (offer_id is not None and h["o"] == offer_id)
+                    or (interaction_id is not None and h["i"] == interaction_id)
+                    or (token is not None and h.get("t") == token)
+                )
+            ]
+            if len(kept) == len(agent["holds"]):
+                return False
+            agent["holds"] = kept
+            agent["idle_since"] = now
+            return True
+
+        _, changed = await self.store.update_agent(agent_id, drop, create=False)
+        return changed
+
+    async def answer(self, msg: OfferAnswer) -> dict[str, Any]:
+        for _ in range(20):
+            now = utcnow()
+            doc = await self.store.work_by_offer(msg.offer_id)
+            if doc is None:
+                raise Refused("unknown_offer", f"no offer {msg.offer_id}", field="offer_id")
+            offer = doc.get("offer")
+            if offer is None or offer["id"] != msg.offer_id:
+                past = next(
+                    (p for p in doc.get("past_offers", []) if p["id"] == msg.offer_id), None
+                )
+                accepted = doc["status"] == "assigned" and doc.get("offer_id") == msg.offer_id
+                owner = past["agent_id"] if past else (doc.get("agent_id") if accepted else None)
+                if owner is not None and owner != msg.agent_id:
+                    raise Refused(
+                        "not_yours", "this offer was made to another agent", field="agent_id"
+                    )
+                if accepted and msg.accept:
+                    return {"status": "assigned", "interaction_id": doc["_id"]}
+                outcome = past["outcome"] if past else "closed"
+                raise Refused(
+                    "offer_closed", f"the offer is no longer live ({outcome})", field="offer_id"
+                )
+            if offer["agent_id"] != msg.agent_id:
+                raise Refused("not_yours", "this offer was made to another agent", field="agent_id")
+            updated = copy.deepcopy(doc)
+            if msg.accept:
+                updated.update(
+                    status="assigned",
+                    offer=None,
+                    agent_id=msg.agent_id,
+                    due=None,
+                    past_offers=self._past(doc, offer, "accepted"),
+                    version=doc["version"] + 1,
+                )
+            else:
+                updated.update(
+                    status="waiting",
+                    offer=None,
+                    offer_id=None,
+                    agent_id=None,
+                    declined=[
+                        *[d for d in doc.get("declined", []) if d["a"] != msg.agent_id],
+                        {"a": msg.agent_id, "until": now + self.decline_cooldown},
+                    ],
+                    past_offers=self._past(doc, offer, "rejected"),
+                    version=doc["version"] + 1,
+                )
+                updated["due"] = self._due(updated, now)
+            if not await self.store.replace_work(doc["version"], updated):
+                metrics.CAS_CONFLICTS.labels("answer").inc()
+                continue
+            service_name = doc["service"]
+            if msg.accept:
+                await self._close_offer(offer, doc, "accepted", now)
+                metrics.ASSIGNMENTS.labels(service_name, "accepted").inc()
+                await self.emit(
+                    InteractionAssigned.caused_by(
+                        msg,
+                        interaction_id=doc["_id"],
+                        agent_id=msg.agent_id,
+                        channel=doc["channel"],
+                        service=service_name,
+                        offer_id=msg.offer_id,
+                        how="accepted",
+                    )
+                )
+                return {"status": "assigned", "interaction_id": doc["_id"]}
+            await self._close_offer(offer, doc, "rejected", now)
+            await self.release_hold(msg.agent_id, offer_id=msg.offer_id)
+            await self.emit(
+                OfferRejected.caused_by(
+                    msg,
+                    offer_id=msg.offer_id,
+                    interaction_id=doc["_id"],
+                    agent_id=msg.agent_id,
+                    reason=msg.reason,
+                )
+            )
+            await self.dispatch_work(doc["_id"])
+            await self.dispatch_agent(msg.agent_id)
+            return {"status": "rejected", "interaction_id": doc["_id"]}
+        raise RuntimeError(f"offer {msg.offer_id} kept changing: retry")
+
+    async def _close_offer(
+        self, offer: Document, doc: Document, outcome: str, now: datetime
+    ) -> None:
+        metrics.OFFER_OUTCOMES.labels(doc["service"], outcome).inc()
+
+    @staticmethod
+    def _past(doc: Document, offer: Document, outcome: str) -> list[Document]:
+        """The interaction's last offers and how they ended (kept inside its document)."""
+        entry = {"id": offer["id"], "agent_id": offer["agent_id"], "outcome": outcome}
+        return [*doc.get("past_offers", [])[-19:], entry]
+
+    # --- timers ---------------------------------------------------------------------------
+
+    async def fire_timers(self) -> int:
+        """Offer expiry, end of preferred-agent wait, personal-queue overflow: claimed by CAS."""
+        fired = 0
+        now = utcnow()
+        for doc in await self.store.due_work(now):
+            try:
+                if await self._fire(doc, now):
+                    fired += 1
+            except Exception:
+                log.exception("timer failed", interaction_id=doc["_id"])
+        return fired
+
+    async def _fire(self, doc: Document, now: datetime) -> bool:
+        updated = copy.deepcopy(doc)
+        updated["version"] = doc["version"] + 1
+        offer = doc.get("offer")
+        if doc["status"] == "offered" and offer is not None and offer["expires_at"] <= now:
+            updated.update(
+                status="waiting",
+                offer=None,
+                offer_id=None,
+                agent_id=None,
+                declined=[
+                    *[d for d in doc.get("declined", []) if d["a"] != offer["agent_id"]],
+                    {"a": offer["agent_id"], "until": now + self.decline_cooldown},
+                ],
+                past_offers=self._past(doc, offer, "timed_out"),
+            )
+            updated["due"] = self._due(updated, now)
+            if not await self.store.replace_work(doc["version"], updated):
+                return False  # another replica claimed it (or the agent answered)
+            await self._close_offer(offer, doc, "timed_out", now)
+            metrics.RONA.inc()
+            await self._rona(offer["agent_id"], offer["id"], now)
+            await self.emit(
+                OfferTimedOut(
+                    message_id=_event_id(offer["id"], "timed_out"),
+                    offer_id=offer["id"],
+                    interaction_id=doc["_id"],
+                    agent_id=offer["agent_id"],
+                    channel=doc["channel"],
+                )
+            )
+            log.info("offer timed out", interaction_id=doc["_id"], agent_id=offer["agent_id"])
+            await self.dispatch_work(doc["_id"])
+            return True
+        if doc["status"] == "waiting":
+            overflowed = doc.get("personal_until") is not None and doc["personal_until"] <= now
+            if overflowed:
+                service = await self.catalog.get(doc["service"])
+                target = (service.overflow_service if service else None) or doc["service"]
+                updated.update(
+                    personal_agent_id=None,
+                    personal_until=None,
+                    service=target,
+                    history=[
+                        *doc.get("history", []),
+                        {"at": now, "what": "overflowed", "from": doc.get("personal_agent_id")},
+                    ],
+                )
+            updated["due"] = self._due(updated, now)
+            if not await self.store.replace_work(doc["version"], updated):
+                return False
+            if overflowed:
+                await self.emit(
+                    InteractionQueued(
+                        message_id=_event_id(doc["_id"], str(doc["version"]), "overflow"),
+                        interaction_id=doc["_id"],
+                        channel=doc["channel"],
+                        service=updated["service"],
+                    )
+                )
+            await self.dispatch_work(doc["_id"])
+            return True
+        updated["due"] = None
+        return await self.store.replace_work(doc["version"], updated)
+
+    async def _rona(self, agent_id: str, offer_id: str, now: datetime) -> None:
+        """Give back the hold and keep the agent from new offers until agent-state's RONA.
+
+        Both in one write, so no other replica sees the agent free in between.
+        """
+
+        def change(agent: Document) -> bool:
+            agent["holds"] = [h for h in agent["holds"] if h["o"] != offer_id]
+            agent["hold_off_until"] = now + self.rona_hold_off
+            return True
+
+        await self.store.update_agent(agent_id, change, create=False)
+
+    async def release_stale_holds(self) -> int:
+        """Holds whose offer never came to be (a crash between the two writes)."""
+        released = 0
+        now = utcnow()
+        for agent in await self.store.agents_with_holds():
+            for hold in agent["holds"]:
+                if hold["at"] > now - self.stale_hold:
+                    continue
+                work = await self.store.get_work(hold["i"])
+                live = (
+                    work is not None
+                    and work["status"] in ("offered", "assigned")
+                    and work.get("offer_id") == hold["o"]
+                )
+                if not live and await self.release_hold(agent["_id"], offer_id=hold["o"]):
+                    metrics.STALE_HOLDS.inc()
+                    log.warning("stale capacity hold released", agent_id=agent["_id"], hold=hold)
+                    released += 1
+        return released
+
+    # --- agents ---------------------------------------------------------------------------
+
+    async def profile_changed(self, msg: AgentProfileChanged) -> None:
+        def change(agent: Document) -> bool:
+            if agent.get("profile_at") is not None and msg.occurred_at <= agent["profile_at"]:
+                return False
+            agent.update(
+                teams=list(msg.teams),
+                skills=[{"name": s.name, "level": s.level} for s in msg.skills],
+                capacity=dict(msg.capacity),
+                active=msg.active,
+                profile_at=msg.occurred_at,
+            )
+            return True
+
+        await self.store.update_agent(msg.agent_id, change)
+        await self.dispatch_agent(msg.agent_id)
+
+    async def state_changed(self, msg: AgentStateChanged) -> None:
+        def change(agent: Document) -> bool:
+            if msg.sequence <= int(agent.get("state_seq", 0)):
+                return False  # stale
+            was = agent.get("state")
+            agent.update(
+                state=msg.state,
+                state_seq=msg.sequence,
+                not_ready_pending=msg.not_ready_pending,
+                hold_off_until=None,
+            )
+            if msg.state == "ready" and was != "ready":
+                agent["idle_since"] = msg.changed_at
+            return True
+
+        await self.store.update_agent(msg.agent_id, change)
+        await self.dispatch_agent(msg.agent_id)
+
+    # --- queues ---------------------------------------------------------------------------
+
+    async def _acting_agent(self, agent_id: str) -> domain.Agent:
+        doc = await self.store.get_agent(agent_id)
+        if doc is None:
+            raise Refused("unknown_agent", f"routing knows no agent {agent_id}", field="agent_id")
+        agent = agent_from(doc, self.store.default_capacity, utcnow())
+        if not agent.logged_in:
+            raise Refused("not_logged_in", f"agent {agent_id} is not logged in", field="agent_id")
+        return agent
+
+    async def team_services(self, agent: domain.Agent, only: str | None) -> list[str]:
+        services = await self.catalog.all(fresh=True)
+        names = [s.name for s in services.values() if domain.in_team(agent, s)]
+        if only is not None:
+            if only not in names:
+                raise Refused(
+                    "not_your_service", f"{only} is not a service of your team", field="service"
+                )
+            names = [only]
+        return names
+
+    @staticmethod
+    def _item(doc: Document, now: datetime) -> dict[str, Any]:
+        return {
+            "interaction_id": doc["_id"],
+            "service": doc["service"],
+            "channel": doc["channel"],
+            "priority": doc.get("priority", 0),
+            "queued_at": doc["queued_at"].isoformat(),
+            "waited_seconds": round((now - doc["queued_at"]).total_seconds(), 3),
+            "reason": doc.get("reason", "new"),
+            "summary": doc.get("summary") or {},
+        }
+
+    async def team_queue(self, agent_id: str, service: str | None, limit: int) -> dict[str, Any]:
+        agent = await self._acting_agent(agent_id)
+        names = await self.team_services(agent, service)
+        docs = (
+            await self.store.waiting(services=names, team_only=True, limit=limit) if names else []
+        )
+        now = utcnow()
+        return {"items": [self._item(d, now) for d in docs]}
+
+    async def personal_queue(self, agent_id: str, limit: int) -> dict[str, Any]:
+        await self._acting_agent(agent_id)
+        docs = await self.store.waiting(personal_agent_id=agent_id, limit=limit)
+        now = utcnow()
+        return {"items": [self._item(d, now) for d in docs]}
+
+    async def pull(
+        self,
+        agent_id: str,
+        interaction_id: str | None,
+        *,
+        personal: bool,
+        service: str | None = None,
+    ) -> dict[str, Any]:
+        """An atomic claim: the CAS on the interaction lets exactly one puller win."""
+        agent = await self._acting_agent(agent_id)
+        names = [] if personal else await self.team_services(agent, service)
+        for _ in range(10):
+            if interaction_id is not None:
+                doc = await self.store.get_work(interaction_id)
+                mine = doc is not None and (
+                    doc.get("personal_agent_id") == agent_id
+                    if personal
+                    else doc.get("personal_agent_id") is None and doc["service"] in names
+                )
+                if doc is None or not mine or doc["status"] != "waiting":
+                    raise Refused(
+                        "not_available",
+                        f"{interaction_id} is not waiting in your "
+                        + ("personal queue" if personal else "team queue"),
+                        field="interaction_id",
+                    )
+                candidates = [doc]
+            elif personal:
+                candidates = await self.store.waiting(personal_agent_id=agent_id, limit=20)
+            else:
+                candidates = (
+                    await self.store.waiting(services=names, team_only=True, limit=20)
+                    if names
+                    else []
+                )
+            if not candidates:
+                raise Refused("queue_empty", "nothing is waiting in that queue")
+            fresh = await self._acting_agent(agent_id)
+            for doc in candidates:
+                if fresh.room(doc["channel"]) <= 0:
+                    raise Refused(
+                        "at_capacity",
+                        f"no free {doc['channel']} capacity: finish some work first",
+                        field="agent_id",
+                    )
+                if await self.offer(doc, agent_id, pulled=True):
+                    return {
+                        "interaction_id": doc["_id"],
+                        "service": doc["service"],
+                        "channel": doc["channel"],
+                        "summary": doc.get("summary") or {},
+                    }
+        raise Refused(
+            "not_available", "someone else took it first: try again", field="interaction_id"
+        )
+
+    async def transfer(self, msg: TransferRequested) -> dict[str, Any]:
+        if not msg.to_service and not msg.to_agent_id:
+            raise Refused("missing_target", "name a service or an agent", field="to_service")
+        if msg.to_agent_id == msg.agent_id:
+            raise Refused("same_agent", "you cannot transfer to yourself", field="to_agent_id")
+        if msg.to_agent_id is not None and await self.store.get_agent(msg.to_agent_id) is None:
+            raise Refused("unknown_agent", f"no agent {msg.to_agent_id}", field="to_agent_id")
+        for _ in range(20):
+            now = utcnow()
+            doc = await self.store.get_work(msg.interaction_id)
+            if doc is None:
+                raise Refused(
+                    "unknown_interaction",
+                    f"no interaction {msg.interaction_id}",
+                    field="interaction_id",
+                )
+            if doc["status"] != "assigned" or doc.get("agent_id") != msg.agent_id:
+                raise Refused(
+                    "not_yours",
+                    "only the agent holding an interaction can transfer it (accept it first)",
+                    field="agent_id",
+                )
+            target_name = msg.to_service or doc["service"]
+            target = await self.catalog.get(target_name, fresh=True)
+            if target is None:
+                raise Refused("unknown_service", f"no service {target_name}", field="to_service")
+            if target.channel != doc["channel"]:
+                raise Refused(
+                    "channel_mismatch",
+                    f"{target_name} takes {target.channel}, this is {doc['channel']}",
+                    field="to_service",
+                )
+            overflow = target.personal_overflow_seconds
+            updated = copy.deepcopy(doc)
+            updated.update(
+                status="waiting",
+                service=target_name,
+                reason="transfer",
+                priority=target.priority,
+                round=int(doc["round"]) + 1,
+                offers_in_round=0,
+                requested_at=now,
+                request_id=str(msg.message_id),
+                preferred_agent_id=None,
+                preferred_until=None,
+                personal_agent_id=msg.to_agent_id,
+                personal_until=(
+                    now + timedelta(seconds=overflow) if msg.to_agent_id and overflow else None
+                ),
+                declined=[],
+                offer=None,
+                offer_id=None,
+                agent_id=None,
+                history=[
+                    *doc.get("history", []),
+                    {
+                        "at": now,
+                        "what": "transferred",
+                        "from_agent": msg.agent_id,
+                        "from_service": doc["service"],
+                        "to_service": target_name,
+                        "to_agent": msg.to_agent_id,
+                        "reason": msg.reason,
+                    },
+                ],
+                version=doc["version"] + 1,
+            )
+            updated["due"] = self._due(updated, now)
+            if not await self.store.replace_work(doc["version"], updated):
+                metrics.CAS_CONFLICTS.labels("transfer").inc()
+                continue
+            await self.release_hold(msg.agent_id, interaction_id=doc["_id"])
+            await self.emit(
+                InteractionTransferred.caused_by(
+                    msg,
+                    interaction_id=doc["_id"],
+                    from_agent_id=msg.agent_id,
+                    channel=doc["channel"],
+                    from_service=doc["service"],
+                    to_service=target_name,
+                    to_agent_id=msg.to_agent_id,
+                    reason=msg.reason,
+                )
+            )
+            await self.emit(
+                InteractionQueued.caused_by(
+                    msg,
+                    interaction_id=doc["_id"],
+                    channel=doc["channel"],
+                    service=target_name,
+                    personal_agent_id=msg.to_agent_id,
+                )
+            )
+            await self.dispatch_work(doc["_id"])
+            await self.dispatch_agent(msg.agent_id)
+            return {
+                "interaction_id": doc["_id"],
+                "service": target_name,
+                "to_agent_id": msg.to_agent_id,
+            }
+        raise RuntimeError(f"{msg.interaction_id} kept changing while transferring: retry")
+
+    # --- views ----------------------------------------------------------------------------
+
+    async def queue_view(self, only: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+        now = utcnow()
+        wanted = set(only)
+        services = await self.catalog.all(fresh=True)
+        view: dict[str, dict[str, Any]] = {
+            name: {
+                "depth": 0,
+                "oldest_wait_seconds": 0.0,
+                "offered": 0,
+                "assigned": 0,
+                "personal": 0,
+            }
+            for name in services
+            if not wanted or name in wanted
+        }
+        for doc in await self.store.live_work_summary():
+            name = doc["service"]
+            if wanted and name not in wanted:
+                continue
+            row = view.setdefault(
+                name,
+                {
+                    "depth": 0,
+                    "oldest_wait_seconds": 0.0,
+                    "offered": 0,
+                    "assigned": 0,
+                    "personal": 0,
+                },
+            )
+            if doc["status"] == "waiting":
+                if doc.get("personal_agent_id"):
+                    row["personal"] += 1
+                else:
+                    row["depth"] += 1
+                waited = round((now - doc["queued_at"]).total_seconds(), 3)
+                row["oldest_wait_seconds"] = max(row["oldest_wait_seconds"], waited)
+            else:
+                row[doc["status"]] += 1
+        return view
+
+    async def update_gauges(self) -> None:
+        for name, row in (await self.queue_view()).items():
+            metrics.QUEUE_DEPTH.labels(name).set(row["depth"] + row["personal"])
+            metrics.OLDEST_WAIT.labels(name).set(row["oldest_wait_seconds"])
+
+    async def live_assignments(self, agent_ids: list[str]) -> dict[str, Any]:
+        found: dict[str, list[str]] = {a: [] for a in agent_ids}
+        for doc in await self.store.assigned(agent_ids or None):
+            found.setdefault(doc["agent_id"], []).append(doc["_id"])
+        return {"assignments": found}

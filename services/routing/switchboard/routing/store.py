@@ -1,0 +1,366 @@
+"""MongoDB adapter of the routing service: its own collections, portable atomic operations only.
+
+Collections
+-----------
+``services``  one document per routing service (its :class:`ServiceDefinition`).
+``agents``    routing's projection of each agent, and the agent's *holds*: the live offers and
+              assignments charged to its capacity. Every write is a compare-and-set on
+              ``version`` (read, decide in Python, win the version's ticket, write),
+              so two replicas can never both take the last free place of an agent.
+``work``      one document per interaction: ``waiting`` -> ``offered`` -> ``assigned`` ->
+              ``ended`` (or ``withdrawn``). Every transition is a compare-and-set on ``version``,
+              so at most one offer per interaction is ever live. ``due`` is its timer (offer expiry,
+              end of the preferred-agent wait, personal-queue overflow).
+              It keeps its last offers and how they ended (``past_offers``), so a late answer
+              gets a clear refusal.
+
+Compare-and-set on FerretDB
+---------------------------
+FerretDB 1.24 (SQLite) does not apply a filtered update atomically: eight concurrent
+``replace_one`` / ``find_one_and_update`` calls filtered on the same version can *all* succeed.
+An insert under a unique ``_id`` is atomic there (and on MongoDB). So every compare-and-set first
+inserts a *ticket* ``<collection>/<id>/<version read>`` into ``cas_tickets``: only one writer can
+move a document on from a given version; the others get a duplicate key and re-read. A ticket
+whose writer died before writing (the document still at that version after
+``TICKET_LEASE``) is taken back. Old tickets are purged periodically.
+
+Order of a reservation: first the agent's hold (capacity), then the interaction's transition;
+if the second fails the hold is given back. A crash in between leaves a hold without an offer,
+which :meth:`RoutingStore.stale_holds` finds and the router releases: capacity is only ever
+over-counted for a moment, never under-counted.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from switchboard.contracts.routing import ServiceDefinition
+from switchboard.routing.domain import Agent, Work, interaction_of_offer
+
+Document = dict[str, Any]
+CHANNELS = ("email", "preview")
+TICKET_LEASE = timedelta(seconds=20)
+TICKET_KEEP = timedelta(minutes=10)
+LIVE = ("waiting", "offered", "assigned")
+
+
+class Conflict(RuntimeError):
+    """A compare-and-set kept losing: the message is retried later."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_agent_document(agent_id: str) -> Document:
+    return {
+        "_id": agent_id,
+        "teams": [],
+        "skills": [],
+        "capacity": {},
+        "active": True,
+        "state": "logged_out",
+        "state_seq": 0,
+        "not_ready_pending": False,
+        "profile_at": None,
+        "holds": [],
+        "idle_since": None,
+        "hold_off_until": None,
+        "version": 0,
+    }
+
+
+def derive_agent_fields(doc: Document, default_capacity: int) -> None:
+    """Fields kept only so queries can find free agents quickly (``avail``, ``room_total``)."""
+    load = {ch: 0 for ch in CHANNELS}
+    for hold in doc["holds"]:
+        load[hold["c"]] = load.get(hold["c"], 0) + 1
+    doc["load"] = load
+    offerable = doc["active"] and doc["state"] in ("ready", "busy") and not doc["not_ready_pending"]
+    room = {ch: int(doc["capacity"].get(ch, default_capacity)) - load[ch] for ch in CHANNELS}
+    doc["avail"] = [ch for ch in CHANNELS if offerable and room[ch] > 0]
+    doc["room_total"] = sum(max(r, 0) for r in room.values()) if offerable else 0
+
+
+def agent_from(doc: Document, default_capacity: int, now: datetime) -> Agent:
+    held_off = doc.get("hold_off_until") is not None and doc["hold_off_until"] > now
+    return Agent(
+        agent_id=doc["_id"],
+        teams=frozenset(doc.get("teams", [])),
+        skills={s["name"]: int(s["level"]) for s in doc.get("skills", [])},
+        capacity=dict(doc.get("capacity", {})),
+        active=bool(doc.get("active", True)),
+        state="rona" if held_off else doc.get("state", "logged_out"),
+        not_ready_pending=bool(doc.get("not_ready_pending", False)),
+        load=dict(doc.get("load") or {}),
+        idle_since=doc.get("idle_since"),
+        version=int(doc.get("version", 0)),
+        default_capacity=default_capacity,
+    )
+
+
+def work_from(doc: Document) -> Work:
+    return Work(
+        interaction_id=doc["_id"],
+        channel=doc["channel"],
+        service=doc["service"],
+        priority=int(doc.get("priority", 0)),
+        queued_at=doc["queued_at"],
+        preferred_agent_id=doc.get("preferred_agent_id"),
+        preferred_until=doc.get("preferred_until"),
+        personal_agent_id=doc.get("personal_agent_id"),
+        declined={d["a"]: d["until"] for d in doc.get("declined", [])},
+        version=int(doc.get("version", 0)),
+    )
+
+
+class RoutingStore:
+    def __init__(self, database: AsyncDatabase[Document], *, default_capacity: int = 1) -> None:
+        self.db = database
+        self.services = database["services"]
+        self.agents = database["agents"]
+        self.work = database["work"]
+        self.tickets = database["cas_tickets"]
+        self.archive = database["ended_work"]
+        self.default_capacity = default_capacity
+
+    async def ensure_indexes(self) -> None:
+        await self.work.create_index([("status", ASCENDING), ("service", ASCENDING)])
+        await self.work.create_index("due")
+        await self.work.create_index("offer_ids")
+        await self.work.create_index("agent_id")
+        await self.work.create_index("personal_agent_id")
+        await self.agents.create_index("avail")
+        await self.agents.create_index("room_total")
+        await self.tickets.create_index("at")
+
+    # --- compare-and-set ---------------------------------------------------------------------
+
+    async def _ticket(self, collection: str, doc_id: str, version: int) -> bool:
+        """Win the right to move ``doc_id`` on from ``version`` (atomic: a unique insert)."""
+        key = f"{collection}/{doc_id}/{version}"
+        now = utcnow()
+        try:
+            await self.tickets.insert_one({"_id": key, "at": now})
+            return True
+        except DuplicateKeyError:
+            pass
+        held = await self.tickets.find_one({"_id": key})
+        if held is None or held["at"] > now - TICKET_LEASE:
+            return False
+        current = await self.db[collection].find_one({"_id": doc_id}, {"version": 1})
+        if current is None or current.get("version") != version:
+            return False
+        # its writer died between ticket and write: take the ticket back, then try once more
+        await self.tickets.delete_one({"_id": key, "at": held["at"]})
+        try:
+            await self.tickets.insert_one({"_id": key, "at": now})
+            return True
+        except DuplicateKeyError:
+            return False
+
+    async def _cas_replace(self, collection: str, expected_version: int, doc: Document) -> bool:
+        if not await self._ticket(collection, doc["_id"], expected_version):
+            return False
+        result = await self.db[collection].replace_one(
+            {"_id": doc["_id"], "version": expected_version}, doc
+        )
+        return result.matched_count == 1
+
+    async def purge_tickets(self) -> int:
+        result = await self.tickets.delete_many({"at": {"$lt": utcnow() - TICKET_KEEP}})
+        return result.deleted_count
+
+    # --- services --------------------------------------------------------------------------
+
+    async def list_services(self) -> list[ServiceDefinition]:
+        found = [
+            ServiceDefinition.model_validate(d["definition"]) async for d in self.services.find()
+        ]
+        return sorted(found, key=lambda s: s.name)
+
+    async def put_service(self, service: ServiceDefinition) -> None:
+        await self.services.replace_one(
+            {"_id": service.name},
+            {"_id": service.name, "definition": service.model_dump(mode="json"), "at": utcnow()},
+            upsert=True,
+        )
+
+    async def seed_services(self, services: Iterable[ServiceDefinition]) -> int:
+        """Insert the given services only when none is configured yet (several replicas: safe)."""
+        if await self.services.count_documents({}, limit=1):
+            return 0
+        added = 0
+        for service in services:
+            try:
+                await self.services.insert_one(
+                    {
+                        "_id": service.name,
+                        "definition": service.model_dump(mode="json"),
+                        "at": utcnow(),
+                    }
+                )
+                added += 1
+            except DuplicateKeyError:
+                pass
+        return added
+
+    async def remove_service(self, name: str) -> bool:
+        result = await self.services.delete_one({"_id": name})
+        return result.deleted_count == 1
+
+    # --- agents ----------------------------------------------------------------------------
+
+    async def get_agent(self, agent_id: str) -> Document | None:
+        return await self.agents.find_one({"_id": agent_id})
+
+    async def update_agent(
+        self,
+        agent_id: str,
+        change: Callable[[Document], bool],
+        *,
+        create: bool = True,
+        tries: int = 100,
+    ) -> tuple[Document | None, bool]:
+        """Compare-and-set loop: ``change`` edits a copy and says whether to write it.
+
+        Returns the document as it now is and whether this call changed it.
+        """
+        for _ in range(tries):
+            current = await self.agents.find_one({"_id": agent_id})
+            if current is None and not create:
+                return None, False
+            base = current if current is not None else new_agent_document(agent_id)
+            updated = copy.deepcopy(base)
+            if not change(updated):
+                return current, False
+            derive_agent_fields(updated, self.default_capacity)
+            updated["version"] = int(base.get("version", 0)) + 1
+            if current is None:
+                try:
+                    await self.agents.insert_one(updated)
+                except DuplicateKeyError:
+                    continue
+                return updated, True
+            if await self._cas_replace("agents", int(base["version"]), updated):
+                return updated, True
+        raise Conflict(f"agent {agent_id} kept changing under us")
+
+    async def free_agents(
+        self, channel: str | None = None, team: str | None = None
+    ) -> list[Document]:
+        query: Document = {"room_total": {"$gt": 0}}
+        if channel is not None:
+            query = {"avail": channel}
+        if team is not None:
+            query["teams"] = team
+        return [d async for d in self.agents.find(query)]
+
+    async def agents_by_id(self, agent_ids: Iterable[str]) -> dict[str, Document]:
+        ids = sorted(set(agent_ids))
+        if not ids:
+            return {}
+        return {d["_id"]: d async for d in self.agents.find({"_id": {"$in": ids}})}
+
+    async def agents_with_holds(self) -> list[Document]:
+        return [d async for d in self.agents.find({"holds": {"$ne": []}})]
+
+    # --- work ------------------------------------------------------------------------------
+
+    async def get_work(self, interaction_id: str) -> Document | None:
+        return await self.work.find_one({"_id": interaction_id})
+
+    async def work_by_offer(self, offer_id: str) -> Document | None:
+        interaction_id = interaction_of_offer(offer_id)
+        if interaction_id is not None:
+            for collection in (self.work, self.archive):  # live first, then ended
+                doc = await collection.find_one({"_id": interaction_id})
+                if doc is not None and offer_id in doc.get("offer_ids", []):
+                    return doc
+            return None
+        return await self.work.find_one({"offer_ids": offer_id})
+
+    async def get_archived(self, interaction_id: str) -> Document | None:
+        return await self.archive.find_one({"_id": interaction_id})
+
+    async def archive_work(self, doc: Document) -> None:
+        """Move an ended interaction out of ``work``, so live scans only see live work.
+
+        The archive keeps its round (offer ids stay unique over rounds) and its history. A crash
+        in between leaves an ended document in ``work``: harmless, it is simply not live.
+        """
+        await self.archive.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        await self.work.delete_one({"_id": doc["_id"], "version": doc["version"]})
+
+    async def insert_work(self, doc: Document) -> bool:
+        try:
+            await self.work.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def replace_work(self, expected_version: int, doc: Document) -> bool:
+        """Write ``doc`` if the stored version is still ``expected_version`` (the CAS)."""
+        return await self._cas_replace("work", expected_version, doc)
+
+    async def waiting(
+        self,
+        *,
+        services: Iterable[str] | None = None,
+        personal_agent_id: str | None = None,
+        team_only: bool = False,
+        limit: int = 100,
+    ) -> list[Document]:
+        """Waiting work in queue order (priority, then age)."""
+        query: Document = {"status": "waiting"}
+        if services is not None:
+            query["service"] = {"$in": sorted(set(services))}
+        if personal_agent_id is not None:
+            query["personal_agent_id"] = personal_agent_id
+        elif team_only:
+            query["personal_agent_id"] = None
+        cursor = (
+            self.work.find(query)
+            .sort([("priority", DESCENDING), ("queued_at", ASCENDING), ("_id", ASCENDING)])
+            .limit(limit)
+        )
+        return [d async for d in cursor]
+
+    async def waiting_for_agent(
+        self, agent_id: str, services: Iterable[str], *, limit: int = 100
+    ) -> list[Document]:
+        """One agent's personal work and the team work of its services, in queue order."""
+        either: list[Document] = [{"personal_agent_id": agent_id}]
+        names = sorted(set(services))
+        if names:
+            either.append({"service": {"$in": names}, "personal_agent_id": None})
+        cursor = (
+            self.work.find({"status": "waiting", "$or": either})
+            .sort([("priority", DESCENDING), ("queued_at", ASCENDING), ("_id", ASCENDING)])
+            .limit(limit)
+        )
+        return [d async for d in cursor]
+
+    async def due_work(self, now: datetime, limit: int = 200) -> list[Document]:
+        cursor = self.work.find({"due": {"$lte": now}}).sort("due", ASCENDING).limit(limit)
+        return [d async for d in cursor]
+
+    async def assigned(self, agent_ids: Iterable[str] | None = None) -> list[Document]:
+        query: Document = {"status": "assigned"}
+        if agent_ids is not None:
+            query["agent_id"] = {"$in": sorted(set(agent_ids))}
+        return [
+            d async for d in self.work.find(query, {"_id": 1, "agent_id": 1}).sort("_id", ASCENDING)
+        ]
+
+    async def live_work_summary(self) -> list[Document]:
+        """Service, status, age and personal owner of every live interaction (for views)."""
+        projection = {"service": 1, "status": 1, "queued_at": 1, "personal_agent_id": 1}
+        return [d async for d in self.work.find({"status": {"$in": list(LIVE)}}, projection)]

@@ -1,0 +1,1 @@
+"""Threading: cases, case numbers, thread identifiers, follow-ups, dispositions, agent actions."""

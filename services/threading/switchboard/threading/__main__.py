@@ -1,0 +1,3 @@
+from switchboard.threading.app import main
+
+main()

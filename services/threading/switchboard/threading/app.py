@@ -1,0 +1,146 @@
+"""Threading service wiring: settings, build(settings) -> Runtime, main()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import Field, SecretStr
+
+from switchboard.contracts import Message, cases
+from switchboard.contracts.mail import (
+    EmailDeliveryFailed,
+    EmailOutboundRequested,
+    EmailReceived,
+    EmailSent,
+)
+from switchboard.contracts.queues import threading as queues
+from switchboard.contracts.routing import (
+    InteractionAssigned,
+    InteractionEnded,
+    RouteRequested,
+    RouteWithdrawn,
+)
+from switchboard.runtime.service import Runtime, serve
+from switchboard.runtime.settings import ServiceSettings
+from switchboard.threading.config import load_file
+from switchboard.threading.handlers import ThreadingHandlers
+from switchboard.threading.store import ThreadingStore
+from switchboard.threading.threadids import ThreadIds
+
+log = structlog.get_logger("switchboard.threading")
+
+DEV_THREAD_KEY = "dev-only-thread-key--set-SB_THREAD_KEY-in-production"
+
+
+class ThreadingSettings(ServiceSettings):
+    thread_key: SecretStr = Field(
+        default=SecretStr(DEV_THREAD_KEY),
+        description="HMAC key that makes thread identifiers verifiable (SB_THREAD_KEY[_FILE]); "
+        "the default is for `make run` only",
+    )
+    threading_config_file: Path | None = Field(
+        default=None, description="JSON service configuration seeded when the store is empty"
+    )
+    case_number_start: int = Field(default=14355, ge=1, description="the first case number")
+    mask_card_numbers: bool = Field(
+        default=True, description="mask payment card numbers before storing (per service too)"
+    )
+    config_refresh_seconds: float = Field(default=30.0, gt=0)
+    outbox_sweep_seconds: float = Field(default=10.0, gt=0)
+
+
+def build(settings: ThreadingSettings) -> Runtime:
+    runtime = Runtime("threading", settings)
+    store = ThreadingStore(runtime.db)
+    key = settings.thread_key.get_secret_value()
+    if key == DEV_THREAD_KEY:
+        log.warning("using the development thread key: set SB_THREAD_KEY outside `make run`")
+    handlers = ThreadingHandlers(
+        store,
+        runtime.bus,
+        ThreadIds(key.encode()),
+        mask_cards_default=settings.mask_card_numbers,
+    )
+
+    @runtime.on_start
+    async def prepare() -> None:
+        await store.ensure_indexes(settings.case_number_start)
+        if settings.threading_config_file is not None:
+            services = load_file(settings.threading_config_file)
+            seeded = await store.seed_config(
+                [{"_id": s.name, **s.model_dump(mode="json")} for s in services]
+            )
+            if seeded:
+                log.info("service configuration seeded", file=str(settings.threading_config_file))
+        await handlers.reload_config()
+
+    bus = runtime.bus
+    bus.consume(queues.EMAILS_RECEIVED, EmailReceived, handlers.on_email_received)
+    bus.consume(queues.ASSIGNMENTS, InteractionAssigned, handlers.on_interaction_assigned)
+    bus.consume(queues.EMAILS_SENT, EmailSent, handlers.on_email_sent)
+    bus.consume(queues.DELIVERY_FAILED, EmailDeliveryFailed, handlers.on_delivery_failed)
+    command_handlers: dict[type[Message], Any] = {
+        cases.ReplyToCase: handlers.on_reply,
+        cases.ForwardEmail: handlers.on_forward,
+        cases.SendFollowUp: handlers.on_follow_up,
+        cases.SendNewOutbound: handlers.on_new_outbound,
+        cases.SaveDraft: handlers.on_save_draft,
+        cases.UpdateDraft: handlers.on_update_draft,
+        cases.DiscardDraft: handlers.on_discard_draft,
+        cases.CloseCase: handlers.on_close,
+        cases.TransferCase: handlers.on_transfer,
+        cases.ChangeCaseService: handlers.on_change_service,
+        cases.MaskCaseData: handlers.on_mask,
+        cases.AddCaseNote: handlers.on_add_note,
+        cases.SetDisposition: handlers.on_set_disposition,
+        cases.GetCaseThread: handlers.on_get_thread,
+        cases.LookUpCase: handlers.on_lookup,
+    }
+    every_queue = {**queues.COMMANDS, **queues.QUERIES}
+    for model, handler in command_handlers.items():
+        bus.consume(every_queue[model.NAME], model, handler)
+
+    bus.publishes(
+        RouteRequested,
+        RouteWithdrawn,
+        InteractionEnded,
+        EmailOutboundRequested,
+        cases.CaseCreated,
+        cases.CaseEmailAttached,
+        cases.CaseReopened,
+        cases.CaseClosed,
+        cases.CaseDispositionSet,
+        cases.CaseNoteAdded,
+        cases.CaseTransferred,
+        cases.CaseServiceChanged,
+        cases.CaseMasked,
+        cases.CaseOutboundRequested,
+    )
+
+    runtime.every(settings.config_refresh_seconds, "reload service configuration")(
+        handlers.reload_config
+    )
+    runtime.every(settings.outbox_sweep_seconds, "publish unpublished case outbox")(
+        handlers.sweep_outbox
+    )
+
+    async def forget_query_answers() -> None:
+        await store.forget_answers([q.name for q in queues.QUERIES.values()])
+
+    runtime.every(300.0, "forget stored query answers")(forget_query_answers)
+
+    async def purge_ack_log() -> None:
+        from datetime import timedelta
+
+        await store.purge_ack_log(timedelta(days=2))
+
+    runtime.every(3600.0, "purge auto-answer rate log")(purge_ack_log)
+    runtime.handlers = handlers  # type: ignore[attr-defined]
+    runtime.store = store  # type: ignore[attr-defined]
+    return runtime
+
+
+def main() -> None:
+    serve(build(ThreadingSettings()))

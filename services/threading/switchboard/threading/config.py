@@ -1,0 +1,135 @@
+"""Per-service threading configuration (the demo file is deploy/demo/threading.json).
+
+Stored in the ``service_config`` collection (one document per service), seeded from the file
+named by ``SB_THREADING_CONFIG_FILE`` when the collection is empty, re-read periodically.
+A mail for a service nobody configured gets the ``"*"`` entry, or built-in defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from switchboard.contracts.mail import OutboundAddress
+from switchboard.threading.subjects import DEFAULT_TAG_FORMAT, check_tag_format
+
+DEFAULT_SERVICE = "*"
+
+
+class DispositionConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1)
+    final: bool = False
+
+
+class ClosedCasePolicy(BaseModel):
+    """What a follow-up to a closed case does.
+
+    ``reopen``: reopen it when it closed at most ``reopen_within_days`` ago, else open a new
+    linked case; ``new_linked``: always a new case linked to the closed one; ``reject``: file the
+    mail under the closed case without reopening it and answer automatically.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    mode: Literal["reopen", "new_linked", "reject"] = "reopen"
+    reopen_within_days: float = Field(default=14, ge=0)
+    reject_subject: str = "Your case {case_number} is closed"
+    reject_text: str = (
+        "Thank you for your message. Case {case_number} is closed, so this message was not "
+        "passed on. Please write to us again without the reference in the subject to open a "
+        "new request."
+    )
+
+
+class AutoAckConfig(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    enabled: bool = False
+    per_recipient_limit: int = Field(default=3, ge=1)
+    window_minutes: int = Field(default=60, ge=1)
+    subject: str = "We received your message (case {case_number})"
+    text: str = (
+        "Thank you for contacting us. Your case number is {case_number}; please keep the "
+        "reference in the subject when you write about this request again."
+    )
+
+
+class ServiceConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = DEFAULT_SERVICE
+    sender: OutboundAddress = OutboundAddress(
+        name="Customer Service", address="support@switchboard.example"
+    )
+    dispositions: list[DispositionConfig] = Field(
+        default_factory=lambda: [
+            DispositionConfig(name="Resolved", final=True),
+            DispositionConfig(name="Awaiting customer", final=False),
+        ]
+    )
+    closed_case: ClosedCasePolicy = ClosedCasePolicy()
+    thread_id_placement: Literal["subject", "header", "both"] = "subject"
+    subject_tag_format: str = DEFAULT_TAG_FORMAT
+    auto_ack: AutoAckConfig = AutoAckConfig()
+    follow_up_to_previous_agent: bool = True
+    mask_card_numbers: bool = True
+    wrap_up: bool = Field(default=False, description="agents go to After Call Work after email")
+
+    @field_validator("subject_tag_format")
+    @classmethod
+    def _tag_format(cls, value: str) -> str:
+        return check_tag_format(value)
+
+    def disposition(self, name: str) -> DispositionConfig | None:
+        for item in self.dispositions:
+            if item.name.casefold() == name.casefold():
+                return item
+        return None
+
+    @property
+    def tag_in_subject(self) -> bool:
+        return self.thread_id_placement in ("subject", "both")
+
+    @property
+    def tag_in_header(self) -> bool:
+        return self.thread_id_placement in ("header", "both")
+
+
+class ThreadingConfig(BaseModel):
+    """All services' configuration, looked up by service name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    services: dict[str, ServiceConfig] = Field(default_factory=dict)
+
+    def for_service(self, service: str) -> ServiceConfig:
+        found = self.services.get(service) or self.services.get(DEFAULT_SERVICE)
+        if found is None:
+            return ServiceConfig(name=service)
+        return found if found.name == service else found.model_copy(update={"name": service})
+
+    def known(self, service: str) -> bool:
+        return service in self.services
+
+    @classmethod
+    def from_documents(cls, documents: list[dict[str, Any]]) -> ThreadingConfig:
+        services = {}
+        for doc in documents:
+            body = {k: v for k, v in doc.items() if k != "_id"}
+            body.setdefault("name", doc["_id"])
+            services[body["name"]] = ServiceConfig.model_validate(body)
+        return cls(services=services)
+
+
+def load_file(path: Path) -> list[ServiceConfig]:
+    """Read a config file: ``{"services": [{...}, ...]}`` or ``{"services": {"name": {...}}}``."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    entries = raw.get("services", raw) if isinstance(raw, dict) else raw
+    if isinstance(entries, dict):
+        entries = [{"name": name, **body} for name, body in entries.items()]
+    return [ServiceConfig.model_validate(entry) for entry in entries]

@@ -1,0 +1,188 @@
+"""The threading rules as plain functions: no I/O, tested directly.
+
+* which clues an inbound mail offers, in the order they are trusted;
+* whether a References-only match may join a case;
+* what a follow-up to a closed case does; auto-replies and bounces never reopen;
+* whom an automatic answer may go to;
+* who may act on a case; interaction ids of routing rounds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from switchboard.threading.config import ServiceConfig
+from switchboard.threading.subjects import find_tags
+from switchboard.threading.threadids import ThreadIds
+
+ClueKind = Literal["subject_tag", "header", "in_reply_to", "references"]
+
+
+def message_id_key(value: str | None) -> str:
+    """The stored form of a Message-ID: without angle brackets and surrounding space."""
+    text = (value or "").strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    return text
+
+
+def message_id_header(key: str) -> str:
+    return f"<{key}>"
+
+
+def address_key(address: str | None) -> str:
+    return (address or "").strip().lower()
+
+
+@dataclass(frozen=True)
+class Clue:
+    kind: ClueKind
+    values: tuple[str, ...]
+
+
+def clues(
+    *,
+    subject: str,
+    thread_header: str | None,
+    in_reply_to: str | None,
+    references: list[str],
+    thread_ids: ThreadIds,
+    tag_format: str,
+) -> list[Clue]:
+    """The clues of an inbound mail in matching order.
+
+    Only identifiers that pass the keyed check become clues: a forged, truncated or foreign tag
+    ("[Ticket#123]") and a bare case number never point at a case.
+    """
+    found: list[Clue] = []
+    tags = tuple(t for t in find_tags(subject, tag_format) if thread_ids.verify(t))
+    if tags:
+        found.append(Clue("subject_tag", tags))
+    header = (thread_header or "").strip().upper()
+    if header and thread_ids.verify(header):
+        found.append(Clue("header", (header,)))
+    parent = message_id_key(in_reply_to)
+    if parent:
+        found.append(Clue("in_reply_to", (parent,)))
+    refs = tuple(
+        dict.fromkeys(
+            k for k in (message_id_key(r) for r in reversed(references)) if k and k != parent
+        )
+    )
+    if refs:
+        found.append(Clue("references", refs))
+    return found
+
+
+def may_join_by_references(sender: str, participants: list[str]) -> bool:
+    """A References-only match joins the case only when the sender already took part in it."""
+    return address_key(sender) in {address_key(p) for p in participants}
+
+
+FollowUpAction = Literal["attach", "reopen", "new_linked", "reject", "record"]
+
+
+def follow_up_action(
+    *,
+    case_status: str,
+    closed_at: datetime | None,
+    classification: str,
+    policy_mode: str,
+    reopen_within_days: float,
+    now: datetime,
+) -> FollowUpAction:
+    """What a mail that matched an existing case does to it.
+
+    ``attach``: join the open case; ``record``: file it without any effect (auto-replies and
+    bounces: they never reopen a case nor ask for an agent); ``reopen`` / ``new_linked`` /
+    ``reject``: the closed-case policy.
+    """
+    if classification in ("auto_reply", "bounce"):
+        return "record"
+    if case_status != "closed":
+        return "attach"
+    if policy_mode == "reject":
+        return "reject"
+    if policy_mode == "new_linked":
+        return "new_linked"
+    if closed_at is not None and now - closed_at <= timedelta(days=reopen_within_days):
+        return "reopen"
+    return "new_linked"
+
+
+_NO_REPLY = re.compile(
+    r"^(mailer-daemon|postmaster|no[-_.]?reply|do[-_.]?not[-_.]?reply|donotreply|noreply|"
+    r"bounces?|listserv|majordomo)([+\-_.].*)?$",
+    re.IGNORECASE,
+)
+
+
+def may_answer_automatically(sender: str, classification: str) -> bool:
+    """Never answer auto-replies, bounces, list mail, mailer-daemon or no-reply senders."""
+    if classification != "normal":
+        return False
+    local, at, domain = address_key(sender).rpartition("@")
+    if not at or not local or not domain:
+        return False
+    return not _NO_REPLY.match(local)
+
+
+def rate_window(now: datetime, minutes: int) -> str:
+    """The fixed window a timestamp falls into, as a key (per-recipient rate limits)."""
+    epoch_minutes = int(now.timestamp() // 60)
+    return str(epoch_minutes // minutes)
+
+
+def interaction_id(case_number: int, round_: int) -> str:
+    return f"case-{case_number}" if round_ <= 1 else f"case-{case_number}.{round_}"
+
+
+def parse_interaction_id(value: str) -> tuple[int, int] | None:
+    match = re.fullmatch(r"case-(\d+)(?:\.(\d+))?", value)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2) or 1)
+
+
+def holder_problem(case: dict[str, Any], agent_id: str, acting_role: str) -> str | None:
+    """Why this person may not act on the case (None when they may)."""
+    if acting_role == "supervisor":
+        return None
+    interaction = case.get("interaction") or {}
+    if interaction.get("state") == "assigned" and interaction.get("agent_id") == agent_id:
+        return None
+    holder = interaction.get("agent_id") if interaction.get("state") == "assigned" else None
+    if holder:
+        return f"case {case['_id']} is assigned to another agent"
+    return f"case {case['_id']} is not assigned to agent {agent_id}"
+
+
+def agents_last_first(agents: list[str], agent_id: str) -> list[str]:
+    return [agent_id, *[a for a in agents if a != agent_id]]
+
+
+def check_disposition(config: ServiceConfig, name: str) -> tuple[str, bool] | None:
+    found = config.disposition(name)
+    return (found.name, found.final) if found else None
+
+
+def references_for_reply(
+    parent_references: list[str], parent_key: str, limit: int = 20
+) -> list[str]:
+    """The References of a reply: the parent's, then the parent itself (the last ``limit``)."""
+    keys = [k for k in (message_id_key(r) for r in parent_references) if k and k != parent_key]
+    keys.append(parent_key)
+    return [message_id_header(k) for k in keys[-limit:]]
+
+
+def fill(template: str, **values: Any) -> str:
+    """Fill ``{case_number}``-style placeholders; unknown ones stay as written."""
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return str(values[name]) if name in values else match.group(0)
+
+    return re.sub(r"\{(\w+)\}", one, template)

@@ -1,0 +1,385 @@
+"""The threading service's MongoDB adapter (collections described in docs/data-model.md).
+
+Portable operations only (FerretDB in tests): no arrayFilters, no positional ``$``, no ``$push``
+modifiers. Measured on FerretDB 1.24: conditional updates are *not* atomic under concurrency
+(``$inc`` hands out one value twice; a version-guarded replace can succeed for two writers),
+while inserts under a unique index are. So everything that must never happen twice rests on an
+insert: case numbers are claimed in ``case_numbers``, an email is claimed by its Message-ID
+(``emails._id``), a case is changed only while holding its lock document (``case_locks``), and
+automatic answers take numbered quota slots (``ack_log``). On MongoDB the same code holds.
+
+A case document is changed by read-modify-write under its lock (and guarded by its
+``version``); the changes of one message and the messages it causes are written together (the
+case's ``outbox``), so a crash between the write and the publish is repaired by the retry or the
+outbox sweeper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from switchboard.threading.masking import redact_everywhere
+
+Document = dict[str, Any]
+COUNTER_ID = "case_number"
+OUTBOX_KEEP = timedelta(hours=24)
+
+
+class CaseMissing(LookupError):
+    pass
+
+
+class Contention(RuntimeError):
+    pass
+
+
+class ThreadingStore:
+    def __init__(self, db: AsyncDatabase[Document]) -> None:
+        self.db = db
+        self.cases = db["cases"]
+        self.emails = db["emails"]
+        self.counters = db["counters"]
+        self.thread_ids = db["thread_ids"]
+        self.drafts = db["drafts"]
+        self.config = db["service_config"]
+        self.ack_log = db["ack_log"]
+        self.case_numbers = db["case_numbers"]
+        self.locks = db["case_locks"]
+        self.published = db["outbox_published"]
+        self.ledger = db["processed_messages"]
+
+    async def ensure_indexes(self, case_number_start: int) -> None:
+        await self.emails.create_index([("case_number", ASCENDING), ("when", ASCENDING)])
+        await self.emails.create_index("outbound_id")
+        await self.emails.create_index("source")
+        await self.cases.create_index("contact.address")
+        await self.cases.create_index([("status", ASCENDING), ("service", ASCENDING)])
+        await self.cases.create_index("outbox_pending")
+        await self.drafts.create_index("case_number")
+        await self.ack_log.create_index("at")
+        await self.locks.create_index("until")
+        await self.published.create_index("at")
+        await self.ensure_counter(case_number_start)
+
+    # -- case numbers ----------------------------------------------------------------------
+
+    async def ensure_counter(self, start: int) -> None:
+        """The counter holds the last number given; raising ``start`` later moves it up."""
+        for _ in range(3):
+            try:
+                await self.counters.update_one(
+                    {"_id": COUNTER_ID}, {"$max": {"value": start - 1}}, upsert=True
+                )
+                return
+            except DuplicateKeyError:  # another replica created it at the same moment
+                continue
+
+    async def next_case_number(self, claimed_by: str = "") -> int:
+        """A number no one else has: the counter proposes, a unique insert decides.
+
+        On MongoDB the increment alone is atomic and the first proposal always wins; on servers
+        where it is not (FerretDB), a proposal someone else claimed is skipped. Gaps may occur;
+        duplicates cannot.
+        """
+        for _ in range(1000):
+            doc = await self.counters.find_one_and_update(
+                {"_id": COUNTER_ID}, {"$inc": {"value": 1}}, return_document=ReturnDocument.AFTER
+            )
+            if doc is None:
+                raise RuntimeError("the case-number counter is missing (ensure_indexes not run)")
+            candidate = int(doc["value"])
+            try:
+                await self.case_numbers.insert_one(
+                    {"_id": candidate, "at": _now(), "claimed_by": claimed_by}
+                )
+            except DuplicateKeyError:
+                continue
+            return candidate
+        raise Contention("no free case number after 1000 proposals")
+
+    # -- case locks ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def case_lock(self, case_number: int, *, lease: float = 30.0) -> AsyncIterator[None]:
+        """Hold the case's lock document (an insert under the unique ``_id``) while changing it.
+
+        A lock whose holder died is taken over after ``lease`` seconds.
+        """
+        token = uuid.uuid4().hex
+        delay = 0.002
+        deadline = asyncio.get_running_loop().time() + 4 * lease
+        while True:
+            now = _now()
+            try:
+                await self.locks.insert_one(
+                    {"_id": case_number, "token": token, "until": now + timedelta(seconds=lease)}
+                )
+                break
+            except DuplicateKeyError:
+                held = await self.locks.find_one({"_id": case_number})
+                if held is not None and _aware(held.get("until")) < now:
+                    await self.locks.delete_one({"_id": case_number, "token": held["token"]})
+                    continue
+            if asyncio.get_running_loop().time() > deadline:
+                raise Contention(f"case {case_number} stayed locked")
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.1)
+        try:
+            yield
+        finally:
+            await self.locks.delete_one({"_id": case_number, "token": token})
+
+    # -- emails ----------------------------------------------------------------------------
+
+    async def get_email(self, key: str) -> Document | None:
+        return await self.emails.find_one({"_id": key})
+
+    async def find_emails(self, keys: list[str]) -> list[Document]:
+        if not keys:
+            return []
+        found = {d["_id"]: d async for d in self.emails.find({"_id": {"$in": keys}})}
+        return [found[k] for k in keys if k in found]
+
+    async def insert_email(self, doc: Document) -> bool:
+        """False when an email with this Message-ID is already stored (unique ``_id``)."""
+        try:
+            await self.emails.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def add_copy(self, key: str, email_id: str, mailbox: str) -> None:
+        """The same Message-ID came again (another mailbox): remember the copy, nothing else."""
+        await self.emails.update_one(
+            {"_id": key}, {"$addToSet": {"raw_email_ids": email_id, "mailboxes": mailbox}}
+        )
+
+    async def emails_of_case(self, case_number: int) -> list[Document]:
+        docs = [d async for d in self.emails.find({"case_number": case_number})]
+        return sorted(docs, key=lambda d: (d.get("when") or d.get("stored_at"), d["_id"]))
+
+    async def set_email_fields(self, key: str, fields: Document) -> None:
+        await self.emails.update_one({"_id": key}, {"$set": fields})
+
+    async def mark_delivery(
+        self, outbound_id: str, message_key: str, status: str, detail: str
+    ) -> Document | None:
+        return await self.emails.find_one_and_update(
+            {"$or": [{"outbound_id": outbound_id}, {"_id": message_key}]},
+            {"$set": {"delivery": {"status": status, "detail": detail, "at": _now()}}},
+        )
+
+    # -- thread ids ------------------------------------------------------------------------
+
+    async def case_for_thread(self, thread_id: str) -> int | None:
+        doc = await self.thread_ids.find_one({"_id": thread_id})
+        return int(doc["case_number"]) if doc else None
+
+    async def claim_thread_id(self, case_number: int, mint: Callable[[], str]) -> str:
+        """Mint an identifier no other case has (unique insert) and map it to the case."""
+        while True:
+            candidate = mint()
+            try:
+                await self.thread_ids.insert_one(
+                    {"_id": candidate, "case_number": case_number, "at": _now()}
+                )
+            except DuplicateKeyError:
+                continue
+            return candidate
+
+    async def ensure_thread_id(self, case_number: int, mint: Callable[[], str]) -> str:
+        case = await self.get_case(case_number)
+        if case is None:
+            raise CaseMissing(case_number)
+        if case.get("thread_id"):
+            return str(case["thread_id"])
+        candidate = await self.claim_thread_id(case_number, mint)
+        chosen: dict[str, str] = {}
+
+        def mutate(current: Document) -> bool:
+            if current.get("thread_id"):
+                chosen["id"] = str(current["thread_id"])
+                return False
+            current["thread_id"] = chosen["id"] = candidate
+            return True
+
+        await self.update_case(case_number, mutate)
+        if chosen["id"] != candidate:
+            await self.thread_ids.delete_one({"_id": candidate})
+        return chosen["id"]
+
+    # -- cases -----------------------------------------------------------------------------
+
+    async def get_case(self, case_number: int) -> Document | None:
+        return await self.cases.find_one({"_id": case_number})
+
+    async def insert_case(self, doc: Document) -> bool:
+        try:
+            await self.cases.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def update_case(
+        self, case_number: int, mutate: Callable[[Document], bool], *, attempts: int = 100
+    ) -> Document:
+        """Read, change in memory, write back if nobody wrote meanwhile; repeat on contention.
+
+        ``mutate`` changes the document in place and says whether it changed anything; it may
+        raise to refuse (nothing is written then).
+        """
+        for _ in range(attempts):
+            async with self.case_lock(case_number):
+                current = await self.get_case(case_number)
+                if current is None:
+                    raise CaseMissing(case_number)
+                draft = copy.deepcopy(current)
+                if not mutate(draft):
+                    return current
+                _prune_outbox(draft)
+                draft["version"] = int(current.get("version", 0)) + 1
+                draft["updated_at"] = _now()
+                result = await self.cases.replace_one(
+                    {"_id": case_number, "version": current.get("version", 0)}, draft
+                )
+                if result.matched_count == 1:
+                    return draft
+        raise Contention(f"case {case_number} is changed by too many writers at once")
+
+    async def mark_published(self, case_number: int, key: str) -> None:
+        """Remember that an outbox entry went out: one insert, no lock (the flag in the case
+        document is brought up to date by the sweeper or the case's next change)."""
+        with contextlib.suppress(DuplicateKeyError):
+            await self.published.insert_one({"_id": f"{case_number}/{key}", "at": _now()})
+
+    async def published_keys(self, case_number: int, keys: list[str]) -> set[str]:
+        ids = [f"{case_number}/{k}" for k in keys]
+        found = {d["_id"] async for d in self.published.find({"_id": {"$in": ids}})}
+        return {k for k in keys if f"{case_number}/{k}" in found}
+
+    async def settle_outbox(self, case_number: int, keys: set[str]) -> None:
+        """Flag these outbox entries published in the case document itself."""
+
+        def mutate(case: Document) -> bool:
+            changed = False
+            for key, entry in (case.get("outbox") or {}).items():
+                if key in keys and not entry.get("published"):
+                    entry["published"] = True
+                    changed = True
+            return changed
+
+        await self.update_case(case_number, mutate)
+
+    async def cases_with_unpublished(self, older_than: timedelta) -> list[Document]:
+        cutoff = _now() - older_than
+        cursor = self.cases.find({"outbox_pending": True, "updated_at": {"$lt": cutoff}})
+        return [d async for d in cursor.limit(100)]
+
+    # -- drafts ----------------------------------------------------------------------------
+
+    async def insert_draft(self, doc: Document) -> bool:
+        try:
+            await self.drafts.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def get_draft(self, draft_id: str) -> Document | None:
+        return await self.drafts.find_one({"_id": draft_id})
+
+    async def replace_draft(self, doc: Document, version: int) -> bool:
+        result = await self.drafts.replace_one({"_id": doc["_id"], "version": version}, doc)
+        return result.matched_count == 1
+
+    async def delete_draft(self, draft_id: str) -> None:
+        await self.drafts.delete_one({"_id": draft_id})
+
+    async def drafts_of_case(self, case_number: int) -> list[Document]:
+        docs = [d async for d in self.drafts.find({"case_number": case_number})]
+        return sorted(docs, key=lambda d: d.get("created_at") or _now())
+
+    # -- masking ---------------------------------------------------------------------------
+
+    async def redact_case_copies(self, case_number: int, pieces: list[str]) -> int:
+        """Replace the pieces in every email and draft document of the case; returns count."""
+        changed = 0
+        for collection, docs in (
+            (self.emails, await self.emails_of_case(case_number)),
+            (self.drafts, await self.drafts_of_case(case_number)),
+        ):
+            for doc in docs:
+                body = {k: v for k, v in doc.items() if k != "_id"}
+                new, hit = redact_everywhere(body, pieces)
+                if hit:
+                    await collection.replace_one({"_id": doc["_id"]}, {"_id": doc["_id"], **new})
+                    changed += 1
+        return changed
+
+    async def forget_answers(self, consumers: list[str]) -> None:
+        """Drop the runtime ledger's stored answers of these consumers (they may quote text)."""
+        for consumer in consumers:
+            # "/" + 1 == "0": the range holds exactly the ids "<consumer>/..."
+            await self.ledger.delete_many({"_id": {"$gte": f"{consumer}/", "$lt": f"{consumer}0"}})
+
+    # -- configuration ---------------------------------------------------------------------
+
+    async def config_documents(self) -> list[Document]:
+        return [d async for d in self.config.find({})]
+
+    async def seed_config(self, documents: list[Document]) -> bool:
+        """Store the file's configuration only when the collection is empty."""
+        if await self.config.count_documents({}) > 0:
+            return False
+        for doc in documents:
+            with contextlib.suppress(DuplicateKeyError):
+                await self.config.insert_one(doc)
+        return True
+
+    # -- automatic answers -----------------------------------------------------------------
+
+    async def take_ack_quota(self, recipient: str, window: str, limit: int) -> bool:
+        """Take one of ``limit`` numbered slots for ``recipient`` in this window (inserts, so
+        two replicas never take one slot); False when every slot is taken."""
+        for slot in range(1, limit + 1):
+            try:
+                await self.ack_log.insert_one(
+                    {"_id": f"{recipient}|{window}|{slot}", "recipient": recipient, "at": _now()}
+                )
+            except DuplicateKeyError:
+                continue
+            return True
+        return False
+
+    async def purge_ack_log(self, older_than: timedelta) -> None:
+        await self.ack_log.delete_many({"at": {"$lt": _now() - older_than}})
+        await self.published.delete_many({"at": {"$lt": _now() - 2 * OUTBOX_KEEP}})
+
+
+def _prune_outbox(case: Document) -> None:
+    outbox = case.get("outbox") or {}
+    cutoff = _now() - OUTBOX_KEEP
+    case["outbox"] = {
+        k: v for k, v in outbox.items() if not (v.get("published") and _aware(v.get("at")) < cutoff)
+    }
+    case["outbox_pending"] = any(not v.get("published") for v in case["outbox"].values())
+
+
+def _aware(value: Any) -> datetime:
+    if not isinstance(value, datetime):
+        return _now()
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,111 @@
+"""A real gateway (RabbitMQ + MongoDB) and stand-ins for the services it forwards to.
+
+The stand-ins are consumers registered on a second ``Runtime`` that answer the real contract
+commands on the real queues: enough to test forwarding, authorisation and error mapping without
+the owning services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from switchboard.contracts import ConsumerQueue, Message
+from switchboard.gateway.app import GatewayRuntime, GatewaySettings, build
+from switchboard.runtime.service import Runtime
+
+PEOPLE = {
+    "agent-1": ("agent", "first-password-1"),
+    "agent-2": ("agent", "second-password-2"),
+    "supervisor-1": ("supervisor", "boss-password-1"),
+}
+
+
+@pytest.fixture
+def users_file(tmp_path: Path) -> Path:
+    path = tmp_path / "gateway.json"
+    people = [
+        {"id": pid, "name": pid.title(), "role": role, "password": password}
+        for pid, (role, password) in PEOPLE.items()
+    ]
+    path.write_text(json.dumps({"people": people}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def gateway_settings(make_settings: Callable[..., Any], users_file: Path) -> GatewaySettings:
+    settings: GatewaySettings = make_settings(
+        GatewaySettings,
+        gateway_users_file=users_file,
+        password_time_cost=1,
+        password_memory_kib=64,
+        password_parallelism=1,
+        command_timeout_seconds=3.0,
+        heartbeat_seconds=0.3,
+        login_account_limit=3,
+        login_address_limit=8,
+    )
+    return settings
+
+
+@pytest.fixture
+async def gateway(gateway_settings: GatewaySettings) -> AsyncIterator[GatewayRuntime]:
+    runtime = build(gateway_settings)
+    async with runtime.app:
+        yield runtime
+
+
+@pytest.fixture
+async def client(gateway: GatewayRuntime) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=gateway.api, client=("10.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        yield http
+
+
+async def login(http: httpx.AsyncClient, person: str) -> dict[str, str]:
+    answer = await http.post("/auth/login", json={"login": person, "password": PEOPLE[person][1]})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['token']}"}
+
+
+StandInHandler = Callable[[Any], Awaitable[dict[str, Any] | None]]
+
+
+class StandIns:
+    """A second runtime answering commands in place of the owning services."""
+
+    def __init__(self, make_settings: Callable[..., Any]) -> None:
+        self.runtime = Runtime("standin", make_settings())
+        self.seen: list[Message] = []
+
+    def answer(self, queue: ConsumerQueue, model: type[Message], handler: StandInHandler) -> None:
+        async def recorded(message: Message) -> dict[str, Any] | None:
+            self.seen.append(message)
+            return await handler(message)
+
+        recorded.__name__ = getattr(handler, "__name__", "standin")
+        self.runtime.bus.consume(queue, model, recorded)
+
+    def of(self, model: type[Message]) -> list[Any]:
+        return [m for m in self.seen if isinstance(m, model)]
+
+
+@pytest.fixture
+def stand_ins(make_settings: Callable[..., Any]) -> StandIns:
+    return StandIns(make_settings)
+
+
+@pytest.fixture
+def running() -> Callable[[StandIns], contextlib.AbstractAsyncContextManager[None]]:
+    @contextlib.asynccontextmanager
+    async def run(stand_ins: StandIns) -> AsyncIterator[None]:
+        async with stand_ins.runtime.app:
+            yield
+
+    return run

@@ -1,0 +1,93 @@
+"""Helpers shared by the ingestion tests (imported by name: tests are not a package)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from switchboard.contracts import ConsumerQueue, Message
+from switchboard.contracts.mail import (
+    EmailDeliveryFailed,
+    EmailQuarantined,
+    EmailReceived,
+    EmailSent,
+)
+from switchboard.ingestion.app import IngestionRuntime
+
+CORPUS = Path(__file__).parent / "corpus"
+MAILBOXES = [
+    {"address": "support@switchboard.local", "service": "support"},
+    {"address": "sales@switchboard.local", "service": "sales"},
+]
+
+
+async def eventually(check: Callable[[], Any], seconds: float = 20.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not true within {seconds} s")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Listener:
+    """What threading would see: every event the mail edge publishes, in order."""
+
+    received: list[EmailReceived] = field(default_factory=list)
+    quarantined: list[EmailQuarantined] = field(default_factory=list)
+    sent: list[EmailSent] = field(default_factory=list)
+    failed: list[EmailDeliveryFailed] = field(default_factory=list)
+
+    def attach(self, runtime: IngestionRuntime, *, received: bool = True) -> None:
+        pairs: list[tuple[type[Message], list[Any]]] = [
+            (EmailQuarantined, self.quarantined),
+            (EmailSent, self.sent),
+            (EmailDeliveryFailed, self.failed),
+        ]
+        if received:
+            pairs.append((EmailReceived, self.received))
+        for model, sink in pairs:
+            queue = ConsumerQueue(f"test.listener.{model.NAME}", (model.NAME,))
+
+            async def handle(message: Message, sink: list[Any] = sink) -> None:
+                sink.append(message)
+
+            runtime.bus.consume(queue, model, handle)
+
+
+@dataclass
+class Relay:
+    """A real SMTP server as the outbound relay; can be told to answer 4xx or 5xx."""
+
+    messages: list[Envelope] = field(default_factory=list)
+    tempfail_next: int = 0
+    reject_with: str | None = None
+    port: int = 0
+    server: asyncio.Server | None = None
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("nobody@"):
+            return "550 5.1.1 <nobody>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.tempfail_next > 0:
+            self.tempfail_next -= 1
+            return "451 4.3.0 Try again later (greylisted)"
+        if self.reject_with:
+            return self.reject_with
+        self.messages.append(envelope)
+        return "250 2.0.0 Ok: queued as RELAY1"

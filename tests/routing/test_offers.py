@@ -1,0 +1,261 @@
+"""Offers as reservations, against real RabbitMQ and the MongoDB-protocol server."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from switchboard.contracts.routing import (
+    InteractionEnded,
+    LiveAssignmentsRequested,
+    OfferAnswer,
+    RouteRequested,
+    RouteWithdrawn,
+)
+
+
+def route(interaction_id: str, service: str = "support", **fields: Any) -> RouteRequested:
+    return RouteRequested(
+        interaction_id=interaction_id,
+        channel=fields.pop("channel", "email"),
+        service=service,
+        **fields,
+    )
+
+
+async def test_offer_accept_assigns_and_ending_frees_capacity_for_the_next(harness: Any) -> None:
+    await harness.start(sweep_seconds=60.0)  # no backstop sweep: the events must do it
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.agent("a1")
+    await harness.publish(route("case-1", summary={"subject": "Parcel lost"}))
+    [offer] = await harness.observer.wait_for("offer.made", interaction_id="case-1")
+    assert offer["agent_id"] == "a1" and offer["summary"] == {"subject": "Parcel lost"}
+    assert offer["service"] == "support" and offer["auto_accept"] is False
+
+    await harness.publish(route("case-2"))
+    await harness.observer.wait_for("interaction.queued", interaction_id="case-2")
+    await asyncio.sleep(0.3)
+    assert harness.observer.named("offer.made", interaction_id="case-2") == []  # a1 is full
+
+    accepted = await harness.request(
+        OfferAnswer(offer_id=offer["offer_id"], agent_id="a1", accept=True)
+    )
+    assert accepted.ok and accepted.result["status"] == "assigned"
+    [assigned] = await harness.observer.wait_for("interaction.assigned", interaction_id="case-1")
+    assert assigned["how"] == "accepted" and assigned["offer_id"] == offer["offer_id"]
+    again = await harness.request(
+        OfferAnswer(offer_id=offer["offer_id"], agent_id="a1", accept=True)
+    )
+    assert again.ok  # answering twice is harmless
+
+    live = await harness.request(LiveAssignmentsRequested())
+    assert live.result == {"assignments": {"a1": ["case-1"]}}
+
+    await harness.publish(InteractionEnded(interaction_id="case-1", agent_id="a1", channel="email"))
+    [second] = await harness.observer.wait_for("offer.made", interaction_id="case-2")
+    assert second["agent_id"] == "a1"
+    live = await harness.request(LiveAssignmentsRequested(agent_ids=["a1", "a2"]))
+    assert live.result == {"assignments": {"a1": [], "a2": []}}
+
+
+async def test_reject_goes_to_the_next_agent_and_only_the_holder_may_answer(
+    harness: Any,
+) -> None:
+    await harness.start()
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.agent("first", skills={"german": 9})
+    await harness.agent("second", skills={"german": 1})
+    await harness.publish(route("case-r"))
+    [offer] = await harness.observer.wait_for("offer.made", interaction_id="case-r")
+    assert offer["agent_id"] == "first"
+
+    stolen = await harness.request(
+        OfferAnswer(offer_id=offer["offer_id"], agent_id="second", accept=True)
+    )
+    assert not stolen.ok and stolen.error.code == "not_yours"
+    assert stolen.error.field == "agent_id"
+    unknown = await harness.request(OfferAnswer(offer_id="nope", agent_id="first", accept=True))
+    assert not unknown.ok and unknown.error.code == "unknown_offer"
+
+    rejected = await harness.request(
+        OfferAnswer(offer_id=offer["offer_id"], agent_id="first", accept=False, reason="busy")
+    )
+    assert rejected.ok and rejected.result["status"] == "rejected"
+    [event] = await harness.observer.wait_for("offer.rejected", interaction_id="case-r")
+    assert event["reason"] == "busy"
+    offers = await harness.observer.wait_for("offer.made", interaction_id="case-r", count=2)
+    assert offers[1]["agent_id"] == "second"
+    assert offers[1]["offer_id"] != offer["offer_id"]
+    late = await harness.request(
+        OfferAnswer(offer_id=offer["offer_id"], agent_id="first", accept=True)
+    )
+    assert not late.ok and late.error.code == "offer_closed"
+
+
+async def test_timeout_sends_rona_and_requeues_at_the_head_with_its_age(harness: Any) -> None:
+    router = await harness.start()
+    await harness.configure(
+        name="support", channel="email", team="support", offer_timeout_seconds=0.6
+    )
+    await harness.agent("sleepy")
+    old = datetime.now(UTC) - timedelta(minutes=10)
+    await harness.publish(route("case-old", requested_at=old))
+    [offer] = await harness.observer.wait_for("offer.made", interaction_id="case-old")
+    assert offer["agent_id"] == "sleepy"
+    await harness.publish(route("case-new"))
+    await harness.observer.wait_for("interaction.queued", interaction_id="case-new")
+
+    [timed_out] = await harness.observer.wait_for(
+        "offer.timed_out", interaction_id="case-old", seconds=5
+    )
+    assert timed_out["agent_id"] == "sleepy" and timed_out["offer_id"] == offer["offer_id"]
+    doc = await router.store.get_work("case-old")
+    assert doc["status"] == "waiting"
+    assert abs((doc["queued_at"] - old).total_seconds()) < 0.01  # age kept
+    # the agent is held off (agent-state moves them to RONA): no new offer meanwhile
+    await asyncio.sleep(0.5)
+    assert len(harness.observer.named("offer.made", agent_id="sleepy")) == 1
+    late = await harness.request(
+        OfferAnswer(offer_id=offer["offer_id"], agent_id="sleepy", accept=True)
+    )
+    assert not late.ok and late.error.code == "offer_closed"
+
+    # another agent comes: the old one (head of the queue, age kept) is offered first
+    await harness.agent("fresh")
+    offers = await harness.observer.wait_for("offer.made", agent_id="fresh")
+    assert offers[0]["interaction_id"] == "case-old"
+    view = await router.queue_view(["support"])
+    assert view["support"]["offered"] == 1 and view["support"]["depth"] == 1
+    assert view["support"]["oldest_wait_seconds"] < 60  # case-new is what waits now
+
+
+async def test_offers_go_out_at_once_when_an_agent_becomes_ready(harness: Any) -> None:
+    await harness.start(sweep_seconds=60.0)
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.agent("late", state="not_ready")
+    for n in range(3):
+        await harness.publish(route(f"case-{n}"))
+    await harness.observer.wait_for("interaction.queued", count=3)
+    await asyncio.sleep(0.3)
+    assert harness.observer.named("offer.made") == []
+    started = asyncio.get_running_loop().time()
+    await harness.set_state("late", "ready")
+    [offer] = await harness.observer.wait_for("offer.made", agent_id="late")
+    assert asyncio.get_running_loop().time() - started < 2.0
+    assert offer["interaction_id"] == "case-0"  # the oldest first
+
+
+async def test_busy_agent_with_free_email_capacity_gets_more_email(harness: Any) -> None:
+    await harness.start()
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.agent("multi", capacity={"email": 2, "preview": 1})
+    for n in range(3):
+        await harness.publish(route(f"case-{n}"))
+    offers = await harness.observer.wait_for("offer.made", agent_id="multi", count=2)
+    for offer in offers:
+        outcome = await harness.request(
+            OfferAnswer(offer_id=offer["offer_id"], agent_id="multi", accept=True)
+        )
+        assert outcome.ok
+    await harness.set_state("multi", "busy")
+    await asyncio.sleep(0.8)
+    assert len(harness.observer.named("offer.made", agent_id="multi")) == 2  # full
+    await harness.publish(
+        InteractionEnded(
+            interaction_id=offers[0]["interaction_id"], agent_id="multi", channel="email"
+        )
+    )
+    third = await harness.observer.wait_for("offer.made", agent_id="multi", count=3)
+    first_two = {o["interaction_id"] for o in offers}
+    assert {third[2]["interaction_id"]} == {"case-0", "case-1", "case-2"} - first_two
+
+
+async def test_auto_accept_service_assigns_at_once(harness: Any) -> None:
+    await harness.start()
+    await harness.configure(name="outbound-preview", channel="preview", auto_accept=True)
+    await harness.agent("caller", teams=())
+    await harness.publish(
+        route("record-7", service="outbound-preview", channel="preview", reason="preview")
+    )
+    [assigned] = await harness.observer.wait_for("interaction.assigned", interaction_id="record-7")
+    assert assigned["how"] == "auto_accepted" and assigned["agent_id"] == "caller"
+    [offer] = harness.observer.named("offer.made", interaction_id="record-7")
+    assert offer["auto_accept"] is True
+
+
+async def test_a_repeated_request_is_a_no_op_and_after_the_end_starts_a_new_round(
+    harness: Any,
+) -> None:
+    router = await harness.start()
+    await harness.configure(name="support", channel="email", team="support", auto_accept=True)
+    await harness.agent("a1")
+    first = await harness.request(route("case-9"))
+    assert first.ok and first.result["round"] == 1
+    again = await harness.request(route("case-9"))
+    assert again.ok and again.result["already"] is True
+    await harness.observer.wait_for("interaction.assigned", interaction_id="case-9")
+    await harness.publish(InteractionEnded(interaction_id="case-9", agent_id="a1", channel="email"))
+
+    async def ended() -> bool:
+        live = await router.store.get_work("case-9")
+        archived = await router.store.get_archived("case-9")
+        return live is None and bool(archived and archived["status"] == "ended")
+
+    await harness.eventually(ended)
+    follow_up = await harness.request(route("case-9", reason="follow_up"))
+    assert follow_up.ok and follow_up.result["round"] == 2
+    await harness.observer.wait_for("interaction.assigned", interaction_id="case-9", count=2)
+
+
+async def test_withdrawing_a_live_offer_cancels_it_and_frees_the_agent(harness: Any) -> None:
+    router = await harness.start()
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.agent("a1")
+    await harness.publish(route("case-w"))
+    [offer] = await harness.observer.wait_for("offer.made", interaction_id="case-w")
+    await harness.publish(route("case-x"))
+    outcome = await harness.request(RouteWithdrawn(interaction_id="case-w", reason="spam"))
+    assert outcome.ok and outcome.result["status"] == "withdrawn"
+    [cancelled] = await harness.observer.wait_for("offer.cancelled", interaction_id="case-w")
+    assert cancelled["offer_id"] == offer["offer_id"] and cancelled["agent_id"] == "a1"
+    await harness.observer.wait_for("offer.made", interaction_id="case-x")
+    # a late copy of the old request does not bring it back
+    stale = route("case-w", occurred_at=datetime.now(UTC) - timedelta(minutes=1))
+    assert (await harness.request(stale)).result.get("stale") is True
+    doc = await router.store.get_work("case-w")
+    assert doc["status"] == "withdrawn"
+
+
+async def test_stale_agent_states_are_ignored(harness: Any) -> None:
+    router = await harness.start()
+    await harness.agent("a1", state=None)
+    fresh = harness.state_message("a1", "ready")
+    fresh = fresh.model_copy(update={"sequence": 5})
+    stale = fresh.model_copy(update={"sequence": 4, "state": "logged_out"})
+    await router.state_changed(fresh)
+    await router.state_changed(stale)
+    doc = await router.store.get_agent("a1")
+    assert doc["state"] == "ready" and doc["state_seq"] == 5
+
+
+async def test_metrics_are_exposed(harness: Any) -> None:
+    await harness.start(metrics_seconds=0.2)
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.publish(route("case-m"))
+    await harness.observer.wait_for("interaction.queued", interaction_id="case-m")
+    await asyncio.sleep(0.5)
+    transport = httpx.ASGITransport(app=harness.runtime.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://routing") as client:
+        text = (await client.get("/metrics")).text
+    assert 'switchboard_routing_queue_depth{service="support"} 1.0' in text
+    assert "switchboard_routing_queue_oldest_wait_seconds" in text
+    for name in (
+        "switchboard_routing_offers_total",
+        "switchboard_routing_offer_outcomes_total",
+        "switchboard_routing_request_to_offer_seconds",
+        "switchboard_routing_rona_total",
+    ):
+        assert name in text

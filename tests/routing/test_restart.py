@@ -1,0 +1,39 @@
+"""Offers and their timers live in MongoDB: they survive a restart of routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from switchboard.contracts.routing import OfferAnswer, RouteRequested
+
+
+async def test_live_offers_survive_a_restart_and_their_timers_still_fire(harness: Any) -> None:
+    first = await harness.start()
+    await harness.configure(
+        name="support", channel="email", team="support", offer_timeout_seconds=2.0
+    )
+    await harness.agent("kept")
+    await harness.agent("missed")
+    for n in range(2):
+        await harness.request(
+            RouteRequested(interaction_id=f"case-{n}", channel="email", service="support")
+        )
+    offers = await harness.observer.wait_for("offer.made", count=2)
+    by_agent = {o["agent_id"]: o for o in offers}
+    before = await first.store.get_work(by_agent["missed"]["interaction_id"])
+    await harness.stop(first)  # routing goes away with two live offers
+
+    second = await harness.start()
+    doc = await second.store.get_work(by_agent["kept"]["interaction_id"])
+    assert doc["status"] == "offered"
+    accepted = await harness.request(
+        OfferAnswer(offer_id=by_agent["kept"]["offer_id"], agent_id="kept", accept=True)
+    )
+    assert accepted.ok and accepted.result["status"] == "assigned"
+    [timed_out] = await harness.observer.wait_for("offer.timed_out", seconds=8)
+    assert timed_out["offer_id"] == by_agent["missed"]["offer_id"]
+    assert timed_out["agent_id"] == "missed"
+    requeued = await second.store.get_work(by_agent["missed"]["interaction_id"])
+    assert requeued["status"] == "waiting"
+    assert requeued["queued_at"] == before["queued_at"]  # back in line with its age
+    assert harness.observer.named("offer.timed_out", offer_id=by_agent["kept"]["offer_id"]) == []

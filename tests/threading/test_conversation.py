@@ -1,0 +1,146 @@
+"""A customer conversation end to end, over real RabbitMQ and FerretDB."""
+
+from __future__ import annotations
+
+from switchboard.contracts import cases as c
+from switchboard.contracts.mail import Address
+
+from .conftest import Threading
+
+
+async def test_a_conversation_over_several_replies(threading: Threading) -> None:
+    t = threading
+    first = await t.file(
+        t.mail(subject="Printer broken", cc=[Address(address="bob@customer.example")])
+    )
+    number = first["case_number"]
+    assert number == 14355
+    case = await t.case(number)
+    assert case["status"] == "open" and case["service"] == "support"
+    assert case["contact"] == {"name": "Ann Customer", "address": "ann@customer.example"}
+    [route] = await t.drain("route")
+    assert route["interaction_id"] == "case-14355" and route["reason"] == "new"
+    assert route["summary"]["subject"] == "Printer broken"
+
+    await t.assign(number, "a1")
+    reply = await t.request(
+        c.ReplyToCase(case_number=number, agent_id="a1", text="Try turning it off.")
+    )
+    assert reply.ok, reply.error
+    thread_id = reply.result["thread_id"]
+    assert len(thread_id) == 12 and t.handlers.ids.verify(thread_id)
+    [out] = await t.drain("outbound")
+    assert out["subject"] == f"Re: Printer broken [Ref:{thread_id}]"
+    assert out["in_reply_to"] == first["message_id"]
+    assert out["references"] == [first["message_id"]]
+    assert out["to"][0]["address"] == "ann@customer.example"
+    assert out["sender"]["address"] == "support@acme.example"
+    assert out["internet_message_id"].endswith("@acme.example>")
+    [ended] = await t.drain("ended")
+    assert ended["interaction_id"] == "case-14355" and ended["agent_id"] == "a1"
+
+    # The customer answers; their client adds prefixes and mangles the tag's spacing.
+    second = await t.file(
+        t.mail(
+            subject=f"AW: RE:  Printer broken [ Ref: {thread_id.lower()} ]",
+            in_reply_to=out["internet_message_id"],
+            references=[first["message_id"], out["internet_message_id"]],
+            text="Did not help.",
+        )
+    )
+    assert second["case_number"] == number
+    assert second["intake"]["matched_by"] == "subject_tag"
+    routes = await t.drain("route")
+    assert routes[-1]["interaction_id"] == "case-14355.2"
+    assert routes[-1]["reason"] == "follow_up"
+    assert routes[-1]["preferred_agent_id"] == "a1"
+
+    await t.assign(number, "a1")
+    again = await t.command(
+        c.ReplyToCase(case_number=number, agent_id="a1", text="Replace the toner.")
+    )
+    assert again.ok, again.error
+    assert again.result["thread_id"] == thread_id
+    out2 = (await t.drain("outbound"))[-1]
+    assert out2["in_reply_to"] == second["message_id"]
+    assert out2["references"][-1] == second["message_id"]
+    assert out2["subject"] == f"Re: Printer broken [Ref:{thread_id}]"
+
+    third = await t.file(
+        t.mail(subject=f"Re: Printer broken [Ref:{thread_id}]", text="Works now, thanks!")
+    )
+    assert third["case_number"] == number
+    await t.assign(number, "a1")
+    done = await t.command(
+        c.SetDisposition(case_number=number, agent_id="a1", disposition="resolved")
+    )
+    assert done.ok and done.result["status"] == "closed"
+    case = await t.case(number)
+    assert case["status"] == "closed" and case["final_disposition"] == "Resolved"
+    assert case["agents"] == ["a1"]
+
+    view = await t.command(c.GetCaseThread(case_number=number))
+    assert view.ok
+    emails = view.result["emails"]
+    assert [e["direction"] for e in emails] == [
+        "inbound",
+        "outbound",
+        "inbound",
+        "outbound",
+        "inbound",
+    ]
+    assert emails[0]["from"] == {"name": "Ann Customer", "address": "ann@customer.example"}
+    assert emails[0]["cc"] == [{"name": "", "address": "bob@customer.example"}]
+    assert emails[0]["to"][0]["address"] == "support@acme.example"
+    assert emails[0]["when"] and emails[0]["subject"] == "Printer broken"
+    assert emails[1]["text"] == "Try turning it off."
+    assert view.result["case"]["thread_id"] == thread_id
+
+    events = {e["_name"] for e in await t.drain("events")}
+    assert {"case.created", "case.email_attached", "case.closed", "case.disposition_set"} <= events
+    lookup = await t.command(c.LookUpCase(thread_id=thread_id))
+    assert lookup.ok and lookup.result["case"]["case_number"] == number
+    # Through the broker, as the gateway asks: a refusal names the field.
+    late = await t.request(c.AddCaseNote(case_number=number, agent_id="a2", text="x"))
+    assert not late.ok and late.error is not None and late.error.field == "agent_id"
+
+
+async def test_a_crash_between_write_and_publish_loses_nothing(threading: Threading) -> None:
+    t = threading
+    real = t.handlers._publish_entry
+    failures = {"left": 1}
+
+    async def flaky(entry: dict) -> None:  # type: ignore[type-arg]
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("broker went away after the write")
+        await real(entry)
+
+    t.handlers._publish_entry = flaky  # type: ignore[method-assign]
+    mail = await t.file(t.mail(subject="Crash test"))
+    routes = await t.drain("route")
+    assert [r["interaction_id"] for r in routes] == [f"case-{mail['case_number']}"]
+    assert await t.store.cases.count_documents({}) == 1
+
+
+async def test_the_sweeper_publishes_an_entry_left_behind(threading: Threading) -> None:
+    t = threading
+    mail = await t.file(t.mail(subject="Left behind"))
+    number = mail["case_number"]
+    await t.drain("route")
+    await t.store.published.delete_many({})
+    await t.store.cases.update_one(
+        {"_id": number},
+        {
+            "$set": {
+                f"outbox.{mail['source']}.published": False,
+                "outbox_pending": True,
+                "updated_at": mail["stored_at"].replace(year=2000),
+            }
+        },
+    )
+    await t.handlers.sweep_outbox()
+    assert len(await t.drain("route")) == 2  # the same request again (same message id)
+    assert len({r["message_id"] for r in t.sinks.seen["route"]}) == 1
+    case = await t.case(number)
+    assert case["outbox"][mail["source"]]["published"] is True
