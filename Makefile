@@ -5,7 +5,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY = $(UV) run --frozen
 PACKAGES := $(shell for d in libs/*/switchboard/* services/*/switchboard/*; do [ -d $$d ] && echo -p switchboard.$$(basename $$d); done)
 
-.PHONY: install services run test test-only lint format bench docs up check-deploy clean
+.PHONY: install services run demo test test-only lint format bench docs up check-deploy clean
 
 install:  ## uv, RabbitMQ, dovecot, FerretDB (cached), and the Python workspace
 	@bash deploy/local/install.sh $(if $(CI),--ci)
@@ -16,6 +16,9 @@ services: install  ## find or start RabbitMQ and FerretDB on loopback; prints th
 
 run: install  ## the embedded default: local servers + every service, Ctrl-C stops all
 	@$(PY) switchboard run
+
+demo: install  ## a scripted scenario through the real stack, printed as a transcript
+	@$(PY) python tests/e2e/scenario.py
 
 test: install lint check-deploy test-only  ## lint, deployment checks, then every test against real servers
 

@@ -102,7 +102,9 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
     await runtime.app.start()
     try:
         for name, team in (("live", "live"), ("backlog", "backlog")):
-            await store.put_service(ServiceDefinition(name=name, channel="email", team=team))
+            await store.put_service(
+                ServiceDefinition(name=name, channel="email", team=team, offer_timeout_seconds=3600)
+            )
         router.catalog.invalidate()
 
         # --- setup: agents and the waiting backlog, written in bulk --------------------------

@@ -229,3 +229,46 @@ async def test_reconciliation_survives_routing_not_answering(
             assert probe.states("ann")[-1] == "busy"
             answer = await probe.ask(SetNotReady(**me("ann"), reason="Break"))
             assert answer.ok and answer.result["pending"] == "not_ready", "still serving"
+
+
+async def test_concurrent_writes_to_one_agent_are_serialised_by_the_store(
+    service: Runtime,
+) -> None:
+    """FerretDB lets concurrent filtered updates all 'win': the version claims must not."""
+    from datetime import UTC, datetime
+
+    from switchboard.agent_state import domain
+
+    store = AgentStore(service.db)
+    await store.save_profile("ann", {"name": "Ann"})
+    policy = domain.Policy(not_ready_reasons=tuple(f"R{i}" for i in range(20)))
+    ann = domain.Actor("ann", "agent")
+    await store.apply("ann", lambda a: domain.log_in(a, ann, datetime.now(UTC), policy))
+    results = await asyncio.gather(
+        *(
+            store.apply(
+                "ann",
+                lambda a, r=f"R{i}": domain.set_not_ready(
+                    a, ann, datetime.now(UTC), policy, reason=r
+                ),
+            )
+            for i in range(20)
+        )
+    )
+    sequences = sorted(r.decision.change.sequence for r in results if r.decision.change)
+    assert sequences == list(range(2, 22)), "every change applied once, none lost"
+    doc = await store.get("ann")
+    assert doc is not None and doc["sequence"] == 21
+    assert {e["sequence"] for e in doc["outbox"]} >= {21}
+
+
+async def test_timer_rows_lost_in_a_crash_are_rebuilt_from_the_agents(
+    probe: Any, service: Runtime
+) -> None:
+    await probe.register("ann")
+    await probe.ok(LogIn(**me("ann"), initial_state="ready"))
+    store = AgentStore(service.db)
+    assert await store.timers.count_documents({"agent_id": "ann", "kind": "presence"}) == 1
+    await store.timers.delete_many({})
+    assert await store.repair_timers() == 1
+    assert await store.timers.count_documents({"agent_id": "ann", "kind": "presence"}) == 1

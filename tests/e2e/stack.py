@@ -73,6 +73,7 @@ class Stack:
     database_prefix: str
     relay_port: int
     log_path: Path
+    extra_env: dict[str, str] = field(default_factory=dict)
     smtp_port: int = field(default_factory=free_port)
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
@@ -93,6 +94,7 @@ class Stack:
             "SB_RELAY_STARTTLS": "false",
             "SB_LOG_FORMAT": "json",
             **{f"SB_{s.upper()}_HTTP_PORT": str(p) for s, p in self.ports.items()},
+            **self.extra_env,
         }
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")

@@ -101,15 +101,50 @@ async def _count_is(runtime: Runtime, parcel: str, expected: int) -> bool:
     return await _count(runtime, parcel) == expected
 
 
-async def test_an_unroutable_publish_raises(runtime: Runtime) -> None:
+async def test_an_unroutable_command_raises_but_an_unheard_event_does_not(
+    runtime: Runtime,
+) -> None:
     runtime.bus.consume(SCANS, ParcelScanned, Recorder(runtime))
+
+    class NobodyOwnsThis(Command):
+        NAME = "test.nobody.owns"
 
     class NobodyListens(Event):
         NAME = "test.nobody.listens"
 
     async with runtime.app:
         with pytest.raises(Exception, match=r"NO_ROUTE|[Rr]eturn|unroutable"):
-            await runtime.bus.publish(NobodyListens())
+            await runtime.bus.publish(NobodyOwnsThis())
+        await runtime.bus.publish(NobodyListens())
+
+
+async def test_an_answer_nobody_waits_for_is_dropped_not_retried(
+    runtime: Runtime, amqp_url: str
+) -> None:
+    calls: list[int] = []
+
+    async def reserve(command: ReserveSlot) -> dict[str, Any]:
+        calls.append(command.slot)
+        return {"slot": command.slot}
+
+    runtime.bus.consume(SLOTS, ReserveSlot, reserve)
+    async with runtime.app:
+        await runtime.broker.publish(
+            ReserveSlot(slot=5).model_dump_json().encode(),
+            exchange=names.EXCHANGE,
+            routing_key=ReserveSlot.NAME,
+            reply_to="requester-that-has-gone",
+            persist=True,
+        )
+        await _eventually(lambda: _async_true(bool(calls)))
+        await asyncio.sleep(1.5)
+    assert calls == [5]
+    assert await _queue_messages(amqp_url, SLOTS.name) == []
+    assert await _queue_messages(amqp_url, SLOTS.retry) == []
+
+
+async def _async_true(value: bool) -> bool:
+    return value
 
 
 async def test_a_redelivered_message_has_no_second_effect(runtime: Runtime) -> None:

@@ -74,13 +74,17 @@ class Bus:
         """Queue name -> the message it carries (for the AsyncAPI documents)."""
 
     async def publish(self, message: Message) -> None:
-        """Publish durably; returns once the broker confirmed, raises if unroutable."""
+        """Publish durably; returns once the broker confirmed.
+
+        A command must reach the service that owns it: an unroutable command raises. An event
+        is news for whoever listens, and may have no listener (yet): it is not an error.
+        """
         await self.broker.publish(
             message.model_dump_json().encode(),
             exchange=TOPIC_EXCHANGE,
             routing_key=message.NAME,
             persist=True,
-            mandatory=True,
+            mandatory=message.KIND == "command",
             message_id=str(message.message_id),
             correlation_id=str(message.correlation_id),
             content_type="application/json",
@@ -118,8 +122,10 @@ class Bus:
         self._queues.append(queue)
         self.consumers[queue.name] = model
 
-        async def on_message(msg: RabbitMessage) -> Outcome | None:
-            return await self._handle(queue, model, handler, msg)
+        async def on_message(msg: RabbitMessage) -> None:
+            outcome = await self._handle(queue, model, handler, msg)
+            if outcome is not None and msg.reply_to:
+                await self._answer(msg, outcome)
 
         on_message.__name__ = f"{queue.name}:{getattr(handler, '__name__', 'handler')}"
         self.broker.subscriber(
@@ -127,6 +133,7 @@ class Bus:
             title=queue.name,
             description=description or (handler.__doc__ or "").strip() or model.__doc__,
             ack_policy=AckPolicy.NACK_ON_ERROR,
+            no_reply=True,
         )(on_message)
 
     def publishes(self, *messages: type[Message]) -> None:
@@ -209,6 +216,20 @@ class Bus:
                 outcome = Outcome(ok=True, result=result or {})
             await self._ledger.complete(queue.name, message_id, outcome.model_dump(mode="json"))
             return outcome if wants_answer else None
+
+    async def _answer(self, msg: RabbitMessage, outcome: Outcome) -> None:
+        """Answer a request. The requester may have given up (timed out) and gone: a reply
+        nobody waits for is dropped, never retried, since the command's effect is stored."""
+        try:
+            await self.broker.publish(
+                outcome.model_dump_json().encode(),
+                routing_key=msg.reply_to,
+                mandatory=False,
+                correlation_id=msg.correlation_id,
+                content_type="application/json",
+            )
+        except Exception as exc:
+            log.warning("answer could not be sent; the requester has gone", error=str(exc))
 
     async def _retry_or_dead(
         self, queue: ConsumerQueue, msg: RabbitMessage, exc: Exception, attempt: int

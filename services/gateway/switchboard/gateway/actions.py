@@ -16,6 +16,8 @@ OFFER = PathParam("offer_id")
 AGENT = PathParam("agent_id")
 CAMPAIGN = PathParam("campaign_id")
 DRAFT = PathParam("draft_id")
+SERVICE = PathParam("name")
+IMPORT = PathParam("import_id")
 
 _me_agent: dict[str, Source] = {"agent_id": ME, "actor_id": ME, "actor_role": ROLE}
 _case: dict[str, Source] = {"case_number": CASE, "agent_id": ME, "acting_role": ROLE}
@@ -117,6 +119,33 @@ ACTIONS: tuple[Action, ...] = (
            "Queues with depth and oldest wait", {}, tag="supervisor", supervisor_only=True),
     Action("GET", "/supervisor/campaigns/{campaign_id}", campaigns.GetCampaignReport, DIALER,
            "Campaign progress", {"campaign_id": CAMPAIGN}, tag="supervisor",
+           supervisor_only=True),
+    # -- supervisor administration (not in the seeds, but the desktop's supervisor needs them) --
+    Action("PUT", "/supervisor/agents/{agent_id}/profile", agents.RegisterAgent, AGENT_STATE,
+           "Register an agent or replace their profile (teams, skills, capacity)",
+           {"agent_id": AGENT, "actor_id": ME, "actor_role": ROLE}, tag="admin",
+           supervisor_only=True),
+    Action("GET", "/supervisor/services", routing.ServicesListRequested, ROUTING,
+           "The routing services", {}, tag="admin", supervisor_only=True),
+    Action("POST", "/supervisor/services", routing.ServiceConfigured, ROUTING,
+           "Create or replace a routing service", {"actor": ME}, tag="admin",
+           supervisor_only=True),
+    Action("DELETE", "/supervisor/services/{name}", routing.ServiceRemoved, ROUTING,
+           "Remove a routing service", {"name": SERVICE, "actor": ME}, tag="admin",
+           supervisor_only=True),
+    Action("POST", "/supervisor/campaigns/{campaign_id}", campaigns.CreateCampaign, DIALER,
+           "Create a campaign", {"campaign_id": CAMPAIGN}, tag="admin", supervisor_only=True),
+    Action("PUT", "/supervisor/campaigns/{campaign_id}", campaigns.UpdateCampaign, DIALER,
+           "Change a campaign (deactivate with active=false)", {"campaign_id": CAMPAIGN},
+           tag="admin", supervisor_only=True),
+    Action("POST", "/supervisor/campaigns/{campaign_id}/records", campaigns.ImportRecords,
+           DIALER, "Import calling records (small inline CSV / JSON lines)",
+           {"campaign_id": CAMPAIGN}, tag="admin", supervisor_only=True),
+    Action("GET", "/supervisor/imports/{import_id}", campaigns.GetImport, DIALER,
+           "An import's progress and bad rows", {"import_id": IMPORT}, tag="admin",
+           supervisor_only=True),
+    Action("POST", "/supervisor/do-not-call", campaigns.ChangeDoNotCall, DIALER,
+           "Add or remove do-not-call numbers (global or one campaign's)", {}, tag="admin",
            supervisor_only=True),
 )
 # fmt: on

@@ -27,6 +27,7 @@ from switchboard.contracts.agents import AgentHeartbeat
 from switchboard.gateway.actions import ACTIONS
 from switchboard.gateway.auth import PERSON_ID, Authenticator, Principal, Role
 from switchboard.gateway.errors import ApiError, Problem
+from switchboard.gateway.files import MailStore, file_router
 from switchboard.gateway.forward import Forwarder
 from switchboard.gateway.metrics import LOGINS
 from switchboard.gateway.push import Connection, PushHub
@@ -107,6 +108,7 @@ def build_api(
     auth: Authenticator,
     forwarder: Forwarder,
     hub: PushHub,
+    mail_store: MailStore,
     *,
     heartbeat_seconds: float,
     trust_forwarded_for: bool,
@@ -265,6 +267,7 @@ def build_api(
     for action in ACTIONS:
         register(actions, action, forwarder, current, supervisor)
     app.include_router(actions)
+    app.include_router(file_router(forwarder, mail_store, current))
 
     # -- live stream ------------------------------------------------------------------------------
 

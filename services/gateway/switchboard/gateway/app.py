@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import structlog
 import uvicorn
 from fastapi import FastAPI
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from switchboard.contracts.queues import gateway as queues
 from switchboard.contracts.routing import (
@@ -22,6 +23,7 @@ from switchboard.contracts.routing import (
 )
 from switchboard.gateway.api import build_api
 from switchboard.gateway.auth import Authenticator
+from switchboard.gateway.files import MailStore
 from switchboard.gateway.forward import Forwarder, Requester
 from switchboard.gateway.push import HoldingsProjection, PushHub
 from switchboard.gateway.store import GatewayStore
@@ -53,6 +55,17 @@ class GatewaySettings(ServiceSettings):
     password_time_cost: int = Field(default=3, ge=1, description="argon2id iterations")
     password_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory (KiB)")
     password_parallelism: int = Field(default=4, ge=1, description="argon2id lanes")
+    ingestion_url: str | None = Field(
+        default=None,
+        description="the mail edge's HTTP API (attachments, sanitised HTML, uploads); "
+        "default http://127.0.0.1:<SB_INGESTION_HTTP_PORT>",
+    )
+    ingestion_http_port: int = Field(
+        default=8104, ge=1, le=65535, description="the mail edge's port (as `make run` gives it)"
+    )
+    ingestion_token: SecretStr | None = Field(
+        default=None, description="bearer token of the mail edge's HTTP API (its SB_HTTP_TOKEN)"
+    )
     purge_seconds: float = Field(default=300.0, gt=0, description="expired sessions cleanup")
 
 
@@ -65,7 +78,10 @@ class GatewayRuntime(Runtime):
     forwarder: Forwarder
 
 
-def build(settings: GatewaySettings) -> GatewayRuntime:
+def build(
+    settings: GatewaySettings, *, mail_transport: httpx.AsyncBaseTransport | None = None
+) -> GatewayRuntime:
+    """Wire the gateway; ``mail_transport`` replaces the network to the mail edge (tests)."""
     runtime = GatewayRuntime("gateway", settings)
     store = GatewayStore(runtime.db)
     auth = Authenticator(
@@ -102,6 +118,13 @@ def build(settings: GatewaySettings) -> GatewayRuntime:
     runtime.on_stop(requester.stop)
     runtime.every(settings.purge_seconds, "purge expired sessions")(auth.purge)
 
+    mail_store = MailStore(
+        settings.ingestion_url or f"http://127.0.0.1:{settings.ingestion_http_port}",
+        settings.ingestion_token.get_secret_value() if settings.ingestion_token else None,
+        timeout=settings.command_timeout_seconds,
+        transport=mail_transport,
+    )
+    runtime.on_stop(mail_store.close)
     runtime.auth = auth
     runtime.hub = hub
     runtime.forwarder = Forwarder(requester, settings.command_timeout_seconds)
@@ -110,6 +133,7 @@ def build(settings: GatewaySettings) -> GatewayRuntime:
         auth,
         runtime.forwarder,
         hub,
+        mail_store,
         heartbeat_seconds=settings.heartbeat_seconds,
         trust_forwarded_for=settings.trust_forwarded_for,
     )

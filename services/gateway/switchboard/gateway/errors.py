@@ -43,11 +43,25 @@ class Problem(BaseModel):
 FORBIDDEN_CODES = frozenset(
     {"not_yours", "forbidden", "not_assigned", "not_allowed", "not_permitted", "not_held"}
 )
-INVALID_CODES = frozenset({"invalid", "empty", "no_recipient", "no_target", "same_agent"})
+INVALID_CODES = frozenset(
+    {
+        "invalid",
+        "empty",
+        "missing",
+        "no_recipient",
+        "no_target",
+        "same_agent",
+        "in_the_past",
+        "empty_window",
+        "duplicate_disposition",
+    }
+)
 NOT_FOUND_PREFIXES = ("unknown_", "no_such_", "not_found")
 
 
-def status_for(refusal: Refusal, path_fields: Collection[str] = ()) -> int:
+def status_for(
+    refusal: Refusal, path_fields: Collection[str] = (), identity_fields: Collection[str] = ()
+) -> int:
     """The HTTP status of an owner's refusal.
 
     * 403: the person may not do this (``not_yours``, ``forbidden`` ...);
@@ -56,9 +70,19 @@ def status_for(refusal: Refusal, path_fields: Collection[str] = ()) -> int:
       thing named in the body, such as a service to transfer to);
     * 409: anything else: the request is understood but the current state refuses it
       (``offer_closed``, ``case_closed``, ``stale_draft``, ``queue_empty`` ...).
+
+    A field the gateway filled from the token (``agent_id`` of the acting person ...) is never
+    the client's bad input: "routing knows no agent alice" is 403 for alice.
     """
     code = refusal.code
     if code in FORBIDDEN_CODES or code.endswith("_forbidden"):
+        return 403
+    from_token = refusal.field in identity_fields and refusal.field not in path_fields
+    if from_token and (
+        code.startswith(NOT_FOUND_PREFIXES)
+        or code in INVALID_CODES
+        or code.startswith(("bad_", "invalid_", "missing_"))
+    ):
         return 403
     if code.startswith(NOT_FOUND_PREFIXES) or code.endswith("_not_found"):
         if refusal.field is None or refusal.field in path_fields:

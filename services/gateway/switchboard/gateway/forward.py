@@ -110,7 +110,12 @@ class Forwarder:
         self.timeout = timeout
 
     async def send(
-        self, command: Message, *, owner: str, path_fields: Collection[str] = ()
+        self,
+        command: Message,
+        *,
+        owner: str,
+        path_fields: Collection[str] = (),
+        identity_fields: Collection[str] = (),
     ) -> dict[str, Any]:
         """The owner's ``result``; its refusal, silence or absence as an :class:`ApiError`."""
         name = command.NAME
@@ -142,5 +147,8 @@ class Forwarder:
             raise ApiError(409, "refused", f"{owner} refused {name} without a reason")
         FORWARDED.labels(name, "refused").inc()
         raise ApiError(
-            status_for(refusal, path_fields), refusal.code, refusal.message, field=refusal.field
+            status_for(refusal, path_fields, identity_fields),
+            refusal.code,
+            refusal.message,
+            field=refusal.field,
         )

@@ -137,6 +137,7 @@ def register(
             inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
         )
     path_names = {p.name for p in path_params}
+    identity = {name for name, source in fills.items() if source in (ME, ROLE)}
 
     async def endpoint(**kwargs: Any) -> dict[str, Any]:
         principal: Principal = kwargs["principal"]
@@ -159,7 +160,9 @@ def register(
                 IDEMPOTENCY_NAMESPACE, f"{principal.person_id}:{action.command.NAME}:{key}"
             )
         command = build_command(action.command, **values)
-        return await forwarder.send(command, owner=action.owner, path_fields=path_names)
+        return await forwarder.send(
+            command, owner=action.owner, path_fields=path_names, identity_fields=identity
+        )
 
     endpoint.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     endpoint.__name__ = action.command.__name__

@@ -1,0 +1,52 @@
+"""End to end: every service its own process, driven only through SMTP and the gateway."""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from switchboard.runtime.localstack import Backends
+
+sys.path.insert(0, str(Path(__file__).parent))
+from scenario import CAMPAIGN_FILE, run_scenario  # noqa: E402
+from stack import SmtpSink, Stack  # noqa: E402
+
+
+@pytest.mark.timeout(420)
+async def test_the_demo_scenario_through_every_service(
+    real_servers: Backends, amqp_url: str, tmp_path: Path
+) -> None:
+    sink = SmtpSink()
+    sink.start()
+    stack = Stack(
+        amqp_url=amqp_url,
+        mongodb_url=real_servers.mongodb_url,
+        database_prefix=f"e2e{uuid.uuid4().hex[:6]}",
+        relay_port=sink.port,
+        log_path=tmp_path / "stack.log",
+        extra_env={"SB_CAMPAIGNS_FILE": str(CAMPAIGN_FILE)},
+    )
+    transcript: list[str] = []
+    try:
+        stack.start()
+        seen = await run_scenario(stack, sink, transcript.append)
+    except BaseException:
+        print("\n".join(transcript))
+        print(stack.log_path.read_text()[-20000:])
+        raise
+    finally:
+        exit_code = stack.stop()
+        sink.stop()
+    assert seen["state_after_accept"] == "busy"
+    assert re.search(r"[A-Z0-9]{12}", seen["reply_subject"]), seen["reply_subject"]
+    assert seen["answer_case_number"] == seen["case_number"]
+    assert seen["answer_agent"] == "alice"
+    assert seen["case_status"] == "closed"
+    assert seen["emails_in_case"] >= 3
+    assert seen["offered_again"]
+    assert seen["record_state"] == "completed"
+    assert exit_code == 0, "Ctrl-C must stop every service cleanly"
