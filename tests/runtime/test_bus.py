@@ -318,3 +318,24 @@ async def test_health_and_metrics_endpoints(runtime: Runtime) -> None:
     assert live.status_code == 200
     assert "faststream_received_messages_total" in metrics.text
     assert "switchboard_messages_retried_total" in metrics.text
+
+
+async def test_a_dead_consumers_claim_is_taken_over_by_exactly_one(
+    make_settings: Callable[..., Any],
+) -> None:
+    from datetime import timedelta
+
+    from switchboard.runtime.mongo import Claim, ProcessedLedger
+
+    runtime = Runtime("kit", make_settings())
+    ledger = ProcessedLedger(runtime.db, keep=timedelta(days=1), lease=timedelta(seconds=0.2))
+    first, _ = await ledger.claim("q", "m1")
+    again, _ = await ledger.claim("q", "m1")
+    await asyncio.sleep(0.4)
+    contenders = await asyncio.gather(*(ledger.claim("q", "m1") for _ in range(8)))
+    await ledger.complete("q", "m1", {"ok": True})
+    done, answer = await ledger.claim("q", "m1")
+    await runtime.mongo.close()
+    assert first is Claim.NEW and again is Claim.BUSY
+    assert [c for c, _ in contenders].count(Claim.NEW) == 1
+    assert done is Claim.DONE and answer == {"ok": True}

@@ -66,16 +66,32 @@ class ProcessedLedger:
             return Claim.NEW, None
         except DuplicateKeyError:
             pass
-        taken_over = await self._entries.find_one_and_update(
-            {"_id": key, "state": "handling", "until": {"$lt": now}},
-            {"$set": {"until": now + self._lease, "at": now}},
-        )
-        if taken_over is not None:
+        if await self._take_over_expired(key, now):
             return Claim.NEW, None
         entry = await self._entries.find_one({"_id": key})
         if entry is not None and entry.get("state") == "done":
             return Claim.DONE, entry.get("answer")
         return Claim.BUSY, None
+
+    async def _take_over_expired(self, key: str, now: datetime) -> bool:
+        """Take over a claim whose holder died. One winner only: the winner is whoever inserts
+        the takeover ticket for that expired lease (a unique-key insert is atomic everywhere,
+        a conditional update is not on FerretDB)."""
+        expired = await self._entries.find_one(
+            {"_id": key, "state": "handling", "until": {"$lt": now}}
+        )
+        if expired is None:
+            return False
+        try:
+            await self._entries.insert_one(
+                {"_id": f"{key}~{expired['until'].isoformat()}", "state": "ticket", "at": now}
+            )
+        except DuplicateKeyError:
+            return False
+        await self._entries.update_one(
+            {"_id": key}, {"$set": {"until": now + self._lease, "at": now}}
+        )
+        return True
 
     async def complete(self, consumer: str, message_id: str, answer: Document | None) -> None:
         await self._entries.update_one(
@@ -90,5 +106,7 @@ class ProcessedLedger:
 
     async def purge(self) -> int:
         cutoff = datetime.now(UTC) - self._keep
-        result = await self._entries.delete_many({"state": "done", "at": {"$lt": cutoff}})
+        result = await self._entries.delete_many(
+            {"state": {"$in": ["done", "ticket"]}, "at": {"$lt": cutoff}}
+        )
         return result.deleted_count
