@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from switchboard.agent_state.app import AgentStateSettings, build
-from switchboard.agent_state.replies import use_replying_bus
 from switchboard.agent_state.store import AgentStore
 from switchboard.contracts import ConsumerQueue
 from switchboard.contracts.agents import AgentHeartbeat, LogIn, SetNotReady
@@ -176,7 +175,6 @@ class FakeRouting:
 def fake_routing(make_settings: Callable[..., Any]) -> Callable[..., Any]:
     def start(routing: FakeRouting) -> Any:
         runtime = Runtime("fake_routing", make_settings())
-        use_replying_bus(runtime)  # routing needs the same answer fix (see replies.py)
         runtime.bus.consume(FAKE_ROUTING, LiveAssignmentsRequested, routing)
         return runtime.app
 

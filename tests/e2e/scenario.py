@@ -47,6 +47,7 @@ class Agent:
     say: Callable[[str], None]
     http: httpx.AsyncClient = field(init=False)
     frames: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    backlog: list[dict[str, Any]] = field(default_factory=list)
     _reader: asyncio.Task[None] | None = None
     _socket: Any = None
 
@@ -70,19 +71,32 @@ class Agent:
             await self.frames.put(json.loads(raw))
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        if body is None and method != "GET":
+            body = {}
         answer = await self.http.request(method, path, json=body)
         if answer.status_code >= 400:
             raise AssertionError(f"{method} {path} -> {answer.status_code}: {answer.text}")
         return answer.json() if answer.content else None
 
     async def next_event(
-        self, name: str, where: Callable[[dict[str, Any]], bool] = lambda _: True, seconds: float = 60
+        self,
+        name: str,
+        where: Callable[[dict[str, Any]], bool] = lambda _: True,
+        seconds: float = 60,
     ) -> dict[str, Any]:
+        def matches(frame: dict[str, Any]) -> bool:
+            return frame.get("event") == name and where(frame.get("data", {}))
+
+        for frame in self.backlog:
+            if matches(frame):
+                self.backlog.remove(frame)
+                return dict(frame["data"])
         async with asyncio.timeout(seconds):
             while True:
                 frame = await self.frames.get()
-                if frame.get("event") == name and where(frame.get("data", {})):
+                if matches(frame):
                     return dict(frame["data"])
+                self.backlog.append(frame)
 
     async def state(self) -> str:
         answer = await self.call("GET", "/me/state")
@@ -117,6 +131,35 @@ async def run_scenario(stack: Stack, sink: SmtpSink, say: Callable[[str], None])
     alice = Agent(stack, "alice", say)
     await alice.log_in()
     try:
+        # -- a preview campaign record: previewed, skipped, offered again, called, completed --
+        offer = await alice.next_event("offer.made", lambda d: d.get("channel") == "preview")
+        record_id = str(offer["summary"]["record_id"])
+        say(f"preview: {offer['summary']['customer']} of {offer['summary']['campaign']}")
+        await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
+        record = await alice.call("GET", f"/records/{record_id}")
+        say(f"alice reviews the record ({await alice.state()}); numbers: {_numbers(record)}")
+        await alice.call("POST", f"/records/{record_id}/skip", {"reason": "not now"})
+        say("alice skips it; the record is put back for later")
+        offer = await alice.next_event(
+            "offer.made", lambda d: d.get("summary", {}).get("record_id") == record_id
+        )
+        seen["offered_again"] = True
+        say("the same record is offered again")
+        await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
+        call = await alice.call("POST", f"/records/{record_id}/call", {})
+        say(f"alice calls the recommended number: {call}")
+        await alice.call("POST", f"/records/{record_id}/disposition", {"disposition": "Renewed"})
+        done = await alice.call(
+            "POST", f"/records/{record_id}/complete", {"disposition": "Renewed"}
+        )
+        seen["record_state"] = done.get("state")
+        seen["record_disposition"] = done.get("disposition")
+        seen["agent_state_after_record"] = await alice.state()
+        say(
+            f"record completed ({seen['record_state']}); alice is {seen['agent_state_after_record']}"
+        )
+        if seen["agent_state_after_record"] == "wrap_up":
+            await alice.call("POST", "/me/ready")
         # -- a customer writes in ------------------------------------------------------------
         first_id = send_customer_mail(
             stack, "My invoice is wrong", "Hello, invoice 2026-113 charges me twice. Grace"
@@ -131,7 +174,9 @@ async def run_scenario(stack: Stack, sink: SmtpSink, say: Callable[[str], None])
         seen["state_after_accept"] = await alice.state()
         thread = await alice.call("GET", f"/cases/{case_number}")
         first = thread["emails"][0]
-        say(f"thread view: From {first['sender']} | Subject {first['subject']!r}")
+        say(
+            f"thread view: From {first['from']} | When {first.get('when')} | Subject {first['subject']!r}"
+        )
 
         # -- the agent replies; the reply leaves over SMTP with the thread identifier ----------
         await alice.call(
@@ -163,7 +208,9 @@ async def run_scenario(stack: Stack, sink: SmtpSink, say: Callable[[str], None])
         offer = await alice.next_event("offer.made", lambda d: d.get("channel") == "email")
         seen["answer_case_number"] = int(offer["summary"]["case_number"])
         seen["answer_agent"] = offer["agent_id"]
-        say(f"the answer joins case {offer['summary']['case_number']}, offered to {offer['agent_id']}")
+        say(
+            f"the answer joins case {offer['summary']['case_number']}, offered to {offer['agent_id']}"
+        )
         await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
         await alice.call(
             "POST",
@@ -177,31 +224,6 @@ async def run_scenario(stack: Stack, sink: SmtpSink, say: Callable[[str], None])
         if await alice.state() == "wrap_up":
             await alice.call("POST", "/me/ready")
 
-        # -- a preview campaign record: previewed, skipped, offered again, called, completed --
-        offer = await alice.next_event("offer.made", lambda d: d.get("channel") == "preview")
-        record_id = str(offer["summary"]["record_id"])
-        say(f"preview: {offer['summary']['customer']} of {offer['summary']['campaign']}")
-        await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
-        record = await alice.call("GET", f"/records/{record_id}")
-        say(f"alice reviews the record ({await alice.state()}); numbers: {_numbers(record)}")
-        await alice.call("POST", f"/records/{record_id}/skip", {"reason": "not now"})
-        say("alice skips it; the record is put back for later")
-        offer = await alice.next_event(
-            "offer.made", lambda d: d.get("summary", {}).get("record_id") == record_id
-        )
-        seen["offered_again"] = True
-        say("the same record is offered again")
-        await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
-        call = await alice.call("POST", f"/records/{record_id}/call", {})
-        say(f"alice calls the recommended number: {call}")
-        await alice.call(
-            "POST", f"/records/{record_id}/disposition", {"disposition": "Renewed"}
-        )
-        await alice.call("POST", f"/records/{record_id}/complete", {"disposition": "Renewed"})
-        record = await alice.call("GET", f"/records/{record_id}")
-        seen["record_state"] = record.get("state") or record.get("record", {}).get("state")
-        seen["final_agent_state"] = await alice.state()
-        say(f"record completed ({seen['record_state']}); alice is {seen['final_agent_state']}")
     finally:
         await alice.close()
     return seen
@@ -213,7 +235,7 @@ def _text(message: EmailMessage) -> str:
 
 
 def _numbers(record: dict[str, Any]) -> str:
-    phones = record.get("phones") or record.get("record", {}).get("phones", [])
+    phones = record.get("numbers") or record.get("phones") or []
     return ", ".join(
         f"{p.get('number')}{' (recommended)' if p.get('recommended') else ''}" for p in phones
     )
@@ -231,13 +253,24 @@ async def _mail_to(
 
 
 async def main() -> int:
-    from switchboard.runtime.localstack import backends
+    from switchboard.runtime.localstack import backends, management_call
 
     sink = SmtpSink()
     sink.start()
     with backends(REPO / ".local", use_containers=False) as found:
+        # A virtual host of its own, so a `make run` on this machine is not disturbed.
+        vhost = f"demo-{uuid.uuid4().hex[:6]}"
+        if found.management_url:
+            management_call(found.management_url, "PUT", f"/api/vhosts/{vhost}")
+            user = found.amqp_url.split("://", 1)[1].split(":", 1)[0]
+            management_call(
+                found.management_url,
+                "PUT",
+                f"/api/permissions/{vhost}/{user}",
+                {"configure": ".*", "write": ".*", "read": ".*"},
+            )
         stack = Stack(
-            amqp_url=found.amqp_url,
+            amqp_url=found.vhost_url(vhost) if found.management_url else found.amqp_url,
             mongodb_url=found.mongodb_url,
             database_prefix=f"demo{uuid.uuid4().hex[:6]}",
             relay_port=sink.port,
@@ -251,6 +284,8 @@ async def main() -> int:
         finally:
             stack.stop()
             sink.stop()
+            if found.management_url:
+                management_call(found.management_url, "DELETE", f"/api/vhosts/{vhost}")
     print(f"done; the services' logs are in {stack.log_path}")
     return 0
 

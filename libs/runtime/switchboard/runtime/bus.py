@@ -257,6 +257,7 @@ class Bus:
             expiration=delay,
             message_id=msg.message_id,
             correlation_id=msg.correlation_id,
+            reply_to=msg.reply_to or None,
             content_type=msg.content_type,
             headers={
                 **_plain_headers(msg),

@@ -12,10 +12,11 @@ from pydantic import Field
 
 from switchboard.agent_state import domain
 from switchboard.agent_state.handlers import AgentStateHandlers
-from switchboard.agent_state.replies import use_replying_bus
 from switchboard.agent_state.store import AgentStore
 from switchboard.contracts.agents import (
     AgentHeartbeat,
+    AgentProfileChanged,
+    AgentStateChanged,
     AgentStatesRequested,
     ForceAgentState,
     LogIn,
@@ -112,7 +113,6 @@ def make_policy(settings: AgentStateSettings, file_reasons: list[str]) -> domain
 
 def build(settings: AgentStateSettings) -> Runtime:
     runtime = Runtime("agent_state", settings)
-    use_replying_bus(runtime)  # answers must not be mandatory: see replies.py
     store = AgentStore(runtime.db)
     seed: list[tuple[str, dict[str, Any]]] = []
     file_reasons: list[str] = []
@@ -134,6 +134,7 @@ def build(settings: AgentStateSettings) -> Runtime:
             log.info("demo agents seeded", count=added, file=str(settings.agents_file))
 
     bus = runtime.bus
+    bus.publishes(AgentStateChanged, AgentProfileChanged)
     bus.consume(queues.REGISTER, RegisterAgent, handlers.on_register)
     bus.consume(queues.LOG_IN, LogIn, handlers.on_log_in)
     bus.consume(queues.LOG_OUT, LogOut, handlers.on_log_out)

@@ -49,6 +49,7 @@ from switchboard.contracts.campaigns import (
 from switchboard.contracts.routing import (
     InteractionAssigned,
     InteractionEnded,
+    LiveAssignmentsRequested,
     OfferAnswer,
     OfferMade,
     OfferRejected,
@@ -396,6 +397,33 @@ class DialerHandlers:
 
     # -- agent commands ------------------------------------------------------------------------
 
+    async def _catch_up_assignment(self, record: Record, command: RecordCommand) -> Record:
+        """The agent may act before ``interaction.assigned`` reached us (it travels on another
+        queue than their command). Routing owns assignments: ask it before refusing."""
+        try:
+            answer = await self.bus.request(
+                LiveAssignmentsRequested(agent_ids=[command.agent_id]), timeout=5.0
+            )
+        except Exception as exc:
+            log.warning("routing did not answer the assignment check", error=str(exc))
+            return record
+        held = (answer.result.get("assignments") or {}).get(command.agent_id, [])
+        if not answer.ok or interaction_id(record.id) not in held:
+            return record
+        spec = await self.store.campaign(record.campaign_id)
+        if spec is not None:
+            await self.on_assigned(
+                InteractionAssigned.caused_by(
+                    command,
+                    key="assignment-check",
+                    interaction_id=interaction_id(record.id),
+                    agent_id=command.agent_id,
+                    channel="preview",
+                    service=spec.service,
+                )
+            )
+        return await self.store.record(record.id) or record
+
     async def _held(
         self, command: RecordCommand, states: tuple[str, ...] = ("held",)
     ) -> tuple[Record, CampaignSpec]:
@@ -405,6 +433,8 @@ class DialerHandlers:
             raise Refused("unknown_record", f"no record {command.record_id!r}", field="record_id")
         if record.last_command == str(command.message_id):
             raise _Replay(record)
+        if "held" in states and record.state in ("ready", "offered"):
+            record = await self._catch_up_assignment(record, command)
         if record.state not in states or record.agent_id != command.agent_id:
             metrics.REFUSED.labels("not_held").inc()
             what = "offered to" if states == ("offered",) else "held by"

@@ -23,6 +23,8 @@ from typing import Any
 
 import structlog
 
+from switchboard.contracts import Message
+from switchboard.contracts import topology as names
 from switchboard.contracts.mail import (
     Address,
     AttachmentRef,
@@ -33,12 +35,35 @@ from switchboard.ingestion import metrics
 from switchboard.ingestion.mailboxes import Mailbox
 from switchboard.ingestion.parsing import ParsedMail, Unparseable, parse
 from switchboard.ingestion.store import Document, MailStore, sha256_hex
-from switchboard.runtime.bus import Bus
+from switchboard.runtime.bus import TOPIC_EXCHANGE, Bus
 
 log = structlog.get_logger("switchboard.ingestion")
 
 EVENT_NAMESPACE = uuid.UUID("6f1c7a52-0c1e-4c55-9d0f-3a8b61a2f0e1")
 PARSE_IN_THREAD_BYTES = 256 * 1024
+
+
+async def publish_taken(bus: Bus, message: Message) -> None:
+    """Publish, confirmed, and fail unless some queue took the message.
+
+    ``Bus.publish`` lets an event with no bound queue vanish (news nobody listens to). For the
+    mail edge that would mean answering 250 for mail nobody will ever see, so inbound events are
+    published ``mandatory``: with no consumer queue yet (threading never started on this vhost)
+    the publish raises and the sender is told to retry.
+    """
+    await bus.broker.publish(
+        message.model_dump_json().encode(),
+        exchange=TOPIC_EXCHANGE,
+        routing_key=message.NAME,
+        persist=True,
+        mandatory=True,
+        message_id=str(message.message_id),
+        correlation_id=str(message.correlation_id),
+        content_type="application/json",
+        message_type=message.NAME,
+        timestamp=message.occurred_at,
+        headers={names.HEADER_NAME: message.NAME},
+    )
 
 
 def event_id(email_id: str, kind: str) -> uuid.UUID:
@@ -143,7 +168,7 @@ class Ingestor:
             quarantined = EmailQuarantined(
                 message_id=event_id(email_id, "quarantined"), reason=parsed.reason, **common
             )
-            await self._bus.publish(quarantined)
+            await publish_taken(self._bus, quarantined)
             await self._store.published(
                 email_id, {"event": EmailQuarantined.NAME, "reason": parsed.reason}
             )
@@ -151,7 +176,7 @@ class Ingestor:
             log.warning("mail quarantined", email_id=email_id, reason=parsed.reason)
             return Ingested(email_id, False, EmailQuarantined.NAME, parsed.reason)
         event = await self._received_event(parsed, common)
-        await self._bus.publish(event)
+        await publish_taken(self._bus, event)
         await self._store.published(
             email_id,
             {

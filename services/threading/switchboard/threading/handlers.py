@@ -34,6 +34,7 @@ from switchboard.contracts.queues import threading as queues
 from switchboard.contracts.routing import (
     InteractionAssigned,
     InteractionEnded,
+    LiveAssignmentsRequested,
     RouteReason,
     RouteRequested,
     RouteWithdrawn,
@@ -815,8 +816,38 @@ class ThreadingHandlers:
         case = await self._case(command.case_number)
         if str(command.message_id) in (case.get("outbox") or {}):
             return case, True
+        if rules.holder_problem(case, command.agent_id, command.acting_role):
+            case = await self._catch_up_assignment(case, command)
         self._authorise(case, command.agent_id, command.acting_role)
         return case, False
+
+    async def _catch_up_assignment(self, case: Document, command: c.CaseCommand) -> Document:
+        """The agent may act before ``interaction.assigned`` reached us (it travels on another
+        queue than their command). Routing owns assignments: ask it before refusing."""
+        interaction = case.get("interaction") or {}
+        if interaction.get("state") != "routing" or not interaction.get("id"):
+            return case
+        try:
+            answer = await self.bus.request(
+                LiveAssignmentsRequested(agent_ids=[command.agent_id]), timeout=5.0
+            )
+        except Exception as exc:
+            log.warning("routing did not answer the assignment check", error=str(exc))
+            return case
+        held = (answer.result.get("assignments") or {}).get(command.agent_id, [])
+        if not answer.ok or interaction["id"] not in held:
+            return case
+        await self.on_interaction_assigned(
+            InteractionAssigned.caused_by(
+                command,
+                key="assignment-check",
+                interaction_id=interaction["id"],
+                agent_id=command.agent_id,
+                channel="email",
+                service=case["service"],
+            )
+        )
+        return await self._case(command.case_number)
 
     async def _replay(self, case: Document, command: Message) -> dict[str, Any]:
         _, result = await self._commit(case["_id"], str(command.message_id), lambda _c: ([], {}))
