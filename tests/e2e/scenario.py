@@ -23,7 +23,7 @@ import httpx
 import websockets
 
 sys.path.insert(0, str(Path(__file__).parent))
-from stack import REPO, SmtpSink, Stack  # noqa: E402
+from stack import REPO, SmtpSink, Stack
 
 CAMPAIGN_FILE = Path(__file__).parent / "campaign.json"
 SUPPORT = "support@switchboard.local"

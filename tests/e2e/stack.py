@@ -42,7 +42,7 @@ class SmtpSink:
     received: list[EmailMessage] = field(default_factory=list)
     _controller: Controller | None = None
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         self.received.append(message)  # type: ignore[arg-type]
         return "250 OK kept"

@@ -12,8 +12,8 @@ import pytest
 from switchboard.runtime.localstack import Backends
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scenario import CAMPAIGN_FILE, run_scenario  # noqa: E402
-from stack import SmtpSink, Stack  # noqa: E402
+from scenario import CAMPAIGN_FILE, run_scenario
+from stack import SmtpSink, Stack
 
 
 @pytest.mark.timeout(420)
