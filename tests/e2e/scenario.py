@@ -156,7 +156,8 @@ async def run_scenario(stack: Stack, sink: SmtpSink, say: Callable[[str], None])
         seen["record_disposition"] = done.get("disposition")
         seen["agent_state_after_record"] = await alice.state()
         say(
-            f"record completed ({seen['record_state']}); alice is {seen['agent_state_after_record']}"
+            f"record completed ({seen['record_state']}); "
+            f"alice is {seen['agent_state_after_record']}"
         )
         if seen["agent_state_after_record"] == "wrap_up":
             await alice.call("POST", "/me/ready")
@@ -175,7 +176,8 @@ async def run_scenario(stack: Stack, sink: SmtpSink, say: Callable[[str], None])
         thread = await alice.call("GET", f"/cases/{case_number}")
         first = thread["emails"][0]
         say(
-            f"thread view: From {first['from']} | When {first.get('when')} | Subject {first['subject']!r}"
+            f"thread view: From {first['from']} | When {first.get('when')} "
+            f"| Subject {first['subject']!r}"
         )
 
         # -- the agent replies; the reply leaves over SMTP with the thread identifier ----------
@@ -209,7 +211,8 @@ async def run_scenario(stack: Stack, sink: SmtpSink, say: Callable[[str], None])
         seen["answer_case_number"] = int(offer["summary"]["case_number"])
         seen["answer_agent"] = offer["agent_id"]
         say(
-            f"the answer joins case {offer['summary']['case_number']}, offered to {offer['agent_id']}"
+            f"the answer joins case {offer['summary']['case_number']}, "
+            f"offered to {offer['agent_id']}"
         )
         await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
         await alice.call(
