@@ -73,18 +73,21 @@ class Bus:
         self.consumers: dict[str, type[Message]] = {}
         """Queue name -> the message it carries (for the AsyncAPI documents)."""
 
-    async def publish(self, message: Message) -> None:
+    async def publish(self, message: Message, *, must_be_routed: bool | None = None) -> None:
         """Publish durably; returns once the broker confirmed.
 
         A command must reach the service that owns it: an unroutable command raises. An event
-        is news for whoever listens, and may have no listener (yet): it is not an error.
+        is news for whoever listens, and may have no listener (yet): it is not an error, unless
+        the producer says ``must_be_routed`` (the mail edge answers 250 only for mail some
+        queue has taken).
         """
+        mandatory = message.KIND == "command" if must_be_routed is None else must_be_routed
         await self.broker.publish(
             message.model_dump_json().encode(),
             exchange=TOPIC_EXCHANGE,
             routing_key=message.NAME,
             persist=True,
-            mandatory=message.KIND == "command",
+            mandatory=mandatory,
             message_id=str(message.message_id),
             correlation_id=str(message.correlation_id),
             content_type="application/json",

@@ -24,7 +24,6 @@ from typing import Any
 import structlog
 
 from switchboard.contracts import Message
-from switchboard.contracts import topology as names
 from switchboard.contracts.mail import (
     Address,
     AttachmentRef,
@@ -35,7 +34,7 @@ from switchboard.ingestion import metrics
 from switchboard.ingestion.mailboxes import Mailbox
 from switchboard.ingestion.parsing import ParsedMail, Unparseable, parse
 from switchboard.ingestion.store import Document, MailStore, sha256_hex
-from switchboard.runtime.bus import TOPIC_EXCHANGE, Bus
+from switchboard.runtime.bus import Bus
 
 log = structlog.get_logger("switchboard.ingestion")
 
@@ -44,26 +43,9 @@ PARSE_IN_THREAD_BYTES = 256 * 1024
 
 
 async def publish_taken(bus: Bus, message: Message) -> None:
-    """Publish, confirmed, and fail unless some queue took the message.
-
-    ``Bus.publish`` lets an event with no bound queue vanish (news nobody listens to). For the
-    mail edge that would mean answering 250 for mail nobody will ever see, so inbound events are
-    published ``mandatory``: with no consumer queue yet (threading never started on this vhost)
-    the publish raises and the sender is told to retry.
-    """
-    await bus.broker.publish(
-        message.model_dump_json().encode(),
-        exchange=TOPIC_EXCHANGE,
-        routing_key=message.NAME,
-        persist=True,
-        mandatory=True,
-        message_id=str(message.message_id),
-        correlation_id=str(message.correlation_id),
-        content_type="application/json",
-        message_type=message.NAME,
-        timestamp=message.occurred_at,
-        headers={names.HEADER_NAME: message.NAME},
-    )
+    """Publish, confirmed, and fail unless some queue took the message: answering 250 for mail
+    nobody will ever see would lose it, so with no consumer queue yet the sender must retry."""
+    await bus.publish(message, must_be_routed=True)
 
 
 def event_id(email_id: str, kind: str) -> uuid.UUID:
