@@ -209,10 +209,10 @@ async def test_events_not_published_because_the_broker_failed_are_published_late
     real_publish = service.bus.publish
     broker_down = True
 
-    async def flaky_publish(message: Message) -> None:
+    async def flaky_publish(message: Message, **options: Any) -> None:
         if broker_down:
             raise ConnectionError("broker unreachable")
-        await real_publish(message)
+        await real_publish(message, **options)
 
     service.bus.publish = flaky_publish  # type: ignore[method-assign]
     async with service.app:

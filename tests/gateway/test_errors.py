@@ -30,3 +30,14 @@ def test_refusal_status(code: str, field: str | None, status: int) -> None:
     refusal = Refusal(code=code, message="because", field=field)
     path = {"offer_id", "case_number", "record_id"}
     assert status_for(refusal, path, identity_fields={"agent_id", "actor_id"}) == status
+
+
+def test_the_push_queue_binds_events_and_never_commands() -> None:
+    from switchboard.contracts import message_class
+    from switchboard.gateway.push import pushed_events
+
+    names = pushed_events()
+    assert {"offer.made", "agent.state_changed", "case.email_attached"} <= set(names)
+    assert "campaign.record_skipped" in names
+    assert all(message_class(name).KIND == "event" for name in names)
+    assert "case.reply" not in names

@@ -13,13 +13,14 @@ import asyncio
 import random
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 
 from switchboard.contracts import Command, ConsumerQueue
 from switchboard.gateway.actions import ACTIONS
@@ -56,15 +57,19 @@ def bridge(app: ASGIApp, loop: asyncio.AbstractEventLoop) -> ASGIApp:
         here = asyncio.get_running_loop()
 
         async def receive_there() -> Any:
-            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(receive(), here))
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_co(receive()), here))
 
         async def send_there(message: Any) -> None:
-            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(send(message), here))
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(_co(send(message)), here))
 
-        running = asyncio.run_coroutine_threadsafe(app(scope, receive_there, send_there), loop)
+        running = asyncio.run_coroutine_threadsafe(_co(app(scope, receive_there, send_there)), loop)
         await asyncio.wrap_future(running)
 
     return bridged
+
+
+async def _co(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 async def test_no_operation_answers_a_server_error(
@@ -112,7 +117,7 @@ def _fuzz(app: ASGIApp, token: str) -> list[str]:
     failures: list[str] = []
     covered: list[str] = []
     started = time.monotonic()
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [r.ok() for r in schema.get_all_operations() if isinstance(r, Ok)]
     assert len(operations) > 40
     random.Random(7).shuffle(operations)  # a stable order that mixes the API's areas
     for operation in operations:
@@ -152,4 +157,4 @@ def _checker(operation: Any, headers: dict[str, str]) -> Callable[[], None]:
         response = case.call(headers=headers)
         case.validate_response(response, checks=[not_a_server_error])
 
-    return check  # type: ignore[no-any-return]
+    return check

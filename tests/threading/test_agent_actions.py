@@ -285,7 +285,7 @@ async def test_masking_reaches_every_stored_copy(threading: Threading) -> None:
     assert draft.ok
     assert (await t.command(c.AddCaseNote(case_number=number, agent_id="a1", text=secret))).ok
     # The runtime's ledger keeps the answer of a query (the thread view quotes the text).
-    query = c.GetCaseThread(case_number=number)
+    query = c.GetCaseThread(case_number=number, acting_role="supervisor")
     answer = await t.command(query)
     assert answer.ok and secret in repr(answer.result)
     await t.runtime.ledger.complete(
@@ -312,9 +312,24 @@ async def test_masking_reaches_every_stored_copy(threading: Threading) -> None:
         return found
 
     assert await copies() == []
-    view = await t.command(c.GetCaseThread(case_number=number))
+    view = await t.command(c.GetCaseThread(case_number=number, acting_role="supervisor"))
     text = view.result["emails"][0]["text"]
     assert "*" * 8 in text and view.result["emails"][0]["html_ref"] is None
     assert view.result["emails"][0]["masked"] is True
     events = [e for e in await t.drain("events") if e["_name"] == "case.masked"]
     assert events and events[0]["email_ids"] == [first["_id"]]
+
+
+async def test_only_agents_who_worked_a_case_may_read_its_thread(threading: Threading) -> None:
+    t = threading
+    first = await _held_case(t)
+    number = first["case_number"]
+    holder = await t.command(c.GetCaseThread(case_number=number, agent_id="a1"))
+    stranger = await t.command(c.GetCaseThread(case_number=number, agent_id="a2"))
+    supervisor = await t.command(
+        c.GetCaseThread(case_number=number, agent_id="s1", acting_role="supervisor")
+    )
+    assert holder.ok and holder.result["emails"][0]["subject"] == first["subject"]
+    _refused(stranger, "agent_id", "not_assigned")
+    assert "emails" not in stranger.result
+    assert supervisor.ok

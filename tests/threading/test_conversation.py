@@ -79,7 +79,7 @@ async def test_a_conversation_over_several_replies(threading: Threading) -> None
     assert case["status"] == "closed" and case["final_disposition"] == "Resolved"
     assert case["agents"] == ["a1"]
 
-    view = await t.command(c.GetCaseThread(case_number=number))
+    view = await t.command(c.GetCaseThread(case_number=number, acting_role="supervisor"))
     assert view.ok
     emails = view.result["emails"]
     assert [e["direction"] for e in emails] == [

@@ -341,6 +341,9 @@ class GetCaseThread(Command):
 
     case_number: int = Field(ge=1)
     agent_id: str | None = None
+    acting_role: Literal["agent", "supervisor"] = Field(
+        default="agent", description="agents see the cases they hold or have worked"
+    )
     include_drafts: bool = True
 
 

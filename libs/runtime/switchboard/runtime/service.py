@@ -8,6 +8,7 @@ hands :meth:`Runtime.app` to :func:`serve`. Tests start the same app in-process 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -54,6 +55,7 @@ class Runtime:
             ("purge processed-message ledger", 3600.0, self._purge_ledger)
         ]
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self._routes: list[tuple[str, ASGIApp]] = []
         self._dying = False
         self._version = version
@@ -122,11 +124,13 @@ class Runtime:
         log.info("service starting", http_port=self.settings.http_port)
 
     async def _start_timers(self) -> None:
+        self._stopping.clear()
         self._tasks.append(asyncio.create_task(self._watch_broker(), name="broker watchdog"))
         for name, seconds, hook in self._periodic:
             self._tasks.append(asyncio.create_task(self._repeat(name, seconds, hook), name=name))
 
     async def _stop(self) -> None:
+        self._stopping.set()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -139,12 +143,18 @@ class Runtime:
         log.info("service stopped")
 
     async def _repeat(self, name: str, seconds: float, hook: Hook) -> None:
-        while True:
+        """Run ``hook`` every ``seconds`` until the service stops. The stop is also checked
+        between runs: a cancellation that lands inside a driver call may surface as an ordinary
+        error, and must not leave shutdown waiting a whole period."""
+        while not self._stopping.is_set():
             try:
                 await hook()
             except Exception:
+                if self._stopping.is_set():
+                    return
                 log.exception("periodic task failed", task=name)
-            await asyncio.sleep(seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _purge_ledger(self) -> None:
         await self.ledger.purge()

@@ -275,4 +275,18 @@ class Authenticator:
         return seeded
 
     async def purge(self) -> None:
-        await self._store.purge(_now())
+        """Delete expired sessions and old attempt windows (a periodic hook).
+
+        The delete runs as its own task, awaited through ``shield``: a stop that cancels the
+        periodic hook then always ends it. (Cancelled inside a PyMongo call, the cancellation can
+        come out as another exception, which the runtime's periodic loop logs and then sleeps a
+        whole period, holding the shutdown that waits for it.)
+        """
+        work = asyncio.ensure_future(self._store.purge(_now()))
+        work.add_done_callback(_consume_outcome)
+        await asyncio.shield(work)
+
+
+def _consume_outcome(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("purge failed", error=repr(task.exception()))

@@ -61,8 +61,9 @@ class Requester:
 
     async def stop(self) -> None:
         if self._queue is not None and self._tag is not None:
+            # bounded: the exclusive queue goes with the connection anyway
             with contextlib.suppress(Exception):
-                await self._queue.cancel(self._tag)
+                await asyncio.wait_for(self._queue.cancel(self._tag), timeout=2.0)
         self._queue = self._tag = None
 
     async def _on_answer(self, message: AbstractIncomingMessage) -> None:

@@ -30,6 +30,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from faststream.rabbit import RabbitQueue
 
+from switchboard.contracts import registered_messages
 from switchboard.contracts.routing import (
     InteractionAssigned,
     InteractionEnded,
@@ -42,22 +43,27 @@ from switchboard.runtime.service import Runtime
 
 log = structlog.get_logger("switchboard.gateway.push")
 
-PUSHED_EVENTS = (
-    "offer.made",
-    "offer.cancelled",
-    "offer.rejected",
-    "offer.timed_out",
-    "interaction.assigned",
-    "interaction.queued",
-    "interaction.ended",
-    "interaction.transferred",
-    "agent.state_changed",
-    "case.*",
-    "campaign.record_*",
-    "campaign.progress*",
-    "dial.requested",
-)
-"""Binding keys of the push queue (topic patterns: ``*`` is one word)."""
+PUSHED_DOMAINS = ("agent.", "offer.", "interaction.", "case.", "campaign.")
+
+
+def pushed_events() -> tuple[str, ...]:
+    """The events worth pushing: every *event* (never a command) of these domains.
+
+    Read from the contracts, so an event added there is pushed without a change here. (A topic
+    pattern such as ``case.*`` would also catch commands like ``case.reply``.)
+    """
+    import switchboard.contracts.agents
+    import switchboard.contracts.campaigns
+    import switchboard.contracts.cases
+    import switchboard.contracts.routing  # noqa: F401  (registers the messages)
+
+    return tuple(
+        sorted(
+            name
+            for name, message in registered_messages().items()
+            if message.KIND == "event" and name.startswith(PUSHED_DOMAINS)
+        )
+    )
 
 
 class Connection:
@@ -120,7 +126,7 @@ class PushHub:
                 arguments={"x-max-length": 10_000, "x-overflow": "drop-head"},
             )
         )
-        for key in PUSHED_EVENTS:
+        for key in pushed_events():
             await queue.bind(exchange, routing_key=key)
         self._queue = queue
         self._consumer_tag = await queue.consume(self._on_message, no_ack=True)
@@ -128,8 +134,9 @@ class PushHub:
 
     async def stop(self) -> None:
         if self._queue is not None and self._consumer_tag is not None:
+            # bounded: the exclusive queue goes with the connection anyway
             with contextlib.suppress(Exception):
-                await self._queue.cancel(self._consumer_tag)
+                await asyncio.wait_for(self._queue.cancel(self._consumer_tag), timeout=2.0)
         self._queue = None
         self._consumer_tag = None
 

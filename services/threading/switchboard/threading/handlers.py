@@ -1639,8 +1639,19 @@ class ThreadingHandlers:
         return view
 
     async def on_get_thread(self, query: c.GetCaseThread) -> dict[str, Any]:
-        """The case and its thread view (every email, oldest first)."""
+        """The case and its thread view (every email, oldest first): for supervisors, and for
+        agents who hold or have worked the case (customer mail is not for everyone's eyes)."""
         case = await self._case(query.case_number)
+        if (
+            query.acting_role != "supervisor"
+            and query.agent_id not in case.get("agents", [])
+            and rules.holder_problem(case, query.agent_id or "", query.acting_role)
+        ):
+            raise Refused(
+                "not_assigned",
+                f"case {case['_id']} was never assigned to agent {query.agent_id}",
+                field="agent_id",
+            )
         emails = await self.store.emails_of_case(case["_id"])
         view = {
             "case": self.case_view(case),
