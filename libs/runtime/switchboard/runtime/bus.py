@@ -21,9 +21,7 @@ import structlog
 from faststream import AckPolicy
 from faststream.rabbit import (
     Channel,
-    ExchangeType,
     RabbitBroker,
-    RabbitExchange,
     RabbitMessage,
     RabbitQueue,
 )
@@ -31,19 +29,18 @@ from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from switchboard.contracts import EXCHANGE, ConsumerQueue, Message, Outcome
+from switchboard.contracts import ConsumerQueue, Message, Outcome
 from switchboard.contracts import topology as names
 from switchboard.runtime.errors import Refused, describe_validation_error
 from switchboard.runtime.metrics import DEAD_LETTERED, DUPLICATES, RETRIED
 from switchboard.runtime.mongo import Claim, ProcessedLedger
+from switchboard.runtime.requests import TOPIC_EXCHANGE, Requester
 from switchboard.runtime.settings import ServiceSettings
 
 M = TypeVar("M", bound=Message)
 Handler = Callable[[M], Awaitable[dict[str, Any] | None]]
 
 log = structlog.get_logger("switchboard.bus")
-
-TOPIC_EXCHANGE = RabbitExchange(EXCHANGE, type=ExchangeType.TOPIC, durable=True)
 
 
 def make_broker(settings: ServiceSettings, *, app_name: str) -> RabbitBroker:
@@ -64,12 +61,18 @@ class Bus:
     """Publishes messages and runs consumers with retry, dead-lettering and idempotency."""
 
     def __init__(
-        self, broker: RabbitBroker, settings: ServiceSettings, ledger: ProcessedLedger
+        self,
+        broker: RabbitBroker,
+        settings: ServiceSettings,
+        ledger: ProcessedLedger,
+        *,
+        service: str,
     ) -> None:
         self.broker = broker
         self._settings = settings
         self._ledger = ledger
         self._queues: list[ConsumerQueue] = []
+        self.requester = Requester(broker, service)
         self.consumers: dict[str, type[Message]] = {}
         """Queue name -> the message it carries (for the AsyncAPI documents)."""
 
@@ -97,21 +100,11 @@ class Bus:
         )
 
     async def request(self, command: Message, *, timeout: float = 10.0) -> Outcome:
-        """Send a command and wait for its owner's answer (RabbitMQ direct reply-to)."""
-        response = await self.broker.request(
-            command.model_dump_json().encode(),
-            exchange=TOPIC_EXCHANGE,
-            routing_key=command.NAME,
-            persist=True,
-            mandatory=True,
-            timeout=timeout,
-            message_id=str(command.message_id),
-            correlation_id=str(command.correlation_id),
-            content_type="application/json",
-            message_type=command.NAME,
-            headers={names.HEADER_NAME: command.NAME},
-        )
-        return Outcome.model_validate_json(response.body)
+        """Send a command and wait for its owner's answer; TimeoutError after ``timeout``.
+
+        Many requests may wait at once; the answer comes to this process's own reply queue.
+        """
+        return await self.requester.request(command, timeout=timeout)
 
     def consume(
         self, queue: ConsumerQueue, model: type[M], handler: Handler[M], *, description: str = ""

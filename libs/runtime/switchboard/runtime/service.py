@@ -48,7 +48,7 @@ class Runtime:
             keep=timedelta(days=settings.processed_ttl_days),
             lease=timedelta(seconds=settings.handling_lease_seconds),
         )
-        self.bus = Bus(self.broker, settings, self.ledger)
+        self.bus = Bus(self.broker, settings, self.ledger, service=service)
         self._start_hooks: list[Hook] = [self.ledger.ensure_indexes]
         self._stop_hooks: list[Hook] = []
         self._periodic: list[tuple[str, float, Hook]] = [
@@ -119,6 +119,7 @@ class Runtime:
     async def _start(self) -> None:
         await self.broker.connect()
         await self.bus.declare_topology()
+        await self.bus.requester.start()
         for hook in self._start_hooks:
             await hook()
         log.info("service starting", http_port=self.settings.http_port)
@@ -137,6 +138,7 @@ class Runtime:
         self._tasks.clear()
         for hook in self._stop_hooks:
             await hook()
+        await self.bus.requester.stop()
 
     async def _close(self) -> None:
         await self.mongo.close()

@@ -24,7 +24,7 @@ from switchboard.contracts.routing import (
 from switchboard.gateway.api import build_api
 from switchboard.gateway.auth import Authenticator
 from switchboard.gateway.files import MailStore
-from switchboard.gateway.forward import Forwarder, Requester
+from switchboard.gateway.forward import Forwarder
 from switchboard.gateway.push import HoldingsProjection, PushHub
 from switchboard.gateway.store import GatewayStore
 from switchboard.runtime.service import Runtime
@@ -111,11 +111,8 @@ def build(
 
     runtime.on_start(store.ensure_indexes)
     runtime.on_start(seed)
-    requester = Requester(runtime.broker)
-    runtime.on_start(requester.start)
     runtime.on_start(hub.start)
     runtime.on_stop(hub.stop)
-    runtime.on_stop(requester.stop)
     runtime.every(settings.purge_seconds, "purge expired sessions")(auth.purge)
 
     mail_store = MailStore(
@@ -127,7 +124,7 @@ def build(
     runtime.on_stop(mail_store.close)
     runtime.auth = auth
     runtime.hub = hub
-    runtime.forwarder = Forwarder(requester, settings.command_timeout_seconds)
+    runtime.forwarder = Forwarder(runtime.bus, settings.command_timeout_seconds)
     runtime.api = build_api(
         runtime,
         auth,

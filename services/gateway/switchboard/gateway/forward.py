@@ -1,34 +1,17 @@
-"""Forward one command to its owning service and turn the answer into HTTP terms.
-
-Why not ``Bus.request``: FastStream's request holds one lock per broker for the whole wait, so a
-gateway using it carries out one command at a time for everybody (one slow owner stalls every
-desktop), and it asks for the answer over RabbitMQ's direct reply-to, whose answers RabbitMQ 3.10
-*returns* to the answering service as unroutable (``NO_ROUTE``; the runtime's channel raises on a
-return and the answer is redelivered again and again). :class:`Requester` sends the command the
-same way ``Bus.publish`` does, with ``reply_to`` naming this replica's own exclusive, auto-delete
-reply queue, and matches answers to waiting requests by correlation id, any number at once.
-"""
+"""Forward one command to its owning service and turn the answer into HTTP terms."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-import uuid
-from collections import defaultdict
 from collections.abc import Callable, Collection
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
-from faststream.rabbit import RabbitBroker, RabbitQueue
 from pydantic import ValidationError
 
-from switchboard.contracts import Message, Outcome
-from switchboard.contracts import topology as names
+from switchboard.contracts import Message
 from switchboard.gateway.errors import ApiError, status_for
 from switchboard.gateway.metrics import FORWARDED
-from switchboard.runtime.bus import TOPIC_EXCHANGE
+from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import describe_validation_error
 
 log = structlog.get_logger("switchboard.gateway.forward")
@@ -43,71 +26,9 @@ def build_command(factory: Callable[..., Message], **fields: Any) -> Message:
         raise ApiError(422, "invalid", text, field=field) from exc
 
 
-class Requester:
-    """Commands with answers, concurrently, over this replica's own reply queue."""
-
-    def __init__(self, broker: RabbitBroker) -> None:
-        self._broker = broker
-        self.queue_name = f"gateway.replies.{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
-        self._waiting: dict[str, list[asyncio.Future[bytes]]] = defaultdict(list)
-        self._queue: Any = None
-        self._tag: str | None = None
-
-    async def start(self) -> None:
-        self._queue = await self._broker.declare_queue(
-            RabbitQueue(self.queue_name, durable=False, exclusive=True, auto_delete=True)
-        )
-        self._tag = await self._queue.consume(self._on_answer, no_ack=True)
-
-    async def stop(self) -> None:
-        if self._queue is not None and self._tag is not None:
-            # bounded: the exclusive queue goes with the connection anyway
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._queue.cancel(self._tag), timeout=2.0)
-        self._queue = self._tag = None
-
-    async def _on_answer(self, message: AbstractIncomingMessage) -> None:
-        for future in self._waiting.pop(message.correlation_id or "", []):
-            if not future.done():
-                future.set_result(message.body)
-
-    async def request(self, command: Message, *, timeout: float) -> Outcome:
-        """Send ``command`` and wait for its owner's answer; TimeoutError after ``timeout``."""
-        if self._queue is None:
-            raise RuntimeError("the gateway is not started")
-        key = str(command.correlation_id)
-        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._waiting[key].append(future)
-        try:
-            async with asyncio.timeout(timeout):
-                await self._broker.publish(
-                    command.model_dump_json().encode(),
-                    exchange=TOPIC_EXCHANGE,
-                    routing_key=command.NAME,
-                    persist=True,
-                    mandatory=True,
-                    reply_to=self.queue_name,
-                    message_id=str(command.message_id),
-                    correlation_id=key,
-                    content_type="application/json",
-                    message_type=command.NAME,
-                    timestamp=command.occurred_at,
-                    headers={names.HEADER_NAME: command.NAME},
-                )
-                body = await future
-        finally:
-            waiting = self._waiting.get(key)
-            if waiting is not None:
-                with contextlib.suppress(ValueError):
-                    waiting.remove(future)
-                if not waiting:
-                    self._waiting.pop(key, None)
-        return Outcome.model_validate_json(body)
-
-
 class Forwarder:
-    def __init__(self, requester: Requester, timeout: float) -> None:
-        self._requester = requester
+    def __init__(self, bus: Bus, timeout: float) -> None:
+        self._bus = bus
         self.timeout = timeout
 
     async def send(
@@ -121,7 +42,7 @@ class Forwarder:
         """The owner's ``result``; its refusal, silence or absence as an :class:`ApiError`."""
         name = command.NAME
         try:
-            outcome = await self._requester.request(command, timeout=self.timeout)
+            outcome = await self._bus.request(command, timeout=self.timeout)
         except TimeoutError:
             FORWARDED.labels(name, "timeout").inc()
             log.warning("owner did not answer", command=name, owner=owner, timeout=self.timeout)

@@ -38,7 +38,7 @@ from switchboard.contracts.routing import (
 )
 from switchboard.gateway.metrics import LIVE_SOCKETS, PUSHED
 from switchboard.gateway.store import GatewayStore
-from switchboard.runtime.bus import TOPIC_EXCHANGE
+from switchboard.runtime.requests import TOPIC_EXCHANGE
 from switchboard.runtime.service import Runtime
 
 log = structlog.get_logger("switchboard.gateway.push")
