@@ -293,3 +293,24 @@ def test_no_sequence_of_commands_reaches_an_invalid_state(steps: list[tuple]) ->
             assert op[0] in PERSON_ACTIONS or (agent.state == "busy" and agent.pending == "rona")
         if before.state == "rona" and agent.state == "logged_out":
             assert op[0] in (*PERSON_ACTIONS, "presence")
+
+
+def test_an_interaction_that_comes_back_for_a_new_round_makes_the_agent_busy_again() -> None:
+    """A skipped record is offered again under the same interaction id."""
+    from datetime import UTC, datetime
+
+    from switchboard.agent_state import domain as d
+
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    policy = d.Policy()
+    agent = d.Agent(agent_id="alice", state="ready")
+    busy = d.interaction_assigned(agent, "record-1", "preview", now, policy).agent
+    ready = d.interaction_ended(busy, "record-1", False, now, policy).agent
+    late_copy = d.interaction_assigned(ready, "record-1", "preview", now, policy).agent
+    again = d.interaction_assigned(ready, "record-1", "preview", now, policy, new_round=True).agent
+    assert (busy.state, ready.state, late_copy.state, again.state) == (
+        "busy",
+        "ready",
+        "ready",
+        "busy",
+    )

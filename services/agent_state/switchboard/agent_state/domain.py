@@ -358,11 +358,24 @@ def offer_timed_out(agent: Agent, now: datetime, policy: Policy) -> Decision:
 
 
 def interaction_assigned(
-    agent: Agent, interaction_id: str, channel: str, now: datetime, policy: Policy
+    agent: Agent,
+    interaction_id: str,
+    channel: str,
+    now: datetime,
+    policy: Policy,
+    *,
+    new_round: bool = False,
 ) -> Decision:
-    """The agent holds new work: Busy (a Not Ready or RONA they were in follows the work)."""
-    if agent.holds(interaction_id) or interaction_id in agent.ended:
+    """The agent holds new work: Busy (a Not Ready or RONA they were in follows the work).
+
+    An id the agent already ended is a late copy, unless ``new_round`` says the interaction came
+    back to them (the caller asked routing)."""
+    if agent.holds(interaction_id):
         return Decision(agent)
+    if interaction_id in agent.ended:
+        if not new_round:
+            return Decision(agent)
+        agent = replace(agent, ended=tuple(i for i in agent.ended if i != interaction_id))
     if agent.state == "logged_out":
         return Decision(agent)
     work = LiveWork(interaction_id, channel, now)

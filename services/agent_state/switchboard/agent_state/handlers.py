@@ -240,14 +240,35 @@ class AgentStateHandlers:
             RONA.inc()
 
     async def on_assigned(self, event: InteractionAssigned) -> None:
-        """The agent holds new work: Busy."""
+        """The agent holds new work: Busy.
+
+        An interaction id may come back for a new round (a skipped record offered again). When
+        it is one this agent already ended, routing, which owns assignments, tells whether this
+        is a late copy of the old round or the new round the agent holds now."""
+        document = await self.store.get(event.agent_id)
+        held_now = bool(
+            document is not None
+            and event.interaction_id in (document.get("ended") or [])
+            and await self._routing_holds(event.agent_id, event.interaction_id)
+        )
         await self._event(
             event.agent_id,
             event,
             lambda a: domain.interaction_assigned(
-                a, event.interaction_id, event.channel, _now(), self.policy
+                a, event.interaction_id, event.channel, _now(), self.policy, new_round=held_now
             ),
         )
+
+    async def _routing_holds(self, agent_id: str, interaction_id: str) -> bool:
+        try:
+            outcome = await self.bus.request(
+                LiveAssignmentsRequested(agent_ids=[agent_id]), timeout=self.reconcile_timeout
+            )
+        except Exception as exc:
+            log.warning("routing did not answer the assignment check", error=repr(exc))
+            return False
+        held = (outcome.result.get("assignments") or {}).get(agent_id, [])
+        return outcome.ok and interaction_id in held
 
     async def on_ended(self, event: InteractionEnded) -> None:
         """Work ended: wrap-up, a pending change, or Ready when no live work remains."""

@@ -318,6 +318,9 @@ class DialerHandlers:
         if record.state == "held" and record.agent_id == event.agent_id:
             return
         if record.state not in ("ready", "offered"):
+            if not await self._routing_holds(event.agent_id, event.interaction_id):
+                log.info("late copy of an assignment already over", record_id=record.id)
+                return
             log.warning(
                 "assignment of a record no longer in routing: releasing the agent",
                 record_id=record.id,
@@ -396,6 +399,16 @@ class DialerHandlers:
         return record, await self.store.campaign(record.campaign_id)
 
     # -- agent commands ------------------------------------------------------------------------
+
+    async def _routing_holds(self, agent_id: str, interaction: str) -> bool:
+        """Whether routing still has the agent holding the interaction (when unsure: yes)."""
+        try:
+            answer = await self.bus.request(
+                LiveAssignmentsRequested(agent_ids=[agent_id]), timeout=5.0
+            )
+        except Exception:
+            return True
+        return interaction in (answer.result.get("assignments") or {}).get(agent_id, [])
 
     async def _catch_up_assignment(self, record: Record, command: RecordCommand) -> Record:
         """The agent may act before ``interaction.assigned`` reached us (it travels on another
