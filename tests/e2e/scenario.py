@@ -161,72 +161,81 @@ async def run_scenario(stack: Stack, sink: SmtpSink, say: Callable[[str], None])
         )
         if seen["agent_state_after_record"] == "wrap_up":
             await alice.call("POST", "/me/ready")
-        # -- a customer writes in ------------------------------------------------------------
-        first_id = send_customer_mail(
-            stack, "My invoice is wrong", "Hello, invoice 2026-113 charges me twice. Grace"
-        )
-        say(f"Grace mails {SUPPORT} over SMTP: 'My invoice is wrong' ({first_id})")
-        offer = await alice.next_event("offer.made", lambda d: d.get("channel") == "email")
-        case_number = int(offer["summary"]["case_number"])
-        seen["case_number"] = case_number
-        say(f"case {case_number} created; offered to alice ({offer['offer_id']})")
-        await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
-        say(f"alice accepts; her state is now {await alice.state()}")
-        seen["state_after_accept"] = await alice.state()
-        thread = await alice.call("GET", f"/cases/{case_number}")
-        first = thread["emails"][0]
-        say(
-            f"thread view: From {first['from']} | When {first.get('when')} "
-            f"| Subject {first['subject']!r}"
-        )
+        await alice.call("POST", "/me/log-out")
+        say("alice ends her working session")
+        bruno = Agent(stack, "bruno", say)
+        await bruno.log_in()
+        try:
+            # -- a customer writes in ------------------------------------------------------------
+            first_id = send_customer_mail(
+                stack, "My invoice is wrong", "Hello, invoice 2026-113 charges me twice. Grace"
+            )
+            say(f"Grace mails {SUPPORT} over SMTP: 'My invoice is wrong' ({first_id})")
+            offer = await bruno.next_event("offer.made", lambda d: d.get("channel") == "email")
+            case_number = int(offer["summary"]["case_number"])
+            seen["case_number"] = case_number
+            say(f"case {case_number} created; offered to bruno ({offer['offer_id']})")
+            await bruno.call("POST", f"/offers/{offer['offer_id']}/accept")
+            say(f"bruno accepts; his state is now {await bruno.state()}")
+            seen["state_after_accept"] = await bruno.state()
+            thread = await bruno.call("GET", f"/cases/{case_number}")
+            first = thread["emails"][0]
+            say(
+                f"thread view: From {first['from']} | When {first.get('when')} "
+                f"| Subject {first['subject']!r}"
+            )
 
-        # -- the agent replies; the reply leaves over SMTP with the thread identifier ----------
-        await alice.call(
-            "POST",
-            f"/cases/{case_number}/reply",
-            {"text": "Dear Grace, we refunded the double charge. Alice", "finish": True},
-        )
-        replies = [
-            m
-            for m in await _mail_to(sink, CUSTOMER, lambda m: "refunded" in _text(m))
-            if "refunded" in _text(m)
-        ]
-        reply = replies[0]
-        seen["reply_subject"] = str(reply["Subject"])
-        say(f"the reply reaches the customer's mail server: Subject {reply['Subject']!r}")
-        if await alice.state() == "wrap_up":
-            say("alice is in wrap-up; she makes herself Ready")
-            await alice.call("POST", "/me/ready")
+            # -- the agent replies; the reply leaves over SMTP with the thread identifier ----------
+            await bruno.call(
+                "POST",
+                f"/cases/{case_number}/reply",
+                {"text": "Dear Grace, we refunded the double charge. Bruno", "finish": True},
+            )
+            replies = [
+                m
+                for m in await _mail_to(sink, CUSTOMER, lambda m: "refunded" in _text(m))
+                if "refunded" in _text(m)
+            ]
+            reply = replies[0]
+            seen["reply_subject"] = str(reply["Subject"])
+            say(f"the reply reaches the customer's mail server: Subject {reply['Subject']!r}")
+            if await bruno.state() == "wrap_up":
+                say("bruno is in wrap-up; he makes himself Ready")
+                await bruno.call("POST", "/me/ready")
 
-        # -- the customer answers; it joins the same case and goes to the same agent ----------
-        send_customer_mail(
-            stack,
-            f"Re: {reply['Subject']}",
-            "Thank you, the refund arrived. Grace",
-            In_Reply_To=str(reply["Message-ID"]),
-            References=str(reply["Message-ID"]),
-        )
-        say("Grace answers the reply")
-        offer = await alice.next_event("offer.made", lambda d: d.get("channel") == "email")
-        seen["answer_case_number"] = int(offer["summary"]["case_number"])
-        seen["answer_agent"] = offer["agent_id"]
-        say(
-            f"the answer joins case {offer['summary']['case_number']}, "
-            f"offered to {offer['agent_id']}"
-        )
-        await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
-        await alice.call(
-            "POST",
-            f"/cases/{case_number}/disposition",
-            {"disposition": "Customer confirmed", "finish": True},
-        )
-        thread = await alice.call("GET", f"/cases/{case_number}")
-        seen["case_status"] = thread["case"]["status"] if "case" in thread else thread["status"]
-        seen["emails_in_case"] = len(thread["emails"])
-        say(f"final disposition 'Customer confirmed': case {case_number} is {seen['case_status']}")
-        if await alice.state() == "wrap_up":
-            await alice.call("POST", "/me/ready")
+            # -- the customer answers; it joins the same case and goes to the same agent ----------
+            send_customer_mail(
+                stack,
+                f"Re: {reply['Subject']}",
+                "Thank you, the refund arrived. Grace",
+                In_Reply_To=str(reply["Message-ID"]),
+                References=str(reply["Message-ID"]),
+            )
+            say("Grace answers the reply")
+            offer = await bruno.next_event("offer.made", lambda d: d.get("channel") == "email")
+            seen["answer_case_number"] = int(offer["summary"]["case_number"])
+            seen["answer_agent"] = offer["agent_id"]
+            say(
+                f"the answer joins case {offer['summary']['case_number']}, "
+                f"offered to {offer['agent_id']}"
+            )
+            await bruno.call("POST", f"/offers/{offer['offer_id']}/accept")
+            await bruno.call(
+                "POST",
+                f"/cases/{case_number}/disposition",
+                {"disposition": "Customer confirmed", "finish": True},
+            )
+            thread = await bruno.call("GET", f"/cases/{case_number}")
+            seen["case_status"] = thread["case"]["status"] if "case" in thread else thread["status"]
+            seen["emails_in_case"] = len(thread["emails"])
+            say(
+                f"final disposition 'Customer confirmed': case {case_number} is {seen['case_status']}"
+            )
+            if await bruno.state() == "wrap_up":
+                await bruno.call("POST", "/me/ready")
 
+        finally:
+            await bruno.close()
     finally:
         await alice.close()
     return seen

@@ -15,7 +15,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from scenario import CAMPAIGN_FILE, run_scenario
 from stack import SmtpSink, Stack
 
+LOG_PATH = Path(__file__).resolve().parents[2] / ".local" / "e2e" / "stack.log"
 
+
+@pytest.mark.e2e
 @pytest.mark.timeout(420)
 async def test_the_demo_scenario_through_every_service(
     real_servers: Backends, amqp_url: str
@@ -27,7 +30,7 @@ async def test_the_demo_scenario_through_every_service(
         mongodb_url=real_servers.mongodb_url,
         database_prefix=f"e2e{uuid.uuid4().hex[:6]}",
         relay_port=sink.port,
-        log_path=Path(__file__).resolve().parents[2] / ".local" / "e2e" / "stack.log",
+        log_path=LOG_PATH,
         extra_env={"SB_CAMPAIGNS_FILE": str(CAMPAIGN_FILE)},
     )
     transcript: list[str] = []
@@ -44,7 +47,7 @@ async def test_the_demo_scenario_through_every_service(
     assert seen["state_after_accept"] == "busy"
     assert re.search(r"[A-Z0-9]{12}", seen["reply_subject"]), seen["reply_subject"]
     assert seen["answer_case_number"] == seen["case_number"]
-    assert seen["answer_agent"] == "alice"
+    assert seen["answer_agent"] == "bruno"
     assert seen["case_status"] == "closed"
     assert seen["emails_in_case"] >= 3
     assert seen["offered_again"]
