@@ -229,7 +229,8 @@ async def run_scenario(stack: Stack, sink: SmtpSink, say: Callable[[str], None])
             seen["case_status"] = thread["case"]["status"] if "case" in thread else thread["status"]
             seen["emails_in_case"] = len(thread["emails"])
             say(
-                f"final disposition 'Customer confirmed': case {case_number} is {seen['case_status']}"
+                f"final disposition 'Customer confirmed': case {case_number} "
+                f"is {seen['case_status']}"
             )
             if await bruno.state() == "wrap_up":
                 await bruno.call("POST", "/me/ready")
