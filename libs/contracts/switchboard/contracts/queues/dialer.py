@@ -9,10 +9,11 @@ from __future__ import annotations
 from switchboard.contracts import campaigns as c
 from switchboard.contracts import routing as r
 from switchboard.contracts.agents import AgentStateChanged
+from switchboard.contracts.base import Message
 from switchboard.contracts.topology import ConsumerQueue
 
 
-def _one(message: type[c.Command] | type[c.Event]) -> ConsumerQueue:
+def _one(message: type[Message]) -> ConsumerQueue:
     return ConsumerQueue(f"dialer.{message.NAME}", (message.NAME,))
 
 
