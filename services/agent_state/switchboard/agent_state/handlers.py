@@ -56,6 +56,7 @@ from switchboard.contracts.routing import (
     LiveAssignmentsRequested,
     OfferTimedOut,
 )
+from switchboard.runtime.assignments import routing_holds
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 
@@ -249,7 +250,9 @@ class AgentStateHandlers:
         held_now = bool(
             document is not None
             and event.interaction_id in (document.get("ended") or [])
-            and await self._routing_holds(event.agent_id, event.interaction_id)
+            and await routing_holds(
+                self.bus, event.agent_id, event.interaction_id, timeout=self.reconcile_timeout
+            )
         )
         await self._event(
             event.agent_id,
@@ -258,17 +261,6 @@ class AgentStateHandlers:
                 a, event.interaction_id, event.channel, _now(), self.policy, new_round=held_now
             ),
         )
-
-    async def _routing_holds(self, agent_id: str, interaction_id: str) -> bool:
-        try:
-            outcome = await self.bus.request(
-                LiveAssignmentsRequested(agent_ids=[agent_id]), timeout=self.reconcile_timeout
-            )
-        except Exception as exc:
-            log.warning("routing did not answer the assignment check", error=repr(exc))
-            return False
-        held = (outcome.result.get("assignments") or {}).get(agent_id, [])
-        return outcome.ok and interaction_id in held
 
     async def on_ended(self, event: InteractionEnded) -> None:
         """Work ended: wrap-up, a pending change, or Ready when no live work remains."""

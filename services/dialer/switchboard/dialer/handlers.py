@@ -49,7 +49,6 @@ from switchboard.contracts.campaigns import (
 from switchboard.contracts.routing import (
     InteractionAssigned,
     InteractionEnded,
-    LiveAssignmentsRequested,
     OfferAnswer,
     OfferMade,
     OfferRejected,
@@ -67,6 +66,7 @@ from switchboard.dialer.domain import (
 )
 from switchboard.dialer.importer import BadRow, ParsedRow, parse_stream
 from switchboard.dialer.store import GLOBAL, DialerStore
+from switchboard.runtime.assignments import routing_holds
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 
@@ -318,7 +318,7 @@ class DialerHandlers:
         if record.state == "held" and record.agent_id == event.agent_id:
             return
         if record.state not in ("ready", "offered"):
-            if not await self._routing_holds(event.agent_id, event.interaction_id):
+            if await routing_holds(self.bus, event.agent_id, event.interaction_id) is False:
                 log.info("late copy of an assignment already over", record_id=record.id)
                 return
             log.warning(
@@ -400,28 +400,10 @@ class DialerHandlers:
 
     # -- agent commands ------------------------------------------------------------------------
 
-    async def _routing_holds(self, agent_id: str, interaction: str) -> bool:
-        """Whether routing still has the agent holding the interaction (when unsure: yes)."""
-        try:
-            answer = await self.bus.request(
-                LiveAssignmentsRequested(agent_ids=[agent_id]), timeout=5.0
-            )
-        except Exception:
-            return True
-        return interaction in (answer.result.get("assignments") or {}).get(agent_id, [])
-
     async def _catch_up_assignment(self, record: Record, command: RecordCommand) -> Record:
         """The agent may act before ``interaction.assigned`` reached us (it travels on another
         queue than their command). Routing owns assignments: ask it before refusing."""
-        try:
-            answer = await self.bus.request(
-                LiveAssignmentsRequested(agent_ids=[command.agent_id]), timeout=5.0
-            )
-        except Exception as exc:
-            log.warning("routing did not answer the assignment check", error=str(exc))
-            return record
-        held = (answer.result.get("assignments") or {}).get(command.agent_id, [])
-        if not answer.ok or interaction_id(record.id) not in held:
+        if not await routing_holds(self.bus, command.agent_id, interaction_id(record.id)):
             return record
         spec = await self.store.campaign(record.campaign_id)
         if spec is not None:

@@ -34,11 +34,11 @@ from switchboard.contracts.queues import threading as queues
 from switchboard.contracts.routing import (
     InteractionAssigned,
     InteractionEnded,
-    LiveAssignmentsRequested,
     RouteReason,
     RouteRequested,
     RouteWithdrawn,
 )
+from switchboard.runtime.assignments import routing_holds
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 from switchboard.threading import metrics, rules
@@ -827,15 +827,7 @@ class ThreadingHandlers:
         interaction = case.get("interaction") or {}
         if interaction.get("state") != "routing" or not interaction.get("id"):
             return case
-        try:
-            answer = await self.bus.request(
-                LiveAssignmentsRequested(agent_ids=[command.agent_id]), timeout=5.0
-            )
-        except Exception as exc:
-            log.warning("routing did not answer the assignment check", error=str(exc))
-            return case
-        held = (answer.result.get("assignments") or {}).get(command.agent_id, [])
-        if not answer.ok or interaction["id"] not in held:
+        if not await routing_holds(self.bus, command.agent_id, interaction["id"]):
             return case
         await self.on_interaction_assigned(
             InteractionAssigned.caused_by(
