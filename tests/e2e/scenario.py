@@ -103,6 +103,26 @@ class Agent:
         agents = answer.get("agents", answer.get("result", {}).get("agents", []))
         return str(agents[0]["state"]) if agents else "unknown"
 
+    async def becomes(self, state: str, seconds: float = 30) -> str:
+        """The state the live stream announces next (agent-state moves the agent a moment after
+        routing assigns the work)."""
+        if await self.state() == state:
+            return state
+        changed = await self.next_event(
+            "agent.state_changed", lambda d: d.get("state") == state, seconds
+        )
+        return str(changed["state"])
+
+    async def work_ended(self, seconds: float = 30) -> str:
+        """Wait until the finished work has left the agent Busy; wrap-up is ended at once."""
+        async with asyncio.timeout(seconds):
+            while (state := await self.state()) == "busy":
+                await asyncio.sleep(0.2)
+        if state == "wrap_up":
+            self.say(f"{self.person_id} is in wrap-up and makes themselves Ready")
+            await self.call("POST", "/me/ready")
+        return state
+
     async def close(self) -> None:
         if self._socket is not None:
             await self._socket.close()
@@ -131,115 +151,113 @@ async def run_scenario(stack: Stack, sink: SmtpSink, say: Callable[[str], None])
     alice = Agent(stack, "alice", say)
     await alice.log_in()
     try:
-        # -- a preview campaign record: previewed, skipped, offered again, called, completed --
-        offer = await alice.next_event("offer.made", lambda d: d.get("channel") == "preview")
-        record_id = str(offer["summary"]["record_id"])
-        say(f"preview: {offer['summary']['customer']} of {offer['summary']['campaign']}")
-        await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
-        record = await alice.call("GET", f"/records/{record_id}")
-        say(f"alice reviews the record ({await alice.state()}); numbers: {_numbers(record)}")
-        await alice.call("POST", f"/records/{record_id}/skip", {"reason": "not now"})
-        say("alice skips it; the record is put back for later")
-        offer = await alice.next_event(
-            "offer.made", lambda d: d.get("summary", {}).get("record_id") == record_id
-        )
-        seen["offered_again"] = True
-        say("the same record is offered again")
-        await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
-        call = await alice.call("POST", f"/records/{record_id}/call", {})
-        say(f"alice calls the recommended number: {call}")
-        await alice.call("POST", f"/records/{record_id}/disposition", {"disposition": "Renewed"})
-        done = await alice.call(
-            "POST", f"/records/{record_id}/complete", {"disposition": "Renewed"}
-        )
-        seen["record_state"] = done.get("state")
-        seen["record_disposition"] = done.get("disposition")
-        seen["agent_state_after_record"] = await alice.state()
-        say(
-            f"record completed ({seen['record_state']}); "
-            f"alice is {seen['agent_state_after_record']}"
-        )
-        if seen["agent_state_after_record"] == "wrap_up":
-            await alice.call("POST", "/me/ready")
-        await alice.call("POST", "/me/log-out")
-        say("alice ends her working session")
-        bruno = Agent(stack, "bruno", say)
-        await bruno.log_in()
-        try:
-            # -- a customer writes in ------------------------------------------------------------
-            first_id = send_customer_mail(
-                stack, "My invoice is wrong", "Hello, invoice 2026-113 charges me twice. Grace"
-            )
-            say(f"Grace mails {SUPPORT} over SMTP: 'My invoice is wrong' ({first_id})")
-            offer = await bruno.next_event("offer.made", lambda d: d.get("channel") == "email")
-            case_number = int(offer["summary"]["case_number"])
-            seen["case_number"] = case_number
-            say(f"case {case_number} created; offered to bruno ({offer['offer_id']})")
-            await bruno.call("POST", f"/offers/{offer['offer_id']}/accept")
-            say(f"bruno accepts; his state is now {await bruno.state()}")
-            seen["state_after_accept"] = await bruno.state()
-            thread = await bruno.call("GET", f"/cases/{case_number}")
-            first = thread["emails"][0]
-            say(
-                f"thread view: From {first['from']} | When {first.get('when')} "
-                f"| Subject {first['subject']!r}"
-            )
-
-            # -- the agent replies; the reply leaves over SMTP with the thread identifier ----------
-            await bruno.call(
-                "POST",
-                f"/cases/{case_number}/reply",
-                {"text": "Dear Grace, we refunded the double charge. Bruno", "finish": True},
-            )
-            replies = [
-                m
-                for m in await _mail_to(sink, CUSTOMER, lambda m: "refunded" in _text(m))
-                if "refunded" in _text(m)
-            ]
-            reply = replies[0]
-            seen["reply_subject"] = str(reply["Subject"])
-            say(f"the reply reaches the customer's mail server: Subject {reply['Subject']!r}")
-            if await bruno.state() == "wrap_up":
-                say("bruno is in wrap-up; he makes himself Ready")
-                await bruno.call("POST", "/me/ready")
-
-            # -- the customer answers; it joins the same case and goes to the same agent ----------
-            send_customer_mail(
-                stack,
-                f"Re: {reply['Subject']}",
-                "Thank you, the refund arrived. Grace",
-                In_Reply_To=str(reply["Message-ID"]),
-                References=str(reply["Message-ID"]),
-            )
-            say("Grace answers the reply")
-            offer = await bruno.next_event("offer.made", lambda d: d.get("channel") == "email")
-            seen["answer_case_number"] = int(offer["summary"]["case_number"])
-            seen["answer_agent"] = offer["agent_id"]
-            say(
-                f"the answer joins case {offer['summary']['case_number']}, "
-                f"offered to {offer['agent_id']}"
-            )
-            await bruno.call("POST", f"/offers/{offer['offer_id']}/accept")
-            await bruno.call(
-                "POST",
-                f"/cases/{case_number}/disposition",
-                {"disposition": "Customer confirmed", "finish": True},
-            )
-            thread = await bruno.call("GET", f"/cases/{case_number}")
-            seen["case_status"] = thread["case"]["status"] if "case" in thread else thread["status"]
-            seen["emails_in_case"] = len(thread["emails"])
-            say(
-                f"final disposition 'Customer confirmed': case {case_number} "
-                f"is {seen['case_status']}"
-            )
-            if await bruno.state() == "wrap_up":
-                await bruno.call("POST", "/me/ready")
-
-        finally:
-            await bruno.close()
+        await _email_conversation(stack, sink, alice, say, seen)
+        await _supervisor_starts_campaign(stack, say)
+        await _preview_record(alice, say, seen)
     finally:
         await alice.close()
     return seen
+
+
+async def _email_conversation(
+    stack: Stack, sink: SmtpSink, alice: Agent, say: Callable[[str], None], seen: dict[str, Any]
+) -> None:
+    """A customer writes in, alice replies, the customer answers, the case is closed."""
+    first_id = send_customer_mail(
+        stack, "My invoice is wrong", "Hello, invoice 2026-113 charges me twice. Grace"
+    )
+    say(f"Grace mails {SUPPORT} over SMTP: 'My invoice is wrong' ({first_id})")
+    offer = await alice.next_event("offer.made", lambda d: d.get("channel") == "email")
+    case_number = int(offer["summary"]["case_number"])
+    seen["case_number"] = case_number
+    say(f"case {case_number} created; offered to alice ({offer['offer_id']})")
+    await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
+    seen["state_after_accept"] = await alice.becomes("busy")
+    say(f"alice accepts; her state is now {seen['state_after_accept']}")
+    thread = await alice.call("GET", f"/cases/{case_number}")
+    first = thread["emails"][0]
+    say(
+        f"thread view: From {first['from']} | When {first.get('when')} "
+        f"| Subject {first['subject']!r}"
+    )
+
+    await alice.call(
+        "POST",
+        f"/cases/{case_number}/reply",
+        {"text": "Dear Grace, we refunded the double charge. Alice", "finish": True},
+    )
+    reply = (await _mail_to(sink, CUSTOMER, lambda m: "refunded" in _text(m)))[0]
+    seen["reply_subject"] = str(reply["Subject"])
+    say(f"the reply reaches the customer's mail server: Subject {reply['Subject']!r}")
+    await alice.work_ended()
+
+    send_customer_mail(
+        stack,
+        f"Re: {reply['Subject']}",
+        "Thank you, the refund arrived. Grace",
+        In_Reply_To=str(reply["Message-ID"]),
+        References=str(reply["Message-ID"]),
+    )
+    say("Grace answers the reply")
+    offer = await alice.next_event("offer.made", lambda d: d.get("channel") == "email")
+    seen["answer_case_number"] = int(offer["summary"]["case_number"])
+    seen["answer_agent"] = offer["agent_id"]
+    say(f"the answer joins case {offer['summary']['case_number']}, offered to {offer['agent_id']}")
+    await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
+    await alice.becomes("busy")
+    await alice.call(
+        "POST",
+        f"/cases/{case_number}/disposition",
+        {"disposition": "Customer confirmed", "finish": True},
+    )
+    thread = await alice.call("GET", f"/cases/{case_number}")
+    seen["case_status"] = thread["case"]["status"] if "case" in thread else thread["status"]
+    seen["emails_in_case"] = len(thread["emails"])
+    say(f"final disposition 'Customer confirmed': case {case_number} is {seen['case_status']}")
+    await alice.work_ended()
+
+
+async def _supervisor_starts_campaign(stack: Stack, say: Callable[[str], None]) -> None:
+    """The demo campaign is loaded inactive; a supervisor switches it on."""
+    login, password = demo_login("supervisor-1")
+    async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as http:
+        answer = await http.post("/auth/login", json={"login": login, "password": password})
+        answer.raise_for_status()
+        http.headers["authorization"] = f"Bearer {answer.json()['token']}"
+        campaign = json.loads(CAMPAIGN_FILE.read_text())["campaigns"][0]
+        spec = {**campaign["campaign"], "active": True}
+        answer = await http.put(
+            f"/supervisor/campaigns/{campaign['campaign_id']}", json={"campaign": spec}
+        )
+        if answer.status_code >= 400:
+            raise AssertionError(f"activating the campaign -> {answer.status_code}: {answer.text}")
+    say(f"the supervisor starts the campaign '{spec['name']}'")
+
+
+async def _preview_record(alice: Agent, say: Callable[[str], None], seen: dict[str, Any]) -> None:
+    """A preview record: previewed, skipped, offered again, called, completed."""
+    offer = await alice.next_event("offer.made", lambda d: d.get("channel") == "preview")
+    record_id = str(offer["summary"]["record_id"])
+    say(f"preview: {offer['summary']['customer']} of {offer['summary']['campaign']}")
+    await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
+    record = await alice.call("GET", f"/records/{record_id}")
+    say(f"alice reviews the record ({await alice.state()}); numbers: {_numbers(record)}")
+    await alice.call("POST", f"/records/{record_id}/skip", {"reason": "not now"})
+    say("alice skips it; the record is put back for later")
+    offer = await alice.next_event(
+        "offer.made", lambda d: d.get("summary", {}).get("record_id") == record_id
+    )
+    seen["offered_again"] = True
+    say("the same record is offered again")
+    await alice.call("POST", f"/offers/{offer['offer_id']}/accept")
+    call = await alice.call("POST", f"/records/{record_id}/call", {})
+    say(f"alice calls the recommended number: {call}")
+    await alice.call("POST", f"/records/{record_id}/disposition", {"disposition": "Renewed"})
+    done = await alice.call("POST", f"/records/{record_id}/complete", {"disposition": "Renewed"})
+    seen["record_state"] = done.get("state")
+    seen["record_disposition"] = done.get("disposition")
+    seen["agent_state_after_record"] = await alice.work_ended()
+    say(f"record completed ({seen['record_state']}); alice is {seen['agent_state_after_record']}")
 
 
 def _text(message: EmailMessage) -> str:

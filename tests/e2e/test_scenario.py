@@ -47,7 +47,7 @@ async def test_the_demo_scenario_through_every_service(
     assert seen["state_after_accept"] == "busy"
     assert re.search(r"[A-Z0-9]{12}", seen["reply_subject"]), seen["reply_subject"]
     assert seen["answer_case_number"] == seen["case_number"]
-    assert seen["answer_agent"] == "bruno"
+    assert seen["answer_agent"] == "alice"
     assert seen["case_status"] == "closed"
     assert seen["emails_in_case"] >= 3
     assert seen["offered_again"]

@@ -125,6 +125,13 @@ class RoutingHarness:
 
         await replies.consume(on_reply)
 
+    async def purge_queue(self, name: str) -> None:
+        """Drop what waits in a queue (an event lost, as if the queue had not existed)."""
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        await (await channel.get_queue(name)).purge()
+        await channel.close()
+
     async def start(self, **overrides: Any) -> Router:
         runtime, router = wire(self.settings(**overrides))
         await runtime.app.start()

@@ -38,6 +38,9 @@ class AgentProfileChanged(Event):
         default_factory=dict, description="how many items of a channel the agent takes at once"
     )
     active: bool = True
+    profile_version: int = Field(
+        default=0, ge=0, description="per agent, increasing with each change of the profile"
+    )
 
 
 class AgentStateChanged(Event):

@@ -76,9 +76,15 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def describe(agent: domain.Agent, profile: Document) -> dict[str, Any]:
-    """An agent as answered to queries and commands."""
-    return {
+def describe(
+    agent: domain.Agent, profile: Document, profile_version: int | None = None
+) -> dict[str, Any]:
+    """An agent as answered to queries and commands.
+
+    ``profile_version`` lets a service that projects profiles (routing) tell whether the
+    answer is newer than the ``agent.profile_changed`` events it has applied.
+    """
+    described: dict[str, Any] = {
         "agent_id": agent.agent_id,
         "name": profile.get("name", agent.agent_id),
         "teams": profile.get("teams", []),
@@ -97,6 +103,9 @@ def describe(agent: domain.Agent, profile: Document) -> dict[str, Any]:
         "last_seen": _iso(agent.last_seen),
         "connection_lost": agent.connection_lost,
     }
+    if profile_version is not None:
+        described["profile_version"] = profile_version
+    return described
 
 
 class AgentStateHandlers:
@@ -204,7 +213,12 @@ class AgentStateHandlers:
                 )
             ids, team = [query.actor_id], None
         docs = await self.store.find(ids or None, team)
-        return {"agents": [describe(agent_from_doc(d), d.get("profile", {})) for d in docs]}
+        return {
+            "agents": [
+                describe(agent_from_doc(d), d.get("profile", {}), int(d.get("profile_version", 0)))
+                for d in docs
+            ]
+        }
 
     async def on_state_report(self, query: StateReportRequested) -> dict[str, Any]:
         """Time in each state per agent per interval."""

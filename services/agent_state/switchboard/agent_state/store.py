@@ -152,6 +152,7 @@ def profile_event(doc: Document) -> AgentProfileChanged:
         skills=profile.get("skills", []),
         capacity=profile.get("capacity", {}),
         active=profile.get("active", True),
+        profile_version=int(doc.get("profile_version", 0)),
     )
 
 

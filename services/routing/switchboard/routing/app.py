@@ -62,6 +62,10 @@ class RoutingSettings(ServiceSettings):
     sweep_batch: int = Field(default=2000, ge=1)
     stale_hold_seconds: float = Field(default=30.0, gt=0)
     metrics_seconds: float = Field(default=5.0, gt=0)
+    agent_reconcile_seconds: float = Field(
+        default=60.0, gt=0, description="how often profiles and states are checked with agent-state"
+    )
+    agent_reconcile_timeout_seconds: float = Field(default=5.0, gt=0)
 
 
 def build(settings: RoutingSettings) -> Runtime:
@@ -79,6 +83,7 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
         rona_hold_off_seconds=settings.rona_hold_off_seconds,
         sweep_batch=settings.sweep_batch,
         stale_hold_seconds=settings.stale_hold_seconds,
+        reconcile_timeout_seconds=settings.agent_reconcile_timeout_seconds,
     )
     runtime.on_start(store.ensure_indexes)
 
@@ -131,6 +136,12 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
     runtime.every(settings.sweep_seconds, "routing sweep")(sweep)
     runtime.every(settings.stale_hold_seconds / 2, "routing stale holds")(stale_holds)
     runtime.every(settings.metrics_seconds, "routing queue gauges")(router.update_gauges)
+    runtime.on_stop(router.close)
+
+    async def reconcile_agents() -> None:
+        await router.reconcile_agents()
+
+    runtime.every(settings.agent_reconcile_seconds, "routing agent reconcile")(reconcile_agents)
 
     async def purge_tickets() -> None:
         await store.purge_tickets()

@@ -11,15 +11,19 @@ import asyncio
 import contextlib
 import copy
 import uuid
-from collections.abc import Iterable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from aio_pika.exceptions import PublishError
 
 from switchboard.contracts import Message
-from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
+from switchboard.contracts.agents import (
+    AgentProfileChanged,
+    AgentStateChanged,
+    AgentStatesRequested,
+)
 from switchboard.contracts.routing import (
     InteractionAssigned,
     InteractionEnded,
@@ -56,6 +60,45 @@ _EVENT_NAMESPACE = uuid.UUID("0d5f2f7e-6a0e-4b8e-9a53-0c3f1d9b7a21")
 def _event_id(*parts: str) -> uuid.UUID:
     """A deterministic message id: a timer that fires twice publishes the same event twice."""
     return uuid.uuid5(_EVENT_NAMESPACE, "/".join(parts))
+
+
+_SNAPSHOT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+"""The time part of a profile key taken from agent-state's answer: any event of the same
+version (same content) may still replace it."""
+
+
+def _profile_change(profile: Document, key: list[Any]) -> Callable[[Document], bool]:
+    """Apply a profile unless one at least as new (``[version, occurred_at]``) is there."""
+
+    def change(agent: Document) -> bool:
+        if agent.get("profile_key") is not None and key <= agent["profile_key"]:
+            return False
+        agent.update(profile, profile_key=key)
+        return True
+
+    return change
+
+
+def _state_change(
+    state: str, sequence: int, not_ready_pending: bool, changed_at: datetime
+) -> Callable[[Document], bool]:
+    """Apply a state unless a newer one (by agent-state's sequence) is there."""
+
+    def change(agent: Document) -> bool:
+        if sequence <= int(agent.get("state_seq", 0)):
+            return False
+        was = agent.get("state")
+        agent.update(
+            state=state,
+            state_seq=sequence,
+            not_ready_pending=not_ready_pending,
+            hold_off_until=None,
+        )
+        if state == "ready" and was != "ready":
+            agent["idle_since"] = changed_at
+        return True
+
+    return change
 
 
 class Catalog:
@@ -98,8 +141,11 @@ class Router:
         rona_hold_off_seconds: float = 30.0,
         sweep_batch: int = 2000,
         stale_hold_seconds: float = 30.0,
+        reconcile_timeout_seconds: float = 5.0,
     ) -> None:
         self.store = store
+        self.reconcile_timeout = reconcile_timeout_seconds
+        self._profile_lookups: dict[str, asyncio.Task[int]] = {}
         self.bus = bus
         self.catalog = Catalog(store)
         self.decline_cooldown = timedelta(seconds=decline_cooldown_seconds)
@@ -755,38 +801,93 @@ class Router:
     # --- agents ---------------------------------------------------------------------------
 
     async def profile_changed(self, msg: AgentProfileChanged) -> None:
-        def change(agent: Document) -> bool:
-            if agent.get("profile_at") is not None and msg.occurred_at <= agent["profile_at"]:
-                return False
-            agent.update(
-                teams=list(msg.teams),
-                skills=[{"name": s.name, "level": s.level} for s in msg.skills],
-                capacity=dict(msg.capacity),
-                active=msg.active,
-                profile_at=msg.occurred_at,
-            )
-            return True
-
-        await self.store.update_agent(msg.agent_id, change)
+        profile = {
+            "teams": list(msg.teams),
+            "skills": [{"name": s.name, "level": s.level} for s in msg.skills],
+            "capacity": dict(msg.capacity),
+            "active": msg.active,
+        }
+        await self.store.update_agent(
+            msg.agent_id, _profile_change(profile, [msg.profile_version, msg.occurred_at])
+        )
         await self.dispatch_agent(msg.agent_id)
 
     async def state_changed(self, msg: AgentStateChanged) -> None:
-        def change(agent: Document) -> bool:
-            if msg.sequence <= int(agent.get("state_seq", 0)):
-                return False  # stale
-            was = agent.get("state")
-            agent.update(
-                state=msg.state,
-                state_seq=msg.sequence,
-                not_ready_pending=msg.not_ready_pending,
-                hold_off_until=None,
-            )
-            if msg.state == "ready" and was != "ready":
-                agent["idle_since"] = msg.changed_at
-            return True
-
-        await self.store.update_agent(msg.agent_id, change)
+        doc, _ = await self.store.update_agent(
+            msg.agent_id,
+            _state_change(msg.state, msg.sequence, msg.not_ready_pending, msg.changed_at),
+        )
+        if doc is not None and doc.get("profile_key") is None:
+            self._learn_profile(msg.agent_id)
         await self.dispatch_agent(msg.agent_id)
+
+    def _learn_profile(self, agent_id: str) -> None:
+        """Ask agent-state, in the background, for a profile this replica never received."""
+        if agent_id in self._profile_lookups:
+            return
+        task = asyncio.create_task(self.reconcile_agents([agent_id]), name=f"profile {agent_id}")
+        self._profile_lookups[agent_id] = task
+        task.add_done_callback(lambda _: self._profile_lookups.pop(agent_id, None))
+
+    async def reconcile_agents(self, agent_ids: Iterable[str] = ()) -> int:
+        """Catch up with agent-state on profiles and states this replica has not heard of.
+
+        ``agent.profile_changed`` published before routing's queues existed (a first start, an
+        agent seeded while routing was down) never reaches routing; without the profile an agent
+        has no team and is offered nothing. agent-state's answer fills the gap. Returns how many
+        agents changed.
+        """
+        wanted = list(agent_ids)
+        query = AgentStatesRequested(actor_id="routing", actor_role="supervisor", agent_ids=wanted)
+        try:
+            outcome = await self.bus.request(query, timeout=self.reconcile_timeout)
+        except Exception as exc:
+            log.warning("agent-state did not answer the agent reconciliation", error=repr(exc))
+            return 0
+        if not outcome.ok:
+            log.warning("agent-state refused the agent reconciliation", error=outcome.error)
+            return 0
+        applied = await self.store.agent_progress()
+        changed = 0
+        for item in outcome.result.get("agents", []):
+            agent_id = str(item["agent_id"])
+            key = [int(item.get("profile_version", 0)), _SNAPSHOT_TIME]
+            sequence = int(item.get("sequence", 0))
+            have_key, have_sequence = applied.get(agent_id, (None, 0))
+            if have_key is not None and key <= have_key and sequence <= have_sequence:
+                continue
+            profile = {
+                "teams": list(item.get("teams", [])),
+                "skills": [
+                    {"name": s["name"], "level": int(s.get("level", 1))}
+                    for s in item.get("skills", [])
+                ],
+                "capacity": dict(item.get("capacity", {})),
+                "active": bool(item.get("active", True)),
+            }
+            since = item.get("since")
+            state = _state_change(
+                item["state"],
+                sequence,
+                bool(item.get("not_ready_pending", False)),
+                datetime.fromisoformat(since) if since else utcnow(),
+            )
+            with_profile = _profile_change(profile, key)
+
+            def change(agent: Document, state: Any = state, profile: Any = with_profile) -> bool:
+                return bool(profile(agent) | state(agent))
+
+            _, did = await self.store.update_agent(agent_id, change)
+            if did:
+                changed += 1
+                log.info("agent caught up from agent-state", agent_id=agent_id)
+                await self.dispatch_agent(agent_id)
+        return changed
+
+    async def close(self) -> None:
+        for task in list(self._profile_lookups.values()):
+            task.cancel()
+        await asyncio.gather(*self._profile_lookups.values(), return_exceptions=True)
 
     # --- queues ---------------------------------------------------------------------------
 

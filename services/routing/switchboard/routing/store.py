@@ -69,7 +69,7 @@ def new_agent_document(agent_id: str) -> Document:
         "state": "logged_out",
         "state_seq": 0,
         "not_ready_pending": False,
-        "profile_at": None,
+        "profile_key": None,
         "holds": [],
         "idle_since": None,
         "hold_off_until": None,
@@ -268,6 +268,13 @@ class RoutingStore:
         if not ids:
             return {}
         return {d["_id"]: d async for d in self.agents.find({"_id": {"$in": ids}})}
+
+    async def agent_progress(self) -> dict[str, tuple[list[Any] | None, int]]:
+        """Per agent: the profile key and state sequence applied so far (one scan)."""
+        found: dict[str, tuple[list[Any] | None, int]] = {}
+        async for doc in self.agents.find({}, {"profile_key": 1, "state_seq": 1}):
+            found[doc["_id"]] = (doc.get("profile_key"), int(doc.get("state_seq", 0)))
+        return found
 
     async def agents_with_holds(self) -> list[Document]:
         return [d async for d in self.agents.find({"holds": {"$ne": []}})]
