@@ -110,9 +110,7 @@ class RoutingHarness:
 
         await queue.consume(on_message)
 
-        # Commands are sent with a reply queue of our own rather than RabbitMQ's direct
-        # reply-to: with direct reply-to on RabbitMQ 3.10 the service's (mandatory) answer comes
-        # back as NO_ROUTE although delivered, and the command is redelivered in a loop.
+        # Commands are sent with a reply queue of our own, as the runtime's requester does.
         replies = await channel.declare_queue("", exclusive=True, auto_delete=True)
         self._reply_queue = replies.name
         self._exchange = exchange

@@ -229,6 +229,34 @@ async def test_withdrawing_a_live_offer_cancels_it_and_frees_the_agent(harness: 
     assert doc["status"] == "withdrawn"
 
 
+async def test_logging_out_takes_back_a_live_offer_and_the_next_agent_gets_it(
+    harness: Any,
+) -> None:
+    await harness.start(sweep_seconds=60.0)
+    await harness.configure(
+        name="support", channel="email", team="support", offer_timeout_seconds=30.0
+    )
+    await harness.agent("a1")
+    await harness.publish(route("case-1"))
+    [offer] = await harness.observer.wait_for("offer.made", interaction_id="case-1")
+    assert offer["agent_id"] == "a1"
+    await harness.agent("a2", state="not_ready")
+
+    await harness.set_state("a1", "logged_out")
+    [cancelled] = await harness.observer.wait_for("offer.cancelled", interaction_id="case-1")
+    assert cancelled["offer_id"] == offer["offer_id"] and cancelled["agent_id"] == "a1"
+    assert "logged out" in cancelled["reason"]
+    late = await harness.request(
+        OfferAnswer(offer_id=offer["offer_id"], agent_id="a1", accept=True)
+    )
+    assert not late.ok and late.error.code == "offer_closed"
+
+    await harness.set_state("a2", "ready")
+    offers = await harness.observer.wait_for("offer.made", count=2, interaction_id="case-1")
+    assert offers[1]["agent_id"] == "a2"  # long before the 30 s offer timeout
+    assert harness.observer.named("offer.timed_out") == []  # no RONA for the one who left
+
+
 async def test_stale_agent_states_are_ignored(harness: Any) -> None:
     router = await harness.start()
     await harness.agent("a1", state=None)

@@ -85,6 +85,34 @@ async def test_a_pull_respects_capacity_and_team(harness: Any) -> None:
     assert not ghost.ok and ghost.error.code == "unknown_agent"
 
 
+async def test_a_team_queue_shows_and_yields_only_work_the_agent_has_the_skills_for(
+    harness: Any,
+) -> None:
+    await harness.start()
+    await harness.configure(
+        name="billing-fr", channel="email", team="support", required_skills={"french": 3}
+    )
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.request(route("case-fr", service="billing-fr"))
+    await harness.request(route("case-en"))
+    await harness.agent("ann", state="not_ready", skills={"french": 1}, capacity={"email": 5})
+    await harness.agent("zoe", state="not_ready", skills={"french": 4}, capacity={"email": 5})
+
+    listed = await harness.request(TeamQueueListRequested(agent_id="ann"))
+    assert [i["interaction_id"] for i in listed.result["items"]] == ["case-en"]
+    named = await harness.request(TeamQueuePull(agent_id="ann", interaction_id="case-fr"))
+    assert not named.ok and named.error.code == "not_available"
+    by_service = await harness.request(TeamQueuePull(agent_id="ann", service="billing-fr"))
+    assert not by_service.ok and by_service.error.code == "missing_skills"
+    assert "french 3" in by_service.error.message and by_service.error.field == "service"
+
+    pulled = await harness.request(TeamQueuePull(agent_id="zoe", service="billing-fr"))
+    assert pulled.ok and pulled.result["interaction_id"] == "case-fr"
+    assert (await harness.request(TeamQueuePull(agent_id="ann"))).result["interaction_id"] == (
+        "case-en"
+    )
+
+
 async def test_personal_queue_waits_for_its_agent_then_overflows_to_the_team(
     harness: Any,
 ) -> None:

@@ -270,7 +270,8 @@ class InteractionTransferred(Event):
 
 
 class OfferCancelled(Event):
-    """A live offer was taken back (the route was withdrawn): the agent should close it."""
+    """A live offer was taken back (the route was withdrawn, the agent logged out): the agent's
+    desktop should close it."""
 
     NAME = "offer.cancelled"
 

@@ -819,7 +819,55 @@ class Router:
         )
         if doc is not None and doc.get("profile_key") is None:
             self._learn_profile(msg.agent_id)
+        if doc is not None and doc.get("state") == "logged_out" and doc.get("holds"):
+            await self.take_back_offers(doc, "the agent logged out")
         await self.dispatch_agent(msg.agent_id)
+
+    async def take_back_offers(self, agent: Document, reason: str) -> int:
+        """Cancel the agent's live offers and put the work back at the head of its queue.
+
+        An agent who logs out cannot answer: the offer would only ring until its timeout while
+        the customer waits, and the agent would be sent to RONA on top.
+        """
+        taken = 0
+        for hold in agent.get("holds", []):
+            for _ in range(20):
+                now = utcnow()
+                doc = await self.store.get_work(hold["i"])
+                offer = (doc or {}).get("offer")
+                if doc is None or doc["status"] != "offered" or offer is None:
+                    break
+                if offer["id"] != hold["o"]:
+                    break
+                updated = copy.deepcopy(doc)
+                updated.update(
+                    status="waiting",
+                    offer=None,
+                    offer_id=None,
+                    agent_id=None,
+                    past_offers=self._past(doc, offer, "cancelled"),
+                    version=doc["version"] + 1,
+                )
+                updated["due"] = self._due(updated, now)
+                if not await self.store.replace_work(doc["version"], updated):
+                    metrics.CAS_CONFLICTS.labels("take_back").inc()
+                    continue
+                await self._close_offer(offer, doc, "cancelled", now)
+                await self.release_hold(agent["_id"], offer_id=offer["id"])
+                await self.emit(
+                    OfferCancelled(
+                        message_id=_event_id(offer["id"], "cancelled"),
+                        offer_id=offer["id"],
+                        interaction_id=doc["_id"],
+                        agent_id=agent["_id"],
+                        reason=reason,
+                    )
+                )
+                log.info("offer taken back", interaction_id=doc["_id"], reason=reason)
+                taken += 1
+                await self.dispatch_work(doc["_id"])
+                break
+        return taken
 
     def _learn_profile(self, agent_id: str) -> None:
         """Ask agent-state, in the background, for a profile this replica never received."""
@@ -901,15 +949,26 @@ class Router:
         return agent
 
     async def team_services(self, agent: domain.Agent, only: str | None) -> list[str]:
+        """The services whose team queue the agent may see and pull from: their team's, and
+        only those whose required skills they have (the same rule as offers)."""
         services = await self.catalog.all(fresh=True)
-        names = [s.name for s in services.values() if domain.in_team(agent, s)]
         if only is not None:
-            if only not in names:
+            service = services.get(only)
+            if service is None or not domain.in_team(agent, service):
                 raise Refused(
                     "not_your_service", f"{only} is not a service of your team", field="service"
                 )
-            names = [only]
-        return names
+            if not domain.has_skills(agent, service):
+                missing = ", ".join(
+                    f"{name} {level}"
+                    for name, level in sorted(service.required_skills.items())
+                    if agent.skills.get(name, 0) < level
+                )
+                raise Refused(
+                    "missing_skills", f"{only} needs skills you lack: {missing}", field="service"
+                )
+            return [only]
+        return [s.name for s in services.values() if domain.serves(agent, s)]
 
     @staticmethod
     def _item(doc: Document, now: datetime) -> dict[str, Any]:
