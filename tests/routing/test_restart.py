@@ -37,3 +37,20 @@ async def test_live_offers_survive_a_restart_and_their_timers_still_fire(harness
     assert requeued["status"] == "waiting"
     assert requeued["queued_at"] == before["queued_at"]  # back in line with its age
     assert harness.observer.named("offer.timed_out", offer_id=by_agent["kept"]["offer_id"]) == []
+
+
+async def test_an_offer_timer_without_its_timer_entry_is_repaired_and_fires(harness: Any) -> None:
+    """Data written before ``timers`` existed (or an entry lost) still times out."""
+    router = await harness.start()
+    await harness.configure(
+        name="support", channel="email", team="support", offer_timeout_seconds=3.0
+    )
+    await harness.agent("slow")
+    await harness.request(
+        RouteRequested(interaction_id="case-1", channel="email", service="support")
+    )
+    [offer] = await harness.observer.wait_for("offer.made")
+    await router.store.timers.delete_many({})  # the entry is gone; the offer's timer is not
+    assert await router.store.repair_timers() == 1
+    [timed_out] = await harness.observer.wait_for("offer.timed_out", seconds=8)
+    assert timed_out["offer_id"] == offer["offer_id"]

@@ -147,6 +147,11 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
         await store.purge_tickets()
 
     runtime.every(300.0, "routing cas ticket purge")(purge_tickets)
+
+    async def repair_timers() -> None:
+        await store.repair_timers()
+
+    runtime.every(600.0, "routing timer repair")(repair_timers)
     return runtime, router
 
 

@@ -13,6 +13,9 @@ Collections
               end of the preferred-agent wait, personal-queue overflow).
               It keeps its last offers and how they ended (``past_offers``), so a late answer
               gets a clear refusal.
+``timers``    one small insert-only entry per due time written to ``work`` (``<id>|<due>``), so
+              polling for due timers reads only these, not the whole backlog.
+``ended_work`` interactions that ended, out of the way of live scans.
 
 Compare-and-set on FerretDB
 ---------------------------
@@ -32,6 +35,7 @@ over-counted for a moment, never under-counted.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -121,6 +125,12 @@ def work_from(doc: Document) -> Work:
     )
 
 
+def _timer_key(doc: Document) -> str:
+    """``<interaction>|<due>`` at the millisecond, the precision MongoDB keeps."""
+    due: datetime = doc["due"]
+    return f"{doc['_id']}|{due.replace(microsecond=due.microsecond // 1000 * 1000).isoformat()}"
+
+
 class RoutingStore:
     def __init__(self, database: AsyncDatabase[Document], *, default_capacity: int = 1) -> None:
         self.db = database
@@ -129,6 +139,7 @@ class RoutingStore:
         self.work = database["work"]
         self.tickets = database["cas_tickets"]
         self.archive = database["ended_work"]
+        self.timers = database["timers"]
         self.default_capacity = default_capacity
 
     async def ensure_indexes(self) -> None:
@@ -140,6 +151,7 @@ class RoutingStore:
         await self.agents.create_index("avail")
         await self.agents.create_index("room_total")
         await self.tickets.create_index("at")
+        await self.timers.create_index("due")
 
     # --- compare-and-set ---------------------------------------------------------------------
 
@@ -307,6 +319,7 @@ class RoutingStore:
         await self.work.delete_one({"_id": doc["_id"], "version": doc["version"]})
 
     async def insert_work(self, doc: Document) -> bool:
+        await self._note_timer(doc)
         try:
             await self.work.insert_one(doc)
         except DuplicateKeyError:
@@ -315,7 +328,44 @@ class RoutingStore:
 
     async def replace_work(self, expected_version: int, doc: Document) -> bool:
         """Write ``doc`` if the stored version is still ``expected_version`` (the CAS)."""
+        await self._note_timer(doc)
         return await self._cas_replace("work", expected_version, doc)
+
+    # --- timers ----------------------------------------------------------------------------
+    # Every replica polls for due timers twice a second. A query on ``work.due`` would scan the
+    # whole backlog each time on a server without index pushdown (FerretDB), so each due time is
+    # also written, before the work itself, as a small insert-only entry in ``timers``; entries
+    # whose work has moved on are dropped when found. Writing it first means a crash can leave
+    # an entry without its timer (dropped later) but never a timer without its entry.
+
+    async def _note_timer(self, doc: Document) -> None:
+        due = doc.get("due")
+        if due is None:
+            return
+        with contextlib.suppress(DuplicateKeyError):
+            await self.timers.insert_one({"_id": _timer_key(doc), "i": doc["_id"], "due": due})
+
+    async def due_work(self, now: datetime, limit: int = 200) -> list[Document]:
+        """Live work whose timer is due, earliest first."""
+        found: dict[str, Document] = {}
+        async for entry in (
+            self.timers.find({"due": {"$lte": now}}).sort("due", ASCENDING).limit(limit)
+        ):
+            doc = await self.work.find_one({"_id": entry["i"]})
+            if doc is None or doc.get("due") != entry["due"]:
+                await self.timers.delete_one({"_id": entry["_id"]})  # the work moved on
+                continue
+            found[doc["_id"]] = doc
+        return list(found.values())
+
+    async def repair_timers(self) -> int:
+        """Write the entry of any timer that lacks one (data from before ``timers`` existed)."""
+        repaired = 0
+        async for doc in self.work.find({"due": {"$ne": None}}, {"due": 1}):
+            if await self.timers.find_one({"_id": _timer_key(doc)}, {"_id": 1}) is None:
+                await self._note_timer(doc)
+                repaired += 1
+        return repaired
 
     async def waiting(
         self,
@@ -353,10 +403,6 @@ class RoutingStore:
             .sort([("priority", DESCENDING), ("queued_at", ASCENDING), ("_id", ASCENDING)])
             .limit(limit)
         )
-        return [d async for d in cursor]
-
-    async def due_work(self, now: datetime, limit: int = 200) -> list[Document]:
-        cursor = self.work.find({"due": {"$lte": now}}).sort("due", ASCENDING).limit(limit)
         return [d async for d in cursor]
 
     async def assigned(self, agent_ids: Iterable[str] | None = None) -> list[Document]:
