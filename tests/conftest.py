@@ -58,15 +58,30 @@ def amqp_url(real_servers: Backends) -> Iterator[str]:
 
 
 @pytest.fixture
-async def database_prefix(real_servers: Backends) -> AsyncIterator[str]:
-    """A database prefix of its own for one test; its databases are dropped afterwards."""
+async def database_prefix(
+    real_servers: Backends, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    """A database prefix of its own for one test; its databases are dropped afterwards.
+
+    They are dropped by name, as the services asked for them: listing every database stalls
+    for a long time on a busy FerretDB (it sizes each one).
+    """
     prefix = f"t{uuid.uuid4().hex[:10]}"
+    used: set[str] = set()
+    named = ServiceSettings.database_name
+
+    def recorded(self: ServiceSettings, service: str) -> str:
+        name = named(self, service)
+        if name.startswith(prefix):
+            used.add(name)
+        return name
+
+    monkeypatch.setattr(ServiceSettings, "database_name", recorded)
     yield prefix
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(real_servers.mongodb_url)
     try:
-        for name in await client.list_database_names():
-            if name.startswith(prefix):
-                await client.drop_database(name)
+        for name in sorted(used):
+            await client.drop_database(name)
     finally:
         await client.close()
 

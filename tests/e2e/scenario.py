@@ -115,9 +115,13 @@ class Agent:
 
     async def work_ended(self, seconds: float = 30) -> str:
         """Wait until the finished work has left the agent Busy; wrap-up is ended at once."""
-        async with asyncio.timeout(seconds):
-            while (state := await self.state()) == "busy":
-                await asyncio.sleep(0.2)
+        for _ in range(int(seconds / 0.2)):
+            state = await self.state()
+            if state != "busy":
+                break
+            await asyncio.sleep(0.2)
+        else:
+            raise TimeoutError(f"{self.person_id} still busy after {seconds} s")
         if state == "wrap_up":
             self.say(f"{self.person_id} is in wrap-up and makes themselves Ready")
             await self.call("POST", "/me/ready")

@@ -6,10 +6,13 @@ import re
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
 
 from switchboard.runtime.localstack import Backends
+from switchboard.runtime.supervisor import SERVICE_ORDER
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scenario import CAMPAIGN_FILE, run_scenario
@@ -25,10 +28,11 @@ async def test_the_demo_scenario_through_every_service(
 ) -> None:
     sink = SmtpSink()
     sink.start()
+    prefix = f"e2e{uuid.uuid4().hex[:6]}"
     stack = Stack(
         amqp_url=amqp_url,
         mongodb_url=real_servers.mongodb_url,
-        database_prefix=f"e2e{uuid.uuid4().hex[:6]}",
+        database_prefix=prefix,
         relay_port=sink.port,
         log_path=LOG_PATH,
         extra_env={"SB_CAMPAIGNS_FILE": str(CAMPAIGN_FILE)},
@@ -44,6 +48,10 @@ async def test_the_demo_scenario_through_every_service(
     finally:
         exit_code = stack.stop()
         sink.stop()
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(real_servers.mongodb_url)
+        for service in SERVICE_ORDER:
+            await client.drop_database(f"{prefix}_{service}")
+        await client.close()
     assert seen["state_after_accept"] == "busy"
     assert re.search(r"[A-Z0-9]{12}", seen["reply_subject"]), seen["reply_subject"]
     assert seen["answer_case_number"] == seen["case_number"]

@@ -65,7 +65,24 @@ TEST_CONFIG = {
             "closed_case": {"mode": "reject"},
             "auto_ack": {"enabled": True, "per_recipient_limit": 2, "window_minutes": 60},
         },
-    ]
+    ],
+    "templates": [
+        {
+            "template_id": "greeting",
+            "name": "Greeting and signature",
+            "subject": "About your case {{ case_number }}",
+            "text": 'Dear {{ customer_name }},\n\nabout "{{ subject }}": your case number is '
+            "{{ case_number }} (reference {{ thread_id }}).\n\nKind regards,\n{{ agent_name }}",
+            "html": "<p>Dear {{ customer_name }},</p><p>Case {{ case_number }} "
+            "({{ thread_id }}): {{ subject }}</p><p>{{ agent_name }}</p>",
+        },
+        {
+            "template_id": "sales-offer",
+            "name": "Offer",
+            "services": ["sales"],
+            "text": "Our offer for you, {{ customer_name }}.",
+        },
+    ],
 }
 
 
@@ -85,6 +102,9 @@ HANDLERS: dict[str, Callable[[ThreadingHandlers], Callable[[Any], Awaitable[Any]
     "case.disposition.set": lambda h: h.on_set_disposition,
     "case.thread.get": lambda h: h.on_get_thread,
     "case.lookup": lambda h: h.on_lookup,
+    "case.template.save": lambda h: h.on_save_template,
+    "case.template.delete": lambda h: h.on_delete_template,
+    "case.template.list": lambda h: h.on_list_templates,
 }
 
 
@@ -196,6 +216,12 @@ class Threading:
             )
 
         await eventually(assigned)
+
+    async def held_case(self, agent_id: str = "a1", **mail: Any) -> dict[str, Any]:
+        """File a new mail and assign its case to ``agent_id``; returns the email document."""
+        first = await self.file(self.mail(**mail))
+        await self.assign(first["case_number"], agent_id, service=first["service"])
+        return first
 
     async def request(self, command: Message) -> Outcome:
         """Through RabbitMQ, as the gateway does (Bus.request, direct reply-to)."""
