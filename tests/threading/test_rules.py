@@ -222,6 +222,17 @@ def test_follow_up_to_a_case(
 
 
 @pytest.mark.parametrize(
+    ("classification", "unrouted"),
+    [("auto_reply", True), ("bounce", True), ("normal", False), ("mailing_list", False)],
+)
+def test_automatic_mail_opening_a_case_is_filed_without_routing(
+    classification: str, unrouted: bool
+) -> None:
+    assert rules.files_without_routing(classification) is unrouted
+    assert rules.is_automatic(classification) is unrouted
+
+
+@pytest.mark.parametrize(
     ("sender", "classification", "allowed"),
     [
         ("ann@example.org", "normal", True),
@@ -367,3 +378,37 @@ def test_an_unknown_service_gets_defaults() -> None:
 def test_a_bad_tag_format_is_refused() -> None:
     with pytest.raises(ValueError):
         ServiceConfig(subject_tag_format="no placeholder")
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "changes"),
+    [
+        (None, "sent", True),
+        ("requested", "failed_temporarily", True),
+        ("failed_temporarily", "sent", True),
+        ("failed_temporarily", "failed_temporarily", True),
+        ("sent", "failed_temporarily", False),
+        ("sent", "bounced", True),
+        ("bounced", "sent", False),
+        ("failed", "sent", False),
+        ("sent", "failed", True),
+    ],
+)
+def test_delivery_news_never_goes_backwards(current: str | None, new: str, changes: bool) -> None:
+    assert rules.delivery_may_change(current, new) is changes
+
+
+def test_a_broken_service_document_keeps_its_previous_configuration() -> None:
+    good = [
+        {"_id": "support", "wrap_up": True},
+        {"_id": "sales", "thread_id_placement": "header"},
+    ]
+    first, problems = ThreadingConfig.from_documents(good)
+    assert problems == {} and first.for_service("support").wrap_up
+    broken = [{"_id": "support", "wrap_up": "sometimes"}, *good[1:], {"_id": "new", "x": 1}]
+    second, problems = ThreadingConfig.from_documents(broken, previous=first)
+    assert set(problems) == {"support", "new"}
+    assert problems["support"].startswith("wrap_up:")
+    assert second.for_service("support").wrap_up  # the last good one
+    assert not second.known("new")
+    assert second.for_service("sales").thread_id_placement == "header"

@@ -47,6 +47,11 @@ class CaseCreated(Event):
     linked_case_number: int | None = Field(
         default=None, description="the case this one follows from (closed-case policy, References)"
     )
+    status: CaseStatus = Field(
+        default="open",
+        description="closed at once when automatic mail (auto-reply, bounce) matching no case "
+        "opened it: filed, never routed",
+    )
 
 
 class CaseEmailAttached(Event):
@@ -70,6 +75,11 @@ class CaseClosed(Event):
     service: str = ""
     disposition: str = ""
     agent_id: str | None = None
+    reason: str = Field(
+        default="",
+        description="empty when closed by a final disposition; 'unmatched_automatic_mail' when "
+        "an auto-reply or bounce matching no case opened it closed",
+    )
 
 
 class CaseReopened(Event):
@@ -183,6 +193,11 @@ class ReplyToCase(CaseCommand):
     attachments: list[AttachmentRef] = Field(default_factory=list)
     template_id: str | None = None
     reply_to_email_id: str | None = None
+    agent_name: SingleLine | None = Field(
+        default=None,
+        description="the acting person's name as customers see it ({{ agent_name }} in reply "
+        "templates); the gateway fills it",
+    )
     draft_id: str | None = Field(default=None, description="send this draft (and discard it)")
     disposition: str | None = None
     finish: bool = Field(default=True, description="the agent is done with the email")
@@ -218,6 +233,11 @@ class SendFollowUp(CaseCommand):
     template_id: str | None = None
     draft_id: str | None = None
     finish: bool = False
+    agent_name: SingleLine | None = Field(
+        default=None,
+        description="the acting person's name as customers see it ({{ agent_name }} in reply "
+        "templates); the gateway fills it",
+    )
 
 
 class SendNewOutbound(Command):
@@ -237,6 +257,11 @@ class SendNewOutbound(Command):
     attachments: list[AttachmentRef] = Field(default_factory=list)
     template_id: str | None = None
     linked_case_number: int | None = None
+    agent_name: SingleLine | None = Field(
+        default=None,
+        description="the acting person's name as customers see it ({{ agent_name }} in reply "
+        "templates); the gateway fills it",
+    )
 
 
 class SaveDraft(CaseCommand):
@@ -330,6 +355,52 @@ class SetDisposition(CaseCommand):
 
 
 # ---------------------------------------------------------------------------------------------
+# Reply templates (threading keeps them; a reply, follow-up or new outbound names one by
+# ``template_id`` and threading renders it with the case's fields)
+# ---------------------------------------------------------------------------------------------
+
+
+class SaveReplyTemplate(Command):
+    """Create or replace a reply template (supervisors only). Answered with ``template_id`` and
+    ``version``.
+
+    ``text`` (and ``html``, ``subject``) are Jinja2 templates run in a sandbox; the variables are
+    ``case_number``, ``customer_name``, ``customer_address``, ``agent_name``, ``subject``,
+    ``thread_id`` and ``service``. A syntax error or an unknown variable is refused naming the
+    part at fault.
+    """
+
+    NAME = "case.template.save"
+
+    agent_id: str = Field(min_length=1)
+    acting_role: ActingRole = "agent"
+    template_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+    name: SingleLine = Field(min_length=1, max_length=200)
+    services: list[str] = Field(
+        default_factory=list, description="the services it is offered in; empty: every service"
+    )
+    subject: SingleLine | None = Field(default=None, description="used when the agent gives none")
+    text: str = Field(min_length=1)
+    html: str | None = None
+    expected_version: int | None = Field(
+        default=None,
+        ge=0,
+        description="refuse unless the template is at this version (0: it must not exist yet)",
+    )
+
+
+class DeleteReplyTemplate(Command):
+    """Remove a reply template (supervisors only)."""
+
+    NAME = "case.template.delete"
+
+    agent_id: str = Field(min_length=1)
+    acting_role: ActingRole = "agent"
+    template_id: str = Field(min_length=1)
+    expected_version: int | None = Field(default=None, ge=1)
+
+
+# ---------------------------------------------------------------------------------------------
 # Queries (answered in ``Outcome.result``; they change nothing)
 # ---------------------------------------------------------------------------------------------
 
@@ -372,3 +443,13 @@ class CaseSummary(BaseModel):
     linked_cases: list[int] = Field(default_factory=list)
     created_at: AwareDatetime | None = None
     closed_at: AwareDatetime | None = None
+
+
+class ListReplyTemplates(Command):
+    """The reply templates an agent may use: ``result = {"templates": [{template_id, name,
+    services, subject, text, html, variables, version, updated_at}], "variables": {...}}``."""
+
+    NAME = "case.template.list"
+
+    agent_id: str | None = None
+    service: str | None = Field(default=None, description="only those offered in this service")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from switchboard.contracts.routing import (
 )
 from switchboard.runtime.service import Runtime, serve
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.threading.config import load_file
+from switchboard.threading.config import load_file, load_templates
 from switchboard.threading.handlers import ThreadingHandlers
 from switchboard.threading.store import ThreadingStore
 from switchboard.threading.threadids import ThreadIds
@@ -74,6 +75,20 @@ def build(settings: ThreadingSettings) -> Runtime:
             )
             if seeded:
                 log.info("service configuration seeded", file=str(settings.threading_config_file))
+            templates = load_templates(settings.threading_config_file)
+            if templates and await store.seed_templates(
+                [
+                    {
+                        "_id": t.template_id,
+                        **t.model_dump(exclude={"template_id"}),
+                        "version": 1,
+                        "updated_by": "config file",
+                        "updated_at": datetime.now(UTC),
+                    }
+                    for t in templates
+                ]
+            ):
+                log.info("reply templates seeded", count=len(templates))
         await handlers.reload_config()
 
     bus = runtime.bus
@@ -97,6 +112,9 @@ def build(settings: ThreadingSettings) -> Runtime:
         cases.SetDisposition: handlers.on_set_disposition,
         cases.GetCaseThread: handlers.on_get_thread,
         cases.LookUpCase: handlers.on_lookup,
+        cases.SaveReplyTemplate: handlers.on_save_template,
+        cases.DeleteReplyTemplate: handlers.on_delete_template,
+        cases.ListReplyTemplates: handlers.on_list_templates,
     }
     every_queue = {**queues.COMMANDS, **queues.QUERIES}
     for model, handler in command_handlers.items():
@@ -132,11 +150,10 @@ def build(settings: ThreadingSettings) -> Runtime:
     runtime.every(300.0, "forget stored query answers")(forget_query_answers)
 
     async def purge_ack_log() -> None:
-        from datetime import timedelta
-
         await store.purge_ack_log(timedelta(days=2))
 
     runtime.every(3600.0, "purge auto-answer rate log")(purge_ack_log)
+    runtime.every(600.0, "purge used version tickets")(store.purge_tickets)
     runtime.handlers = handlers  # type: ignore[attr-defined]
     runtime.store = store  # type: ignore[attr-defined]
     return runtime

@@ -3,6 +3,8 @@
 Stored in the ``service_config`` collection (one document per service), seeded from the file
 named by ``SB_THREADING_CONFIG_FILE`` when the collection is empty, re-read periodically.
 A mail for a service nobody configured gets the ``"*"`` entry, or built-in defaults.
+The same file may hold reply templates (``"templates"``), seeded into the ``templates``
+collection when that is empty.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from switchboard.contracts.mail import OutboundAddress
 from switchboard.threading.subjects import DEFAULT_TAG_FORMAT, check_tag_format
+from switchboard.threading.templates import ReplyTemplate
 
 DEFAULT_SERVICE = "*"
 
@@ -117,19 +120,48 @@ class ThreadingConfig(BaseModel):
         return service in self.services
 
     @classmethod
-    def from_documents(cls, documents: list[dict[str, Any]]) -> ThreadingConfig:
-        services = {}
+    def from_documents(
+        cls, documents: list[dict[str, Any]], previous: ThreadingConfig | None = None
+    ) -> tuple[ThreadingConfig, dict[str, str]]:
+        """The configuration in these documents, and the problems of those that do not
+        validate (by service name). An operator's typo in one service's document must not
+        take every service's configuration down: a broken entry keeps the service's previous
+        configuration (if there was one) until it is fixed."""
+        services: dict[str, ServiceConfig] = {}
+        problems: dict[str, str] = {}
         for doc in documents:
             body = {k: v for k, v in doc.items() if k != "_id"}
             body.setdefault("name", doc["_id"])
-            services[body["name"]] = ServiceConfig.model_validate(body)
-        return cls(services=services)
+            name = str(body["name"])
+            try:
+                services[name] = ServiceConfig.model_validate(body)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first.get("loc", ())) or "document"
+                problems[name] = f"{where}: {first.get('msg', exc)}"
+                if previous is not None and name in previous.services:
+                    services[name] = previous.services[name]
+        return cls(services=services), problems
 
 
 def load_file(path: Path) -> list[ServiceConfig]:
     """Read a config file: ``{"services": [{...}, ...]}`` or ``{"services": {"name": {...}}}``."""
     raw = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(raw, dict) and "services" not in raw:
+        raw = {k: v for k, v in raw.items() if k != "templates"}
     entries = raw.get("services", raw) if isinstance(raw, dict) else raw
     if isinstance(entries, dict):
         entries = [{"name": name, **body} for name, body in entries.items()]
     return [ServiceConfig.model_validate(entry) for entry in entries]
+
+
+def load_templates(path: Path) -> list[ReplyTemplate]:
+    """The reply templates of a config file: ``{"templates": [{"template_id": ..., ...}]}`` or
+    ``{"templates": {"<template_id>": {...}}}``; none when the file has no ``templates``. A
+    template that does not compile, or uses an unknown variable, stops the start with the
+    reason (better than an agent finding out in front of a customer)."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    entries = raw.get("templates", []) if isinstance(raw, dict) else []
+    if isinstance(entries, dict):
+        entries = [{"template_id": key, **body} for key, body in entries.items()]
+    return [ReplyTemplate.model_validate(entry) for entry in entries]

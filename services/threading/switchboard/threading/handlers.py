@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from aiormq.exceptions import PublishError
+from pydantic import ValidationError
 
 from switchboard.contracts import Message, message_class
 from switchboard.contracts import cases as c
@@ -42,6 +43,7 @@ from switchboard.runtime.assignments import routing_holds
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 from switchboard.threading import metrics, rules
+from switchboard.threading import templates as tpl
 from switchboard.threading.config import ServiceConfig, ThreadingConfig
 from switchboard.threading.masking import (
     Span,
@@ -58,9 +60,12 @@ from switchboard.threading.threadids import ThreadIds
 log = structlog.get_logger("switchboard.threading")
 
 THREAD_HEADER = "X-Switchboard-Thread"
+_SAMPLE_THREAD = str(tpl.SAMPLE_VALUES["thread_id"])
+UNMATCHED_AUTOMATIC = "unmatched_automatic_mail"
 _NS = uuid.UUID("6f1c2a52-5d4b-4c1e-9a43-2f7d0f3c9b11")
 
 Build = Callable[[Document], tuple[list[Message], dict[str, Any]]]
+Plan = Callable[[Document], Awaitable[Build]]
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,19 @@ def _now() -> datetime:
 
 def _addr(a: Address) -> dict[str, str]:
     return {"name": a.name, "address": a.address}
+
+
+def _no_template(template_id: str, field: str) -> Refused:
+    return Refused("unknown_template", f"there is no reply template {template_id!r}", field=field)
+
+
+def _stale_template(template_id: str, version: int, expected: int) -> Refused:
+    return Refused(
+        "stale_template",
+        f"template {template_id!r} is at version {version}, not {expected}"
+        + (" (0: it does not exist)" if version == 0 else ""),
+        field="expected_version",
+    )
 
 
 def _iso(value: Any) -> Any:
@@ -113,9 +131,17 @@ class ThreadingHandlers:
         return self.config.for_service(service)
 
     async def reload_config(self) -> None:
+        """Re-read ``service_config`` (every ``SB_CONFIG_REFRESH_SECONDS``): operators edit the
+        collection, every replica follows. An empty collection keeps what is loaded."""
         docs = await self.store.config_documents()
         if docs:
-            self.config = ThreadingConfig.from_documents(docs)
+            self.config, problems = ThreadingConfig.from_documents(docs, previous=self.config)
+            for service, problem in problems.items():
+                log.error(
+                    "service configuration not valid; the service keeps its previous one",
+                    service=service,
+                    problem=problem,
+                )
 
     async def _publish(self, message: Message) -> None:
         try:
@@ -458,6 +484,8 @@ class ThreadingHandlers:
         number = int(email["case_number"])
         action = intake["action"]
         created = action in ("created", "linked")
+        classification = email.get("classification", "normal")
+        unrouted = created and rules.files_without_routing(classification)
         fresh: Document | None = None
         if created:
             fresh = self._new_case(
@@ -469,6 +497,8 @@ class ThreadingHandlers:
                 linked_to=intake.get("linked_to"),
                 first_email=email["_id"],
             )
+            if unrouted:
+                self._file_closed(fresh, classification)
         answer_kind = intake.get("auto_answer")
         auto: tuple[EmailOutboundRequested, Document] | None = None
         if answer_kind:
@@ -502,6 +532,17 @@ class ThreadingHandlers:
                         email_id=email["_id"],
                         origin="inbound",
                         linked_case_number=intake.get("linked_to"),
+                        status=case["status"],
+                    )
+                )
+            if unrouted:
+                messages.append(
+                    c.CaseClosed.caused_by(
+                        event,
+                        key="closed",
+                        case_number=number,
+                        service=case["service"],
+                        reason=UNMATCHED_AUTOMATIC,
                     )
                 )
             if action == "reopened":
@@ -551,9 +592,8 @@ class ThreadingHandlers:
         if intake.get("linked_to"):
             await self._link(int(intake["linked_to"]), number)
         if intake.get("matched_by") == "bounced_message" and email.get("bounced_message_id"):
-            await self.store.set_email_fields(
-                rules.message_id_key(email["bounced_message_id"]),
-                {"delivery": {"status": "bounced", "at": _now(), "detail": email["_id"]}},
+            await self._record_delivery(
+                rules.message_id_key(email["bounced_message_id"]), "bounced", email["_id"]
             )
         if fresh is not None:
             result = await self._commit_new(fresh, str(event.message_id), build)
@@ -562,7 +602,21 @@ class ThreadingHandlers:
         metrics.EMAILS_FILED.labels(action, intake.get("matched_by") or "none").inc()
         if created:
             metrics.CASES_CREATED.labels(event.service, "inbound").inc()
+        if unrouted:
+            metrics.UNROUTED_CASES.labels(event.service, classification).inc()
         return dict(result)
+
+    @staticmethod
+    def _file_closed(case: Document, classification: str) -> None:
+        """A new case opened by an auto-reply or bounce that matched no case: closed at once,
+        never routed (see :func:`rules.files_without_routing`)."""
+        now = _now()
+        case.update(
+            status="closed", closed_at=now, closed_by="system", filed_unrouted=classification
+        )
+        case["history"].append(
+            {"what": "closed", "at": now, "agent_id": None, "reason": UNMATCHED_AUTOMATIC}
+        )
 
     async def _link(self, older: int, newer: int) -> None:
         def mutate(case: Document) -> bool:
@@ -629,6 +683,7 @@ class ThreadingHandlers:
             "last_outbound_at": None,
             "outbox": {},
             "outbox_pending": False,
+            "filed_unrouted": None,
             "version": 0,
         }
 
@@ -792,20 +847,41 @@ class ThreadingHandlers:
             log.warning("assignment for an unknown case", interaction_id=event.interaction_id)
 
     async def on_email_sent(self, event: EmailSent) -> None:
-        await self.store.mark_delivery(
-            event.outbound_id,
-            rules.message_id_key(event.internet_message_id),
-            "sent",
-            event.relay_reply,
+        """The relay took an outbound email: its delivery becomes ``sent``."""
+        key = await self.store.find_outbound(
+            event.outbound_id, rules.message_id_key(event.internet_message_id)
         )
+        if key is None:
+            log.warning("email.sent for no email of ours", outbound_id=event.outbound_id)
+            return
+        await self._record_delivery(key, "sent", event.relay_reply)
 
     async def on_delivery_failed(self, event: EmailDeliveryFailed) -> None:
-        await self.store.mark_delivery(
-            event.outbound_id,
-            rules.message_id_key(event.internet_message_id),
+        """The relay refused an outbound email, for good or for now."""
+        key = await self.store.find_outbound(
+            event.outbound_id, rules.message_id_key(event.internet_message_id)
+        )
+        if key is None:
+            log.warning("email.delivery_failed for no email of ours", outbound_id=event.outbound_id)
+            return
+        await self._record_delivery(
+            key,
             "failed" if event.permanent else "failed_temporarily",
             f"{event.smtp_code or ''} {event.smtp_reply}".strip(),
         )
+
+    async def _record_delivery(self, key: str, status: str, detail: str) -> None:
+        """Set an email's delivery status unless it already says something later (the mail
+        edge's events and bounces travel on different queues and may arrive out of order)."""
+
+        def mutate(email: Document) -> bool:
+            current = (email.get("delivery") or {}).get("status")
+            if not rules.delivery_may_change(current, status):
+                return False
+            email["delivery"] = {"status": status, "detail": detail, "at": _now()}
+            return True
+
+        await self.store.update_email(key, mutate)
 
     # =========================================================================================
     # agent commands
@@ -841,6 +917,28 @@ class ThreadingHandlers:
         )
         return await self._case(command.case_number)
 
+    async def _case_command(self, command: c.CaseCommand, plan: Plan) -> dict[str, Any]:
+        """The frame every agent command on a case shares.
+
+        Load the case and check the agent holds it (asking routing first if the assignment
+        may not have reached us); answer a command that already ran (a retry after a crash)
+        from its outbox entry; let ``plan`` check the command against the case (a refusal
+        there changes nothing) and return the change; apply the change under the case lock,
+        checking again that the agent still holds the case; count it.
+        """
+        case, done = await self._prepare(command)
+        if done:
+            return await self._replay(case, command)
+        build = await plan(case)
+
+        def authorised(current: Document) -> tuple[list[Message], dict[str, Any]]:
+            self._authorise(current, command.agent_id, command.acting_role)
+            return build(current)
+
+        _, result = await self._commit(case["_id"], str(command.message_id), authorised)
+        metrics.COMMANDS.labels(command.NAME, "ok").inc()
+        return dict(result)
+
     async def _replay(self, case: Document, command: Message) -> dict[str, Any]:
         _, result = await self._commit(case["_id"], str(command.message_id), lambda _c: ([], {}))
         return dict(result)
@@ -873,9 +971,24 @@ class ThreadingHandlers:
         command: c.ReplyToCase | c.SendFollowUp | c.ForwardEmail,
         kind: str,
     ) -> dict[str, Any]:
-        case, done = await self._prepare(command)
-        if done:
-            return await self._replay(case, command)
+        """Reply, forward or follow up: an outbound email of the case."""
+
+        async def plan(case: Document) -> Build:
+            return await self._plan_outbound(case, command, kind)
+
+        result = await self._case_command(command, plan)
+        if command.draft_id is not None:  # sent: the draft is done (checked to be this case's)
+            await self.store.delete_draft(command.draft_id)
+        return result
+
+    async def _plan_outbound(
+        self,
+        case: Document,
+        command: c.ReplyToCase | c.SendFollowUp | c.ForwardEmail,
+        kind: str,
+    ) -> Build:
+        """Check and compose an agent's outbound email (draft, template, recipients, subject
+        with the thread tag), store it, and return the change to the case that sends it."""
         cfg = self.service_config(case["service"])
         draft = await self._draft_for(case, command.draft_id)
         content = (draft or {}).get("content") or {}
@@ -918,7 +1031,14 @@ class ThreadingHandlers:
             text = self._forward_text(text, parent)
             if isinstance(command, c.ForwardEmail) and command.include_attachments:
                 attachments = attachments + [AttachmentRef(**a) for a in parent["attachments"]]
-        if not text.strip() and not (html or "").strip():
+        template_id: str | None = pick("template_id", None)
+        agent_name: str | None = getattr(command, "agent_name", None)
+        template = None
+        if template_id:
+            template = await self._template_for(template_id, case["service"])
+            # Tried before anything is stored (the thread id below is minted for real).
+            self._render(template, case, agent_name, case.get("thread_id") or _SAMPLE_THREAD)
+        if template is None and not text.strip() and not (html or "").strip():
             raise Refused("empty", "the message has no text", field="text")
         disposition = getattr(command, "disposition", None)
         if disposition and not cfg.disposition(disposition):
@@ -928,8 +1048,13 @@ class ThreadingHandlers:
                 field="disposition",
             )
         thread_id = await self.store.ensure_thread_id(case["_id"], self.ids.mint)
-        base = (parent or {}).get("subject") or case.get("subject", "")
         given: str | None = pick("subject", None)
+        if template is not None:
+            rendered = self._render(template, case, agent_name, thread_id)
+            text, html = tpl.compose(rendered, text=text, html=html)
+            if kind == "follow_up":  # a reply or forward keeps "Re:"/"Fwd:" and the subject
+                given = given or rendered.subject
+        base = (parent or {}).get("subject") or case.get("subject", "")
         prefix = {"reply": "Re:", "forward": "Fwd:", "follow_up": ""}[kind]
         if given:
             subject = outbound_subject(
@@ -963,14 +1088,13 @@ class ThreadingHandlers:
             thread_id=thread_id,
             parent=parent,
             agent_id=command.agent_id,
-            template_id=pick("template_id", None),
+            template_id=template_id,
             is_reply=kind == "reply",
         )
         await self.store.insert_email(doc)
         finish = bool(getattr(command, "finish", False))
 
         def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
-            self._authorise(current, command.agent_id, command.acting_role)
             self._add_email_to_case(current, doc)
             current["last_outbound_at"] = _now()
             current["agents"] = rules.agents_last_first(current.get("agents", []), command.agent_id)
@@ -1012,11 +1136,7 @@ class ThreadingHandlers:
                 "status": current["status"],
             }
 
-        _, result = await self._commit(case["_id"], str(command.message_id), build)
-        if draft is not None:
-            await self.store.delete_draft(draft["_id"])
-        metrics.COMMANDS.labels(command.NAME, "ok").inc()
-        return dict(result)
+        return build
 
     @staticmethod
     def _default_recipients(case: Document, parent: Document | None) -> list[OutboundAddress]:
@@ -1064,6 +1184,18 @@ class ThreadingHandlers:
         if command.linked_case_number is not None:
             await self._case(command.linked_case_number, field="linked_case_number")
         cfg = self.service_config(command.service)
+        subject_of_case = clean_subject(command.subject, cfg.subject_tag_format)
+        template = None
+        if command.template_id:
+            template = await self._template_for(command.template_id, command.service)
+            # Tried on a case-to-be before a number is claimed or anything is stored.
+            trial = {
+                "_id": tpl.SAMPLE_VALUES["case_number"],
+                "service": command.service,
+                "subject": subject_of_case,
+                "contact": _addr(command.to[0]),
+            }
+            self._render(template, trial, command.agent_name, _SAMPLE_THREAD)
         existing = None
         async for doc in self.store.emails.find({"source": str(command.message_id)}).limit(1):
             existing = doc
@@ -1073,7 +1205,7 @@ class ThreadingHandlers:
             self._new_case(
                 number,
                 service=command.service,
-                subject=clean_subject(command.subject, cfg.subject_tag_format),
+                subject=subject_of_case,
                 contact=_addr(contact),
                 origin="outbound",
                 linked_to=command.linked_case_number,
@@ -1084,6 +1216,10 @@ class ThreadingHandlers:
         thread_id = await self.store.ensure_thread_id(number, self.ids.mint)
         case = await self.store.get_case(number)
         assert case is not None
+        text, html = command.text, command.html
+        if template is not None:
+            rendered = self._render(template, case, command.agent_name, thread_id)
+            text, html = tpl.compose(rendered, text=text, html=html)
         subject = outbound_subject(
             remove_tags(command.subject, cfg.subject_tag_format),
             prefix="",
@@ -1101,8 +1237,8 @@ class ThreadingHandlers:
             cc=command.cc,
             bcc=command.bcc,
             subject=subject,
-            text=command.text,
-            html=command.html,
+            text=text,
+            html=html,
             attachments=command.attachments,
             thread_id=thread_id,
             agent_id=command.agent_id,
@@ -1158,6 +1294,10 @@ class ThreadingHandlers:
         """Save a new draft on the case."""
         case, _ = await self._prepare(command)
         self._email_of_case(case, command.reply_to_email_id, "reply_to_email_id")
+        if command.content.template_id:
+            await self._template_for(
+                command.content.template_id, case["service"], "content.template_id"
+            )
         draft_id = str(uuid.uuid5(_NS, f"draft:{command.message_id}"))
         await self.store.insert_draft(
             {
@@ -1175,30 +1315,43 @@ class ThreadingHandlers:
         return {"draft_id": draft_id, "version": 1}
 
     async def on_update_draft(self, command: c.UpdateDraft) -> dict[str, Any]:
-        """Replace a draft's content (optimistic: ``expected_version``)."""
+        """Replace a draft's content (optimistic: ``expected_version``).
+
+        Two agents (or two tabs) saving one draft at once: each save becomes its own next
+        version (the store's version tickets), so none is silently overwritten; with
+        ``expected_version`` the slower one is refused as stale instead.
+        """
         case, _ = await self._prepare(command)
         draft = await self._draft_for(case, command.draft_id)
         assert draft is not None
-        if draft.get("last_update") == str(command.message_id):
-            return {"draft_id": draft["_id"], "version": draft["version"]}
-        version = int(draft["version"])
-        if command.expected_version is not None and command.expected_version != version:
-            raise Refused(
-                "stale_draft",
-                f"the draft is at version {version}, not {command.expected_version}",
-                field="expected_version",
+        if command.content.template_id:
+            await self._template_for(
+                command.content.template_id, case["service"], "content.template_id"
             )
-        new = {
-            **draft,
-            "content": command.content.model_dump(),
-            "version": version + 1,
-            "updated_at": _now(),
-            "updated_by": command.agent_id,
-            "last_update": str(command.message_id),
-        }
-        if not await self.store.replace_draft(new, version):
-            raise Refused("stale_draft", "the draft changed meanwhile", field="expected_version")
-        return {"draft_id": draft["_id"], "version": version + 1}
+        me = str(command.message_id)
+
+        def mutate(current: Document) -> bool:
+            if current.get("last_update") == me:
+                return False  # this command ran already (retry after a crash)
+            version = int(current["version"])
+            if command.expected_version is not None and command.expected_version != version:
+                raise Refused(
+                    "stale_draft",
+                    f"the draft is at version {version}, not {command.expected_version}",
+                    field="expected_version",
+                )
+            current.update(
+                content=command.content.model_dump(),
+                updated_at=_now(),
+                updated_by=command.agent_id,
+                last_update=me,
+            )
+            return True
+
+        saved = await self.store.update_draft(draft["_id"], mutate)
+        if saved is None:
+            raise Refused("no_such_draft", "the draft was sent or discarded", field="draft_id")
+        return {"draft_id": saved["_id"], "version": saved["version"]}
 
     async def on_discard_draft(self, command: c.DiscardDraft) -> dict[str, Any]:
         """Throw a draft away."""
@@ -1277,71 +1430,67 @@ class ThreadingHandlers:
 
     async def on_set_disposition(self, command: c.SetDisposition) -> dict[str, Any]:
         """Set a disposition on an email; a final one closes the case."""
-        case, done = await self._prepare(command)
-        if done:
-            return await self._replay(case, command)
-        cfg = self.service_config(case["service"])
-        if not cfg.disposition(command.disposition):
-            raise Refused(
-                "unknown_disposition",
-                f"service {case['service']} has no disposition {command.disposition!r}",
-                field="disposition",
-            )
-        key = self._email_of_case(case, command.email_id, "email_id")
-        if key is None:
-            latest = await self._latest_inbound(case)
-            key = latest["_id"] if latest else None
 
-        def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
-            self._authorise(current, command.agent_id, command.acting_role)
-            messages = self._apply_disposition(current, command, command.disposition, key, cfg)
-            if command.finish and current["status"] != "closed":
-                messages += self._end_interaction(current, command, "completed", cfg)
-            return messages, {"case_number": current["_id"], "status": current["status"]}
+        async def plan(case: Document) -> Build:
+            cfg = self.service_config(case["service"])
+            if not cfg.disposition(command.disposition):
+                raise Refused(
+                    "unknown_disposition",
+                    f"service {case['service']} has no disposition {command.disposition!r}",
+                    field="disposition",
+                )
+            key = self._email_of_case(case, command.email_id, "email_id")
+            if key is None:
+                latest = await self._latest_inbound(case)
+                key = latest["_id"] if latest else None
 
-        _, result = await self._commit(case["_id"], str(command.message_id), build)
-        metrics.COMMANDS.labels(command.NAME, "ok").inc()
-        return dict(result)
+            def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
+                messages = self._apply_disposition(current, command, command.disposition, key, cfg)
+                if command.finish and current["status"] != "closed":
+                    messages += self._end_interaction(current, command, "completed", cfg)
+                return messages, {"case_number": current["_id"], "status": current["status"]}
+
+            return build
+
+        return await self._case_command(command, plan)
 
     async def on_close(self, command: c.CloseCase) -> dict[str, Any]:
         """Close without replying: needs a final disposition of the case's service."""
-        case, done = await self._prepare(command)
-        if done:
-            return await self._replay(case, command)
-        cfg = self.service_config(case["service"])
-        found = cfg.disposition(command.disposition)
-        if found is None:
-            raise Refused(
-                "unknown_disposition",
-                f"service {case['service']} has no disposition {command.disposition!r}",
-                field="disposition",
-            )
-        if not found.final:
-            raise Refused(
-                "not_final",
-                f"{found.name!r} does not close a case; choose a final disposition",
-                field="disposition",
-            )
-        if case["status"] == "closed":
-            raise Refused(
-                "case_closed", f"case {case['_id']} is already closed", field="case_number"
-            )
-        key = self._email_of_case(case, command.email_id, "email_id")
-        if key is None:
-            latest = await self._latest_inbound(case)
-            key = latest["_id"] if latest else None
 
-        def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
-            self._authorise(current, command.agent_id, command.acting_role)
-            messages: list[Message] = []
-            if command.note.strip():
-                messages += self._note(current, command, command.note, key)
-            messages += self._apply_disposition(current, command, found.name, key, cfg)
-            return messages, {"case_number": current["_id"], "status": current["status"]}
+        async def plan(case: Document) -> Build:
+            cfg = self.service_config(case["service"])
+            found = cfg.disposition(command.disposition)
+            if found is None:
+                raise Refused(
+                    "unknown_disposition",
+                    f"service {case['service']} has no disposition {command.disposition!r}",
+                    field="disposition",
+                )
+            if not found.final:
+                raise Refused(
+                    "not_final",
+                    f"{found.name!r} does not close a case; choose a final disposition",
+                    field="disposition",
+                )
+            if case["status"] == "closed":
+                raise Refused(
+                    "case_closed", f"case {case['_id']} is already closed", field="case_number"
+                )
+            key = self._email_of_case(case, command.email_id, "email_id")
+            if key is None:
+                latest = await self._latest_inbound(case)
+                key = latest["_id"] if latest else None
 
-        _, result = await self._commit(case["_id"], str(command.message_id), build)
-        metrics.COMMANDS.labels(command.NAME, "ok").inc()
-        return dict(result)
+            def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
+                messages: list[Message] = []
+                if command.note.strip():
+                    messages += self._note(current, command, command.note, key)
+                messages += self._apply_disposition(current, command, found.name, key, cfg)
+                return messages, {"case_number": current["_id"], "status": current["status"]}
+
+            return build
+
+        return await self._case_command(command, plan)
 
     @staticmethod
     def _note(
@@ -1370,197 +1519,364 @@ class ThreadingHandlers:
 
     async def on_add_note(self, command: c.AddCaseNote) -> dict[str, Any]:
         """A note on the case, or on one of its emails."""
-        case, done = await self._prepare(command)
-        if done:
-            return await self._replay(case, command)
-        key = self._email_of_case(case, command.email_id, "email_id")
 
-        def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
-            self._authorise(current, command.agent_id, command.acting_role)
-            messages = self._note(current, command, command.text, key)
-            return messages, {
-                "case_number": current["_id"],
-                "note_id": current["notes"][-1]["note_id"],
-            }
+        async def plan(case: Document) -> Build:
+            key = self._email_of_case(case, command.email_id, "email_id")
 
-        _, result = await self._commit(case["_id"], str(command.message_id), build)
-        metrics.COMMANDS.labels(command.NAME, "ok").inc()
-        return dict(result)
+            def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
+                messages = self._note(current, command, command.text, key)
+                return messages, {
+                    "case_number": current["_id"],
+                    "note_id": current["notes"][-1]["note_id"],
+                }
+
+            return build
+
+        return await self._case_command(command, plan)
 
     # -- transfer, change of service ----------------------------------------------------------
 
     async def on_transfer(self, command: c.TransferCase) -> dict[str, Any]:
         """Hand the case to another service queue or to a named agent."""
-        case, done = await self._prepare(command)
-        if done:
-            return await self._replay(case, command)
-        if not command.to_service and not command.to_agent_id:
-            raise Refused("no_target", "name a service or an agent", field="to_service")
-        if (
-            command.to_service
-            and self.config.services
-            and not self.config.known(command.to_service)
-        ):
-            raise Refused(
-                "unknown_service", f"no service {command.to_service!r}", field="to_service"
-            )
-        if command.to_agent_id and command.to_agent_id == command.agent_id:
-            raise Refused("same_agent", "the case is yours already", field="to_agent_id")
-        if case["status"] == "closed":
-            raise Refused("case_closed", f"case {case['_id']} is closed", field="case_number")
-        cfg = self.service_config(case["service"])
-        target = command.to_service or case["service"]
 
-        def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
-            self._authorise(current, command.agent_id, command.acting_role)
-            source = current["service"]
-            messages: list[Message] = []
-            if command.note.strip():
-                messages += self._note(current, command, command.note, None)
-            messages += self._end_interaction(current, command, "transferred", cfg)
-            current["service"] = target
-            current.setdefault("history", []).append(
-                {
-                    "what": "transferred",
-                    "at": _now(),
-                    "agent_id": command.agent_id,
-                    "from_service": source,
-                    "to_service": target,
-                    "to_agent_id": command.to_agent_id,
-                }
-            )
-            messages += self._route(
-                current,
-                command,
-                reason="transfer",
-                personal_agent_id=command.to_agent_id,
-                summary={"transferred_by": command.agent_id},
-            )
-            messages.append(
-                c.CaseTransferred.caused_by(
-                    command,
-                    key="transferred",
-                    case_number=current["_id"],
-                    from_service=source,
-                    to_service=target,
-                    to_agent_id=command.to_agent_id,
-                    agent_id=command.agent_id,
+        async def plan(case: Document) -> Build:
+            if not command.to_service and not command.to_agent_id:
+                raise Refused("no_target", "name a service or an agent", field="to_service")
+            if (
+                command.to_service
+                and self.config.services
+                and not self.config.known(command.to_service)
+            ):
+                raise Refused(
+                    "unknown_service", f"no service {command.to_service!r}", field="to_service"
                 )
-            )
-            return messages, {
-                "case_number": current["_id"],
-                "service": target,
-                "interaction_id": current["interaction"]["id"],
-            }
+            if command.to_agent_id and command.to_agent_id == command.agent_id:
+                raise Refused("same_agent", "the case is yours already", field="to_agent_id")
+            if case["status"] == "closed":
+                raise Refused("case_closed", f"case {case['_id']} is closed", field="case_number")
+            cfg = self.service_config(case["service"])
+            target = command.to_service or case["service"]
 
-        _, result = await self._commit(case["_id"], str(command.message_id), build)
-        metrics.COMMANDS.labels(command.NAME, "ok").inc()
-        return dict(result)
+            def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
+                source = current["service"]
+                messages: list[Message] = []
+                if command.note.strip():
+                    messages += self._note(current, command, command.note, None)
+                messages += self._end_interaction(current, command, "transferred", cfg)
+                current["service"] = target
+                current.setdefault("history", []).append(
+                    {
+                        "what": "transferred",
+                        "at": _now(),
+                        "agent_id": command.agent_id,
+                        "from_service": source,
+                        "to_service": target,
+                        "to_agent_id": command.to_agent_id,
+                    }
+                )
+                messages += self._route(
+                    current,
+                    command,
+                    reason="transfer",
+                    personal_agent_id=command.to_agent_id,
+                    summary={"transferred_by": command.agent_id},
+                )
+                messages.append(
+                    c.CaseTransferred.caused_by(
+                        command,
+                        key="transferred",
+                        case_number=current["_id"],
+                        from_service=source,
+                        to_service=target,
+                        to_agent_id=command.to_agent_id,
+                        agent_id=command.agent_id,
+                    )
+                )
+                return messages, {
+                    "case_number": current["_id"],
+                    "service": target,
+                    "interaction_id": current["interaction"]["id"],
+                }
+
+            return build
+
+        return await self._case_command(command, plan)
 
     async def on_change_service(self, command: c.ChangeCaseService) -> dict[str, Any]:
         """Reclassify the case into another service; the agent keeps working on it."""
-        case, done = await self._prepare(command)
-        if done:
-            return await self._replay(case, command)
-        if self.config.services and not self.config.known(command.service):
-            raise Refused("unknown_service", f"no service {command.service!r}", field="service")
 
-        def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
-            self._authorise(current, command.agent_id, command.acting_role)
-            source = current["service"]
-            current["service"] = command.service
-            current.setdefault("history", []).append(
-                {
-                    "what": "service_changed",
-                    "at": _now(),
-                    "agent_id": command.agent_id,
-                    "from_service": source,
-                    "to_service": command.service,
-                }
-            )
-            return [
-                c.CaseServiceChanged.caused_by(
-                    command,
-                    key="service",
-                    case_number=current["_id"],
-                    from_service=source,
-                    to_service=command.service,
-                    agent_id=command.agent_id,
+        async def plan(case: Document) -> Build:
+            if self.config.services and not self.config.known(command.service):
+                raise Refused("unknown_service", f"no service {command.service!r}", field="service")
+
+            def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
+                source = current["service"]
+                current["service"] = command.service
+                current.setdefault("history", []).append(
+                    {
+                        "what": "service_changed",
+                        "at": _now(),
+                        "agent_id": command.agent_id,
+                        "from_service": source,
+                        "to_service": command.service,
+                    }
                 )
-            ], {"case_number": current["_id"], "service": command.service}
+                return [
+                    c.CaseServiceChanged.caused_by(
+                        command,
+                        key="service",
+                        case_number=current["_id"],
+                        from_service=source,
+                        to_service=command.service,
+                        agent_id=command.agent_id,
+                    )
+                ], {"case_number": current["_id"], "service": command.service}
 
-        _, result = await self._commit(case["_id"], str(command.message_id), build)
-        metrics.COMMANDS.labels(command.NAME, "ok").inc()
-        return dict(result)
+            return build
+
+        return await self._case_command(command, plan)
 
     # -- masking ------------------------------------------------------------------------------
 
     async def on_mask(self, command: c.MaskCaseData) -> dict[str, Any]:
         """Replace the marked spans irreversibly in every stored copy of the case's text."""
-        case, done = await self._prepare(command)
-        if done:
-            return await self._replay(case, command)
-        by_email: dict[str, list[c.MaskSpan]] = {}
-        for index, span in enumerate(command.spans):
-            key = self._email_of_case(case, span.email_id, f"spans.{index}.email_id")
-            assert key is not None
-            by_email.setdefault(key, []).append(span)
-        emails = {e["_id"]: e for e in await self.store.find_emails(list(by_email))}
-        for index, span in enumerate(command.spans):
-            email = emails[rules.message_id_key(span.email_id)]
-            problem = span_problem(email.get(span.field) or "", span.start, span.end)
-            if problem:
-                raise Refused("bad_span", problem, field=f"spans.{index}")
-        fragments: list[str] = []
-        for key, spans in by_email.items():
-            email = emails[key]
-            updates: dict[str, Any] = {}
-            for field in ("text", "subject"):
-                mine = [Span(s.start, s.end) for s in spans if s.field == field]
-                if mine:
-                    updates[field], found = mask_spans(email.get(field) or "", mine)
-                    fragments += found
-            updates["html_withheld"] = True
-            updates["masked"] = [
-                *email.get("masked", []),
-                {"by": command.agent_id, "what": "spans", "count": len(spans), "at": _now()},
-            ]
-            await self.store.set_email_fields(key, updates)
-        pieces = propagation_pieces(fragments)
-        await self.store.redact_case_copies(case["_id"], pieces)
-        await self.store.forget_answers([q.name for q in queues.QUERIES.values()])
 
-        def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
-            self._authorise(current, command.agent_id, command.acting_role)
-            body = {k: v for k, v in current.items() if k != "_id"}
-            new, _ = redact_everywhere(body, pieces)
-            current.update(new)
-            current.setdefault("history", []).append(
-                {
-                    "what": "masked",
-                    "at": _now(),
-                    "agent_id": command.agent_id,
-                    "emails": sorted(by_email),
-                    "spans": len(command.spans),
+        async def plan(case: Document) -> Build:
+            by_email: dict[str, list[c.MaskSpan]] = {}
+            for index, span in enumerate(command.spans):
+                key = self._email_of_case(case, span.email_id, f"spans.{index}.email_id")
+                assert key is not None
+                by_email.setdefault(key, []).append(span)
+            emails = {e["_id"]: e for e in await self.store.find_emails(list(by_email))}
+            for index, span in enumerate(command.spans):
+                email = emails[rules.message_id_key(span.email_id)]
+                problem = span_problem(email.get(span.field) or "", span.start, span.end)
+                if problem:
+                    raise Refused("bad_span", problem, field=f"spans.{index}")
+            fragments: list[str] = []
+            me = str(command.message_id)
+            for key, spans in by_email.items():
+                by_field = {
+                    field: [Span(s.start, s.end) for s in spans if s.field == field]
+                    for field in ("text", "subject")
                 }
-            )
-            return [
-                c.CaseMasked.caused_by(
-                    command,
-                    key="masked",
-                    case_number=current["_id"],
-                    email_ids=sorted(by_email),
-                    spans=len(command.spans),
-                    agent_id=command.agent_id,
-                )
-            ], {"case_number": current["_id"], "masked_spans": len(command.spans)}
+                for field, mine in by_field.items():
+                    if mine:
+                        fragments += mask_spans(emails[key].get(field) or "", mine)[1]
 
-        _, result = await self._commit(case["_id"], str(command.message_id), build)
+                def mutate(email: Document, by_field: dict[str, list[Span]] = by_field) -> bool:
+                    # Applied to the email as it is when written (a delivery status recorded
+                    # meanwhile stays); starring keeps lengths, so the offsets still hold.
+                    if any(m.get("command") == me for m in email.get("masked", [])):
+                        return False  # this command ran already (retry after a crash)
+                    for field, mine in by_field.items():
+                        if mine:
+                            email[field] = mask_spans(email.get(field) or "", mine)[0]
+                    email["html_withheld"] = True
+                    email["masked"] = [
+                        *email.get("masked", []),
+                        {
+                            "by": command.agent_id,
+                            "what": "spans",
+                            "count": sum(len(m) for m in by_field.values()),
+                            "at": _now(),
+                            "command": me,
+                        },
+                    ]
+                    return True
+
+                await self.store.update_email(key, mutate)
+            pieces = propagation_pieces(fragments)
+            await self.store.redact_case_copies(case["_id"], pieces)
+            await self.store.forget_answers([q.name for q in queues.QUERIES.values()])
+
+            def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
+                body = {k: v for k, v in current.items() if k != "_id"}
+                new, _ = redact_everywhere(body, pieces)
+                current.update(new)
+                current.setdefault("history", []).append(
+                    {
+                        "what": "masked",
+                        "at": _now(),
+                        "agent_id": command.agent_id,
+                        "emails": sorted(by_email),
+                        "spans": len(command.spans),
+                    }
+                )
+                return [
+                    c.CaseMasked.caused_by(
+                        command,
+                        key="masked",
+                        case_number=current["_id"],
+                        email_ids=sorted(by_email),
+                        spans=len(command.spans),
+                        agent_id=command.agent_id,
+                    )
+                ], {"case_number": current["_id"], "masked_spans": len(command.spans)}
+
+            return build
+
+        result = await self._case_command(command, plan)
         # Once more, now that the case document is masked too: an answer stored meanwhile
         # may have quoted its notes.
         await self.store.forget_answers([q.name for q in queues.QUERIES.values()])
+        return result
+
+    # =========================================================================================
+    # reply templates
+    # =========================================================================================
+
+    @staticmethod
+    def _template_model(doc: Document) -> tpl.ReplyTemplate:
+        return tpl.ReplyTemplate.model_validate(
+            {
+                "template_id": doc["_id"],
+                **{k: doc.get(k) for k in ("name", "subject", "text", "html") if k in doc},
+                "services": doc.get("services") or [],
+            }
+        )
+
+    async def _template_for(
+        self, template_id: str, service: str, field: str = "template_id"
+    ) -> tpl.ReplyTemplate:
+        """The template an agent named, usable in ``service`` (else a refusal naming it)."""
+        doc = await self.store.get_template(template_id)
+        if doc is None:
+            raise _no_template(template_id, field)
+        try:
+            template = self._template_model(doc)
+        except ValidationError as exc:
+            raise Refused(
+                "template_invalid",
+                f"reply template {template_id!r} is stored broken: "
+                f"{exc.errors()[0].get('msg', exc)}",
+                field=field,
+            ) from exc
+        if not template.offered_in(service):
+            raise Refused(
+                "template_not_for_service",
+                f"reply template {template_id!r} is not offered in service {service!r}",
+                field=field,
+            )
+        return template
+
+    @staticmethod
+    def _render(
+        template: tpl.ReplyTemplate, case: Document, agent_name: str | None, thread_id: str
+    ) -> tpl.Rendered:
+        values = tpl.case_values(case, agent_name=agent_name, thread_id=thread_id)
+        try:
+            return tpl.render(template, values)
+        except tpl.TemplateProblem as problem:
+            field = "agent_name" if problem.field == "agent_name" else "template_id"
+            message = problem.message
+            if not message.startswith("template "):
+                message = f"template {template.template_id!r} ({problem.field}): {message}"
+            raise Refused(problem.code, message, field=field) from problem
+
+    @staticmethod
+    def _supervisor_only(command: c.SaveReplyTemplate | c.DeleteReplyTemplate) -> None:
+        if command.acting_role != "supervisor":
+            raise Refused(
+                "forbidden", "only supervisors change reply templates", field="acting_role"
+            )
+
+    async def on_save_template(self, command: c.SaveReplyTemplate) -> dict[str, Any]:
+        """Create or replace a reply template (checked: it compiles, uses known variables and
+        renders in the sandbox)."""
+        self._supervisor_only(command)
+        for index, service in enumerate(command.services):
+            if self.config.services and not self.config.known(service):
+                raise Refused(
+                    "unknown_service", f"no service {service!r}", field=f"services.{index}"
+                )
+        candidate = tpl.ReplyTemplate.model_construct(
+            template_id=command.template_id,
+            name=command.name,
+            services=list(command.services),
+            subject=command.subject,
+            text=command.text,
+            html=command.html,
+        )
+        problem = tpl.template_problem(candidate)
+        if problem is not None:
+            raise Refused(problem.code, problem.message, field=problem.field)
+        fields = candidate.model_dump(exclude={"template_id"})
+        change = {
+            **fields,
+            "updated_at": _now(),
+            "updated_by": command.agent_id,
+            "last_change": str(command.message_id),
+        }
+        expected = command.expected_version
+        me = str(command.message_id)
+        if expected in (None, 0) and await self.store.insert_template(
+            {"_id": command.template_id, **change, "version": 1, "created_at": _now()}
+        ):
+            metrics.COMMANDS.labels(command.NAME, "ok").inc()
+            return {"template_id": command.template_id, "version": 1, "created": True}
+
+        def mutate(current: Document) -> bool:
+            if current.get("last_change") == me:
+                return False  # this command ran already (retry after a crash)
+            version = int(current.get("version", 0))
+            exists = not current.get("deleted")
+            if expected is not None and (expected != version if exists else expected != 0):
+                raise _stale_template(command.template_id, version if exists else 0, expected)
+            current.update(change, deleted=False)
+            return True
+
+        saved = await self.store.update_template(command.template_id, mutate)
+        assert saved is not None  # templates are never removed, only marked deleted
         metrics.COMMANDS.labels(command.NAME, "ok").inc()
-        return dict(result)
+        return {"template_id": command.template_id, "version": saved["version"], "created": False}
+
+    async def on_delete_template(self, command: c.DeleteReplyTemplate) -> dict[str, Any]:
+        """Withdraw a reply template (drafts naming it are refused when sent). The document
+        stays, marked ``deleted``, so its versions go on if the id is used again."""
+        self._supervisor_only(command)
+        me = str(command.message_id)
+
+        def mutate(current: Document) -> bool:
+            if current.get("last_change") == me:
+                return False  # this command ran already (retry after a crash)
+            if current.get("deleted"):
+                raise _no_template(command.template_id, "template_id")
+            version = int(current.get("version", 0))
+            if command.expected_version is not None and command.expected_version != version:
+                raise _stale_template(command.template_id, version, command.expected_version)
+            current.update(deleted=True, updated_at=_now(), updated_by=command.agent_id)
+            current["last_change"] = me
+            return True
+
+        if await self.store.update_template(command.template_id, mutate) is None:
+            raise _no_template(command.template_id, "template_id")
+        metrics.COMMANDS.labels(command.NAME, "ok").inc()
+        return {"template_id": command.template_id, "deleted": True}
+
+    async def on_list_templates(self, query: c.ListReplyTemplates) -> dict[str, Any]:
+        """The templates an agent may pick (those of one service when it is named)."""
+        listed = []
+        for doc in await self.store.all_templates():
+            try:
+                template = self._template_model(doc)
+            except ValidationError:
+                log.warning("stored reply template is broken; not offered", template_id=doc["_id"])
+                continue
+            if query.service and not template.offered_in(query.service):
+                continue
+            listed.append(
+                _iso(
+                    {
+                        **template.model_dump(),
+                        "variables": template.variables(),
+                        "version": doc.get("version", 0),
+                        "updated_at": doc.get("updated_at"),
+                        "updated_by": doc.get("updated_by"),
+                    }
+                )
+            )
+        return {"templates": listed, "variables": dict(tpl.VARIABLES)}
 
     # =========================================================================================
     # queries

@@ -16,6 +16,11 @@ DUPLICATE_EMAILS = Counter(
 CASES_CREATED = Counter(
     "switchboard_threading_cases_created_total", "Cases opened", ["service", "origin"]
 )
+UNROUTED_CASES = Counter(
+    "switchboard_threading_unrouted_cases_total",
+    "Cases opened closed, never routed: automatic mail (auto-reply, bounce) matching no case",
+    ["service", "classification"],
+)
 CASES_CLOSED = Counter("switchboard_threading_cases_closed_total", "Cases closed", ["service"])
 COMMANDS = Counter(
     "switchboard_threading_commands_total", "Agent commands, by outcome", ["command", "outcome"]

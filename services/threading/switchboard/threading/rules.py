@@ -3,6 +3,7 @@
 * which clues an inbound mail offers, in the order they are trusted;
 * whether a References-only match may join a case;
 * what a follow-up to a closed case does; auto-replies and bounces never reopen;
+* automatic mail (auto-replies, bounces) that matches no case is filed, never routed;
 * whom an automatic answer may go to;
 * who may act on a case; interaction ids of routing rounds.
 """
@@ -82,6 +83,25 @@ def may_join_by_references(sender: str, participants: list[str]) -> bool:
     return address_key(sender) in {address_key(p) for p in participants}
 
 
+AUTOMATIC_CLASSIFICATIONS = ("auto_reply", "bounce")
+
+
+def is_automatic(classification: str) -> bool:
+    """Auto-replies and bounces: machines talking, never work for an agent."""
+    return classification in AUTOMATIC_CLASSIFICATIONS
+
+
+def files_without_routing(classification: str) -> bool:
+    """Whether a *new* case opened by this mail is filed closed and never offered to an agent.
+
+    Every email belongs to a case, so an auto-reply or bounce that matches no case still opens
+    one. But nobody asked for it: routing it would put an out-of-office notice in front of an
+    agent. It is created closed (``filed_unrouted`` says why); a person's later mail that
+    matches it follows the closed-case policy like any other.
+    """
+    return is_automatic(classification)
+
+
 FollowUpAction = Literal["attach", "reopen", "new_linked", "reject", "record"]
 
 
@@ -100,7 +120,7 @@ def follow_up_action(
     bounces: they never reopen a case nor ask for an agent); ``reopen`` / ``new_linked`` /
     ``reject``: the closed-case policy.
     """
-    if classification in ("auto_reply", "bounce"):
+    if is_automatic(classification):
         return "record"
     if case_status != "closed":
         return "attach"
@@ -128,6 +148,20 @@ def may_answer_automatically(sender: str, classification: str) -> bool:
     if not at or not local or not domain:
         return False
     return not _NO_REPLY.match(local)
+
+
+DELIVERY_RANK = {"requested": 0, "failed_temporarily": 1, "sent": 2, "failed": 3, "bounced": 3}
+"""How far an outbound email's delivery got: a later stage is never undone by an earlier one."""
+
+
+def delivery_may_change(current: str | None, new: str) -> bool:
+    """Whether delivery news ``new`` replaces ``current``.
+
+    ``email.sent``, ``email.delivery_failed`` and bounces arrive on different queues, so a
+    late "failed for now" must not hide "sent", and a late "sent" must not hide a bounce.
+    News of the same stage replaces (a newer detail).
+    """
+    return DELIVERY_RANK.get(new, 0) >= DELIVERY_RANK.get(current or "requested", 0)
 
 
 def rate_window(now: datetime, minutes: int) -> str:

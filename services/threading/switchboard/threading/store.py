@@ -5,7 +5,9 @@ modifiers. Measured on FerretDB 1.24: conditional updates are *not* atomic under
 (``$inc`` hands out one value twice; a version-guarded replace can succeed for two writers),
 while inserts under a unique index are. So everything that must never happen twice rests on an
 insert: case numbers are claimed in ``case_numbers``, an email is claimed by its Message-ID
-(``emails._id``), a case is changed only while holding its lock document (``case_locks``), and
+(``emails._id``), a case is changed only while holding its lock document (``case_locks``),
+emails, drafts and reply templates move from one version to the next only for the writer that
+inserted that version's ticket (``version_claims``, :meth:`ThreadingStore.versioned_update`), and
 automatic answers take numbered quota slots (``ack_log``). On MongoDB the same code holds.
 
 A case document is changed by read-modify-write under its lock (and guarded by its
@@ -26,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -34,6 +37,9 @@ from switchboard.threading.masking import redact_everywhere
 Document = dict[str, Any]
 COUNTER_ID = "case_number"
 OUTBOX_KEEP = timedelta(hours=24)
+TICKET_LEASE = timedelta(seconds=20)
+"""A version ticket whose writer has not written within this time is given back."""
+TICKET_KEEP = timedelta(minutes=10)
 
 
 class CaseMissing(LookupError):
@@ -58,6 +64,8 @@ class ThreadingStore:
         self.locks = db["case_locks"]
         self.published = db["outbox_published"]
         self.ledger = db["processed_messages"]
+        self.tickets = db["version_claims"]
+        self.templates = db["templates"]
 
     async def ensure_indexes(self, case_number_start: int) -> None:
         await self.emails.create_index([("case_number", ASCENDING), ("when", ASCENDING)])
@@ -70,6 +78,7 @@ class ThreadingStore:
         await self.ack_log.create_index("at")
         await self.locks.create_index("until")
         await self.published.create_index("at")
+        await self.tickets.create_index("at")
         await self.ensure_counter(case_number_start)
 
     # -- case numbers ----------------------------------------------------------------------
@@ -140,6 +149,70 @@ class ThreadingStore:
         finally:
             await self.locks.delete_one({"_id": case_number, "token": token})
 
+    # -- versioned writes of emails, drafts and templates ----------------------------------
+
+    async def _claim_version(self, collection: str, key: Any, version: int, token: str) -> bool:
+        """Win the right to move ``collection/key`` from ``version`` to ``version + 1``: one
+        insert under a unique ``_id``, atomic on FerretDB too. A ticket older than
+        ``TICKET_LEASE`` belongs to a writer that died (or whose document moved on): it is
+        given back, and the caller tries again."""
+        ticket = f"{collection}/{key}/{version + 1}"
+        now = _now()
+        try:
+            await self.tickets.insert_one({"_id": ticket, "token": token, "at": now})
+        except DuplicateKeyError:
+            await self.tickets.delete_one({"_id": ticket, "at": {"$lt": now - TICKET_LEASE}})
+            return False
+        return True
+
+    async def versioned_update(
+        self,
+        collection: str,
+        key: Any,
+        mutate: Callable[[Document], bool],
+        *,
+        attempts: int = 400,
+    ) -> Document | None:
+        """Read, change in memory, write back as the next version; None if there is no such
+        document (any more).
+
+        A filtered ``replace_one`` alone is not enough on FerretDB: two writers filtered on the
+        same version can both succeed, and two ``$set`` of different fields can undo each other
+        (measured). So every writer of these documents goes through here and writes only after
+        winning the version's ticket; a loser re-reads and applies its change to the winner's
+        document. ``mutate`` changes the document in place and says whether it changed anything;
+        it may raise to refuse (nothing is written then).
+        """
+        docs = self.db[collection]
+        delay = 0.002
+        for _ in range(attempts):
+            current = await docs.find_one({"_id": key})
+            if current is None:
+                return None
+            draft = copy.deepcopy(current)
+            if not mutate(draft):
+                return current
+            version = int(current.get("version", 0))
+            draft["version"] = version + 1
+            token = uuid.uuid4().hex
+            if await self._claim_version(collection, key, version, token):
+                guard: Document = {"_id": key, "version": version}
+                if "version" not in current:
+                    guard = {"_id": key, "version": {"$exists": False}}
+                result = await docs.replace_one(guard, draft)
+                if result.matched_count == 1:
+                    return draft
+                # Deleted meanwhile (or written by someone not using tickets): free the ticket.
+                await self.tickets.delete_one(
+                    {"_id": f"{collection}/{key}/{version + 1}", "token": token}
+                )
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.05)
+        raise Contention(f"{collection} {key} is changed by too many writers at once")
+
+    async def purge_tickets(self) -> None:
+        await self.tickets.delete_many({"at": {"$lt": _now() - TICKET_KEEP}})
+
     # -- emails ----------------------------------------------------------------------------
 
     async def get_email(self, key: str) -> Document | None:
@@ -153,32 +226,35 @@ class ThreadingStore:
 
     async def insert_email(self, doc: Document) -> bool:
         """False when an email with this Message-ID is already stored (unique ``_id``)."""
-        try:
-            await self.emails.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+        return await _insert_new(self.emails, doc)
 
     async def add_copy(self, key: str, email_id: str, mailbox: str) -> None:
         """The same Message-ID came again (another mailbox): remember the copy, nothing else."""
-        await self.emails.update_one(
-            {"_id": key}, {"$addToSet": {"raw_email_ids": email_id, "mailboxes": mailbox}}
-        )
+
+        def mutate(email: Document) -> bool:
+            changed = False
+            for field, value in (("raw_email_ids", email_id), ("mailboxes", mailbox)):
+                values = email.setdefault(field, [])
+                if value not in values:
+                    values.append(value)
+                    changed = True
+            return changed
+
+        await self.update_email(key, mutate)
+
+    async def update_email(self, key: str, mutate: Callable[[Document], bool]) -> Document | None:
+        return await self.versioned_update("emails", key, mutate)
 
     async def emails_of_case(self, case_number: int) -> list[Document]:
         docs = [d async for d in self.emails.find({"case_number": case_number})]
         return sorted(docs, key=lambda d: (d.get("when") or d.get("stored_at"), d["_id"]))
 
-    async def set_email_fields(self, key: str, fields: Document) -> None:
-        await self.emails.update_one({"_id": key}, {"$set": fields})
-
-    async def mark_delivery(
-        self, outbound_id: str, message_key: str, status: str, detail: str
-    ) -> Document | None:
-        return await self.emails.find_one_and_update(
-            {"$or": [{"outbound_id": outbound_id}, {"_id": message_key}]},
-            {"$set": {"delivery": {"status": status, "detail": detail, "at": _now()}}},
+    async def find_outbound(self, outbound_id: str, message_key: str) -> str | None:
+        """The email id of an outbound email, by the mail edge's request id or Message-ID."""
+        found = await self.emails.find_one(
+            {"$or": [{"outbound_id": outbound_id}, {"_id": message_key}]}, {"_id": 1}
         )
+        return str(found["_id"]) if found is not None else None
 
     # -- thread ids ------------------------------------------------------------------------
 
@@ -225,11 +301,7 @@ class ThreadingStore:
         return await self.cases.find_one({"_id": case_number})
 
     async def insert_case(self, doc: Document) -> bool:
-        try:
-            await self.cases.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+        return await _insert_new(self.cases, doc)
 
     async def update_case(
         self, case_number: int, mutate: Callable[[Document], bool], *, attempts: int = 100
@@ -289,18 +361,17 @@ class ThreadingStore:
     # -- drafts ----------------------------------------------------------------------------
 
     async def insert_draft(self, doc: Document) -> bool:
-        try:
-            await self.drafts.insert_one(doc)
-        except DuplicateKeyError:
-            return False
-        return True
+        return await _insert_new(self.drafts, doc)
 
     async def get_draft(self, draft_id: str) -> Document | None:
         return await self.drafts.find_one({"_id": draft_id})
 
-    async def replace_draft(self, doc: Document, version: int) -> bool:
-        result = await self.drafts.replace_one({"_id": doc["_id"], "version": version}, doc)
-        return result.matched_count == 1
+    async def update_draft(
+        self, draft_id: str, mutate: Callable[[Document], bool]
+    ) -> Document | None:
+        """Change a draft as its next version (None when it is gone); see
+        :meth:`versioned_update`."""
+        return await self.versioned_update("drafts", draft_id, mutate)
 
     async def delete_draft(self, draft_id: str) -> None:
         await self.drafts.delete_one({"_id": draft_id})
@@ -312,25 +383,56 @@ class ThreadingStore:
     # -- masking ---------------------------------------------------------------------------
 
     async def redact_case_copies(self, case_number: int, pieces: list[str]) -> int:
-        """Replace the pieces in every email and draft document of the case; returns count."""
-        changed = 0
+        """Replace the pieces in every email and draft document of the case; returns count.
+
+        Each document is redacted as its next version (a delivery status or a draft edit
+        written meanwhile is kept, and redacted too)."""
+        hits: set[tuple[str, Any]] = set()
+
+        def mutate(doc: Document) -> bool:
+            body = {k: v for k, v in doc.items() if k not in ("_id", "version")}
+            new, hit = redact_everywhere(body, pieces)
+            if hit:
+                doc.update(new)
+                hits.add((collection, doc["_id"]))
+            return hit
+
         for collection, docs in (
-            (self.emails, await self.emails_of_case(case_number)),
-            (self.drafts, await self.drafts_of_case(case_number)),
+            ("emails", await self.emails_of_case(case_number)),
+            ("drafts", await self.drafts_of_case(case_number)),
         ):
             for doc in docs:
-                body = {k: v for k, v in doc.items() if k != "_id"}
-                new, hit = redact_everywhere(body, pieces)
-                if hit:
-                    await collection.replace_one({"_id": doc["_id"]}, {"_id": doc["_id"], **new})
-                    changed += 1
-        return changed
+                await self.versioned_update(collection, doc["_id"], mutate)
+        return len(hits)
 
     async def forget_answers(self, consumers: list[str]) -> None:
         """Drop the runtime ledger's stored answers of these consumers (they may quote text)."""
         for consumer in consumers:
             # "/" + 1 == "0": the range holds exactly the ids "<consumer>/..."
             await self.ledger.delete_many({"_id": {"$gte": f"{consumer}/", "$lt": f"{consumer}0"}})
+
+    # -- reply templates -------------------------------------------------------------------
+
+    async def get_template(self, template_id: str) -> Document | None:
+        """A template that is not deleted (deleted ones stay as documents with ``deleted``)."""
+        return await self.templates.find_one({"_id": template_id, "deleted": {"$ne": True}})
+
+    async def all_templates(self) -> list[Document]:
+        docs = [d async for d in self.templates.find({"deleted": {"$ne": True}})]
+        return sorted(docs, key=lambda d: (str(d.get("name", "")).casefold(), str(d["_id"])))
+
+    async def insert_template(self, doc: Document) -> bool:
+        return await _insert_new(self.templates, doc)
+
+    async def update_template(
+        self, template_id: str, mutate: Callable[[Document], bool]
+    ) -> Document | None:
+        return await self.versioned_update("templates", template_id, mutate)
+
+    async def seed_templates(self, documents: list[Document]) -> bool:
+        """Store the file's templates only when there are none yet (deleted ones count: an
+        operator who deleted every template does not get the file's back)."""
+        return await _seed_when_empty(self.templates, documents)
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -339,12 +441,7 @@ class ThreadingStore:
 
     async def seed_config(self, documents: list[Document]) -> bool:
         """Store the file's configuration only when the collection is empty."""
-        if await self.config.count_documents({}) > 0:
-            return False
-        for doc in documents:
-            with contextlib.suppress(DuplicateKeyError):
-                await self.config.insert_one(doc)
-        return True
+        return await _seed_when_empty(self.config, documents)
 
     # -- automatic answers -----------------------------------------------------------------
 
@@ -364,6 +461,28 @@ class ThreadingStore:
     async def purge_ack_log(self, older_than: timedelta) -> None:
         await self.ack_log.delete_many({"at": {"$lt": _now() - older_than}})
         await self.published.delete_many({"at": {"$lt": _now() - 2 * OUTBOX_KEEP}})
+
+
+async def _insert_new(collection: AsyncCollection[Document], doc: Document) -> bool:
+    """Insert under a unique ``_id``; False when that ``_id`` is taken (the one atomic claim
+    FerretDB offers)."""
+    try:
+        await collection.insert_one(doc)
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+async def _seed_when_empty(
+    collection: AsyncCollection[Document], documents: list[Document]
+) -> bool:
+    """Copy a file's entries in only when the collection is empty: once seeded, the collection
+    is the truth (two replicas seeding at once insert each entry once)."""
+    if await collection.count_documents({}) > 0:
+        return False
+    for doc in documents:
+        await _insert_new(collection, doc)
+    return True
 
 
 def _prune_outbox(case: Document) -> None:

@@ -42,8 +42,14 @@ COMMAND_MESSAGES: tuple[type[Message], ...] = (
     cases.MaskCaseData,
     cases.AddCaseNote,
     cases.SetDisposition,
+    cases.SaveReplyTemplate,
+    cases.DeleteReplyTemplate,
 )
-QUERY_MESSAGES: tuple[type[Message], ...] = (cases.GetCaseThread, cases.LookUpCase)
+QUERY_MESSAGES: tuple[type[Message], ...] = (
+    cases.GetCaseThread,
+    cases.LookUpCase,
+    cases.ListReplyTemplates,
+)
 
 COMMANDS: dict[str, ConsumerQueue] = {m.NAME: _queue_for(m) for m in COMMAND_MESSAGES}
 """Agent and supervisor commands on cases (sent with Bus.request by the gateway)."""
