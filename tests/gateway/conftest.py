@@ -7,6 +7,7 @@ the owning services.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.types import ASGIApp
+from websockets.asyncio.client import ClientConnection
 
 from switchboard.contracts import ConsumerQueue, Message
 from switchboard.gateway.app import GatewayRuntime, GatewaySettings, build
@@ -48,10 +52,44 @@ def gateway_settings(make_settings: Callable[..., Any], users_file: Path) -> Gat
         password_parallelism=1,
         command_timeout_seconds=3.0,
         heartbeat_seconds=0.3,
+        live_snapshot_seconds=2.0,
         login_account_limit=3,
         login_address_limit=8,
     )
     return settings
+
+
+DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo"
+
+
+@pytest.fixture
+def demo_gateway(make_settings: Callable[..., Any]) -> Callable[..., GatewayRuntime]:
+    """Build a gateway for tests with the real services: the demo people (ids match the demo
+    agents of agent-state, e.g. ``alice``, and ``supervisor-1``), cheap hashing, and a command
+    timeout long enough for services starting on a busy machine."""
+
+    def make(**overrides: Any) -> GatewayRuntime:
+        settings: GatewaySettings = make_settings(
+            GatewaySettings,
+            **{
+                "gateway_users_file": DEMO / "gateway.json",
+                "password_time_cost": 1,
+                "password_memory_kib": 64,
+                "password_parallelism": 1,
+                "command_timeout_seconds": 15.0,
+                **overrides,
+            },
+        )
+        return build(settings)
+
+    return make
+
+
+async def demo_login(http: httpx.AsyncClient, person: str) -> dict[str, str]:
+    """Log a demo person in with their password from deploy/demo/gateway.json."""
+    people = json.loads((DEMO / "gateway.json").read_text(encoding="utf-8"))["people"]
+    password = next(p["password"] for p in people if p["id"] == person)
+    return await login(http, person, str(password))
 
 
 @pytest.fixture
@@ -68,8 +106,51 @@ async def client(gateway: GatewayRuntime) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def login(http: httpx.AsyncClient, person: str) -> dict[str, str]:
-    answer = await http.post("/auth/login", json={"login": person, "password": PEOPLE[person][1]})
+@contextlib.asynccontextmanager
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
+    """An ASGI app (the gateway's ``runtime.api``, a service's ``runtime.app``) behind a real
+    uvicorn server on a free port, lifespan included; yields ``host:port``."""
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="on",
+        log_config=None,
+        ws="websockets-sansio",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.05)
+            if task.done():
+                task.result()
+        yield f"127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def next_event(socket: ClientConnection, name: str, seconds: float = 10.0) -> dict[str, Any]:
+    """The data of the next frame called ``name`` (frames before it are passed over)."""
+    return dict((await next_frame(socket, name, seconds))["data"])
+
+
+async def next_frame(socket: ClientConnection, name: str, seconds: float = 10.0) -> dict[str, Any]:
+    async with asyncio.timeout(seconds):
+        while True:
+            frame: dict[str, Any] = json.loads(await socket.recv())
+            if frame["event"] == name:
+                return frame
+
+
+async def login(
+    http: httpx.AsyncClient, person: str, password: str | None = None
+) -> dict[str, str]:
+    """Log ``person`` in (password from :data:`PEOPLE` unless given); the auth header."""
+    answer = await http.post(
+        "/auth/login", json={"login": person, "password": password or PEOPLE[person][1]}
+    )
     assert answer.status_code == 200, answer.text
     return {"Authorization": f"Bearer {answer.json()['token']}"}
 

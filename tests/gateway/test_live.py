@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -11,47 +10,20 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
-from websockets.asyncio.client import ClientConnection
 
 from switchboard.contracts import agents, cases, routing
 from switchboard.contracts.queues import agent_state as agent_queues
 from switchboard.gateway.app import GatewayRuntime, GatewaySettings, build
 
-from .conftest import StandIns, login
+from .conftest import StandIns, login, next_event, serving
 
 
 @pytest.fixture
 async def served(gateway_settings: GatewaySettings) -> AsyncIterator[tuple[GatewayRuntime, str]]:
-    """The gateway behind a real uvicorn server on a free port (lifespan included)."""
     runtime = build(gateway_settings)
-    config = uvicorn.Config(
-        runtime.api,
-        host="127.0.0.1",
-        port=0,
-        lifespan="on",
-        log_config=None,
-        ws="websockets-sansio",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-        if task.done():
-            task.result()
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield runtime, f"127.0.0.1:{port}"
-    server.should_exit = True
-    await task
-
-
-async def _next_event(socket: ClientConnection, name: str, seconds: float = 10.0) -> dict[str, Any]:
-    async with asyncio.timeout(seconds):
-        while True:
-            frame = json.loads(await socket.recv())
-            if frame["event"] == name:
-                return dict(frame["data"])
+    async with serving(runtime.api) as address:
+        yield runtime, address
 
 
 def _offer(agent_id: str) -> routing.OfferMade:
@@ -89,24 +61,24 @@ async def test_an_agent_gets_their_offers_and_mail_on_their_cases_and_beats(
                 f"ws://{address}/me/live?token={boss['Authorization'][7:]}"
             ) as watching,
         ):
-            hello = await _next_event(mine, "hello")
+            hello = await next_event(mine, "hello")
             assert hello["person_id"] == "agent-1"
-            await _next_event(watching, "hello")
+            await next_event(watching, "hello")
 
             bus = stand_ins.runtime.bus
             await bus.publish(_offer("agent-2"))
             offer = _offer("agent-1")
             await bus.publish(offer)
-            got = await _next_event(mine, "offer.made")
+            got = await next_event(mine, "offer.made")
             assert got["offer_id"] == offer.offer_id  # agent-2's offer never reached agent-1
-            assert (await _next_event(watching, "offer.made"))["agent_id"] == "agent-2"
+            assert (await next_event(watching, "offer.made"))["agent_id"] == "agent-2"
 
             await bus.publish(
                 routing.InteractionAssigned(
                     interaction_id="case-7", agent_id="agent-1", channel="email", service="billing"
                 )
             )
-            await _next_event(mine, "interaction.assigned")
+            await next_event(mine, "interaction.assigned")
             # the projection (durable consumer) may lag the push queue a little
             for _ in range(50):
                 if await served[0].db["holdings"].count_documents({"case_number": 7}):
@@ -115,11 +87,11 @@ async def test_an_agent_gets_their_offers_and_mail_on_their_cases_and_beats(
             await bus.publish(
                 cases.CaseEmailAttached(case_number=7, email_id="<new@x>", direction="inbound")
             )
-            attached = await _next_event(mine, "case.email_attached")
+            attached = await next_event(mine, "case.email_attached")
             assert attached["email_id"] == "<new@x>"
 
             await mine.send("ping")
-            await _next_event(mine, "pong")
+            await next_event(mine, "pong")
 
         beats = stand_ins.of(agents.AgentHeartbeat)
         assert beats, "the open stream sends heartbeats"
@@ -141,10 +113,10 @@ async def test_the_stream_refuses_a_bad_token_and_closes_when_revoked(
         agent = await login(http, "agent-2")
         boss = await login(http, "supervisor-1")
         async with websockets.connect(f"ws://{address}/me/live", additional_headers=agent) as ws:
-            await _next_event(ws, "hello")
+            await next_event(ws, "hello")
             assert (await http.post("/people/agent-2/revoke", headers=boss)).status_code == 200
             with pytest.raises(websockets.ConnectionClosed) as ended:
-                await _next_event(ws, "never")
+                await next_event(ws, "never")
             assert ended.value.rcvd is not None and ended.value.rcvd.code == 4401
 
 

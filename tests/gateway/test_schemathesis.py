@@ -73,19 +73,16 @@ async def _co(awaitable: Awaitable[Any]) -> Any:
 
 
 async def test_no_operation_answers_a_server_error(
-    make_settings: Callable[..., Any], users_file: Any, stand_ins: StandIns
+    gateway_settings: GatewaySettings, stand_ins: StandIns
 ) -> None:
-    gateway_settings: GatewaySettings = make_settings(
-        GatewaySettings,
-        gateway_users_file=users_file,
-        password_time_cost=1,
-        password_memory_kib=64,
-        password_parallelism=1,
-        command_timeout_seconds=30.0,
-        login_address_limit=100_000,
-        login_account_limit=100_000,
+    settings = gateway_settings.model_copy(
+        update={
+            "command_timeout_seconds": 30.0,
+            "login_address_limit": 100_000,
+            "login_account_limit": 100_000,
+        }
     )
-    runtime = build(gateway_settings, mail_transport=httpx.ASGITransport(app=fake_mail_store()))
+    runtime = build(settings, mail_transport=httpx.ASGITransport(app=fake_mail_store()))
     answered = {"count": 0}
 
     async def answer(command: AnyCommand) -> dict[str, Any]:

@@ -2,63 +2,34 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import websockets
 
-from switchboard.gateway.app import GatewaySettings, build
+from switchboard.gateway.app import GatewayRuntime
+
+from .conftest import DEMO, demo_login, next_frame, serving
 
 agent_state_app = pytest.importorskip("switchboard.agent_state.app")
 
-DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo"
-
 
 async def test_state_actions_reach_agent_state_and_its_refusals_come_back(
-    make_settings: Callable[..., Any], tmp_path: Path
+    make_settings: Callable[..., Any], demo_gateway: Callable[..., GatewayRuntime]
 ) -> None:
-    users = tmp_path / "people.json"
-    users.write_text(
-        json.dumps(
-            {
-                "people": [
-                    {"id": "alice", "role": "agent", "password": "alice-pass"},
-                    {"id": "boss", "role": "supervisor", "password": "boss-pass"},
-                ]
-            }
-        ),
-        encoding="utf-8",
-    )
-    gateway = build(
-        make_settings(
-            GatewaySettings,
-            gateway_users_file=users,
-            password_time_cost=1,
-            password_memory_kib=64,
-            password_parallelism=1,
-            command_timeout_seconds=15.0,
-        )
-    )
+    gateway = demo_gateway()
     agent_state = agent_state_app.build(
         make_settings(agent_state_app.AgentStateSettings, agents_file=DEMO / "agent_state.json")
     )
-    transport = httpx.ASGITransport(app=gateway.api)
     async with (
         agent_state.app,
-        gateway.app,
-        httpx.AsyncClient(transport=transport, base_url="http://gw") as http,
+        serving(gateway.api) as address,
+        httpx.AsyncClient(base_url=f"http://{address}", timeout=30) as http,
     ):
-        token = (
-            await http.post("/auth/login", json={"login": "alice", "password": "alice-pass"})
-        ).json()["token"]
-        alice = {"Authorization": f"Bearer {token}"}
-        token = (
-            await http.post("/auth/login", json={"login": "boss", "password": "boss-pass"})
-        ).json()["token"]
-        boss = {"Authorization": f"Bearer {token}"}
+        alice = await demo_login(http, "alice")
+        boss = await demo_login(http, "supervisor-1")
 
         logged_in = await http.post("/me/log-in", json={"initial_state": "ready"}, headers=alice)
         assert logged_in.status_code == 200, logged_in.text
@@ -75,6 +46,14 @@ async def test_state_actions_reach_agent_state_and_its_refusals_come_back(
         mine = await http.get("/me/state", headers=alice)
         assert mine.status_code == 200, mine.text
         assert [a["agent_id"] for a in mine.json()["agents"]] == ["alice"]
+
+        # the live stream's snapshot carries agent-state's answer (routing is not running)
+        async with websockets.connect(f"ws://{address}/me/live", additional_headers=alice) as live:
+            snapshot = (await next_frame(live, "snapshot"))["data"]
+            assert snapshot["state"]["agent_id"] == "alice"
+            assert snapshot["state"]["state"] == mine.json()["agents"][0]["state"]
+            assert snapshot["assignments"] is None
+            assert snapshot["unavailable"] == {"assignments": "unavailable"}
 
         everyone = await http.get("/supervisor/agents", headers=boss)
         assert everyone.status_code == 200, everyone.text

@@ -2,48 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from switchboard.gateway.app import GatewaySettings, build
+from switchboard.gateway.app import GatewayRuntime
+
+from .conftest import DEMO, demo_login
 
 routing_app = pytest.importorskip("switchboard.routing.app")
 threading_app = pytest.importorskip("switchboard.threading.app")
 dialer_app = pytest.importorskip("switchboard.dialer.app")
 
-DEMO = Path(__file__).resolve().parents[2] / "deploy" / "demo"
-
 
 async def test_work_case_and_record_actions_reach_their_owners(
-    make_settings: Callable[..., Any], tmp_path: Path
+    make_settings: Callable[..., Any], demo_gateway: Callable[..., GatewayRuntime]
 ) -> None:
-    users = tmp_path / "people.json"
-    users.write_text(
-        json.dumps(
-            {
-                "people": [
-                    {"id": "alice", "role": "agent", "password": "alice-pass"},
-                    {"id": "boss", "role": "supervisor", "password": "boss-pass"},
-                ]
-            }
-        ),
-        encoding="utf-8",
-    )
-    gateway = build(
-        make_settings(
-            GatewaySettings,
-            gateway_users_file=users,
-            password_time_cost=1,
-            password_memory_kib=64,
-            password_parallelism=1,
-            command_timeout_seconds=15.0,
-        )
-    )
+    gateway = demo_gateway()
     routing = routing_app.build(
         make_settings(routing_app.RoutingSettings, routing_config_file=DEMO / "routing.json")
     )
@@ -63,14 +40,8 @@ async def test_work_case_and_record_actions_reach_their_owners(
         gateway.app,
         httpx.AsyncClient(transport=transport, base_url="http://gw") as http,
     ):
-        token = (
-            await http.post("/auth/login", json={"login": "alice", "password": "alice-pass"})
-        ).json()["token"]
-        alice = {"Authorization": f"Bearer {token}"}
-        token = (
-            await http.post("/auth/login", json={"login": "boss", "password": "boss-pass"})
-        ).json()["token"]
-        boss = {"Authorization": f"Bearer {token}"}
+        alice = await demo_login(http, "alice")
+        boss = await demo_login(http, "supervisor-1")
 
         team = await http.get("/queues/team", headers=alice)
         # routing learns agents from agent-state's profiles, which is not running here

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,3 +92,32 @@ class Relay:
             return self.reject_with
         self.messages.append(envelope)
         return "250 2.0.0 Ok: queued as RELAY1"
+
+
+def self_signed(where: Path, name: str = "localhost") -> tuple[Path, Path]:
+    """A throwaway certificate (and key) for ``name`` and 127.0.0.1, made with openssl; the
+    certificate is its own CA, so a client can verify it fully with it as the bundle."""
+    cert, key = where / f"{name}.crt", where / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={name}",
+            "-addext",
+            f"subjectAltName=DNS:{name},IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

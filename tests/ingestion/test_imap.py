@@ -14,6 +14,7 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sb_ingestion_testkit import eventually
+from sb_ingestion_testkit import eventually, self_signed
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 
@@ -35,9 +36,13 @@ class Dovecot:
     password: str
     root: Path
     process: subprocess.Popen[bytes]
+    imaps_port: int = 0
+    cert: Path | None = None
 
     def imap(self) -> imaplib.IMAP4:
         client = imaplib.IMAP4("127.0.0.1", self.port, timeout=10)
+        if self.cert is not None:
+            client.starttls(ssl.create_default_context(cafile=str(self.cert)))
         client.login(self.user, self.password)
         return client
 
@@ -80,7 +85,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _config(root: Path, port: int) -> str:
+def _config(root: Path, port: int, tls: tuple[Path, Path, int] | None = None) -> str:
     if os.getuid() == 0:
         # dovecot will not run its login process or mail as root: use its packaged users,
         # and let the mail live as nobody (the maildir is chowned to it)
@@ -88,6 +93,12 @@ def _config(root: Path, port: int) -> str:
     else:
         me = pwd.getpwuid(os.getuid()).pw_name
         internal, login, mail_uid, mail_gid = me, me, os.getuid(), os.getgid()
+    ssl, imaps_port = "ssl = no\ndisable_plaintext_auth = no", 0
+    if tls is not None:
+        # TLS on both ports; no password is accepted in the clear (LOGINDISABLED before
+        # STARTTLS), so a login that works proves the TLS path
+        cert, key, imaps_port = tls
+        ssl = f"ssl = required\nssl_cert = <{cert}\nssl_key = <{key}\ndisable_plaintext_auth = yes"
     return f"""
 base_dir = {root}/run
 state_dir = {root}/state
@@ -96,8 +107,7 @@ log_path = {root}/dovecot.log
 protocols = imap
 shutdown_clients = yes
 listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+{ssl}
 auth_mechanisms = plain login
 default_internal_user = {internal}
 default_login_user = {login}
@@ -117,7 +127,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
   }}
   chroot =
 }}
@@ -127,8 +139,8 @@ service anvil {{
 """
 
 
-@pytest.fixture
-def dovecot() -> Iterator[Dovecot]:
+@contextlib.contextmanager
+def _dovecot(tls: bool) -> Iterator[Dovecot]:
     if not os.path.exists(DOVECOT):
         if os.environ.get("CI") == "true":
             pytest.fail("CI needs dovecot (apt-get install dovecot-imapd)")
@@ -141,8 +153,17 @@ def dovecot() -> Iterator[Dovecot]:
     if os.getuid() == 0:
         os.chown(root / "mail", 65534, 65534)
     port = _free_port()
-    (root / "dovecot.conf").write_text(_config(root, port))
-    server = Dovecot(port, "agent", "imap-secret", root, None)  # type: ignore[arg-type]
+    cert: Path | None = None
+    imaps_port = 0
+    if tls:
+        if shutil.which("openssl") is None:
+            pytest.skip("openssl is needed to make a throwaway certificate")
+        cert, key = self_signed(root)
+        imaps_port = _free_port()
+        (root / "dovecot.conf").write_text(_config(root, port, (cert, key, imaps_port)))
+    else:
+        (root / "dovecot.conf").write_text(_config(root, port))
+    server = Dovecot(port, "agent", "imap-secret", root, None, imaps_port, cert)  # type: ignore[arg-type]
     try:
         server.start()
         yield server
@@ -150,6 +171,20 @@ def dovecot() -> Iterator[Dovecot]:
         if server.process is not None:
             server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def dovecot() -> Iterator[Dovecot]:
+    with _dovecot(tls=False) as server:
+        yield server
+
+
+@pytest.fixture
+def dovecot_tls() -> Iterator[Dovecot]:
+    """Dovecot with a throwaway certificate: implicit TLS on ``imaps_port``, STARTTLS on
+    ``port``, and no login at all without TLS."""
+    with _dovecot(tls=True) as server:
+        yield server
 
 
 def _mail(n: int) -> bytes:
@@ -284,4 +319,133 @@ async def test_imap_wrong_password_keeps_retrying_and_loses_nothing(
     async with runtime.app:
         await asyncio.sleep(1.5)
         assert runtime.imap_pollers[0].sessions == 0 and listener.received == []
+    assert _folder_state(dovecot, "INBOX") == (1, 1)
+
+
+async def test_only_one_replica_polls_a_mailbox_and_another_takes_over(
+    dovecot: Dovecot, make_service: Callable[..., Any]
+) -> None:
+    """Two replicas with the same mailbox: one polls, the other waits; when the polling one
+    stops, the other takes the mailbox over and nothing is missed."""
+    await asyncio.to_thread(_append, dovecot, "INBOX", _mail(40), _mail(41))
+    config = _mailbox(dovecot, "INBOX", "seen")
+    first, seen_by_first = make_service(mailboxes=config, imap_lease_seconds=3)
+    second, seen_by_second = make_service(mailboxes=config, imap_lease_seconds=3)
+
+    def received() -> list[Any]:
+        # the two replicas' test listeners share one queue: count what either one got
+        return [*seen_by_first.received, *seen_by_second.received]
+
+    first_app = first.app
+    await first_app.__aenter__()
+    running = True
+    try:
+        await eventually(lambda: len(received()) == 2)
+        async with second.app:
+            await asyncio.to_thread(_append, dovecot, "INBOX", _mail(42))
+            await eventually(lambda: len(received()) == 3)
+            await asyncio.sleep(3.5)  # longer than the lease: renewals and takeover tries
+            assert first.imap_pollers[0].sessions == 1 and first.imap_pollers[0].lease.held
+            assert second.imap_pollers[0].sessions == 0
+            assert not second.imap_pollers[0].lease.held
+            assert _folder_state(dovecot, "INBOX") == (3, 0)
+
+            await first_app.__aexit__(None, None, None)  # the polling replica stops
+            running = False
+            await eventually(lambda: second.imap_pollers[0].sessions > 0, seconds=10)
+            await asyncio.to_thread(_append, dovecot, "INBOX", _mail(43))
+            await eventually(lambda: _folder_state(dovecot, "INBOX") == (4, 0))
+            await eventually(lambda: len(received()) == 4)
+            assert sorted(e.subject for e in received()) == [
+                f"IMAP mail {n}" for n in (40, 41, 42, 43)
+            ]
+            await eventually(lambda: second.imap_pollers[0].handled == 1)
+            assert first.imap_pollers[0].handled == 3
+    finally:
+        if running:
+            await first_app.__aexit__(None, None, None)
+
+
+async def test_the_lease_has_one_winner_expires_and_fences_its_old_holder(
+    make_service: Callable[..., Any],
+) -> None:
+    """The lease itself on the real store: many replicas claim at once, one wins; a holder that
+    stops renewing loses the mailbox to the next one and learns it at its next renewal."""
+    from datetime import timedelta
+
+    from switchboard.ingestion.lease import MailboxLease
+
+    runtime, _ = make_service()
+    async with runtime.app:
+        store = runtime.store
+        leases = [MailboxLease(store, "box", ttl=timedelta(seconds=1)) for _ in range(6)]
+        won = await asyncio.gather(*(lease.acquire() for lease in leases))
+        assert won.count(True) == 1
+        holder = leases[won.index(True)]
+        others = [lease for lease in leases if lease is not holder]
+        assert await holder.renew()
+        assert not any(await asyncio.gather(*(lease.acquire() for lease in others)))
+        await asyncio.sleep(1.2)  # the holder stalls past its lease
+        won = await asyncio.gather(*(lease.acquire() for lease in others))
+        assert won.count(True) == 1
+        assert not await holder.renew() and not holder.held
+        successor = others[won.index(True)]
+        await successor.release()
+        assert await holder.acquire()  # released: taken at once
+
+
+def _tls_mailbox(server: Dovecot, tls: str, **extra: Any) -> list[dict[str, Any]]:
+    config = _mailbox(server, "INBOX", "seen")
+    imap = config[0]["imap"]
+    imap.update(host="localhost", tls=tls, ca_file=str(server.cert), **extra)
+    imap["port"] = server.imaps_port if tls == "ssl" else server.port
+    return config
+
+
+async def test_imap_over_implicit_tls(
+    dovecot_tls: Dovecot, make_service: Callable[..., Any]
+) -> None:
+    await asyncio.to_thread(_append, dovecot_tls, "INBOX", _mail(50))
+    runtime, listener = make_service(mailboxes=_tls_mailbox(dovecot_tls, "ssl"))
+    async with runtime.app:
+        [event] = await eventually(lambda: listener.received)
+        assert event.subject == "IMAP mail 50" and event.channel == "imap"
+        await eventually(lambda: _folder_state(dovecot_tls, "INBOX") == (1, 0))
+        # IDLE works over TLS too
+        await asyncio.to_thread(_append, dovecot_tls, "INBOX", _mail(51))
+        await eventually(lambda: len(listener.received) == 2)
+        assert runtime.imap_pollers[0].sessions == 1
+    assert "TLS" in (dovecot_tls.root / "dovecot.log").read_text()
+
+
+async def test_imap_starttls(dovecot_tls: Dovecot, make_service: Callable[..., Any]) -> None:
+    await asyncio.to_thread(_append, dovecot_tls, "INBOX", _mail(60))
+    runtime, listener = make_service(mailboxes=_tls_mailbox(dovecot_tls, "starttls"))
+    async with runtime.app:
+        [event] = await eventually(lambda: listener.received)
+        assert event.subject == "IMAP mail 60"
+        await eventually(lambda: _folder_state(dovecot_tls, "INBOX") == (1, 0))
+        await asyncio.to_thread(_append, dovecot_tls, "INBOX", _mail(61))
+        await eventually(lambda: len(listener.received) == 2)
+        assert runtime.imap_pollers[0].sessions == 1
+
+
+async def test_starttls_refuses_an_unverified_server_or_one_without_starttls(
+    dovecot_tls: Dovecot, dovecot: Dovecot, make_service: Callable[..., Any]
+) -> None:
+    """A certificate that does not verify, or a server that offers no STARTTLS (as a
+    downgrading man in the middle would): no login, the mail stays on the server."""
+    await asyncio.to_thread(_append, dovecot_tls, "INBOX", _mail(70))
+    await asyncio.to_thread(_append, dovecot, "INBOX", _mail(71))
+    untrusted = _tls_mailbox(dovecot_tls, "starttls")
+    untrusted[0]["imap"].pop("ca_file")
+    plain = _mailbox(dovecot, "INBOX", "seen")
+    plain[0]["imap"]["tls"] = "starttls"
+    plain[0]["address"] = "sales@switchboard.local"
+    runtime, listener = make_service(mailboxes=[*untrusted, *plain], imap_backoff_max_seconds=0.5)
+    async with runtime.app:
+        await asyncio.sleep(2.0)
+        assert [p.sessions for p in runtime.imap_pollers] == [0, 0]
+        assert listener.received == []
+    assert _folder_state(dovecot_tls, "INBOX") == (1, 1)
     assert _folder_state(dovecot, "INBOX") == (1, 1)

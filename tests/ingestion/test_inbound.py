@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sb_ingestion_testkit import CORPUS, eventually
+from sb_ingestion_testkit import CORPUS, MAILBOXES, eventually
 
 from switchboard.ingestion.app import IngestionRuntime
 
@@ -61,9 +61,7 @@ def _client(runtime: IngestionRuntime) -> httpx.AsyncClient:
 async def test_smtp_mail_is_stored_then_published_once(make_service: Callable[..., Any]) -> None:
     runtime, listener = make_service()
     async with runtime.app:
-        refused = await _send(
-            runtime, SIMPLE, ["support@switchboard.local", "Sales@Switchboard.Local"]
-        )
+        refused = await _send(runtime, SIMPLE)
         assert refused == {}
         [event] = await eventually(lambda: listener.received)
         email_id = hashlib.sha256(SIMPLE).hexdigest()
@@ -89,6 +87,57 @@ async def test_smtp_mail_is_stored_then_published_once(make_service: Callable[..
             metrics
         )
         assert "switchboard_ingestion_duplicates_total" in metrics
+
+
+async def test_one_transaction_to_several_mailboxes_is_one_event_per_mailbox(
+    make_service: Callable[..., Any],
+) -> None:
+    billing = {"address": "billing@switchboard.local", "service": "billing"}
+    runtime, listener = make_service(mailboxes=[*MAILBOXES, billing])
+    raw = SIMPLE.replace(b"simple-1@", b"two-boxes@")
+    email_id = hashlib.sha256(raw).hexdigest()
+    async with runtime.app:
+        rcpts = [
+            "support@switchboard.local",
+            "Sales@Switchboard.Local",
+            "support+vip@switchboard.local",
+        ]
+        assert await _send(runtime, raw, rcpts) == {}
+        await eventually(lambda: len(listener.received) == 2)
+        by_box = {e.mailbox: e for e in listener.received}
+        assert set(by_box) == {"support@switchboard.local", "sales@switchboard.local"}
+        assert (
+            by_box["support@switchboard.local"].service,
+            by_box["sales@switchboard.local"].service,
+        ) == ("support", "sales")
+        # one raw copy, two events with distinct ids; both point at the same stored bytes
+        assert {e.email_id for e in listener.received} == {email_id}
+        assert len({e.message_id for e in listener.received}) == 2
+        assert await runtime.store.raw._files.count_documents({"_id": email_id}) == 1
+
+        # the same transaction again (the sender did not see our 250): nothing new
+        assert await _send(runtime, raw, rcpts[:2]) == {}
+        # the same bytes uploaded for a third mailbox later: an event for that one only
+        async with _client(runtime) as http:
+            answer = await http.post(
+                "/mail/messages", params={"mailbox": "billing@switchboard.local"}, content=raw
+            )
+            assert answer.status_code == 202 and answer.json()["duplicate"] is False
+            again = await http.post(
+                "/mail/messages", params={"mailbox": "billing@switchboard.local"}, content=raw
+            )
+            assert again.json()["duplicate"] is True
+        await eventually(lambda: len(listener.received) == 3)
+        await asyncio.sleep(0.5)
+        assert [e.mailbox for e in listener.received][2:] == ["billing@switchboard.local"]
+        assert len({e.message_id for e in listener.received}) == 3
+        doc = await runtime.store.mails.find_one({"_id": email_id})
+        assert doc is not None and doc["state"] == "done"
+        assert sorted(doc["published_for"]) == [
+            "billing@switchboard.local",
+            "sales@switchboard.local",
+            "support@switchboard.local",
+        ]
 
 
 async def test_unknown_recipient_550_and_too_big_552(make_service: Callable[..., Any]) -> None:
@@ -148,8 +197,12 @@ async def test_a_stored_but_unpublished_mail_is_published_by_the_sweep(
     async with runtime.app:
         [event] = await eventually(lambda: listener.received)
         assert event.email_id == hashlib.sha256(SIMPLE).hexdigest()
-        doc = await runtime.store.mails.find_one({"_id": event.email_id})
-        assert doc is not None and doc["state"] == "done"
+
+        async def done() -> bool:
+            doc = await runtime.store.mails.find_one({"_id": event.email_id})
+            return doc is not None and doc["state"] == "done"
+
+        await eventually(done)  # recorded right after the broker's confirm
 
 
 def _long_ago() -> Any:

@@ -254,3 +254,38 @@ async def test_an_injected_request_on_the_wire_is_dead_lettered_unsent(
         [message] = await eventually(dead)
         assert "subject" in str(message.headers[names.HEADER_ERROR])
     assert relay.messages == [] and listener.sent == []
+
+
+async def test_a_non_smtp_error_ends_as_delivery_failed_not_silence(
+    make_service: Callable[..., Any], relay: Relay, amqp_url: str
+) -> None:
+    """A stored attachment whose bytes are damaged fails every try with a storage error (not
+    an SMTP reply): after the runtime's last attempt threading still hears the outcome."""
+    runtime, listener = make_service(max_attempts=3)
+    async with runtime.app:
+        blob = await runtime.store.put_blob(
+            b"%PDF-1.4 damaged", content_type="application/pdf", kind="a"
+        )
+        await runtime.store.blobs._chunks.delete_many({"files_id": blob})
+        ref = AttachmentRef(
+            attachment_id=blob, filename="a.pdf", content_type="application/pdf", size=16
+        )
+        await _publish(runtime, _request(outbound_id="out-broken", attachments=[ref]))
+        [failed] = await eventually(lambda: listener.failed)
+        assert failed.outbound_id == "out-broken" and failed.permanent is False
+        assert "gave up after 3 attempts" in failed.smtp_reply
+        assert "CorruptGridFile" in failed.smtp_reply
+        assert relay.messages == [] and listener.sent == []
+        record = await runtime.store.outbound_record("out-broken")
+        assert record is not None and record["state"] == "failed"
+
+        connection = await aio_pika.connect(amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            dead = await channel.declare_queue(queues.OUTBOUND.dead, passive=True)
+            assert await dead.get(fail=False, no_ack=True) is None
+
+        # a redelivered request repeats the recorded outcome, sends nothing
+        await _publish(runtime, _request(outbound_id="out-broken", attachments=[ref]))
+        await eventually(lambda: len(listener.failed) == 2)
+        assert relay.messages == []

@@ -29,6 +29,7 @@ from switchboard.gateway.auth import PERSON_ID, Authenticator, Principal, Role
 from switchboard.gateway.errors import ApiError, Problem
 from switchboard.gateway.files import MailStore, file_router
 from switchboard.gateway.forward import Forwarder
+from switchboard.gateway.live import replay, snapshot
 from switchboard.gateway.metrics import LOGINS
 from switchboard.gateway.push import Connection, PushHub
 from switchboard.gateway.routes import register
@@ -42,7 +43,9 @@ The agent and supervisor API of Switchboard. Log in with `POST /auth/login`, the
 refusal comes back as 403 / 404 / 409 / 422 with `code`, `detail` and `field`; a service that
 does not answer in time gives 504. Live events (offers, state changes, new mail on your cases):
 WebSocket `GET /me/live` (token in the `Authorization` header or the `token` query parameter);
-keeping it open is your desktop's heartbeat.
+keeping it open is your desktop's heartbeat. An agent's event frames carry a `seq`: reconnect
+with `?since=<seq>` (or `Last-Event-ID`) to get what was pushed while away; every connection
+then gets a `snapshot` (state, interactions held, open offers).
 """
 
 
@@ -112,6 +115,7 @@ def build_api(
     *,
     heartbeat_seconds: float,
     trust_forwarded_for: bool,
+    snapshot_seconds: float = 5.0,
     version: str = "0.1.0",
 ) -> FastAPI:
     @contextlib.asynccontextmanager
@@ -276,43 +280,70 @@ def build_api(
         header = websocket.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else None
         token = token or websocket.query_params.get("token")
+        since_text = websocket.query_params.get("since") or websocket.headers.get("last-event-id")
         await websocket.accept()
         try:
             principal = await auth.authenticate(token)
         except ApiError as exc:
             await websocket.close(code=4401, reason=exc.message[:120])
             return
+        since: int | None = None
+        if since_text is not None and not principal.is_supervisor:
+            try:
+                since = int(since_text)
+            except ValueError:
+                await websocket.close(code=4400, reason="since: the seq of a frame (a number)")
+                return
         connection = hub.connect(principal.person_id, principal.is_supervisor)
-        log.info("live stream opened", person_id=principal.person_id)
+        log.info("live stream opened", person_id=principal.person_id, since=since)
         try:
-            await websocket.send_json(
-                {
-                    "event": "hello",
-                    "data": {
-                        "person_id": principal.person_id,
-                        "role": principal.role,
-                        "heartbeat_seconds": heartbeat_seconds,
-                    },
-                }
-            )
+            hello: dict[str, Any] = {
+                "person_id": principal.person_id,
+                "role": principal.role,
+                "heartbeat_seconds": heartbeat_seconds,
+            }
+            if not principal.is_supervisor:
+                # frames numbered above this are sent live; below it only on ?since=
+                connection.last_seq = await hub.journal.last_seq(principal.person_id)
+                hello["last_seq"] = connection.last_seq
+            await websocket.send_json({"event": "hello", "data": hello})
+            if not principal.is_supervisor:
+                await _resume(websocket, connection, principal, since)
             await _run_stream(websocket, connection, principal)
+        except (WebSocketDisconnect, RuntimeError):
+            pass
         finally:
             hub.disconnect(connection)
             log.info("live stream closed", person_id=principal.person_id)
+
+    async def _resume(
+        websocket: WebSocket, connection: Connection, principal: Principal, since: int | None
+    ) -> None:
+        """The frames missed since ``since`` (if asked), then the agent's snapshot."""
+        agent_id = principal.person_id
+        if since is not None:
+            missed = await replay(hub.journal, agent_id, since)
+            for frame in missed.frames:
+                await websocket.send_json(frame.wire())
+            connection.last_seq = max(connection.last_seq, missed.last_seq)
+            await websocket.send_json(missed.summary(since))
+        await websocket.send_json(
+            await snapshot(forwarder, hub.journal, agent_id, timeout=snapshot_seconds)
+        )
 
     async def _run_stream(
         websocket: WebSocket, connection: Connection, principal: Principal
     ) -> None:
         async def writer() -> None:
             while True:
-                frame = await connection.outbox.get()
-                await websocket.send_json(frame)
+                for frame in await connection.next_frames(poll_seconds=heartbeat_seconds):
+                    await websocket.send_json(frame)
 
         async def reader() -> None:
             while True:
                 message = await websocket.receive_text()
                 if message.strip().lower() in {"ping", '{"type":"ping"}', '{"type": "ping"}'}:
-                    await connection.outbox.put({"event": "pong", "data": {}})
+                    connection.offer({"event": "pong", "data": {}})
 
         async def beat() -> None:
             while True:

@@ -25,6 +25,7 @@ from switchboard.gateway.api import build_api
 from switchboard.gateway.auth import Authenticator
 from switchboard.gateway.files import MailStore
 from switchboard.gateway.forward import Forwarder
+from switchboard.gateway.journal import LiveJournal
 from switchboard.gateway.push import HoldingsProjection, PushHub
 from switchboard.gateway.store import GatewayStore
 from switchboard.runtime.service import Runtime
@@ -52,6 +53,15 @@ class GatewaySettings(ServiceSettings):
         default=10.0, gt=0, description="agent heartbeat interval while the live stream is open"
     )
     push_outbox_size: int = Field(default=1000, ge=10, description="events queued per socket")
+    live_replay_seconds: int = Field(
+        default=3600, ge=10, description="how long an agent's live frames are kept for replay"
+    )
+    live_replay_frames: int = Field(
+        default=500, ge=10, description="how many live frames are kept per agent for replay"
+    )
+    live_snapshot_seconds: float = Field(
+        default=5.0, gt=0, le=120, description="how long the connect snapshot waits for owners"
+    )
     password_time_cost: int = Field(default=3, ge=1, description="argon2id iterations")
     password_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory (KiB)")
     password_parallelism: int = Field(default=4, ge=1, description="argon2id lanes")
@@ -94,7 +104,12 @@ def build(
         memory_kib=settings.password_memory_kib,
         parallelism=settings.password_parallelism,
     )
-    hub = PushHub(runtime, store, outbox_size=settings.push_outbox_size)
+    journal = LiveJournal(
+        runtime.db,
+        max_age=timedelta(seconds=settings.live_replay_seconds),
+        max_frames=settings.live_replay_frames,
+    )
+    hub = PushHub(runtime, store, journal, outbox_size=settings.push_outbox_size)
     projection = HoldingsProjection(store)
     runtime.bus.consume(queues.ASSIGNMENTS, InteractionAssigned, projection.on_assigned)
     runtime.bus.consume(queues.ENDED, InteractionEnded, projection.on_ended)
@@ -110,10 +125,12 @@ def build(
                 )
 
     runtime.on_start(store.ensure_indexes)
+    runtime.on_start(journal.ensure_indexes)
     runtime.on_start(seed)
     runtime.on_start(hub.start)
     runtime.on_stop(hub.stop)
     runtime.every(settings.purge_seconds, "purge expired sessions")(auth.purge)
+    runtime.every(settings.purge_seconds, "purge old live frames")(journal.purge)
 
     mail_store = MailStore(
         settings.ingestion_url or f"http://127.0.0.1:{settings.ingestion_http_port}",
@@ -133,6 +150,7 @@ def build(
         mail_store,
         heartbeat_seconds=settings.heartbeat_seconds,
         trust_forwarded_for=settings.trust_forwarded_for,
+        snapshot_seconds=settings.live_snapshot_seconds,
     )
     return runtime
 

@@ -66,13 +66,18 @@ class MailStore:
     async def blob(self, blob_id: str) -> httpx.Response:
         return await self._call("GET", "/mail/blobs", params={"id": blob_id})
 
-    async def upload(self, filename: str, content_type: str, body: bytes) -> dict[str, Any]:
+    async def upload(self, filename: str, content_type: str | None, body: bytes) -> dict[str, Any]:
+        """Store the bytes; the mail edge takes the type from ``content_type`` or, without one,
+        guesses it from the file name."""
+        params = {"filename": filename}
+        if content_type:
+            params["content_type"] = content_type
         answer = await self._call(
             "POST",
             "/mail/attachments",
-            params={"filename": filename},
+            params=params,
             content=body,
-            headers={"Content-Type": content_type},
+            headers={"Content-Type": content_type or "application/octet-stream"},
         )
         result: dict[str, Any] = answer.json()
         return result
@@ -184,12 +189,16 @@ def file_router(forwarder: Forwarder, store: MailStore, current: Callable[..., A
         length = int(request.headers.get("content-length") or 0)
         if length > MAX_UPLOAD:
             raise ApiError(413, "too_large", f"at most {MAX_UPLOAD} bytes", field="body")
-        body = b""
+        body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_UPLOAD:
                 raise ApiError(413, "too_large", f"at most {MAX_UPLOAD} bytes", field="body")
-        content_type = request.headers.get("content-type") or "application/octet-stream"
-        return await store.upload(_safe_filename(filename), content_type, body)
+        # a client that does not know the type sends none or octet-stream: the mail edge then
+        # guesses it from the file name
+        content_type = request.headers.get("content-type", "").strip()[:200] or None
+        if content_type and content_type.split(";")[0].strip() == "application/octet-stream":
+            content_type = None
+        return await store.upload(_safe_filename(filename), content_type, bytes(body))
 
     return router

@@ -1,18 +1,23 @@
 """Live push: events from the exchange to the sockets of the people they concern.
 
 Every gateway replica declares an exclusive, auto-delete queue of its own, bound to the topic
-exchange for the events worth pushing, and consumes it without acks (a socket that is not
-connected now has nothing to catch up: the desktop reloads its views on connect). The runtime's
+exchange for the events worth pushing, and consumes it without acks. The runtime's
 ``Bus.consume`` declares durable *shared* queues (one copy per service, not per replica), so this
 queue is declared on ``runtime.broker`` directly.
 
 Who gets an event:
 
 * events naming an ``agent_id`` (offers, assignments, state changes, record events) go to that
-  agent's sockets;
+  agent;
 * case events go to the agents holding an interaction of the case (the gateway's projection of
   ``interaction.assigned`` / ``interaction.ended``, kept in MongoDB by a durable consumer);
-* supervisors' sockets get every event.
+* supervisors' sockets get every event, as it comes (not journaled).
+
+An agent's events are journaled first (:mod:`switchboard.gateway.journal`: numbered per agent,
+in MongoDB, whether or not the agent is connected), then their sockets on this replica are woken
+and read the journal from the last frame they sent. Every replica journals every event (each
+receives them all); the journal keeps one copy. So a desktop that reconnects, to any replica,
+with the number of the last frame it handled gets what it missed.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from switchboard.contracts.routing import (
     InteractionEnded,
     InteractionTransferred,
 )
+from switchboard.gateway.journal import LiveJournal, event_id_of
 from switchboard.gateway.metrics import LIVE_SOCKETS, PUSHED
 from switchboard.gateway.store import GatewayStore
 from switchboard.runtime.requests import TOPIC_EXCHANGE
@@ -67,36 +73,83 @@ def pushed_events() -> tuple[str, ...]:
 
 
 class Connection:
-    """One open live socket: a bounded outbox drained by the socket's writer."""
+    """One open live socket.
 
-    def __init__(self, person_id: str, supervisor: bool, size: int) -> None:
+    An agent's frames come from the journal: :meth:`wake` says there may be new ones and the
+    socket's writer reads every frame numbered above the last one it sent, in order. Frames
+    not journaled (a supervisor's events, ``pong``) go through a bounded outbox.
+    """
+
+    def __init__(
+        self, person_id: str, supervisor: bool, size: int, journal: LiveJournal | None
+    ) -> None:
         self.person_id = person_id
         self.supervisor = supervisor
+        self.journal = journal
+        self.last_seq = 0
         self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=size)
         self.overflowed = asyncio.Event()
+        self._ready = asyncio.Event()
 
     def offer(self, frame: dict[str, Any]) -> None:
         try:
             self.outbox.put_nowait(frame)
         except asyncio.QueueFull:
             self.overflowed.set()
+            return
+        self._ready.set()
+
+    def wake(self) -> None:
+        self._ready.set()
+
+    async def next_frames(self, poll_seconds: float) -> list[dict[str, Any]]:
+        """The frames to send next (waits for some; reads the journal at least every poll)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=poll_seconds)
+        self._ready.clear()
+        frames: list[dict[str, Any]] = []
+        while not self.outbox.empty():
+            frames.append(self.outbox.get_nowait())
+        if self.journal is not None:
+            # read on a wake and on every poll: an event journaled by another replica while
+            # this one missed it is still sent
+            for frame in await self.journal.after(self.person_id, self.last_seq):
+                frames.append(frame.wire())
+                self.last_seq = frame.seq
+        return frames
 
 
 class PushHub:
-    def __init__(self, runtime: Runtime, store: GatewayStore, *, outbox_size: int) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        store: GatewayStore,
+        journal: LiveJournal,
+        *,
+        outbox_size: int,
+        backlog_size: int = 10_000,
+    ) -> None:
         self._runtime = runtime
         self._store = store
+        self.journal = journal
         self._outbox_size = outbox_size
         self._by_person: dict[str, set[Connection]] = defaultdict(set)
         self._supervisors: set[Connection] = set()
         self.queue_name = f"gateway.push.{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
         self._consumer_tag: str | None = None
         self._queue: Any = None
+        # events are journaled one at a time, in the order the broker gave them
+        self._backlog: asyncio.Queue[tuple[str, dict[str, Any], bytes]] = asyncio.Queue(
+            maxsize=backlog_size
+        )
+        self._worker: asyncio.Task[None] | None = None
 
     # -- sockets ---------------------------------------------------------------------------
 
     def connect(self, person_id: str, supervisor: bool) -> Connection:
-        connection = Connection(person_id, supervisor, self._outbox_size)
+        connection = Connection(
+            person_id, supervisor, self._outbox_size, None if supervisor else self.journal
+        )
         self._by_person[person_id].add(connection)
         if supervisor:
             self._supervisors.add(connection)
@@ -128,6 +181,7 @@ class PushHub:
         )
         for key in pushed_events():
             await queue.bind(exchange, routing_key=key)
+        self._worker = asyncio.create_task(self._work(), name="live journal")
         self._queue = queue
         self._consumer_tag = await queue.consume(self._on_message, no_ack=True)
         log.info("live push queue ready", queue=self.queue_name)
@@ -139,6 +193,11 @@ class PushHub:
                 await asyncio.wait_for(self._queue.cancel(self._consumer_tag), timeout=2.0)
         self._queue = None
         self._consumer_tag = None
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         name = message.routing_key or ""
@@ -150,27 +209,35 @@ class PushHub:
         if not isinstance(data, dict):
             return
         try:
-            await self.deliver(name, data)
-        except Exception:
-            log.exception("push failed", event=name)
+            self._backlog.put_nowait((name, data, message.body))
+        except asyncio.QueueFull:
+            # the other replicas journal it too; this replica's sockets read it from there
+            log.warning("push backlog full, event left to the other replicas", event=name)
 
-    async def deliver(self, name: str, data: dict[str, Any]) -> int:
-        """Hand one event to every socket it concerns; how many sockets got it."""
-        if not self._by_person:
-            return 0
+    async def _work(self) -> None:
+        while True:
+            name, data, body = await self._backlog.get()
+            try:
+                await self.deliver(name, data, body)
+            except Exception:
+                log.exception("push failed", event=name)
+
+    async def deliver(self, name: str, data: dict[str, Any], body: bytes | None = None) -> int:
+        """Journal one event for every agent it concerns and wake their sockets here; hand it to
+        every supervisor's socket. How many sockets were told."""
         targets = await self._people_concerned(name, data)
-        frame = {"event": name, "data": data}
+        event_id = event_id_of(data, body)
         sent = 0
-        seen: set[int] = set()
-        for person in targets:
+        for person in sorted(targets):
+            await self.journal.append(person, event_id, name, data)
             for connection in self._by_person.get(person, ()):
-                seen.add(id(connection))
-                connection.offer(frame)
-                sent += 1
+                if not connection.supervisor:
+                    connection.wake()
+                    sent += 1
+        frame = {"event": name, "data": data}
         for connection in self._supervisors:
-            if id(connection) not in seen:
-                connection.offer(frame)
-                sent += 1
+            connection.offer(frame)
+            sent += 1
         if sent:
             PUSHED.labels(name).inc()
         return sent

@@ -11,13 +11,15 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
+from switchboard.contracts.cases import CaseMasked
 from switchboard.contracts.mail import EmailOutboundRequested, EmailQuarantined
 from switchboard.contracts.queues import ingestion as queues
 from switchboard.ingestion.http_api import PATHS, build_http_app
 from switchboard.ingestion.imap_poller import ImapPoller
 from switchboard.ingestion.ingest import Ingestor
 from switchboard.ingestion.mailboxes import Mailbox, load_mailboxes
-from switchboard.ingestion.outbound import OutboundSender, RelayConfig
+from switchboard.ingestion.masking import MaskFollower
+from switchboard.ingestion.outbound import OutboundSender, RelayConfig, attempt_in_hand
 from switchboard.ingestion.smtp_server import InboundHandler, SmtpServer
 from switchboard.ingestion.store import MailStore
 from switchboard.runtime.service import Runtime, serve
@@ -65,6 +67,9 @@ class IngestionSettings(ServiceSettings):
         default=None, description="None: STARTTLS when offered; true: required; false: never"
     )
     relay_validate_certs: bool = True
+    relay_ca_file: Path | None = Field(
+        default=None, description="CA bundle to verify the relay with (a private CA)"
+    )
     relay_timeout_seconds: float = Field(default=60.0, gt=0)
     relay_envelope_from: str | None = Field(
         default=None, description="MAIL FROM for outbound mail (default: the From address)"
@@ -75,6 +80,9 @@ class IngestionSettings(ServiceSettings):
 
     stale_publish_sweep_seconds: float = Field(default=30.0, gt=0)
     imap_backoff_max_seconds: float = Field(default=60.0, gt=0)
+    imap_lease_seconds: float = Field(
+        default=30.0, gt=0, description="one replica polls a mailbox; another takes over after"
+    )
 
 
 def _tls_context(settings: IngestionSettings) -> ssl.SSLContext | None:
@@ -108,11 +116,18 @@ def build(settings: IngestionSettings) -> IngestionRuntime:
         use_tls=settings.relay_tls,
         start_tls=settings.relay_starttls,
         validate_certs=settings.relay_validate_certs,
+        ca_file=str(settings.relay_ca_file) if settings.relay_ca_file else None,
         timeout=settings.relay_timeout_seconds,
         envelope_from=settings.relay_envelope_from,
         max_tries=min(settings.outbound_max_tries, settings.max_attempts),
     )
-    sender = OutboundSender(store, runtime.bus, relay)
+    sender = OutboundSender(
+        store,
+        runtime.bus,
+        relay,
+        attempt=attempt_in_hand(runtime.broker),
+        max_attempts=settings.max_attempts,
+    )
     runtime.bus.consume(queues.OUTBOUND, EmailOutboundRequested, sender.on_outbound_requested)
 
     async def record_quarantine(event: EmailQuarantined) -> None:
@@ -130,6 +145,8 @@ def build(settings: IngestionSettings) -> IngestionRuntime:
         )
 
     runtime.bus.consume(queues.QUARANTINE, EmailQuarantined, record_quarantine)
+    masking = MaskFollower(store)
+    runtime.bus.consume(queues.MASKING, CaseMasked, masking.on_case_masked)
 
     @runtime.every(settings.stale_publish_sweep_seconds, "publish stored but unpublished mail")
     async def sweep_unpublished() -> None:
@@ -163,7 +180,13 @@ def build(settings: IngestionSettings) -> IngestionRuntime:
         runtime.smtp = smtp
 
     pollers = [
-        ImapPoller(m, ingestor, store, backoff_max=settings.imap_backoff_max_seconds)
+        ImapPoller(
+            m,
+            ingestor,
+            store,
+            backoff_max=settings.imap_backoff_max_seconds,
+            lease_seconds=settings.imap_lease_seconds,
+        )
         for m in mailboxes
         if m.imap is not None
     ]

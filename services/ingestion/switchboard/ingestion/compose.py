@@ -2,6 +2,12 @@
 
 The contract already refuses CR/LF in every header value; here we also refuse header *names*
 that are not RFC 5322 field names and extra headers that would override the ones we own.
+
+International addresses: a domain in Unicode (``bücher.example``) is written in its IDNA form
+(``xn--bcher-kva.example``, IDNA 2008 via the ``idna`` package), which every relay takes. A
+local part in Unicode (``jürgen@…``) has no ASCII form: such mail needs SMTPUTF8 (RFC 6531) at
+the relay, and is then composed with UTF-8 headers (``utf8=True``) and sent with the SMTPUTF8
+parameter; a relay without it gets nothing and the request fails, saying so.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ import re
 from datetime import UTC, datetime
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, SMTPUTF8
 from email.utils import format_datetime
+
+import idna
 
 from switchboard.contracts.mail import EmailOutboundRequested, OutboundAddress
 from switchboard.ingestion.parsing import normalize_message_id
@@ -41,10 +49,41 @@ class Unsendable(ValueError):
     """A request that can never be delivered as given (answered as a permanent failure)."""
 
 
-def _address(a: OutboundAddress) -> HeaderAddress:
+def ascii_domain(domain: str) -> str:
+    """The domain as the DNS knows it: IDNA A-labels for a Unicode domain."""
+    if domain.isascii():
+        return domain
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise Unsendable(f"domain {domain!r} is not a valid international domain: {exc}") from exc
+
+
+def needs_smtputf8(request: EmailOutboundRequested, envelope_from: str | None = None) -> bool:
+    """True when some address has a non-ASCII local part (only SMTPUTF8 can carry it)."""
+    addresses = [request.sender, *request.to, *request.cc, *request.bcc]
+    every = [a.address for a in addresses] + ([envelope_from] if envelope_from else [])
+    return any(not address.rpartition("@")[0].isascii() for address in every)
+
+
+def envelope_address(address: str, *, utf8: bool) -> str:
+    """An address for MAIL FROM / RCPT TO: as given under SMTPUTF8, else with an IDNA domain."""
+    if utf8:
+        return address
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise Unsendable(f"address {address!r} needs SMTPUTF8")
+    return f"{local}@{ascii_domain(domain)}"
+
+
+def _address(a: OutboundAddress, utf8: bool) -> HeaderAddress:
     local, _, domain = a.address.rpartition("@")
     try:
-        return HeaderAddress(display_name=a.name, username=local, domain=domain)
+        return HeaderAddress(
+            display_name=a.name, username=local, domain=domain if utf8 else ascii_domain(domain)
+        )
+    except Unsendable:
+        raise
     except Exception as exc:
         raise Unsendable(f"address {a.address!r} cannot be written: {exc}") from exc
 
@@ -61,14 +100,16 @@ def compose(
     attachments: list[tuple[str, str, bytes, str | None]],
     *,
     now: datetime | None = None,
+    utf8: bool = False,
 ) -> EmailMessage:
-    """Build the message. ``attachments``: (filename, content type, bytes, content-id)."""
-    msg = EmailMessage(policy=SMTP)
+    """Build the message. ``attachments``: (filename, content type, bytes, content-id);
+    ``utf8``: UTF-8 headers, for a relay that took SMTPUTF8."""
+    msg = EmailMessage(policy=SMTPUTF8 if utf8 else SMTP)
     try:
-        msg["From"] = _address(request.sender)
-        msg["To"] = [_address(a) for a in request.to]
+        msg["From"] = _address(request.sender, utf8)
+        msg["To"] = [_address(a, utf8) for a in request.to]
         if request.cc:
-            msg["Cc"] = [_address(a) for a in request.cc]
+            msg["Cc"] = [_address(a, utf8) for a in request.cc]
         msg["Subject"] = request.subject
         msg["Date"] = format_datetime(now or datetime.now(UTC))
         msg["Message-ID"] = _msgid(request.internet_message_id)

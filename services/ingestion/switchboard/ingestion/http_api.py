@@ -11,7 +11,8 @@ The runtime mounts apps on *exact* paths, so ids travel as query parameters:
 * ``POST /mail/attachments?filename=a.pdf`` body = bytes -> 201 ``AttachmentRef`` (for replies).
 * ``GET /mail/quarantine`` -> the mail that could not be parsed, newest first.
 
-With ``SB_HTTP_TOKEN`` set every call needs ``Authorization: Bearer <token>``.
+With ``SB_HTTP_TOKEN`` set every call needs ``Authorization: Bearer <token>``. A raw mail, HTML or
+full text whose email threading masked answers 410 (see :mod:`switchboard.ingestion.masking`).
 """
 
 from __future__ import annotations
@@ -61,8 +62,24 @@ async def _body(request: Request, limit: int) -> bytes:
     return bytes(data)
 
 
-def _jsonable(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in doc.items()}
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _gone(lock: dict[str, Any]) -> Response:
+    return JSONResponse(
+        {
+            "error": "masked: the email's text was masked in its case; the original is locked",
+            "case_number": lock.get("case_number"),
+        },
+        status_code=410,
+    )
 
 
 def build_http_app(
@@ -135,14 +152,21 @@ def build_http_app(
         )
 
     async def raw(request: Request) -> Response:
+        email_id = request.query_params.get("id", "")
+        lock = await store.locked("raw", email_id)
+        if lock is not None:
+            return _gone(lock)
         try:
-            data = await store.raw.get(request.query_params.get("id", ""))
+            data = await store.raw.get(email_id)
         except BlobMissing:
             return JSONResponse({"error": "no such mail"}, status_code=404)
         return Response(data, media_type="message/rfc822")
 
     async def blobs(request: Request) -> Response:
         blob_id = request.query_params.get("id", "")
+        lock = await store.locked("blob", blob_id)
+        if lock is not None:
+            return _gone(lock)
         info = await store.blobs.info(blob_id)
         if info is None:
             return JSONResponse({"error": "no such blob"}, status_code=404)

@@ -1,6 +1,9 @@
 """IMAP pollers (aioimaplib): one task per mailbox that names an IMAP account.
 
-A session logs in, selects the folder and sweeps: every message with a UID above the last one
+A session connects over implicit TLS (993), or in the clear and then STARTTLS (required: a
+server that does not offer it is never sent the password; aioimaplib has no STARTTLS, so the
+connection's transport is upgraded with asyncio's ``loop.start_tls``), logs in, selects the
+folder and sweeps: every message with a UID above the last one
 handled (and, in "seen" mode, not yet \\Seen) is fetched with ``BODY.PEEK[]`` (which leaves the
 flags alone), ingested (stored + event confirmed), and only *then* marked seen, moved or deleted.
 A failure stops the sweep at that message, which stays untouched for the next one. Between
@@ -9,7 +12,10 @@ sweeps the session waits in IDLE when the server offers it, else sleeps ``poll_s
 The last handled UID is kept in MongoDB with the folder's UIDVALIDITY; when UIDVALIDITY changes
 the old UIDs mean nothing, so the folder is swept from the start (the SHA-256 dedupe keeps mail
 already received from being published twice). A broken session reconnects with exponential
-backoff and jitter. Two replicas polling one account do no harm (same dedupe).
+backoff and jitter.
+
+Only the replica holding the mailbox's lease (:mod:`switchboard.ingestion.lease`) polls it; the
+others try to take the lease every ``ttl / 3`` and take over when its holder stops or stalls.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import random
 import re
 import ssl
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import TypeVar
 
 import aioimaplib  # type: ignore[import-untyped]
@@ -27,6 +34,7 @@ import structlog
 
 from switchboard.ingestion import metrics
 from switchboard.ingestion.ingest import Arrival, Ingestor
+from switchboard.ingestion.lease import MailboxLease
 from switchboard.ingestion.mailboxes import ImapSource, Mailbox
 from switchboard.ingestion.store import MailStore
 
@@ -70,6 +78,7 @@ class ImapPoller:
         store: MailStore,
         *,
         backoff_max: float = 60.0,
+        lease_seconds: float = 30.0,
     ) -> None:
         assert mailbox.imap is not None
         self.mailbox = mailbox
@@ -84,8 +93,46 @@ class ImapPoller:
         self.sessions = 0
         self.handled = 0
         self._lost = asyncio.Event()
+        self.lease = MailboxLease(store, self._key, ttl=timedelta(seconds=lease_seconds))
 
     async def run(self) -> None:
+        """Poll while this replica holds the mailbox's lease; otherwise wait to take it over."""
+        every = self.lease.ttl.total_seconds() / 3
+        while True:
+            try:
+                held = await self.lease.acquire()
+            except Exception as exc:
+                held = False
+                log.warning("IMAP lease unavailable", mailbox=self.mailbox.address, error=str(exc))
+            if held:
+                try:
+                    await self._poll_while_held(every)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self.lease.release())
+            await asyncio.sleep(every * random.uniform(0.8, 1.2))
+
+    async def _poll_while_held(self, every: float) -> None:
+        """Poll, renewing the lease; stop polling the moment the lease is lost."""
+        polling = asyncio.create_task(self._poll(), name=f"imap poll {self.mailbox.address}")
+        try:
+            while not polling.done():
+                await asyncio.wait({polling}, timeout=every)
+                if polling.done():
+                    break
+                try:
+                    still = await self.lease.renew()
+                except Exception as exc:  # the database away: hold on until the lease runs out
+                    log.warning("IMAP lease not renewed", error=str(exc))
+                    still = self.lease.held
+                if not still:
+                    log.warning("IMAP lease lost: stopping", mailbox=self.mailbox.address)
+                    return
+        finally:
+            polling.cancel()
+            await asyncio.gather(polling, return_exceptions=True)
+
+    async def _poll(self) -> None:
         delay = 1.0
         while True:
             try:
@@ -104,24 +151,53 @@ class ImapPoller:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, self._backoff_max)
 
+    def _tls_context(self) -> ssl.SSLContext:
+        src = self.source
+        context = ssl.create_default_context(cafile=str(src.ca_file) if src.ca_file else None)
+        if not src.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def _starttls(self, client: aioimaplib.IMAP4) -> None:
+        """Upgrade the connection to TLS (RFC 3501 6.2.1) before anything secret is sent."""
+        protocol = client.protocol
+        if "STARTTLS" not in protocol.capabilities:
+            raise ImapError("the server does not offer STARTTLS; not logging in without TLS")
+        command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+        _ok(await self._cmd(protocol.execute(command)), "STARTTLS")
+        loop = asyncio.get_running_loop()
+        transport = await self._cmd(
+            loop.start_tls(
+                protocol.transport,
+                protocol,
+                self._tls_context(),
+                server_hostname=self.source.host,
+                ssl_handshake_timeout=self.source.timeout_seconds,
+            )
+        )
+        if transport is None:
+            raise ImapError("STARTTLS: the connection closed during the TLS handshake")
+        protocol.transport = transport
+        # Whatever the server said before the handshake is forgotten (RFC 3501: capabilities
+        # must be asked again over TLS; nothing injected in the clear is believed).
+        protocol.capabilities = set()
+        await self._cmd(protocol.capability())
+
     async def _session(self) -> None:
         src = self.source
-        context: ssl.SSLContext | None = None
-        if src.tls == "ssl":
-            context = ssl.create_default_context()
-            if not src.tls_verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
         lost = self._lost = asyncio.Event()
         client = aioimaplib.IMAP4(
             host=src.host,
             port=src.port,
             timeout=src.timeout_seconds,
             conn_lost_cb=lambda exc: lost.set(),
-            ssl_context=context,
+            ssl_context=self._tls_context() if src.tls == "ssl" else None,
         )
         try:
             await self._cmd(client.wait_hello_from_server())
+            if src.tls == "starttls":
+                await self._starttls(client)
             _ok(await self._cmd(client.login(src.user, src.secret())), "LOGIN")
             await self._cmd(client.protocol.capability())
             selected = _ok(await self._cmd(client.select(src.folder)), f"SELECT {src.folder}")

@@ -5,9 +5,14 @@ by the broker; any failure raises, and the channel answers "try again" (SMTP 451
 leaves the message untouched). Every step is idempotent, keyed by the SHA-256 of the bytes:
 
 * the raw bytes and every blob are written once (GridFS ``_id`` = hash);
-* the event's message id is derived from the hash, so a second publish of the same mail (a retry
-  after a lost confirm, or two channels at once) is the *same* message for every consumer;
-* once published, the mail's document says so and a later copy is only counted as a duplicate.
+* the event's message id is derived from the hash (and the mailbox), so a second publish of the
+  same mail (a retry after a lost confirm, or two channels at once) is the *same* message for
+  every consumer;
+* one mail addressed to several of our mailboxes (one SMTP transaction, or the same bytes
+  arriving for another mailbox later) is stored once and gives one ``email.received`` per
+  mailbox: each mailbox belongs to a service that must see it. The mail's document lists the
+  mailboxes it is for (``targets``) and those already published (``published_for``);
+* once published for a mailbox, a later copy for that mailbox is only counted as a duplicate.
 
 A mail stored but never published (process killed in between) is published by a periodic sweep.
 """
@@ -52,6 +57,30 @@ def event_id(email_id: str, kind: str) -> uuid.UUID:
     return uuid.uuid5(EVENT_NAMESPACE, f"{kind}:{email_id}")
 
 
+def received_event_id(email_id: str, mailbox: str, first_mailbox: str) -> uuid.UUID:
+    """The ``email.received`` id of one mail for one mailbox: the first mailbox keeps the id
+    mails always had; every further mailbox gets its own, equally deterministic."""
+    if mailbox == first_mailbox:
+        return event_id(email_id, "received")
+    return event_id(email_id, f"received/{mailbox}")
+
+
+def targets_of(doc: Document) -> list[Document]:
+    """The mailboxes (with their service) a stored mail is for."""
+    targets = doc.get("targets")
+    if targets:
+        return list(targets)
+    return [{"mailbox": doc["mailbox"], "service": doc["service"]}]
+
+
+def published_for(doc: Document) -> set[str]:
+    """The mailboxes whose event is confirmed (documents older than ``published_for`` count
+    their one mailbox once done)."""
+    if "published_for" in doc:
+        return set(doc["published_for"])
+    return {str(doc["mailbox"])} if doc.get("state") == "done" else set()
+
+
 @dataclass(frozen=True)
 class Arrival:
     """How one copy of a mail reached us."""
@@ -61,6 +90,15 @@ class Arrival:
     envelope_sender: str | None = None
     recipients: tuple[str, ...] = ()
     source: str = ""  # e.g. "imap:support@x/INBOX/uid 42" or the SMTP peer
+    also: tuple[Mailbox, ...] = ()  # further mailboxes of ours the same copy is addressed to
+
+    @property
+    def mailboxes(self) -> list[Mailbox]:
+        """Every mailbox this copy is for, first recipient first, each once."""
+        seen: dict[str, Mailbox] = {}
+        for mailbox in (self.mailbox, *self.also):
+            seen.setdefault(mailbox.address, mailbox)
+        return list(seen.values())
 
 
 @dataclass(frozen=True)
@@ -87,6 +125,7 @@ class Ingestor:
         started = time.perf_counter()
         email_id = sha256_hex(raw)
         await self._store.put_raw(email_id, raw)
+        wanted = [{"mailbox": m.address, "service": m.service} for m in arrival.mailboxes]
         doc = await self._store.arrive(
             email_id,
             {
@@ -94,21 +133,38 @@ class Ingestor:
                 "channel": arrival.channel,
                 "mailbox": arrival.mailbox.address,
                 "service": arrival.mailbox.service,
+                "targets": wanted,
                 "received_at": datetime.now(UTC),
                 "envelope_sender": arrival.envelope_sender,
                 "recipients": list(arrival.recipients),
                 "source": arrival.source,
             },
         )
-        if doc.get("state") == "done":
+        done = published_for(doc)
+        missing = [t for t in wanted if t["mailbox"] not in done]
+        if not missing:
             metrics.DUPLICATES.labels(arrival.channel).inc()
             await self._store.note_source(
                 email_id, {"channel": arrival.channel, "source": arrival.source}
             )
             log.info("duplicate mail: already stored and published", email_id=email_id)
             return Ingested(email_id, True, str(doc.get("event", "")), doc.get("reason"))
+        known = {t["mailbox"] for t in targets_of(doc)}
+        if any(t["mailbox"] not in known for t in missing):
+            # The same bytes, now also for another mailbox: record it durably first, so the
+            # sweep publishes it should this attempt die.
+            doc = await self._store.add_targets(
+                email_id,
+                [*targets_of(doc), *missing],
+                already=sorted(done),
+                grace=timedelta(seconds=120),
+            )
+            await self._store.note_source(
+                email_id, {"channel": arrival.channel, "source": arrival.source}
+            )
         result = await self._publish(raw, doc)
-        metrics.RECEIVED.labels(arrival.channel, arrival.mailbox.address).inc()
+        for target in missing:
+            metrics.RECEIVED.labels(arrival.channel, target["mailbox"]).inc()
         metrics.RECEIVED_BYTES.labels(arrival.channel).inc(len(raw))
         metrics.INGEST_SECONDS.labels(arrival.channel).observe(time.perf_counter() - started)
         return result
@@ -150,30 +206,46 @@ class Ingestor:
             quarantined = EmailQuarantined(
                 message_id=event_id(email_id, "quarantined"), reason=parsed.reason, **common
             )
+            # Not a mail: one event for the operators, whatever mailboxes it was sent to.
             await publish_taken(self._bus, quarantined)
+            for target in targets_of(doc):
+                await self._store.published_to(email_id, target["mailbox"])
             await self._store.published(
                 email_id, {"event": EmailQuarantined.NAME, "reason": parsed.reason}
             )
             metrics.QUARANTINED.labels(doc["channel"]).inc()
             log.warning("mail quarantined", email_id=email_id, reason=parsed.reason)
             return Ingested(email_id, False, EmailQuarantined.NAME, parsed.reason)
-        event = await self._received_event(parsed, common)
-        await publish_taken(self._bus, event)
-        await self._store.published(
-            email_id,
-            {
-                "event": EmailReceived.NAME,
-                "internet_message_id": parsed.internet_message_id,
-                "classification": parsed.classification,
-                "defects": parsed.defects,
-            },
-        )
+        base = await self._received_event(parsed, common)
+        facts = {
+            "event": EmailReceived.NAME,
+            "internet_message_id": parsed.internet_message_id,
+            "classification": parsed.classification,
+            "defects": parsed.defects,
+            "html_ref": base.html_ref,
+            "text_ref": base.text_ref,
+        }
+        done = published_for(doc)
+        first = str(doc["mailbox"])
+        for target in targets_of(doc):
+            if target["mailbox"] in done:
+                continue
+            event = base.model_copy(
+                update={
+                    "message_id": received_event_id(email_id, target["mailbox"], first),
+                    "mailbox": target["mailbox"],
+                    "service": target["service"],
+                }
+            )
+            await publish_taken(self._bus, event)
+            await self._store.published_to(email_id, target["mailbox"])
+        await self._store.published(email_id, facts)
         for defect in parsed.defects:
             metrics.DEFECTS.labels(defect.split(":", 1)[0]).inc()
         log.info(
             "mail received",
             email_id=email_id,
-            mailbox=doc["mailbox"],
+            mailboxes=[t["mailbox"] for t in targets_of(doc)],
             classification=parsed.classification,
             defects=len(parsed.defects),
         )

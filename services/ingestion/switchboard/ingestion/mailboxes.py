@@ -22,8 +22,11 @@ class ImapSource(BaseModel):
 
     host: str
     port: int = Field(default=993, ge=1, le=65535)
-    tls: Literal["ssl", "none"] = "ssl"
+    tls: Literal["ssl", "starttls", "none"] = Field(
+        default="ssl", description="ssl: implicit TLS (993); starttls: upgrade on 143, required"
+    )
     tls_verify: bool = True
+    ca_file: Path | None = Field(default=None, description="CA bundle for a private server CA")
     user: str
     password: SecretStr | None = None
     password_env: str | None = Field(default=None, description="environment variable to read")

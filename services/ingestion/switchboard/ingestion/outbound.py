@@ -13,20 +13,36 @@ The send record (collection ``outbound``, ``_id`` = ``outbound_id``) is the once
   (deterministic id) and sends nothing. One found in ``sending`` means the process died, or the
   connection broke, during DATA: whether the relay took it is unknown, so it is *not* sent again
   but reported as failed with ``permanent=False`` and the reason (never twice beats maybe twice).
+* Any other error (a damaged stored attachment, the database away, a bug) is retried by the
+  runtime like any handler error; on the runtime's last attempt the request ends as
+  ``email.delivery_failed`` (``permanent=False``, the error as the reason) instead of vanishing
+  into the dead-letter queue unseen by threading. So every request that validates ends in
+  ``email.sent`` or ``email.delivery_failed``; only a request that does not validate into the
+  contract (no trustworthy ``outbound_id``) is dead-lettered without one.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiosmtplib
 import structlog
+from faststream.rabbit import RabbitBroker
 
+from switchboard.contracts import topology
 from switchboard.contracts.mail import EmailDeliveryFailed, EmailOutboundRequested, EmailSent
 from switchboard.ingestion import metrics
-from switchboard.ingestion.compose import Unsendable, compose, recipients
+from switchboard.ingestion.compose import (
+    Unsendable,
+    compose,
+    envelope_address,
+    needs_smtputf8,
+    recipients,
+)
 from switchboard.ingestion.store import BlobMissing, MailStore
 from switchboard.runtime.bus import Bus
 
@@ -35,6 +51,25 @@ log = structlog.get_logger("switchboard.ingestion.outbound")
 
 class DeliveryDeferred(RuntimeError):
     """The relay said "later" (4xx) or could not be reached: the runtime retries."""
+
+
+class BeingSent(DeliveryDeferred):
+    """Another copy of the request is in DATA right now: that copy will end it."""
+
+
+def attempt_in_hand(broker: RabbitBroker) -> Callable[[], int]:
+    """Which try of the message being handled this is (the runtime's ``x-sb-attempt`` header,
+    read from FastStream's per-message context; 1 when absent)."""
+
+    def attempt() -> int:
+        message = broker.context.get_local("message")
+        headers = getattr(message, "headers", None) or {}
+        try:
+            return int(headers.get(topology.HEADER_ATTEMPT, 1))
+        except (TypeError, ValueError):
+            return 1
+
+    return attempt
 
 
 @dataclass(frozen=True)
@@ -46,6 +81,7 @@ class RelayConfig:
     use_tls: bool = False
     start_tls: bool | None = None
     validate_certs: bool = True
+    ca_file: str | None = None
     timeout: float = 60.0
     envelope_from: str | None = None
     max_tries: int = 5
@@ -59,13 +95,58 @@ class _Refusal:
 
 
 class OutboundSender:
-    def __init__(self, store: MailStore, bus: Bus, relay: RelayConfig) -> None:
+    def __init__(
+        self,
+        store: MailStore,
+        bus: Bus,
+        relay: RelayConfig,
+        *,
+        attempt: Callable[[], int] = lambda: 1,
+        max_attempts: int = 5,
+    ) -> None:
         self._store = store
         self._bus = bus
         self._relay = relay
+        self._attempt = attempt
+        self._max_attempts = max_attempts
 
     async def on_outbound_requested(self, request: EmailOutboundRequested) -> dict[str, Any]:
-        """Deliver one outbound mail through the relay (once)."""
+        """Deliver one outbound mail through the relay (once); always end in sent or failed."""
+        try:
+            return await self._handle(request)
+        except BeingSent:
+            raise
+        except Exception as exc:
+            attempt = self._attempt()
+            if attempt < self._max_attempts:
+                raise
+            return await self._give_up(request, exc, attempt)
+
+    async def _give_up(
+        self, request: EmailOutboundRequested, exc: Exception, attempt: int
+    ) -> dict[str, Any]:
+        """The runtime's last attempt failed: tell threading, rather than dead-letter silently.
+        A record that says "sent" means the mail went out: that is never reported as failed
+        (the error propagates and the request is dead-lettered for an operator)."""
+        record = None
+        with contextlib.suppress(Exception):
+            record = await self._store.outbound_record(request.outbound_id)
+        if record is not None and record.get("state") == "sent":
+            raise exc
+        if isinstance(exc, DeliveryDeferred):
+            reason = f"gave up after {attempt} attempts; last reply: {exc}"
+        else:
+            reason = f"gave up after {attempt} attempts: {type(exc).__name__}: {exc}"
+        with contextlib.suppress(Exception):  # the event matters more than our record
+            await self._store.outbound_set(
+                request.outbound_id, "failed", smtp_code=None, smtp_reply=reason, permanent=False
+            )
+        metrics.DELIVERY_FAILED.labels("false").inc()
+        log.error("outbound mail given up", outbound_id=request.outbound_id, reason=reason)
+        await self._published_failed(request, None, reason, False)
+        return {"state": "failed", "permanent": False}
+
+    async def _handle(self, request: EmailOutboundRequested) -> dict[str, Any]:
         record = await self._store.outbound_begin(
             request.outbound_id,
             {
@@ -93,7 +174,7 @@ class OutboundSender:
                 and since.replace(tzinfo=since.tzinfo or UTC)
                 > datetime.now(UTC) - self._relay.sending_lease
             ):
-                raise DeliveryDeferred("another copy of this request is being sent right now")
+                raise BeingSent("another copy of this request is being sent right now")
             return await self._fail(
                 request,
                 None,
@@ -111,13 +192,18 @@ class OutboundSender:
             for ref in request.attachments:
                 data = await self._store.blobs.get(ref.attachment_id)
                 attachments.append((ref.filename, ref.content_type, data, ref.content_id))
-            message = compose(request, attachments)
+            utf8 = needs_smtputf8(request, self._relay.envelope_from)
+            message = compose(request, attachments, utf8=utf8)
+            sender = envelope_address(
+                self._relay.envelope_from or request.sender.address, utf8=utf8
+            )
+            rcpts = [envelope_address(r, utf8=utf8) for r in recipients(request)]
         except BlobMissing as exc:
             return await self._fail(request, None, f"attachment {exc} is not stored here", True)
         except Unsendable as exc:
             return await self._fail(request, None, f"refused before sending: {exc}", True)
         data = message.as_bytes()
-        rcpts = recipients(request)
+        encoding = "utf-8" if utf8 else "ascii"
         relay = self._relay
         smtp = aiosmtplib.SMTP(
             hostname=relay.host,
@@ -127,16 +213,30 @@ class OutboundSender:
             use_tls=relay.use_tls,
             start_tls=relay.start_tls,
             validate_certs=relay.validate_certs,
+            cert_bundle=relay.ca_file,
             timeout=relay.timeout,
         )
         try:
             try:
                 await smtp.connect()
-                await smtp.mail(relay.envelope_from or request.sender.address)
+                options: list[str] = []
+                if utf8:
+                    if not smtp.supports_extension("smtputf8"):
+                        return await self._fail(
+                            request,
+                            None,
+                            "the relay does not offer SMTPUTF8, which an address with non-ASCII "
+                            "characters before the @ needs; not sent",
+                            True,
+                        )
+                    options = ["SMTPUTF8"]
+                    if smtp.supports_extension("8bitmime"):
+                        options.append("BODY=8BITMIME")
+                await smtp.mail(sender, options=options, encoding=encoding)
                 refused: dict[str, _Refusal] = {}
                 for rcpt in rcpts:
                     try:
-                        await smtp.rcpt(rcpt)
+                        await smtp.rcpt(rcpt, encoding=encoding)
                     except aiosmtplib.SMTPRecipientRefused as exc:
                         refused[rcpt] = _Refusal(exc.code, f"{exc.code} {exc.message}")
             except aiosmtplib.SMTPResponseException as exc:

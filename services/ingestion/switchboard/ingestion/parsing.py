@@ -26,6 +26,7 @@ from typing import Any
 import charset_normalizer
 import nh3
 from inscriptis import get_text  # type: ignore[import-untyped]
+from tnefparse import TNEF  # type: ignore[import-untyped]
 
 from switchboard.contracts.mail import Classification
 from switchboard.ingestion.classify import classify
@@ -502,12 +503,15 @@ class _Body:
         self.htmls: list[str] = []
         self.attachments: list[ParsedAttachment] = []
         self.forwarded: list[str] = []
+        self.tnef_bodies: list[str] = []
         self._parts = 0
 
     def text(self) -> str:
         text = "\n\n".join(t for t in self.plain if t.strip())
         if not text.strip() and self.htmls:
             text = "\n\n".join(html_to_text(h) for h in self.htmls)
+        if not text.strip() and self.tnef_bodies:
+            text = "\n\n".join(self.tnef_bodies)
         if not text.strip() and self.forwarded:
             text = "\n\n".join(self.forwarded)
         return _tidy(text)
@@ -634,6 +638,31 @@ class _Body:
         name = filename or _default_filename(ctype, where)
         inline = disposition == "inline" or (disposition != "attachment" and content_id is not None)
         self.attachments.append(ParsedAttachment(data, name, ctype, content_id, inline))
+        if ctype == "application/ms-tnef" or name.lower() == "winmail.dat":
+            self._tnef(data, where)
+
+    def _tnef(self, data: bytes, where: str) -> None:
+        """Outlook's winmail.dat (TNEF) hides the real files, and sometimes the body: decode
+        them (tnefparse) into ordinary attachments; the winmail.dat itself is kept too."""
+        try:
+            tnef = TNEF(data, do_checksum=False)
+            found = [(a.long_filename(), a.data) for a in tnef.attachments]
+            body = tnef.body
+        except Exception as exc:  # a damaged TNEF is still kept, as the winmail.dat
+            self.defects.add("tnef_undecodable", f"{where}: {type(exc).__name__}: {exc}")
+            return
+        for index, (raw_name, content) in enumerate(found, 1):
+            if not isinstance(content, bytes) or not content:
+                continue
+            if isinstance(raw_name, bytes):
+                raw_name = raw_name.decode("cp1252", "replace")
+            name = _safe_filename(str(raw_name or "").strip("\x00")) or f"tnef-{where}-{index}.bin"
+            ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            self.attachments.append(ParsedAttachment(content, name, ctype))
+        if isinstance(body, bytes):
+            body = decode_text(body, "windows-1252", self.defects, f"{where}.tnef")
+        if isinstance(body, str) and body.strip("\x00 \r\n"):
+            self.tnef_bodies.append(body.replace("\x00", ""))
 
     def _uudecode(self, text: str, where: str) -> str:
         """Old clients put files inline as uuencoded blocks: take them out as attachments."""

@@ -56,12 +56,14 @@ class InboundHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
-        mailbox = next((m for m in (self._mailboxes.find(r) for r in envelope.rcpt_tos) if m), None)
-        if mailbox is None:  # cannot happen after RCPT, but never accept unowned mail
+        # One transaction may name several of our mailboxes: stored once, one event for each.
+        mailboxes = [m for m in (self._mailboxes.find(r) for r in envelope.rcpt_tos) if m]
+        if not mailboxes:  # cannot happen after RCPT, but never accept unowned mail
             return "554 5.5.1 no valid recipients"
         arrival = Arrival(
             channel="smtp",
-            mailbox=mailbox,
+            mailbox=mailboxes[0],
+            also=tuple(mailboxes[1:]),
             envelope_sender=envelope.mail_from,
             recipients=tuple(envelope.rcpt_tos),
             source=f"smtp:{_peer(session)}",

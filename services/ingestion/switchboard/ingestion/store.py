@@ -4,10 +4,15 @@
 * ``blobs`` bucket: attachments, sanitised HTML and full texts, ``_id`` = SHA-256 of the content,
   so the same attachment sent a hundred times is stored once.
 * ``mails``: one document per distinct raw message (same ``_id``): where it first came from,
-  and whether its event was published (``state`` pending -> done).
+  the mailboxes it is for (``targets``) and those whose event is confirmed (``published_for``),
+  ``state`` pending -> done once every target's event is.
 * ``outbound``: one document per ``outbound_id``; the record that makes a send happen once.
 * ``imap_state``: last seen UID per mailbox folder and its UIDVALIDITY.
+* ``imap_leases``: which replica polls an IMAP mailbox: one ticket per holder in turn,
+  ``_id`` = ``<mailbox key>/<epoch>`` (see :mod:`switchboard.ingestion.lease`).
 * ``quarantine``: the operators' list of mail that could not be parsed.
+* ``locks``: raw mails and blobs no longer served over HTTP (``raw/<id>``, ``blob/<id>``), because
+  threading masked the email they hold.
 
 Only portable operations (FerretDB): no TTL, no partial indexes, no positional updates.
 """
@@ -110,13 +115,17 @@ class MailStore:
         self.mails = db["mails"]
         self.outbound = db["outbound"]
         self.imap_state = db["imap_state"]
+        self.imap_leases = db["imap_leases"]
         self.quarantine = db["quarantine"]
+        self.locks = db["locks"]
 
     async def ensure_indexes(self) -> None:
         await self.raw.ensure_indexes()
         await self.blobs.ensure_indexes()
         await self.mails.create_index([("state", ASCENDING), ("received_at", ASCENDING)])
         await self.quarantine.create_index([("received_at", ASCENDING)])
+        await self.mails.create_index([("internet_message_id", ASCENDING)])
+        await self.imap_leases.create_index([("key", ASCENDING), ("epoch", ASCENDING)])
 
     # ---------------------------------------------------------------- inbound
 
@@ -155,11 +164,41 @@ class MailStore:
         also = list((doc or {}).get("also", []))[-19:]
         await self.mails.update_one({"_id": email_id}, {"$set": {"also": [*also, source]}})
 
-    async def published(self, email_id: str, facts: Document) -> None:
-        await self.mails.update_one(
+    async def add_targets(
+        self, email_id: str, targets: list[Document], *, already: list[str], grace: timedelta
+    ) -> Document:
+        """Record further mailboxes a stored mail is for (``already``: those published), and
+        mark it pending again; the sweep leaves it alone for ``grace``, as the caller is
+        publishing it right now."""
+        doc = await self.mails.find_one_and_update(
             {"_id": email_id},
-            {"$set": {**facts, "state": "done", "published_at": datetime.now(UTC)}},
+            {
+                "$addToSet": {
+                    "targets": {"$each": targets},
+                    "published_for": {"$each": already},
+                },
+                "$set": {"state": "pending", "retry_after": datetime.now(UTC) + grace},
+            },
+            return_document=ReturnDocument.AFTER,
         )
+        if doc is None:
+            raise RuntimeError(f"mail {email_id} vanished")
+        return doc
+
+    async def published_to(self, email_id: str, mailbox: str) -> None:
+        """The event of this mail for ``mailbox`` is confirmed by the broker."""
+        await self.mails.update_one({"_id": email_id}, {"$addToSet": {"published_for": mailbox}})
+
+    async def published(self, email_id: str, facts: Document) -> None:
+        """Keep what the parse found; ``done`` once every mailbox the mail is for has its event
+        (a mailbox added meanwhile keeps the mail pending for whoever is publishing it)."""
+        doc = await self.mails.find_one({"_id": email_id}, {"targets": 1, "published_for": 1})
+        targets = {t["mailbox"] for t in (doc or {}).get("targets", [])}
+        complete = targets <= set((doc or {}).get("published_for", []))
+        update: Document = {**facts, "published_at": datetime.now(UTC)}
+        if complete:
+            update["state"] = "done"
+        await self.mails.update_one({"_id": email_id}, {"$set": update})
 
     async def claim_stale_pending(self, older_than: timedelta, lease: timedelta) -> Document | None:
         """One stored-but-unpublished mail whose first attempt is long gone (atomic claim)."""
@@ -181,6 +220,34 @@ class MailStore:
         cursor = self.quarantine.find({}).sort("received_at", -1).limit(limit)
         return [doc async for doc in cursor]
 
+    # ---------------------------------------------------------------- masking
+
+    async def mails_for_keys(self, keys: list[str]) -> list[Document]:
+        """The stored mails behind threading's email keys (Message-ID without brackets, or
+        ``sha256-<email_id>``); every raw copy with that Message-ID."""
+        ids = [k.removeprefix("sha256-") for k in keys if k.startswith("sha256-")]
+        msgids = [f"<{k}>" for k in keys if not k.startswith("sha256-")]
+        found: dict[str, Document] = {}
+        for query in ({"_id": {"$in": ids}}, {"internet_message_id": {"$in": msgids}}):
+            async for doc in self.mails.find(query):
+                found[doc["_id"]] = doc
+        return list(found.values())
+
+    async def lock(self, kind: str, blob_id: str, facts: Document) -> None:
+        await self.locks.update_one(
+            {"_id": f"{kind}/{blob_id}"},
+            {"$setOnInsert": {**facts, "at": datetime.now(UTC)}},
+            upsert=True,
+        )
+
+    async def locked(self, kind: str, blob_id: str) -> Document | None:
+        return await self.locks.find_one({"_id": f"{kind}/{blob_id}"})
+
+    async def mark_masked(self, email_id: str, facts: Document) -> None:
+        await self.mails.update_one(
+            {"_id": email_id}, {"$set": {"masked": {**facts, "at": datetime.now(UTC)}}}
+        )
+
     # ---------------------------------------------------------------- IMAP
 
     async def imap_position(self, key: str) -> Document | None:
@@ -192,6 +259,38 @@ class MailStore:
             {"$set": {"uidvalidity": uidvalidity, "last_uid": last_uid, "at": datetime.now(UTC)}},
             upsert=True,
         )
+
+    async def latest_lease(self, key: str) -> Document | None:
+        cursor = self.imap_leases.find({"key": key}).sort("epoch", -1).limit(1)
+        found = [doc async for doc in cursor]
+        return found[0] if found else None
+
+    async def insert_lease(self, key: str, epoch: int, holder: str, expires_at: datetime) -> bool:
+        """Claim epoch ``epoch`` of the mailbox; False when someone else claimed it first (the
+        unique ``_id`` is the only claim FerretDB makes atomic)."""
+        try:
+            await self.imap_leases.insert_one(
+                {
+                    "_id": f"{key}/{epoch}",
+                    "key": key,
+                    "epoch": epoch,
+                    "holder": holder,
+                    "expires_at": expires_at,
+                    "since": datetime.now(UTC),
+                }
+            )
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def extend_lease(self, key: str, epoch: int, holder: str, expires_at: datetime) -> None:
+        """Only the holder ever writes its own ticket; a successor inserts the next epoch."""
+        await self.imap_leases.update_one(
+            {"_id": f"{key}/{epoch}", "holder": holder}, {"$set": {"expires_at": expires_at}}
+        )
+
+    async def forget_leases(self, key: str, below_epoch: int) -> None:
+        await self.imap_leases.delete_many({"key": key, "epoch": {"$lt": below_epoch}})
 
     # ---------------------------------------------------------------- outbound
 

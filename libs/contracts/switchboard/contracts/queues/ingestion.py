@@ -7,3 +7,6 @@ OUTBOUND = ConsumerQueue("ingestion.outbound", ("email.outbound.requested",))
 
 QUARANTINE = ConsumerQueue("ingestion.quarantine", ("email.quarantined",))
 """Our own quarantine events, kept as the operators' list (and so always routable)."""
+
+MASKING = ConsumerQueue("ingestion.masking", ("case.masked",))
+"""Threading masked a case's text: lock our raw copies of those emails (no HTTP read)."""

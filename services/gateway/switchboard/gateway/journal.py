@@ -1,0 +1,165 @@
+"""The live journal: each agent's recent live frames, numbered, in MongoDB (shared by replicas).
+
+A desktop whose live stream dropped reconnects with ``?since=<seq>`` (or ``Last-Event-ID``) and
+gets every frame it missed. Every gateway replica receives every pushed event (its own exclusive
+queue), so every replica journals every event for every agent it concerns, connected or not;
+the copies meet in one chain per agent and only the first is kept.
+
+One chain per agent. A frame's ``_id`` is ``<agent>/<seq of the frame before it>``, so two writers
+that read the same tail cannot both append after it: only an insert under a unique key is atomic
+on FerretDB (see docs/developing.md), and this one makes the chain linear. The loser reads the
+new tail, sees whether the winner journaled the same event (by its message id) and, if not,
+appends after it. Hence:
+
+* ``seq`` grows by one along the chain; a frame is visible only after the one before it, so a
+  reader that asks for ``seq > n`` in order never skips one that appears later;
+* a chain that starts afresh (first frame ever, or all purged) starts at the current time in
+  milliseconds, above any number handed out before, and its first frame has ``prev = 0``: a
+  reader whose ``since`` is not the ``prev`` of the next frame knows frames were lost.
+
+Bounded: frames older than ``max_age`` are deleted periodically (no TTL index on FerretDB), and
+an agent's chain is cut to its last ``max_frames`` as it grows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+Document = dict[str, Any]
+
+log = structlog.get_logger("switchboard.gateway.journal")
+
+PRUNE_EVERY = 50
+ATTEMPTS = 100
+
+
+@dataclass(frozen=True)
+class Frame:
+    seq: int
+    prev: int
+    event: str
+    data: dict[str, Any]
+
+    def wire(self) -> dict[str, Any]:
+        return {"event": self.event, "seq": self.seq, "data": self.data}
+
+
+def event_id_of(data: dict[str, Any], body: bytes | None = None) -> str:
+    """The event's message id (the envelope's); a digest of the event when it has none."""
+    message_id = data.get("message_id")
+    if isinstance(message_id, str) and message_id:
+        return message_id
+    raw = body if body is not None else json.dumps(data, sort_keys=True, default=str).encode()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+class LiveJournal:
+    def __init__(
+        self, database: AsyncDatabase[Document], *, max_age: timedelta, max_frames: int
+    ) -> None:
+        self.frames = database["live_frames"]
+        self.max_age = max_age
+        self.max_frames = max_frames
+
+    async def ensure_indexes(self) -> None:
+        await self.frames.create_index([("agent_id", ASCENDING), ("seq", ASCENDING)])
+        await self.frames.create_index([("agent_id", ASCENDING), ("event_id", ASCENDING)])
+        await self.frames.create_index("at")
+
+    async def append(self, agent_id: str, event_id: str, event: str, data: dict[str, Any]) -> int:
+        """Journal one event for one agent (once, however many replicas ask); its ``seq``."""
+        body = json.dumps(data, default=str)
+        for _ in range(ATTEMPTS):
+            tail = await self._tail(agent_id)
+            # read after the tail: a copy appended before this tail is found here, and one
+            # appended after it collides with our insert below
+            existing = await self.frames.find_one(
+                {"agent_id": agent_id, "event_id": event_id}, {"seq": 1}
+            )
+            if existing is not None:
+                return int(existing["seq"])
+            now = datetime.now(UTC)
+            if tail is None:
+                prev, seq, n = 0, int(now.timestamp() * 1000), 1
+            else:
+                prev, seq, n = int(tail["seq"]), int(tail["seq"]) + 1, int(tail["n"]) + 1
+            try:
+                await self.frames.insert_one(
+                    {
+                        "_id": f"{agent_id}/{prev}",
+                        "agent_id": agent_id,
+                        "seq": seq,
+                        "prev": prev,
+                        "n": n,
+                        "event_id": event_id,
+                        "event": event,
+                        "body": body,
+                        "at": now,
+                    }
+                )
+            except DuplicateKeyError:
+                continue  # another writer appended after this tail first: read again
+            if n % PRUNE_EVERY == 0:
+                await self.frames.delete_many(
+                    {"agent_id": agent_id, "n": {"$lte": n - self.max_frames}}
+                )
+            return seq
+        raise RuntimeError(f"could not journal {event} for {agent_id}: too much contention")
+
+    async def _tail(self, agent_id: str) -> Document | None:
+        return await self.frames.find_one(
+            {"agent_id": agent_id}, {"seq": 1, "n": 1}, sort=[("seq", DESCENDING)]
+        )
+
+    async def last_seq(self, agent_id: str) -> int:
+        """The newest frame's number (0: none)."""
+        tail = await self._tail(agent_id)
+        return int(tail["seq"]) if tail else 0
+
+    async def after(self, agent_id: str, seq: int, limit: int = 1000) -> list[Frame]:
+        """The agent's frames numbered above ``seq``, oldest first."""
+        cursor = self.frames.find(
+            {"agent_id": agent_id, "seq": {"$gt": seq}},
+            {"seq": 1, "prev": 1, "event": 1, "body": 1},
+            sort=[("seq", ASCENDING)],
+            limit=limit,
+        )
+        return [
+            Frame(int(d["seq"]), int(d["prev"]), str(d["event"]), json.loads(d["body"]))
+            async for d in cursor
+        ]
+
+    async def recent(self, agent_id: str, events: tuple[str, ...]) -> list[Frame]:
+        """The agent's kept frames of these events, oldest first."""
+        cursor = self.frames.find(
+            {"agent_id": agent_id, "event": {"$in": list(events)}},
+            {"seq": 1, "prev": 1, "event": 1, "body": 1},
+            sort=[("seq", ASCENDING)],
+        )
+        return [
+            Frame(int(d["seq"]), int(d["prev"]), str(d["event"]), json.loads(d["body"]))
+            async for d in cursor
+        ]
+
+    async def purge(self) -> None:
+        """Delete frames older than ``max_age`` (a periodic hook; shielded like the sessions'
+        purge, so a stop that cancels the hook does not cancel it inside a PyMongo call)."""
+        cutoff = datetime.now(UTC) - self.max_age
+        work = asyncio.ensure_future(self.frames.delete_many({"at": {"$lt": cutoff}}))
+        work.add_done_callback(_consume_outcome)
+        await asyncio.shield(work)
+
+
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("live frames purge failed", error=repr(task.exception()))
