@@ -188,10 +188,15 @@ async def _email_conversation(
     await alice.call(
         "POST",
         f"/cases/{case_number}/reply",
-        {"text": "Dear Grace, we refunded the double charge. Alice", "finish": True},
+        {
+            "text": "Dear Grace, we refunded the double charge.",
+            "template_id": "signature",
+            "finish": True,
+        },
     )
     reply = (await _mail_to(sink, CUSTOMER, lambda m: "refunded" in _text(m)))[0]
     seen["reply_subject"] = str(reply["Subject"])
+    seen["reply_text"] = _text(reply)
     say(f"the reply reaches the customer's mail server: Subject {reply['Subject']!r}")
     await alice.work_ended()
 

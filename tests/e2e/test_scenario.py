@@ -54,6 +54,9 @@ async def test_the_demo_scenario_through_every_service(
         await client.close()
     assert seen["state_after_accept"] == "busy"
     assert re.search(r"[A-Z0-9]{12}", seen["reply_subject"]), seen["reply_subject"]
+    assert (
+        "Alice Martin" in seen["reply_text"] and f"case {seen['case_number']}" in seen["reply_text"]
+    )
     assert seen["answer_case_number"] == seen["case_number"]
     assert seen["answer_agent"] == "alice"
     assert seen["case_status"] == "closed"

@@ -6,6 +6,9 @@ from typing import Any
 
 from switchboard.contracts import cases as c
 from switchboard.contracts.mail import OutboundAddress
+from switchboard.contracts.queues import routing as routing_queues
+from switchboard.contracts.routing import LiveAssignmentsRequested
+from switchboard.runtime.service import Runtime
 
 from .conftest import Threading
 
@@ -333,3 +336,27 @@ async def test_only_agents_who_worked_a_case_may_read_its_thread(threading: Thre
     _refused(stranger, "agent_id", "not_assigned")
     assert "emails" not in stranger.result
     assert supervisor.ok
+
+
+async def test_an_agent_ahead_of_interaction_assigned_is_let_in_once_routing_confirms(
+    threading: Threading, make_settings: Any
+) -> None:
+    """The desktop opens the case the moment the offer is accepted; ``interaction.assigned``
+    may still be on its way to threading. Routing, which owns assignments, settles it."""
+    t = threading
+    first = await t.file(t.mail())
+    number = first["case_number"]
+    interaction = (await t.case(number))["interaction"]["id"]
+    routing = Runtime("standin", make_settings())
+
+    async def holds(query: LiveAssignmentsRequested) -> dict[str, Any]:
+        return {"assignments": {"a1": [interaction]}}
+
+    routing.bus.consume(routing_queues.LIVE_ASSIGNMENTS, LiveAssignmentsRequested, holds)
+    async with routing.app:
+        view = await t.request(c.GetCaseThread(case_number=number, agent_id="a1"))
+        assert view.ok, view.error
+        assert view.result["emails"][0]["subject"] == "Printer broken"
+        stranger = await t.request(c.GetCaseThread(case_number=number, agent_id="a2"))
+        _refused(stranger, "agent_id", "not_assigned")
+    assert (await t.case(number))["interaction"]["agent_id"] == "a1"

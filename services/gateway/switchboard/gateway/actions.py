@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from switchboard.contracts import agents, campaigns, cases, routing
-from switchboard.gateway.routes import ME, ROLE, Action, Const, PathParam, Source
+from switchboard.gateway.routes import ME, MY_NAME, ROLE, Action, Const, PathParam, Source
 
 AGENT_STATE = "agent-state"
 ROUTING = "routing"
@@ -16,11 +16,13 @@ OFFER = PathParam("offer_id")
 AGENT = PathParam("agent_id")
 CAMPAIGN = PathParam("campaign_id")
 DRAFT = PathParam("draft_id")
+TEMPLATE = PathParam("template_id")
 SERVICE = PathParam("name")
 IMPORT = PathParam("import_id")
 
 _me_agent: dict[str, Source] = {"agent_id": ME, "actor_id": ME, "actor_role": ROLE}
 _case: dict[str, Source] = {"case_number": CASE, "agent_id": ME, "acting_role": ROLE}
+_signed_case: dict[str, Source] = {**_case, "agent_name": MY_NAME}
 _record: dict[str, Source] = {"record_id": RECORD, "agent_id": ME}
 
 # fmt: off
@@ -61,14 +63,17 @@ ACTIONS: tuple[Action, ...] = (
            "Find a case by number or thread identifier",
            {"agent_id": ME, "acting_role": ROLE}, tag="cases"),
     Action("POST", "/cases/{case_number}/reply", cases.ReplyToCase, THREADING, "Reply",
-           _case, tag="cases"),
+           _signed_case, tag="cases"),
     Action("POST", "/cases/{case_number}/forward", cases.ForwardEmail, THREADING,
            "Forward an email", _case, tag="cases"),
     Action("POST", "/cases/{case_number}/follow-up", cases.SendFollowUp, THREADING,
-           "Send a follow-up outbound email", _case, tag="cases"),
+           "Send a follow-up outbound email", _signed_case, tag="cases"),
     Action("POST", "/cases", cases.SendNewOutbound, THREADING,
            "Send a new outbound email (opens a case)",
-           {"agent_id": ME, "acting_role": ROLE}, tag="cases"),
+           {"agent_id": ME, "acting_role": ROLE, "agent_name": MY_NAME}, tag="cases"),
+    Action("GET", "/templates", cases.ListReplyTemplates, THREADING,
+           "The reply templates I may use (optionally of one service)",
+           {"agent_id": ME}, tag="cases"),
     Action("POST", "/cases/{case_number}/drafts", cases.SaveDraft, THREADING, "Save a draft",
            _case, tag="cases"),
     Action("PUT", "/cases/{case_number}/drafts/{draft_id}", cases.UpdateDraft, THREADING,
@@ -132,6 +137,14 @@ ACTIONS: tuple[Action, ...] = (
            supervisor_only=True),
     Action("DELETE", "/supervisor/services/{name}", routing.ServiceRemoved, ROUTING,
            "Remove a routing service", {"name": SERVICE, "actor": ME}, tag="admin",
+           supervisor_only=True),
+    Action("PUT", "/supervisor/templates/{template_id}", cases.SaveReplyTemplate, THREADING,
+           "Create or replace a reply template", {"template_id": TEMPLATE, "agent_id": ME,
+                                                 "acting_role": ROLE}, tag="admin",
+           supervisor_only=True),
+    Action("DELETE", "/supervisor/templates/{template_id}", cases.DeleteReplyTemplate,
+           THREADING, "Remove a reply template", {"template_id": TEMPLATE, "agent_id": ME,
+                                                  "acting_role": ROLE}, tag="admin",
            supervisor_only=True),
     Action("POST", "/supervisor/campaigns/{campaign_id}", campaigns.CreateCampaign, DIALER,
            "Create a campaign", {"campaign_id": CAMPAIGN}, tag="admin", supervisor_only=True),

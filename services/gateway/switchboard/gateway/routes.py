@@ -29,6 +29,7 @@ ENVELOPE = frozenset(Message.model_fields)
 # Where an identity field's value comes from.
 ME = "me"  # the authenticated person's id
 ROLE = "role"  # "agent" or "supervisor", from the token
+MY_NAME = "my_name"  # the authenticated person's display name (signs reply templates)
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def register(
             inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
         )
     path_names = {p.name for p in path_params}
-    identity = {name for name, source in fills.items() if source in (ME, ROLE)}
+    identity = {name for name, source in fills.items() if source in (ME, ROLE, MY_NAME)}
 
     async def endpoint(**kwargs: Any) -> dict[str, Any]:
         principal: Principal = kwargs["principal"]
@@ -150,6 +151,8 @@ def register(
                 values[name] = principal.person_id
             elif source == ROLE:
                 values[name] = principal.role
+            elif source == MY_NAME:
+                values[name] = principal.name
             elif isinstance(source, Const):
                 values[name] = source.value
             elif isinstance(source, PathParam):

@@ -897,11 +897,15 @@ class ThreadingHandlers:
         self._authorise(case, command.agent_id, command.acting_role)
         return case, False
 
-    async def _catch_up_assignment(self, case: Document, command: c.CaseCommand) -> Document:
+    async def _catch_up_assignment(
+        self, case: Document, command: c.CaseCommand | c.GetCaseThread
+    ) -> Document:
         """The agent may act before ``interaction.assigned`` reached us (it travels on another
         queue than their command). Routing owns assignments: ask it before refusing."""
         interaction = case.get("interaction") or {}
         if interaction.get("state") != "routing" or not interaction.get("id"):
+            return case
+        if not command.agent_id:
             return case
         if not await routing_holds(self.bus, command.agent_id, interaction["id"]):
             return case
@@ -1950,11 +1954,17 @@ class ThreadingHandlers:
         """The case and its thread view (every email, oldest first): for supervisors, and for
         agents who hold or have worked the case (customer mail is not for everyone's eyes)."""
         case = await self._case(query.case_number)
-        if (
-            query.acting_role != "supervisor"
-            and query.agent_id not in case.get("agents", [])
-            and rules.holder_problem(case, query.agent_id or "", query.acting_role)
-        ):
+
+        def refused(case: Document) -> bool:
+            return (
+                query.acting_role != "supervisor"
+                and query.agent_id not in case.get("agents", [])
+                and rules.holder_problem(case, query.agent_id or "", query.acting_role) is not None
+            )
+
+        if refused(case):
+            case = await self._catch_up_assignment(case, query)  # opened before the event came
+        if refused(case):
             raise Refused(
                 "not_assigned",
                 f"case {case['_id']} was never assigned to agent {query.agent_id}",
