@@ -137,6 +137,7 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
         for start in range(0, len(backlog), 1000):
             await store.work.insert_many(backlog[start : start + 1000])
         setup_seconds = time.perf_counter() - t0
+        progress(f"setup: {agents} agents, {waiting} waiting, {setup_seconds:.1f} s")
 
         # --- request -> offer, paced ------------------------------------------------------------
         sent: dict[str, float] = {}
@@ -150,6 +151,7 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
             await asyncio.sleep(interval)
         await wait_until(lambda: all(i in offers for i in sent), args.phase_timeout)
         request_latency = [offers[i] - t for i, t in sent.items() if i in offers]
+        progress(describe("request -> offer", request_latency))
 
         # --- ready -> offer, paced (10,000 waiting) --------------------------------------------
         ready_sent: dict[str, float] = {}
@@ -162,6 +164,7 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
         ready_latency = [
             offer_by_agent[a] - t for a, t in ready_sent.items() if a in offer_by_agent
         ]
+        progress(describe("ready -> offer", ready_latency))
 
         # --- burst: every other backlog agent Ready at once -> offers per second ---------------
         burst = backlog_ids[paced_ready:]
@@ -189,6 +192,11 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
         "burst_offers": burst_offers,
         "still_waiting": view["backlog"]["depth"],
     }
+
+
+def progress(line: str) -> None:
+    """A phase done (a full-scale run on FerretDB takes many minutes)."""
+    print(f"  .. {line}", file=sys.stderr, flush=True)
 
 
 def ready(agent_id: str, sequence: int) -> AgentStateChanged:

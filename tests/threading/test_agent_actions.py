@@ -360,3 +360,39 @@ async def test_an_agent_ahead_of_interaction_assigned_is_let_in_once_routing_con
         stranger = await t.request(c.GetCaseThread(case_number=number, agent_id="a2"))
         _refused(stranger, "agent_id", "not_assigned")
     assert (await t.case(number))["interaction"]["agent_id"] == "a1"
+
+
+async def test_a_new_outbound_retried_after_a_crash_opens_one_case(
+    threading: Threading, monkeypatch: Any
+) -> None:
+    t = threading
+    command = c.SendNewOutbound(
+        agent_id="a1",
+        service="sales",
+        subject="Your quote",
+        to=[OutboundAddress(name="Carl", address="carl@customer.example")],
+        text="Here it is",
+    )
+    real = t.store.insert_email
+    calls = 0
+
+    async def crash_once(doc: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("the service died after claiming a number")
+        return await real(doc)
+
+    monkeypatch.setattr(t.store, "insert_email", crash_once)
+    crashed = False
+    try:
+        await t.handlers.on_new_outbound(command)
+    except ConnectionError:
+        crashed = True
+    assert crashed
+    retried = await t.command(command)  # the broker redelivers it
+    assert retried.ok, retried.error
+    number = retried.result["case_number"]
+    cases = [d async for d in t.store.cases.find({"origin": "outbound"})]
+    assert [d["_id"] for d in cases] == [number]
+    assert (await t.case(number))["first_email"]

@@ -336,7 +336,7 @@ class ThreadingHandlers:
         intake = await self._decide(event, cfg, subject)
         number = intake.case_number
         if number is None:
-            number = await self.store.next_case_number(claimed_by=key)
+            number = await self.store.case_number_for(key)
         answer = await self._auto_answer_kind(event, intake, cfg)
         doc = {
             "_id": key,
@@ -1200,10 +1200,7 @@ class ThreadingHandlers:
                 "contact": _addr(command.to[0]),
             }
             self._render(template, trial, command.agent_name, _SAMPLE_THREAD)
-        existing = None
-        async for doc in self.store.emails.find({"source": str(command.message_id)}).limit(1):
-            existing = doc
-        number = int(existing["case_number"]) if existing else await self.store.next_case_number()
+        number = await self.store.case_number_for(f"outbound/{command.message_id}")
         contact = command.to[0]
         await self.store.insert_case(
             self._new_case(
@@ -1249,8 +1246,7 @@ class ThreadingHandlers:
             template_id=command.template_id,
             is_reply=False,
         )
-        if existing is None:
-            await self.store.insert_email(doc)
+        await self.store.insert_email(doc)  # a retry finds it stored: nothing new
 
         def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
             self._add_email_to_case(current, doc)

@@ -61,6 +61,7 @@ class ThreadingStore:
         self.config = db["service_config"]
         self.ack_log = db["ack_log"]
         self.case_numbers = db["case_numbers"]
+        self.number_claims = db["case_number_claims"]
         self.locks = db["case_locks"]
         self.published = db["outbox_published"]
         self.ledger = db["processed_messages"]
@@ -116,6 +117,18 @@ class ThreadingStore:
                 continue
             return candidate
         raise Contention("no free case number after 1000 proposals")
+
+    async def case_number_for(self, key: str) -> int:
+        """The case number claimed for one message: a retry after a crash gets the same number
+        back, so it never opens a second case (an empty one) beside the first."""
+        found = await self.number_claims.find_one({"_id": key})
+        if found is None:
+            number = await self.next_case_number(claimed_by=key)
+            if await _insert_new(self.number_claims, {"_id": key, "number": number, "at": _now()}):
+                return number
+            found = await self.number_claims.find_one({"_id": key})
+            assert found is not None
+        return int(found["number"])
 
     # -- case locks ------------------------------------------------------------------------
 
