@@ -205,9 +205,19 @@ async def test_a_repeated_request_is_a_no_op_and_after_the_end_starts_a_new_roun
         return live is None and bool(archived and archived["status"] == "ended")
 
     await harness.eventually(ended)
-    follow_up = await harness.request(route("case-9", reason="follow_up"))
-    assert follow_up.ok and follow_up.result["round"] == 2
+    # The same request handled again (a redelivery after its first handling failed late): the
+    # round it opened is over, and it must not open another.
+    request = route("case-9")
+    await router.request(request)
     await harness.observer.wait_for("interaction.assigned", interaction_id="case-9", count=2)
+    await harness.publish(InteractionEnded(interaction_id="case-9", agent_id="a1", channel="email"))
+    await harness.eventually(ended)
+    redelivered = await router.request(request)
+    assert redelivered == {"status": "ended", "already": True}
+    follow_up = await harness.request(route("case-9", reason="follow_up"))
+    assert follow_up.ok and follow_up.result["round"] == 3
+    await harness.observer.wait_for("interaction.assigned", interaction_id="case-9", count=3)
+    assert len(harness.observer.named("interaction.assigned", interaction_id="case-9")) == 3
 
 
 async def test_withdrawing_a_live_offer_cancels_it_and_frees_the_agent(harness: Any) -> None:

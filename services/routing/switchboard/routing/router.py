@@ -177,6 +177,11 @@ class Router:
                 return {"status": current["status"], "already": True}
             doc = current  # our own earlier attempt wrote it: finish the job
         else:
+            previous = current or archived
+            if previous is not None and previous.get("request_id") == request_id:
+                # This very request was handled and its round is over: a redelivery (its first
+                # handling failed after the work was written) must not open another round.
+                return {"status": previous["status"], "already": True}
             if (
                 current is not None
                 and current.get("withdrawn_at") is not None
