@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,6 +102,31 @@ def _state_change(
     return change
 
 
+class Backstop:
+    """A periodic full scan that keeps to a share of the database's time.
+
+    The sweep and the queue gauges read the whole backlog. On a database that scans for such
+    queries (FerretDB) a 10,000-deep queue makes one run take seconds; run every second, they
+    would crowd out the work the events do. After a run that took ``t`` seconds the next one
+    waits at least ``t * (1 / share - 1)``.
+    """
+
+    def __init__(self, share: float = 0.2) -> None:
+        self._rest = 1 / share - 1
+        self._next = 0.0
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self._next = time.monotonic() + (time.monotonic() - started) * self._rest
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next
+
+
 class Catalog:
     """The configured services, cached for a moment (every replica reloads them often)."""
 
@@ -146,6 +172,8 @@ class Router:
         self.store = store
         self.reconcile_timeout = reconcile_timeout_seconds
         self._profile_lookups: dict[str, asyncio.Task[int]] = {}
+        self._sweeps = Backstop()
+        self._gauges = Backstop()
         self.bus = bus
         self.catalog = Catalog(store)
         self.decline_cooldown = timedelta(seconds=decline_cooldown_seconds)
@@ -426,6 +454,12 @@ class Router:
 
     async def sweep(self) -> int:
         """Match everything waiting with every free agent (the backstop behind the events)."""
+        if not self._sweeps.due():
+            return 0
+        async with self._sweeps.run():
+            return await self._sweep()
+
+    async def _sweep(self) -> int:
         free = await self.store.free_agents()
         if not free:
             return 0
@@ -1204,7 +1238,11 @@ class Router:
         return view
 
     async def update_gauges(self) -> None:
-        for name, row in (await self.queue_view()).items():
+        if not self._gauges.due():
+            return
+        async with self._gauges.run():
+            view = await self.queue_view()
+        for name, row in view.items():
             metrics.QUEUE_DEPTH.labels(name).set(row["depth"] + row["personal"])
             metrics.OLDEST_WAIT.labels(name).set(row["oldest_wait_seconds"])
 
