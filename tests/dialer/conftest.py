@@ -233,3 +233,30 @@ async def make_campaign(
     return await ok(
         runtime, ImportRecords(campaign_id=campaign_id, format="jsonl", content=content)
     )
+
+
+async def record_doc(db: Any, record_id: str) -> dict[str, Any] | None:
+    """A record as the dialer sees it: its live copy (in routing or held) unless the stored
+    one is newer."""
+    live = await db["live"].find_one({"_id": record_id})
+    stored = await db["records"].find_one({"_id": record_id})
+    if live is not None and (stored is None or live["version"] >= stored["version"]):
+        return dict(live)
+    return None if stored is None else dict(stored)
+
+
+async def records_now(db: Any) -> list[dict[str, Any]]:
+    """Every record, each in its current copy."""
+    out: dict[str, dict[str, Any]] = {d["_id"]: d async for d in db["records"].find({})}
+    async for doc in db["live"].find({}):
+        if doc["_id"] not in out or doc["version"] >= out[doc["_id"]]["version"]:
+            out[doc["_id"]] = doc
+    return list(out.values())
+
+
+async def find_record(db: Any, **fields: Any) -> dict[str, Any] | None:
+    """The first record (current copy) whose fields equal ``fields``."""
+    for doc in await records_now(db):
+        if all(doc.get(k) == v for k, v in fields.items()):
+            return doc
+    return None

@@ -37,6 +37,11 @@ eventually, ok, ask, make_campaign = (
     helpers.ask,
     helpers.make_campaign,
 )
+record_doc, find_record, records_now = (
+    helpers.record_doc,
+    helpers.find_record,
+    helpers.records_now,
+)
 
 ADA = {
     "external_id": "c-1",
@@ -57,15 +62,15 @@ async def held_record(dialer: Runtime, routing: Any, count: int = 1) -> str:
     """Wait until agent-1 holds a record of the campaign; its id."""
 
     async def holding() -> str | None:
-        doc = await dialer.db["records"].find_one({"state": "held", "agent_id": "agent-1"})
+        doc = await find_record(dialer.db, state="held", agent_id="agent-1")
         return None if doc is None else str(doc["_id"])
 
     try:
         found: str = await eventually(holding)
     except AssertionError:
         docs = [
-            d
-            async for d in dialer.db["records"].find({}, {"state": 1, "agent_id": 1, "version": 1})
+            {k: d.get(k) for k in ("_id", "state", "agent_id", "version")}
+            for d in await records_now(dialer.db)
         ]
         raise AssertionError(f"nobody holds a record: {docs}") from None
     return found
@@ -106,7 +111,7 @@ async def test_complete_without_a_call_is_a_bad_record_and_frees_the_agent(
     assert ending.agent_id == "agent-1"
 
     async def next_one() -> bool:
-        doc = await dialer.db["records"].find_one({"state": "held", "agent_id": "agent-1"})
+        doc = await find_record(dialer.db, state="held", agent_id="agent-1")
         return doc is not None and doc["_id"] != first
 
     await eventually(next_one)  # the agent is free again and gets the next preview
@@ -139,7 +144,7 @@ async def test_call_disposition_and_complete(dialer: Runtime, routing: Any) -> N
     assert call["number"] == "+12125550123"
 
     async def call_over() -> dict[str, Any] | None:
-        doc = await dialer.db["records"].find_one({"_id": record_id})
+        doc = await record_doc(dialer.db, record_id)
         attempt = doc["attempts"][-1] if doc and doc["attempts"] else None
         done = attempt and attempt["status"] == "ended" and attempt["answered"]
         return attempt if done else None
@@ -164,7 +169,7 @@ async def test_call_disposition_and_complete(dialer: Runtime, routing: Any) -> N
     )
     done = await ok(dialer, CompleteRecord(agent_id="agent-1", record_id=record_id))
     assert done["disposition"] == "Success" and done["result"] == "success"
-    doc = await dialer.db["records"].find_one({"_id": record_id})
+    doc = await record_doc(dialer.db, record_id)
     assert doc["state"] == "closed"
     assert [(a["number"], a["disposition"], a["note"]) for a in doc["attempts"]] == [
         ("+12125550123", "Success", "renewed")
@@ -188,7 +193,7 @@ async def test_a_busy_number_is_retried_later_and_a_wrong_number_never_recommend
         )
 
         async def busy() -> bool:
-            doc = await runtime.db["records"].find_one({"_id": record_id})
+            doc = await record_doc(runtime.db, record_id)
             return bool(doc["attempts"]) and doc["attempts"][-1]["status"] == "busy"
 
         await eventually(busy)
@@ -281,8 +286,8 @@ async def test_do_not_call_refuses_the_call_and_closes_records(
     )
 
     async def closed() -> Any:
-        doc = await dialer.db["records"].find_one({"_id": record_id, "state": "closed"})
-        return doc
+        doc = await record_doc(dialer.db, record_id)
+        return doc if doc and doc["state"] == "closed" else None
 
     doc = await eventually(closed)
     assert doc["result"] == "do_not_call"
@@ -298,7 +303,7 @@ async def test_outside_the_calling_hours_a_call_is_refused_and_nothing_is_routed
     record_id = record_id_for("spring", "c-2")
 
     async def postponed() -> bool:
-        doc = await dialer.db["records"].find_one({"_id": record_id})
+        doc = await record_doc(dialer.db, record_id)
         return doc["next_at"] > now + timedelta(minutes=30)
 
     await eventually(postponed)

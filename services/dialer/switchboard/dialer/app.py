@@ -60,7 +60,12 @@ class DialerSettings(ServiceSettings):
         default=60.0, gt=0, description="re-send a waiting record's route request this often"
     )
     review_lease_seconds: float = Field(default=30.0, gt=0)
-    dispatch_batch: int = Field(default=200, ge=1, description="due records checked per tick")
+    hopper_size: int = Field(
+        default=200, ge=1, description="ready records kept per campaign (refilled below half)"
+    )
+    hopper_interval_seconds: float = Field(
+        default=1.0, gt=0, description="how often the hoppers are topped up"
+    )
     import_batch: int = Field(default=1000, ge=1)
     sorted_picks: bool = Field(
         default=False, description="pick due records oldest first (MongoDB; slow on FerretDB)"
@@ -83,7 +88,7 @@ def build(settings: DialerSettings) -> Runtime:
         store,
         runtime.bus,
         route_refresh_seconds=settings.route_refresh_seconds,
-        dispatch_batch=settings.dispatch_batch,
+        hopper_size=settings.hopper_size,
         import_batch=settings.import_batch,
         review_lease_seconds=settings.review_lease_seconds,
     )
@@ -123,6 +128,7 @@ def build(settings: DialerSettings) -> Runtime:
 
     if settings.telephony == "simulator":
         simulator = SimulatedTelephony(
+            runtime.db["simulated_calls"],
             outcomes=settings.simulator_outcomes,
             default=settings.simulator_default_outcome,
             ring_seconds=settings.simulator_ring_seconds,
@@ -131,6 +137,12 @@ def build(settings: DialerSettings) -> Runtime:
         telephony = TelephonyConsumer(simulator, runtime.bus)
         consume(queues.TELEPHONY, DialRequested, telephony.on_dial_requested)
         runtime.on_stop(simulator.close)
+        step = max(min(settings.simulator_ring_seconds, settings.simulator_talk_seconds) / 2, 0.05)
+
+        async def advance_calls() -> None:
+            await simulator.advance(telephony.reporter)
+
+        runtime.every(min(step, 0.5), "simulated calls")(advance_calls)
 
     runtime.bus.publishes(
         routing.RouteRequested,
@@ -145,11 +157,19 @@ def build(settings: DialerSettings) -> Runtime:
         RecordClosed,
     )
     runtime.every(settings.dispatch_interval_seconds, "dispatch due records")(handlers.dispatch)
+    runtime.every(settings.hopper_interval_seconds, "refill hoppers")(handlers.refill_hoppers)
     runtime.every(settings.timers_interval_seconds, "review timers")(handlers.fire_reviews)
     runtime.every(15.0, "re-send lost dial requests")(handlers.resend_lost_dials)
 
     async def purge_claims() -> None:
         await store.purge_version_claims()
+
+    async def adopt() -> None:  # in the background: on FerretDB the one scan takes minutes
+        adopted = await store.adopt_working_set(datetime.now(UTC))
+        if adopted:
+            log.info("records in routing or held moved to the live set", records=adopted)
+
+    runtime.every(86400.0, "adopt the working set of an earlier version")(adopt)
 
     runtime.every(600.0, "purge old record version claims")(purge_claims)
     runtime.mount("/dialer/imports", upload_app(handlers))

@@ -37,6 +37,8 @@ from switchboard.contracts.campaigns import (
 
 RecordState = Literal["pending", "ready", "offered", "held", "closed"]
 IN_ROUTING: tuple[RecordState, ...] = ("ready", "offered")
+LIVE_STATES: frozenset[str] = frozenset({"ready", "offered", "held"})
+"""States kept in the small ``live`` collection (routing and agents work on these)."""
 TERMINAL_CALL: frozenset[str] = frozenset({"busy", "no_answer", "failed", "ended"})
 CONTACT: frozenset[str] = frozenset({"answered"})
 _RECORD_NS = uuid.UUID("0b7d6a52-1f55-4d0e-9a57-8c4b9a1d2f10")
@@ -338,6 +340,12 @@ class Routing:
     action: Literal["route", "wait", "close"]
     at: datetime | None = None
     reason: str = ""
+
+
+def due_pending(record: Record, now: datetime) -> bool:
+    """Whether a record waits for its turn and its turn has come (a hopper entry is offered
+    only while this holds for the record read at claim time)."""
+    return record.state == "pending" and record.next_at <= now
 
 
 def decide_routing(record: Record, campaign: CampaignSpec, dnc: set[str], now: datetime) -> Routing:

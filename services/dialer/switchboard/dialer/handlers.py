@@ -9,9 +9,10 @@ re-publishes the same messages (same ids: the next consumers drop them) instead 
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,7 +108,7 @@ class DialerHandlers:
         bus: Bus,
         *,
         route_refresh_seconds: float = 60.0,
-        dispatch_batch: int = 200,
+        hopper_size: int = 200,
         import_batch: int = 1000,
         review_lease_seconds: float = 30.0,
         default_region: str = "US",
@@ -116,7 +117,8 @@ class DialerHandlers:
         self.store = store
         self.bus = bus
         self.route_refresh = timedelta(seconds=route_refresh_seconds)
-        self.dispatch_batch = dispatch_batch
+        self.hopper_size = hopper_size
+        self.backlog_grace = timedelta(seconds=30)
         self.import_batch = import_batch
         self.review_lease = timedelta(seconds=review_lease_seconds)
         self.default_region = default_region
@@ -141,11 +143,16 @@ class DialerHandlers:
     async def update_campaign(self, command: UpdateCampaign) -> dict[str, Any]:
         spec = self._valid_spec(command.campaign)
         if not await self.store.update_campaign(command.campaign_id, spec, self.now()):
-            raise Refused(
-                "unknown_campaign", f"no campaign {command.campaign_id!r}", field="campaign_id"
-            )
+            raise _unknown_campaign(command.campaign_id)
         log.info("campaign updated", campaign_id=command.campaign_id, active=spec.active)
         return {"campaign_id": command.campaign_id, "active": spec.active}
+
+    async def _campaign(self, campaign_id: str) -> CampaignSpec:
+        """The preamble of operator commands naming a campaign: it must exist."""
+        spec = await self.store.campaign(campaign_id)
+        if spec is None:
+            raise _unknown_campaign(campaign_id)
+        return spec
 
     def _valid_spec(self, spec: CampaignSpec) -> CampaignSpec:
         try:
@@ -155,10 +162,8 @@ class DialerHandlers:
 
     async def change_dnc(self, command: ChangeDoNotCall) -> dict[str, Any]:
         scope = command.campaign_id or GLOBAL
-        if command.campaign_id and await self.store.campaign(command.campaign_id) is None:
-            raise Refused(
-                "unknown_campaign", f"no campaign {command.campaign_id!r}", field="campaign_id"
-            )
+        if command.campaign_id:
+            await self._campaign(command.campaign_id)
         numbers: dict[str, list[str]] = {"add": [], "remove": []}
         for which in ("add", "remove"):
             for index, raw in enumerate(getattr(command, which)):
@@ -170,11 +175,7 @@ class DialerHandlers:
         return {"scope": scope, "added": numbers["add"], "removed": numbers["remove"]}
 
     async def import_records(self, command: ImportRecords) -> dict[str, Any]:
-        spec = await self.store.campaign(command.campaign_id)
-        if spec is None:
-            raise Refused(
-                "unknown_campaign", f"no campaign {command.campaign_id!r}", field="campaign_id"
-            )
+        spec = await self._campaign(command.campaign_id)
         return await self.run_import(
             command.campaign_id,
             _chunks(command.content),
@@ -248,11 +249,7 @@ class DialerHandlers:
         return _json(found)
 
     async def report(self, command: GetCampaignReport) -> dict[str, Any]:
-        spec = await self.store.campaign(command.campaign_id)
-        if spec is None:
-            raise Refused(
-                "unknown_campaign", f"no campaign {command.campaign_id!r}", field="campaign_id"
-            )
+        spec = await self._campaign(command.campaign_id)
         return {"name": spec.name, **await self.store.report(command.campaign_id)}
 
     async def on_record_event(self, event: RecordEvent) -> None:
@@ -352,6 +349,7 @@ class DialerHandlers:
                 }
             )
         )
+        await self.store.release_backlog_of(record.id)  # held: no longer waiting in routing
         metrics.ACTIONS.labels(event.how).inc()
 
     async def on_agent_state(self, event: AgentStateChanged) -> None:
@@ -473,11 +471,16 @@ class DialerHandlers:
             metrics.CLOSED.labels(record.result).inc()
 
     async def _agent_command(
-        self, command: RecordCommand, run: Callable[[], Any]
+        self,
+        command: RecordCommand,
+        act: Callable[[Record, CampaignSpec], Awaitable[dict[str, Any]]],
     ) -> dict[str, Any]:
+        """What every agent command that changes a record goes through: the record must be
+        held by this agent (else ``not_held``), a command seen before re-publishes its
+        messages and answers as it did, and a rule's :class:`Problem` is the refusal."""
         try:
-            result: dict[str, Any] = await run()
-            return result
+            record, spec = await self._held(command)
+            return await act(record, spec)
         except _Replay as replay:
             log.info("command seen before: publishing its messages again")
             await self._after_commit(replay.record, command.agent_id)
@@ -567,8 +570,7 @@ class DialerHandlers:
         )
 
     async def complete(self, command: CompleteRecord) -> dict[str, Any]:
-        async def run() -> dict[str, Any]:
-            record, spec = await self._held(command)
+        async def run(record: Record, spec: CampaignSpec) -> dict[str, Any]:
             now = self.now()
             current = record.current_attempts()
             if record.needs_disposition and command.disposition is None:
@@ -590,29 +592,16 @@ class DialerHandlers:
                 disposition=disposition.name,
                 detail=command.note,
             )
-            record = _released(record).model_copy(
-                update={
-                    "state": following.state,
-                    "next_at": following.at or now,
-                    "result": following.result,
-                    "disposition": disposition.name,
-                    "history": [*record.history, entry],
-                }
+            record, result = _handed_back(
+                record, following, entry, now, disposition=disposition.name
             )
-            result = {
-                "state": record.state,
-                "disposition": disposition.name,
-                "kind": disposition.kind,
-                "result": following.result,
-                "next_at": following.at.isoformat() if following.at else None,
-            }
+            result.update(disposition=disposition.name, kind=disposition.kind)
             messages: list[Message] = [
                 self._ended(command, "completed"),
-                RecordCompleted.caused_by(
+                _record_event(
+                    RecordCompleted,
                     command,
-                    record_id=record.id,
-                    campaign_id=record.campaign_id,
-                    agent_id=command.agent_id,
+                    record,
                     disposition=disposition.name,
                     state=record.state,
                 ),
@@ -622,8 +611,7 @@ class DialerHandlers:
         return await self._agent_command(command, run)
 
     async def skip(self, command: SkipRecord) -> dict[str, Any]:
-        async def run() -> dict[str, Any]:
-            record, spec = await self._held(command)
+        async def run(record: Record, spec: CampaignSpec) -> dict[str, Any]:
             if record.needs_disposition:
                 raise Problem(
                     "disposition_required",
@@ -636,38 +624,18 @@ class DialerHandlers:
             entry = HistoryEntry(
                 at=now, kind="skip", agent_id=command.agent_id, detail=command.reason
             )
-            record = _released(record).model_copy(
-                update={
-                    "state": following.state,
-                    "next_at": following.at or now,
-                    "result": following.result,
-                    "history": [*record.history, entry],
-                }
-            )
-            result = {
-                "state": record.state,
-                "skips": record.skips,
-                "skipped": True,
-                "result": following.result,
-                "next_at": following.at.isoformat() if following.at else None,
-            }
+            record, result = _handed_back(record, following, entry, now)
+            result.update(skips=record.skips, skipped=True)
             messages: list[Message] = [
                 self._ended(command, "skipped"),
-                RecordSkipped.caused_by(
-                    command,
-                    record_id=record.id,
-                    campaign_id=record.campaign_id,
-                    agent_id=command.agent_id,
-                    state=record.state,
-                ),
+                _record_event(RecordSkipped, command, record, state=record.state),
             ]
             return await self._commit(command, record, messages, result, "skip")
 
         return await self._agent_command(command, run)
 
     async def call(self, command: CallNumber) -> dict[str, Any]:
-        async def run() -> dict[str, Any]:
-            record, spec = await self._held(command)
+        async def run(record: Record, spec: CampaignSpec) -> dict[str, Any]:
             call_id = uuid.uuid5(command.message_id, "call").hex
             return await self._dial(record, spec, command.number, call_id, command)
 
@@ -752,8 +720,7 @@ class DialerHandlers:
         return result
 
     async def set_disposition(self, command: SetCallDisposition) -> dict[str, Any]:
-        async def run() -> dict[str, Any]:
-            record, spec = await self._held(command)
+        async def run(record: Record, spec: CampaignSpec) -> dict[str, Any]:
             if not record.current_attempts():
                 raise Problem(
                     "no_call",
@@ -785,8 +752,7 @@ class DialerHandlers:
         return await self._agent_command(command, run)
 
     async def reschedule(self, command: RescheduleRecord) -> dict[str, Any]:
-        async def run() -> dict[str, Any]:
-            record, spec = await self._held(command)
+        async def run(record: Record, spec: CampaignSpec) -> dict[str, Any]:
             now = self.now()
             if command.at <= now:
                 raise Problem("in_the_past", "the new time must be in the future", "at")
@@ -826,11 +792,10 @@ class DialerHandlers:
             }
             messages: list[Message] = [
                 self._ended(command, "rescheduled"),
-                RecordRescheduled.caused_by(
+                _record_event(
+                    RecordRescheduled,
                     command,
-                    record_id=record.id,
-                    campaign_id=record.campaign_id,
-                    agent_id=command.agent_id,
+                    record,
                     disposition=name,
                     state="pending",
                     at=command.at,
@@ -913,48 +878,86 @@ class DialerHandlers:
                 await self.pick(campaign_id, spec, spec.preview_backlog - in_routing, now)
 
     async def pick(self, campaign_id: str, spec: CampaignSpec, room: int, now: datetime) -> int:
-        """Route up to ``room`` due records; returns how many were routed."""
-        routed = checked = 0
-        while routed < room and checked < self.dispatch_batch:
+        """Route up to ``room`` records taken from the campaign's hopper; how many were routed.
+
+        Each record first takes a backlog slot (a unique insert: ``preview_backlog`` holds
+        across replicas). Nothing here scans ``records``: the hopper is small, the record is
+        read by ``_id`` and re-checked (DNC, window, attempts, still pending and due: the
+        hopper entry may be stale), and the claim is the version ticket of
+        :meth:`DialerStore.save` (a unique insert), so of two replicas on one entry exactly one
+        routes it. A record that may not be routed any more is only dropped from the hopper;
+        the refill deals with it."""
+        if room <= 0:
+            return 0
+        entries = await self.store.hopper_entries(campaign_id, room + 20)
+        random.shuffle(entries)  # replicas start on different entries
+        routed = 0
+        for record_id in entries:
             started = time.perf_counter()
-            due = await self.store.due(campaign_id, now, limit=min(room - routed + 10, 100))
-            if not due:
-                break
-            moved = False
-            for record in due:
-                checked += 1
-                outcome = await self._advance(record, spec, now)
-                metrics.PICK_SECONDS.observe(time.perf_counter() - started)
-                started = time.perf_counter()
-                if outcome is None:
-                    continue
-                moved = True
-                if outcome:
-                    routed += 1
-                    if routed >= room:
-                        break
-            if not moved:
+            slot = await self.store.take_backlog_slot(
+                campaign_id, spec.preview_backlog, record_id, now
+            )
+            if slot is None:
+                break  # the campaign's backlog is full (counting every replica's records)
+            saved = await self._claim(record_id, spec, now)
+            metrics.PICK_SECONDS.observe(time.perf_counter() - started)
+            if saved is None:
+                await self.store.release_backlog_slot(slot)
+                continue
+            routed += 1
+            if routed >= room:
                 break
         return routed
 
-    async def _advance(self, record: Record, spec: CampaignSpec, now: datetime) -> bool | None:
-        """Route, postpone or close one due record; ``None`` when another replica won it."""
-        dnc = await self._dnc(record, spec)
-        decision = domain.decide_routing(record, spec, dnc, now)
-        if decision.action == "wait":
-            saved = await self.store.try_save(record.model_copy(update={"next_at": decision.at}))
-            return None if saved is None else False
-        if decision.action == "close":
-            return None if await self._close(record, decision.reason, now) is None else False
-        saved = await self.store.try_save(
-            record.model_copy(
-                update={"state": "ready", "routed_at": now, "agent_id": None, "offer_id": None}
+    async def _claim(self, record_id: str, spec: CampaignSpec, now: datetime) -> Record | None:
+        try:
+            record = await self.store.record(record_id)
+            if record is None or not domain.due_pending(record, now):
+                return None
+            dnc = await self._dnc(record, spec)
+            if domain.decide_routing(record, spec, dnc, now).action != "route":
+                return None
+            saved = await self.store.try_save(
+                record.model_copy(
+                    update={"state": "ready", "routed_at": now, "agent_id": None, "offer_id": None}
+                )
             )
-        )
-        if saved is None:
-            return None
-        await self._route(saved, spec)
-        return True
+        finally:
+            await self.store.drop_from_hopper(record_id)
+        if saved is not None:
+            await self._route(saved, spec)
+        return saved
+
+    async def refill_hoppers(self) -> None:
+        """Top up the hopper of every active campaign (a background task: the scan of
+        ``records`` it needs never delays a pick)."""
+        now = self.now()
+        for campaign_id, spec in await self.store.all_campaigns():
+            if spec.active:
+                await self.refill(campaign_id, spec, now)
+
+    async def refill(self, campaign_id: str, spec: CampaignSpec, now: datetime) -> int:
+        """Below half full, add up to ``hopper_size`` records that are ready now; due records
+        that are not (outside their window, every number DNC, attempts used up) are postponed
+        or closed here. Returns how many entries were added."""
+        if await self.store.hopper_count(campaign_id) >= max(self.hopper_size // 2, 1):
+            return 0
+        started = time.perf_counter()
+        candidates = await self.store.hopper_candidates(campaign_id, now, self.hopper_size)
+        numbers = {p.number for r in candidates for p in r.phones}
+        dnc = await self.store.dnc_hits(campaign_id, spec, numbers) if numbers else set()
+        ready = []
+        for record in candidates:
+            decision = domain.decide_routing(record, spec, dnc, now)
+            if decision.action == "route":
+                ready.append(record)
+            elif decision.action == "wait":
+                await self.store.try_save(record.model_copy(update={"next_at": decision.at}))
+            else:
+                await self._close(record, decision.reason, now)
+        added = await self.store.add_to_hopper(campaign_id, ready, now)
+        metrics.REFILL_SECONDS.observe(time.perf_counter() - started)
+        return added
 
     async def _route(self, record: Record, spec: CampaignSpec) -> None:
         request = RouteRequested(
@@ -1006,7 +1009,11 @@ class DialerHandlers:
 
     async def _refresh(self, campaign_id: str, spec: CampaignSpec, now: datetime) -> int:
         kept = 0
-        for record in await self.store.in_routing(campaign_id):
+        records = await self.store.in_routing(campaign_id)
+        await self.store.reap_backlog(
+            campaign_id, {r.id for r in records}, now - self.backlog_grace
+        )
+        for record in records:
             dnc = await self._dnc(record, spec)
             decision = domain.decide_routing(record, spec, dnc, now)
             if not spec.active or decision.action != "route":
@@ -1040,6 +1047,7 @@ class DialerHandlers:
             )
         if saved is None:
             return
+        await self.store.release_backlog_of(record.id)
         metrics.WITHDRAWN.labels(reason).inc()
         await self.bus.publish(
             RouteWithdrawn(
@@ -1085,6 +1093,23 @@ class DialerHandlers:
                     await self.bus.publish(DialRequested.model_validate_json(item["json"]))
 
 
+def _record_event(
+    cls: type[RecordEvent], command: RecordCommand, record: Record, **fields: Any
+) -> RecordEvent:
+    """The event an agent command publishes about its record."""
+    return cls.caused_by(
+        command,
+        record_id=record.id,
+        campaign_id=record.campaign_id,
+        agent_id=command.agent_id,
+        **fields,
+    )
+
+
+def _unknown_campaign(campaign_id: str) -> Refused:
+    return Refused("unknown_campaign", f"no campaign {campaign_id!r}", field="campaign_id")
+
+
 def _disposed(record: Record, disposition: Disposition, note: str) -> Record:
     """The last call of the current holding gets its disposition."""
     attempts = list(record.attempts)
@@ -1101,6 +1126,28 @@ def _disposed(record: Record, disposition: Disposition, note: str) -> Record:
     return record.model_copy(
         update={"attempts": attempts, "needs_disposition": False, "bad_numbers": bad}
     )
+
+
+def _handed_back(
+    record: Record, following: domain.Next, entry: HistoryEntry, now: datetime, **update: Any
+) -> tuple[Record, dict[str, Any]]:
+    """The record leaves its agent for ``following`` (Complete, Skip): the record and the
+    core of the answer."""
+    record = _released(record).model_copy(
+        update={
+            "state": following.state,
+            "next_at": following.at or now,
+            "result": following.result,
+            "history": [*record.history, entry],
+            **update,
+        }
+    )
+    answer = {
+        "state": record.state,
+        "result": following.result,
+        "next_at": following.at.isoformat() if following.at else None,
+    }
+    return record, answer
 
 
 def _released(record: Record) -> Record:

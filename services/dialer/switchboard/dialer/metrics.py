@@ -21,6 +21,11 @@ IMPORTED = Counter(
 )
 PICK_SECONDS = Histogram(
     "dialer_pick_seconds",
-    "Time to find and claim the next due record",
+    "Time to claim one hopper entry: read, re-check, claim and route the record",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+REFILL_SECONDS = Histogram(
+    "dialer_hopper_refill_seconds",
+    "Time to top up a campaign's hopper (scan of due records, checks, inserts)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )

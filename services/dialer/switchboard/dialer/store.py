@@ -2,8 +2,20 @@
 whole-document writes guarded by a version field, ``$group`` with ``$sum`` only).
 
 * ``campaigns``: one document per campaign, its spec.
-* ``records``: calling records with their attempts and history; timers are fields on them
-  (``next_at`` of a pending record, ``review_due`` of a held one).
+* ``records``: every calling record with its attempts and history (``next_at`` of a pending
+  record is its timer). On FerretDB (SQLite) a write to this collection scans it, even by
+  ``_id`` (about 12 us a document), so the hot path never writes here.
+* ``live``: the working set, records that are ``ready``, ``offered`` or ``held``, written
+  instead of ``records`` while they are in routing or with an agent (``review_due`` of a held
+  one is its timer). A record returns to ``records`` when it goes back to ``pending`` or
+  closes. A read takes the copy with the higher version (a crash between the write-back and
+  the live delete leaves an older live copy, dropped when met).
+* ``backlog_slots``: ``<campaign>|<n>`` for n below the campaign's ``preview_backlog``, one per
+  record in routing: a pick inserts a free slot before it routes a record (a unique insert, so
+  replicas together never exceed the backlog); released when the record leaves routing.
+* ``hopper``: records found ready now (due, in their window, attempts left, not DNC), one
+  entry per record, refilled in batches by a background task; a pick takes entries from here
+  and re-checks the record before routing it.
 * ``dnc``: dynamic do-not-call entries (global or per campaign); the campaign spec's own list
   is consulted too.
 * ``skips``: one document per skip (natural key record/skip number) for reports.
@@ -15,16 +27,23 @@ whole-document writes guarded by a version field, ``$group`` with ``$sum`` only)
 from __future__ import annotations
 
 import contextlib
+import random
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from switchboard.contracts.campaigns import CampaignSpec
-from switchboard.dialer.domain import IN_ROUTING, Record, new_record_fields, record_id_for
+from switchboard.dialer.domain import (
+    IN_ROUTING,
+    LIVE_STATES,
+    Record,
+    new_record_fields,
+    record_id_for,
+)
 from switchboard.dialer.importer import BadRow, ParsedRow
 
 Document = dict[str, Any]
@@ -49,6 +68,9 @@ class DialerStore:
         self.versions = db["record_versions"]
         self.campaigns = db["campaigns"]
         self.records = db["records"]
+        self.live = db["live"]
+        self.hopper = db["hopper"]
+        self.backlog = db["backlog_slots"]
         self.dnc = db["dnc"]
         self.skips = db["skips"]
         self.imports = db["imports"]
@@ -59,9 +81,13 @@ class DialerStore:
         await self.records.create_index(
             [("campaign_id", ASCENDING), ("state", ASCENDING), ("next_at", ASCENDING)]
         )
-        await self.records.create_index([("state", ASCENDING), ("review_due", ASCENDING)])
-        await self.records.create_index([("agent_id", ASCENDING), ("state", ASCENDING)])
         await self.records.create_index("call_id")
+        await self.live.create_index([("campaign_id", ASCENDING), ("state", ASCENDING)])
+        await self.live.create_index([("state", ASCENDING), ("review_due", ASCENDING)])
+        await self.live.create_index([("agent_id", ASCENDING), ("state", ASCENDING)])
+        await self.live.create_index("call_id")
+        await self.hopper.create_index("campaign_id")
+        await self.backlog.create_index("campaign_id")
         await self.versions.create_index("at")
         await self.dnc.create_index([("number", ASCENDING), ("scope", ASCENDING)])
         await self.skips.create_index([("campaign_id", ASCENDING), ("agent_id", ASCENDING)])
@@ -162,15 +188,36 @@ class DialerStore:
                 raise
             known = {fresh[e["index"]]["_id"] for e in errors}
             inserted = len(fresh) - len(known)
-        for record_id in known:
-            await self.records.update_one(
-                {"_id": record_id},
-                {
-                    "$set": self._imported(campaign_id, by_id[record_id], now),
-                    "$inc": {"version": 1},
-                },
-            )
+        if known:
+            await self._update_imported(campaign_id, {k: by_id[k] for k in sorted(known)}, now)
         return inserted, len(rows) - inserted
+
+    async def _update_imported(
+        self, campaign_id: str, rows: dict[str, ParsedRow], now: datetime
+    ) -> None:
+        """Re-imported records get the file's data in one bulk write (state, attempts and
+        history kept); a record in the working set gets it on its live copy too (its next
+        write-back would otherwise bring the old data back)."""
+
+        def updates(ids: Iterable[str]) -> list[UpdateOne]:
+            return [
+                UpdateOne(
+                    {"_id": record_id},
+                    {
+                        "$set": self._imported(campaign_id, rows[record_id], now),
+                        "$inc": {"version": 1},
+                    },
+                )
+                for record_id in ids
+            ]
+
+        await self.records.bulk_write(updates(rows), ordered=False)
+        live = [
+            str(doc["_id"])
+            async for doc in self.live.find({"_id": {"$in": list(rows)}}, {"_id": 1})
+        ]
+        if live:
+            await self.live.bulk_write(updates(live), ordered=False)
 
     @staticmethod
     def _imported(campaign_id: str, row: ParsedRow, now: datetime) -> Document:
@@ -185,8 +232,14 @@ class DialerStore:
         }
 
     async def record(self, record_id: str) -> Record | None:
-        found = await self.records.find_one({"_id": record_id})
-        return None if found is None else Record.load(found)
+        """The current record: its live copy unless the stored one is newer (two reads by
+        ``_id``, the one lookup FerretDB serves without a scan). A re-import bumps both
+        copies' versions, so a tie can only mean the live copy missed that bump: it wins."""
+        live = await self.live.find_one({"_id": record_id})
+        stored = await self.records.find_one({"_id": record_id})
+        if live is not None and (stored is None or live["version"] >= stored["version"]):
+            return Record.load(live)
+        return None if stored is None else Record.load(stored)
 
     async def save(self, record: Record) -> Record:
         """Write the whole record if nobody changed it since it was read.
@@ -218,9 +271,17 @@ class DialerStore:
                     f"record {record.id} is being changed (version {expected})"
                 ) from None
         saved = record.model_copy(update={"version": expected + 1})
-        done = await self.records.replace_one({"_id": record.id, "version": expected}, saved.dump())
+        newer = {"_id": record.id, "version": {"$lt": saved.version}}
+        if saved.state in LIVE_STATES:
+            try:  # the ticket makes us the one writer of this version; never go back
+                await self.live.replace_one(newer, saved.dump(), upsert=True)
+            except DuplicateKeyError:
+                raise Conflict(f"record {record.id} is ahead of version {expected}") from None
+            return saved
+        done = await self.records.replace_one(newer, saved.dump())
         if done.matched_count != 1:
             raise Conflict(f"record {record.id} changed meanwhile (version {expected})")
+        await self.live.delete_many(newer)
         return saved
 
     async def purge_version_claims(self) -> int:
@@ -235,50 +296,166 @@ class DialerStore:
         except Conflict:
             return None
 
-    async def due(self, campaign_id: str, now: datetime, limit: int) -> list[Record]:
-        """Due pending records. Oldest first only with ``sorted_picks`` (MongoDB, indexed):
-        FerretDB does not push a sort down and sorts every match in memory (seconds for 20k
-        records), while an unsorted limited query stops at the first matches (milliseconds)."""
-        query = {"campaign_id": campaign_id, "state": "pending", "next_at": {"$lte": now}}
+    # -- the live working set -------------------------------------------------------------------
+
+    async def _current(self, cursor: Any) -> list[Record]:
+        """Live copies that are still current; an older one (left by a crash between the
+        write-back to ``records`` and its delete) is dropped on the way."""
+        out = []
+        async for doc in cursor:
+            stored = await self.records.find_one({"_id": doc["_id"]}, {"version": 1})
+            if stored is not None and stored["version"] > doc["version"]:
+                await self.live.delete_one({"_id": doc["_id"], "version": doc["version"]})
+                continue
+            out.append(Record.load(doc))
+        return out
+
+    async def adopt_working_set(self, now: datetime) -> int:
+        """Upgrade step, once per database: records an earlier version left ``ready``,
+        ``offered`` or ``held`` in ``records`` join the live set (a marker in ``meta`` keeps
+        the scan from running again)."""
+        meta = self.db["meta"]
+        if await meta.find_one({"_id": "live-set"}) is not None:
+            return 0
+        adopted = 0
+        async for doc in self.records.find({"state": {"$in": sorted(LIVE_STATES)}}):
+            with contextlib.suppress(DuplicateKeyError):
+                await self.live.insert_one(doc)
+                adopted += 1
+        await meta.update_one({"_id": "live-set"}, {"$set": {"at": now}}, upsert=True)
+        return adopted
+
+    async def in_routing(self, campaign_id: str) -> list[Record]:
+        return await self._current(
+            self.live.find({"campaign_id": campaign_id, "state": {"$in": list(IN_ROUTING)}})
+        )
+
+    async def live_ids(self, campaign_id: str) -> list[str]:
+        return [
+            str(doc["_id"])
+            async for doc in self.live.find({"campaign_id": campaign_id}, {"_id": 1})
+        ]
+
+    # -- the preview backlog ---------------------------------------------------------------------
+
+    async def take_backlog_slot(
+        self, campaign_id: str, size: int, record_id: str, now: datetime
+    ) -> str | None:
+        """Insert one of the campaign's ``size`` slots for ``record_id``; ``None`` when all are
+        taken (the backlog is full across every replica)."""
+        taken = {
+            str(doc["_id"])
+            async for doc in self.backlog.find({"campaign_id": campaign_id}, {"_id": 1})
+        }
+        free = [f"{campaign_id}|{n}" for n in range(size) if f"{campaign_id}|{n}" not in taken]
+        random.shuffle(free)  # replicas racing for slots mostly try different ones
+        for slot in free:
+            try:
+                await self.backlog.insert_one(
+                    {"_id": slot, "campaign_id": campaign_id, "record_id": record_id, "at": now}
+                )
+            except DuplicateKeyError:
+                continue
+            return slot
+        return None
+
+    async def release_backlog_slot(self, slot: str) -> None:
+        await self.backlog.delete_one({"_id": slot})
+
+    async def release_backlog_of(self, record_id: str) -> None:
+        await self.backlog.delete_many({"record_id": record_id})
+
+    async def backlog_used(self, campaign_id: str) -> int:
+        return await self.backlog.count_documents({"campaign_id": campaign_id})
+
+    async def reap_backlog(self, campaign_id: str, in_routing: set[str], before: datetime) -> int:
+        """Free the slots of records no longer in routing (a release lost to a crash); a slot
+        younger than ``before`` may belong to a pick in progress and is kept."""
+        done = await self.backlog.delete_many(
+            {
+                "campaign_id": campaign_id,
+                "record_id": {"$nin": sorted(in_routing)},
+                "at": {"$lt": before},
+            }
+        )
+        return done.deleted_count
+
+    # -- the hopper ------------------------------------------------------------------------------
+
+    async def hopper_count(self, campaign_id: str) -> int:
+        return await self.hopper.count_documents({"campaign_id": campaign_id})
+
+    async def hopper_entries(self, campaign_id: str, limit: int) -> list[str]:
+        cursor = self.hopper.find({"campaign_id": campaign_id}, {"_id": 1}).limit(limit)
+        return [str(doc["_id"]) async for doc in cursor]
+
+    async def hopper_candidates(self, campaign_id: str, now: datetime, limit: int) -> list[Record]:
+        """Due pending records that are neither live nor in the hopper yet.
+
+        Unsorted, the query stops at the first ``limit`` matches (FerretDB scans in insertion
+        order and stops there); oldest first only with ``sorted_picks`` (MongoDB, where the
+        ``campaign_id/state/next_at`` index serves it: FerretDB would sort every match)."""
+        exclude = [*await self.live_ids(campaign_id), *await self.hopper_entries(campaign_id, 0)]
+        query: Document = {"campaign_id": campaign_id, "state": "pending", "next_at": {"$lte": now}}
+        if exclude:
+            query["_id"] = {"$nin": exclude}
         cursor = self.records.find(query)
         if self.sorted_picks:
             cursor = cursor.sort("next_at", ASCENDING)
         return [Record.load(doc) async for doc in cursor.limit(limit)]
 
-    async def in_routing(self, campaign_id: str) -> list[Record]:
-        cursor = self.records.find({"campaign_id": campaign_id, "state": {"$in": list(IN_ROUTING)}})
-        return [Record.load(doc) async for doc in cursor]
+    async def add_to_hopper(self, campaign_id: str, records: list[Record], now: datetime) -> int:
+        if not records:
+            return 0
+        docs = [
+            {"_id": r.id, "campaign_id": campaign_id, "version": r.version, "at": now}
+            for r in records
+        ]
+        try:
+            result = await self.hopper.insert_many(docs, ordered=False)
+            return len(result.inserted_ids)
+        except BulkWriteError as exc:  # another replica filled some of them: fine
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            return len(docs) - len(errors)
+
+    async def drop_from_hopper(self, record_id: str) -> None:
+        await self.hopper.delete_one({"_id": record_id})
 
     async def claim_review(self, now: datetime, lease: timedelta) -> Record | None:
         """Take one due review timer: its due time moves a lease ahead (a version-claimed
         write, so only one replica gets it); a replica that dies holding it leaves it to fire
         again when the lease is over."""
         cursor = (
-            self.records.find({"state": "held", "review_due": {"$lte": now}})
+            self.live.find({"state": "held", "review_due": {"$lte": now}})
             .sort("review_due", ASCENDING)
             .limit(20)
         )
-        async for doc in cursor:
-            record = Record.load(doc)
+        for record in await self._current(cursor):
             claimed = await self.try_save(record.model_copy(update={"review_due": now + lease}))
             if claimed is not None:
                 return claimed
         return None
 
     async def held_by(self, agent_id: str) -> list[Record]:
-        cursor = self.records.find({"agent_id": agent_id, "state": {"$in": ["offered", "held"]}})
-        return [Record.load(doc) async for doc in cursor]
+        cursor = self.live.find({"agent_id": agent_id, "state": {"$in": ["offered", "held"]}})
+        return await self._current(cursor)
 
     async def by_call(self, call_id: str) -> Record | None:
+        """The record of a call: live while its agent holds it; a late report of a call whose
+        record went back (rare) is looked up in ``records``."""
+        found = await self.live.find_one({"call_id": call_id})
+        if found is not None:
+            return await self.record(str(found["_id"]))
         found = await self.records.find_one({"call_id": call_id})
-        return None if found is None else Record.load(found)
+        return None if found is None else await self.record(str(found["_id"]))
 
     async def unanswered_dials(self, before: datetime) -> list[Record]:
         """Held records whose last dial request got no progress at all (a lost publish)."""
-        cursor = self.records.find({"state": "held", "call_id": {"$ne": None}}).limit(200)
+        cursor = self.live.find({"state": "held", "call_id": {"$ne": None}}).limit(200)
         out = []
-        async for doc in cursor:
-            record = Record.load(doc)
+        for record in await self._current(cursor):
             last = record.attempts[-1] if record.attempts else None
             if (
                 last
@@ -373,13 +550,27 @@ class DialerStore:
         by_disposition = await grouped(
             self.records, {**match, "disposition": {"$ne": None}}, "disposition"
         )
+        by_state = await grouped(self.records, match, "state")
+        by_result = await grouped(self.records, {**match, "state": "closed"}, "result")
+        # records in the working set: count their live copy instead of the stored one
+        for live in await self._current(self.live.find(match)):
+            stored = await self.records.find_one({"_id": live.id})
+            if stored is None:
+                continue
+            _shift(by_state, stored.get("state"), live.state)
+            _shift(by_disposition, stored.get("disposition"), live.disposition)
+            if stored.get("state") == "closed":
+                _shift(by_result, stored.get("result"), None)
+            totals["attempts"] += live.attempt_count - int(stored.get("attempt_count", 0))
+            totals["answered"] += live.answered_count - int(stored.get("answered_count", 0))
+            totals["skips"] += live.skips - int(stored.get("skips", 0))
         attempts, answered = totals["attempts"], totals["answered"]
         return {
             "campaign_id": campaign_id,
             "records": totals["records"],
-            "by_state": await grouped(self.records, match, "state"),
+            "by_state": by_state,
             "by_disposition": by_disposition,
-            "by_result": await grouped(self.records, {**match, "state": "closed"}, "result"),
+            "by_result": by_result,
             "attempts": attempts,
             "contacts": answered,
             "contact_rate": round(answered / attempts, 4) if attempts else 0.0,
@@ -389,3 +580,13 @@ class DialerStore:
 
     async def add_journal(self, entry: Document) -> None:
         await self.journal.update_one({"_id": entry["_id"]}, {"$set": entry}, upsert=True)
+
+
+def _shift(counts: dict[str, int], old: Any, new: Any) -> None:
+    """Move one count from ``old`` to ``new`` (``None``: not counted there)."""
+    if old is not None and counts.get(str(old)):
+        counts[str(old)] -= 1
+        if counts[str(old)] == 0:
+            del counts[str(old)]
+    if new is not None:
+        counts[str(new)] = counts.get(str(new), 0) + 1
