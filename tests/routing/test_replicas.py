@@ -1,7 +1,8 @@
 """Three routing replicas side by side, many agents and interactions, every invariant checked.
 
 Size: ROUTING_TEST_AGENTS / ROUTING_TEST_INTERACTIONS (default 40 / 150, about two minutes on
-the shared FerretDB of the development machine; 240 / 2000 is the intended size on MongoDB).
+the shared FerretDB of the development machine; 120 / 600 took 16 minutes there; docs/routing.md
+has the measured runs).
 
 The test plays agent-state and the agents: it answers every offer (accept, reject, or let it
 time out -> RONA -> Ready again) and ends accepted work after a moment. It checks, while it runs
