@@ -48,6 +48,25 @@ def _agent_state(make_settings: Any, tmp_path: Path) -> Any:
     return build_agent_state(settings)
 
 
+async def _alice_ready(agent_state: Any) -> None:
+    """Alice logs in and makes herself Ready, through agent-state."""
+    for command in (
+        LogIn(agent_id="alice", actor_id="alice", actor_role="agent"),
+        SetReady(agent_id="alice", actor_id="alice", actor_role="agent"),
+    ):
+        outcome = await agent_state.bus.request(command, timeout=15)
+        assert outcome.ok, outcome.error
+
+
+async def _offered_to(harness: Any, interaction_id: str, service: str) -> str:
+    """Route an email to ``service``; whom routing offered it to."""
+    await harness.publish(
+        RouteRequested(interaction_id=interaction_id, channel="email", service=service)
+    )
+    offers = await harness.observer.wait_for("offer.made", interaction_id=interaction_id)
+    return str(offers[0]["agent_id"])
+
+
 async def _routing_knows(harness: Any, agent_id: str, teams: list[str]) -> bool:
     doc = await harness.router.store.get_agent(agent_id)
     return doc is not None and doc["teams"] == teams
@@ -61,17 +80,8 @@ async def test_an_agent_seeded_before_routing_started_is_offered_team_work(
         await harness.start(agent_reconcile_seconds=3600.0)  # only the start-up pass
         await harness.configure(name="support", channel="email", team="support")
         await harness.eventually(lambda: _routing_knows(harness, "alice", ["support"]))
-        for command in (
-            LogIn(agent_id="alice", actor_id="alice", actor_role="agent"),
-            SetReady(agent_id="alice", actor_id="alice", actor_role="agent"),
-        ):
-            outcome = await agent_state.bus.request(command, timeout=15)
-            assert outcome.ok, outcome.error
-        await harness.publish(
-            RouteRequested(interaction_id="case-1", channel="email", service="support")
-        )
-        offers = await harness.observer.wait_for("offer.made", interaction_id="case-1")
-        assert offers[0]["agent_id"] == "alice"
+        await _alice_ready(agent_state)
+        assert await _offered_to(harness, "case-1", "support") == "alice"
 
 
 async def test_a_profile_missed_while_routing_was_down_is_learnt_on_the_next_state_change(
@@ -101,17 +111,8 @@ async def test_a_profile_missed_while_routing_was_down_is_learnt_on_the_next_sta
         await harness.purge_queue(queues.AGENT_PROFILES.name)
         await harness.start(agent_reconcile_seconds=3600.0)
         await harness.eventually(lambda: _routing_knows(harness, "alice", ["billing"]))
-        for command in (
-            LogIn(agent_id="alice", actor_id="alice", actor_role="agent"),
-            SetReady(agent_id="alice", actor_id="alice", actor_role="agent"),
-        ):
-            outcome = await agent_state.bus.request(command, timeout=15)
-            assert outcome.ok, outcome.error
-        await harness.publish(
-            RouteRequested(interaction_id="case-2", channel="email", service="billing")
-        )
-        offers = await harness.observer.wait_for("offer.made", interaction_id="case-2")
-        assert offers[0]["agent_id"] == "alice"
+        await _alice_ready(agent_state)
+        assert await _offered_to(harness, "case-2", "billing") == "alice"
 
 
 async def test_routing_asks_agent_state_for_an_agent_it_has_no_profile_of(
@@ -124,15 +125,6 @@ async def test_routing_asks_agent_state_for_an_agent_it_has_no_profile_of(
         await harness.configure(name="support", channel="email", team="support")
         await harness.eventually(lambda: _routing_knows(harness, "alice", ["support"]))
         await harness.router.store.agents.delete_many({})  # routing forgot everything
-        for command in (
-            LogIn(agent_id="alice", actor_id="alice", actor_role="agent"),
-            SetReady(agent_id="alice", actor_id="alice", actor_role="agent"),
-        ):
-            outcome = await agent_state.bus.request(command, timeout=15)
-            assert outcome.ok, outcome.error
+        await _alice_ready(agent_state)
         await harness.eventually(lambda: _routing_knows(harness, "alice", ["support"]))
-        await harness.publish(
-            RouteRequested(interaction_id="case-3", channel="email", service="support")
-        )
-        offers = await harness.observer.wait_for("offer.made", interaction_id="case-3")
-        assert offers[0]["agent_id"] == "alice"
+        assert await _offered_to(harness, "case-3", "support") == "alice"

@@ -666,19 +666,7 @@ class Router:
                     version=doc["version"] + 1,
                 )
             else:
-                updated.update(
-                    status="waiting",
-                    offer=None,
-                    offer_id=None,
-                    agent_id=None,
-                    declined=[
-                        *[d for d in doc.get("declined", []) if d["a"] != msg.agent_id],
-                        {"a": msg.agent_id, "until": now + self.decline_cooldown},
-                    ],
-                    past_offers=self._past(doc, offer, "rejected"),
-                    version=doc["version"] + 1,
-                )
-                updated["due"] = self._due(updated, now)
+                updated = self._requeued(doc, offer, "rejected", now, decline=True)
             if not await self.store.replace_work(doc["version"], updated):
                 metrics.CAS_CONFLICTS.labels("answer").inc()
                 continue
@@ -719,6 +707,29 @@ class Router:
     ) -> None:
         metrics.OFFER_OUTCOMES.labels(doc["service"], outcome).inc()
 
+    def _requeued(
+        self, doc: Document, offer: Document, outcome: str, now: datetime, *, decline: bool
+    ) -> Document:
+        """The interaction back in its queue after an offer that was not accepted, with its
+        age kept (so at the head); ``decline`` keeps it from that agent for the cooldown."""
+        updated = copy.deepcopy(doc)
+        updated.update(
+            status="waiting",
+            offer=None,
+            offer_id=None,
+            agent_id=None,
+            past_offers=self._past(doc, offer, outcome),
+            version=doc["version"] + 1,
+        )
+        if decline:
+            agent_id = offer["agent_id"]
+            updated["declined"] = [
+                *[d for d in doc.get("declined", []) if d["a"] != agent_id],
+                {"a": agent_id, "until": now + self.decline_cooldown},
+            ]
+        updated["due"] = self._due(updated, now)
+        return updated
+
     @staticmethod
     def _past(doc: Document, offer: Document, outcome: str) -> list[Document]:
         """The interaction's last offers and how they ended (kept inside its document)."""
@@ -744,18 +755,7 @@ class Router:
         updated["version"] = doc["version"] + 1
         offer = doc.get("offer")
         if doc["status"] == "offered" and offer is not None and offer["expires_at"] <= now:
-            updated.update(
-                status="waiting",
-                offer=None,
-                offer_id=None,
-                agent_id=None,
-                declined=[
-                    *[d for d in doc.get("declined", []) if d["a"] != offer["agent_id"]],
-                    {"a": offer["agent_id"], "until": now + self.decline_cooldown},
-                ],
-                past_offers=self._past(doc, offer, "timed_out"),
-            )
-            updated["due"] = self._due(updated, now)
+            updated = self._requeued(doc, offer, "timed_out", now, decline=True)
             if not await self.store.replace_work(doc["version"], updated):
                 return False  # another replica claimed it (or the agent answered)
             await self._close_offer(offer, doc, "timed_out", now)
@@ -878,16 +878,7 @@ class Router:
                     break
                 if offer["id"] != hold["o"]:
                     break
-                updated = copy.deepcopy(doc)
-                updated.update(
-                    status="waiting",
-                    offer=None,
-                    offer_id=None,
-                    agent_id=None,
-                    past_offers=self._past(doc, offer, "cancelled"),
-                    version=doc["version"] + 1,
-                )
-                updated["due"] = self._due(updated, now)
+                updated = self._requeued(doc, offer, "cancelled", now, decline=False)
                 if not await self.store.replace_work(doc["version"], updated):
                     metrics.CAS_CONFLICTS.labels("take_back").inc()
                     continue
