@@ -48,6 +48,8 @@ from switchboard.runtime.requests import TOPIC_EXCHANGE
 from switchboard.runtime.service import Runtime
 
 log = structlog.get_logger("switchboard.gateway.push")
+DELIVERY_ATTEMPTS = 3
+"""Tries to journal and push one event before it is given up (and logged)."""
 
 PUSHED_DOMAINS = ("agent.", "offer.", "interaction.", "case.", "campaign.")
 
@@ -217,10 +219,16 @@ class PushHub:
     async def _work(self) -> None:
         while True:
             name, data, body = await self._backlog.get()
-            try:
-                await self.deliver(name, data, body)
-            except Exception:
-                log.exception("push failed", event=name)
+            for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+                try:
+                    await self.deliver(name, data, body)
+                    break
+                except Exception:
+                    # a busy database must not cost an agent a frame they would replay later
+                    if attempt == DELIVERY_ATTEMPTS:
+                        log.exception("push failed", event=name, attempts=attempt)
+                    else:
+                        await asyncio.sleep(0.5 * attempt)
 
     async def deliver(self, name: str, data: dict[str, Any], body: bytes | None = None) -> int:
         """Journal one event for every agent it concerns and wake their sockets here; hand it to
