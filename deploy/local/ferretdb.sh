@@ -47,6 +47,16 @@ start() {
         die "already running (pid $(cat "$dir/ferretdb.pid"))"
     fi
     port_open "$port" && die "127.0.0.1:$port is already in use"
+    # A database dropped or created while the server was killed can leave a WAL without its
+    # database file, or a database file with no table (one page, nothing in a WAL); FerretDB
+    # then refuses to start ("no such table: _ferretdb_collections"). Neither holds data.
+    local file
+    for file in "$dir"/*.sqlite-wal "$dir"/*.sqlite-shm; do
+        [[ -e "$file" && ! -e "${file%-*}" ]] && rm -f "$file"
+    done
+    for file in "$dir"/*.sqlite; do
+        [[ -e "$file" && ! -e "$file-wal" && $(stat -c %s "$file") -le 4096 ]] && rm -f "$file"
+    done
     # Loopback only, no outbound traffic: telemetry disabled (its URL also points
     # at a dead loopback port as a safety net), no OTLP tracing, and the debug
     # HTTP listener is off ("-" disables it in FerretDB 1.24).
