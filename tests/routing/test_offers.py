@@ -297,3 +297,38 @@ async def test_metrics_are_exposed(harness: Any) -> None:
         "switchboard_routing_rona_total",
     ):
         assert name in text
+
+
+async def test_work_queued_by_one_replica_is_offered_by_another_as_soon_as_its_agent_is_ready(
+    harness: Any,
+) -> None:
+    # No full read after the first one: only the replicas' notices keep the index in step.
+    first = await harness.start(sweep_seconds=3600.0)
+    second = await harness.start(sweep_seconds=3600.0)
+    await harness.eventually(_both_indexes_built(first, second))
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.agent("alice", state="not_ready")
+
+    await first.request(route("case-1"))
+    await first.request(route("case-2", priority=5))
+
+    async def second_knows() -> bool:
+        return second.queue.head(services=["support"], limit=5) == ["case-2", "case-1"]
+
+    await harness.eventually(second_knows, seconds=5.0)
+    second.catalog.invalidate()  # it caches the services for 2 s; the service is brand new
+    await second.state_changed(harness.state_message("alice", "ready"))
+    [offer] = await harness.observer.wait_for("offer.made", agent_id="alice", seconds=5.0)
+    assert offer["interaction_id"] == "case-2"  # the higher priority first
+
+    async def first_knows_it_left_the_queue() -> bool:
+        return first.queue.head(services=["support"], limit=5) == ["case-1"]
+
+    await harness.eventually(first_knows_it_left_the_queue, seconds=5.0)
+
+
+def _both_indexes_built(*routers: Any) -> Any:
+    async def check() -> bool:
+        return all(r.queue.built for r in routers)
+
+    return check

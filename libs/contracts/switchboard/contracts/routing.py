@@ -117,6 +117,25 @@ class InteractionQueued(Event):
     personal_agent_id: str | None = None
 
 
+class WaitingChanged(Event):
+    """Routing's own news to its other replicas: an interaction's place in the queues changed.
+
+    Every routing replica keeps the queues' order in memory; the replica that wrote the change
+    tells the others here (each hears it on a queue of its own). ``version`` grows with every
+    write of the interaction, so an older notice never undoes a newer one.
+    """
+
+    NAME = "routing.waiting.changed"
+
+    interaction_id: str
+    version: int = Field(ge=0)
+    waiting: bool
+    service: str = ""
+    priority: int = 0
+    queued_at: AwareDatetime | None = None
+    personal_agent_id: str | None = None
+
+
 class InteractionEnded(Event):
     """The agent finished with the interaction: routing frees the capacity, agent-state moves on.
 

@@ -12,12 +12,15 @@ Guarantees (see docs/architecture.md):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from faststream import AckPolicy
 from faststream.rabbit import (
     Channel,
@@ -55,6 +58,20 @@ def make_broker(settings: ServiceSettings, *, app_name: str) -> RabbitBroker:
         middlewares=[RabbitPrometheusMiddleware(registry=REGISTRY, app_name=app_name)],
         logger=structlog.get_logger("faststream"),
     )
+
+
+class ReplicaQueue:
+    """A queue of one process alone: see :meth:`Bus.replica_queue`."""
+
+    def __init__(self, queue: AbstractQueue, consumer_tag: str) -> None:
+        self.name = queue.name
+        self._queue = queue
+        self._consumer_tag = consumer_tag
+
+    async def close(self) -> None:
+        # bounded: the exclusive queue goes with the connection anyway
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._queue.cancel(self._consumer_tag), timeout=2.0)
 
 
 class Bus:
@@ -131,6 +148,36 @@ class Bus:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             no_reply=True,
         )(on_message)
+
+    async def replica_queue(
+        self,
+        name: str,
+        keys: Iterable[str],
+        on_message: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        *,
+        max_length: int = 10_000,
+    ) -> ReplicaQueue:
+        """Hear every message published under ``keys`` in this process, whichever replica it is.
+
+        The queues of :meth:`consume` are shared: a message goes to one replica. Some news every
+        replica needs (a live push for its sockets, a change to its in-memory index); this queue
+        is this process's own (exclusive, gone with the connection), unacked, and drops its
+        oldest messages past ``max_length``: best effort, for news that has a backstop.
+        """
+        exchange = await self.broker.declare_exchange(TOPIC_EXCHANGE)
+        queue = await self.broker.declare_queue(
+            RabbitQueue(
+                name,
+                durable=False,
+                exclusive=True,
+                auto_delete=True,
+                arguments={"x-max-length": max_length, "x-overflow": "drop-head"},
+            )
+        )
+        for key in keys:
+            await queue.bind(exchange, routing_key=key)
+        consumer_tag = await queue.consume(on_message, no_ack=True)
+        return ReplicaQueue(queue, consumer_tag)
 
     def publishes(self, *messages: type[Message]) -> None:
         """Declare what this service publishes, so its AsyncAPI document shows it."""

@@ -7,17 +7,22 @@ TTL index.
 
 from __future__ import annotations
 
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from switchboard.runtime.settings import ServiceSettings
 
 Document = dict[str, Any]
+T = TypeVar("T")
+BUSY_ATTEMPTS = 8
 
 
 def make_mongo_client(settings: ServiceSettings, *, app_name: str) -> AsyncMongoClient[Document]:
@@ -27,6 +32,22 @@ def make_mongo_client(settings: ServiceSettings, *, app_name: str) -> AsyncMongo
         appname=app_name,
         serverSelectionTimeoutMS=5000,
     )
+
+
+async def retry_when_busy(operation: Callable[[], Awaitable[T]]) -> T:
+    """Repeat a write the server refused as momentarily busy (FerretDB/SQLite: SQLITE_BUSY).
+
+    Left to the message retry, such a refusal costs the message its retry delay (seconds);
+    repeated here after a few milliseconds it costs almost nothing. Other errors pass through.
+    """
+    for attempt in range(BUSY_ATTEMPTS):
+        try:
+            return await operation()
+        except OperationFailure as exc:
+            if "SQLITE_BUSY" not in str(exc) or attempt == BUSY_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class Claim(Enum):

@@ -20,29 +20,28 @@ import asyncio
 import contextlib
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import DuplicateKeyError
 
 from switchboard.agent_state import domain
 from switchboard.agent_state.metrics import CONFLICTS
 from switchboard.contracts import Message
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
+from switchboard.runtime.mongo import retry_when_busy
 
 Document = dict[str, Any]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 APPLIED_MEMORY = 16
 MAX_ATTEMPTS = 40
-BUSY_ATTEMPTS = 8
 TIMER_KINDS = ("wrap_up", "presence")
 CLAIM_STALE = timedelta(seconds=5)
 CLAIM_KEEP = timedelta(seconds=60)
-T = TypeVar("T")
 EVENT_NAMESPACE = uuid.UUID("6f1d2c1e-57a4-4a55-9a43-2b0c1f3e9d10")
 
 
@@ -248,11 +247,11 @@ class AgentStore:
         key = f"{agent_id}:{version + 1}"
         now = datetime.now(UTC)
         try:
-            await _busy_retry(lambda: self.claims.insert_one({"_id": key, "at": now}))
+            await retry_when_busy(lambda: self.claims.insert_one({"_id": key, "at": now}))
         except DuplicateKeyError:
             await self.claims.delete_one({"_id": key, "at": {"$lt": now - CLAIM_STALE}})
             return False
-        done = await _busy_retry(
+        done = await retry_when_busy(
             lambda: self.agents.update_one(
                 {"_id": agent_id, "version": version},
                 {"$set": {**changes, "version": version + 1}},
@@ -262,7 +261,7 @@ class AgentStore:
 
     async def purge_claims(self) -> None:
         cutoff = datetime.now(UTC) - CLAIM_KEEP
-        await _busy_retry(lambda: self.claims.delete_many({"at": {"$lt": cutoff}}))
+        await retry_when_busy(lambda: self.claims.delete_many({"at": {"$lt": cutoff}}))
 
     async def _update_fields(
         self, agent_id: str, fields: Callable[[Document], Document | None]
@@ -358,7 +357,7 @@ class AgentStore:
             "at": event.changed_at,
         }
         with contextlib.suppress(DuplicateKeyError):
-            await _busy_retry(lambda: self.history.insert_one(row))
+            await retry_when_busy(lambda: self.history.insert_one(row))
 
     async def unpublished(self, older_than: datetime, limit: int = 200) -> list[Document]:
         cursor = self.agents.find(
@@ -394,14 +393,16 @@ class AgentStore:
 
     async def _set_timer(self, key: str, agent_id: str, kind: str, due: datetime | None) -> None:
         if due is None:
-            await _busy_retry(lambda: self.timers.delete_one({"_id": key}))
+            await retry_when_busy(lambda: self.timers.delete_one({"_id": key}))
             return
         row = {"agent_id": agent_id, "kind": kind, "due": due, "lease": EPOCH}
-        await _busy_retry(lambda: self.timers.update_one({"_id": key}, {"$set": row}, upsert=True))
+        await retry_when_busy(
+            lambda: self.timers.update_one({"_id": key}, {"$set": row}, upsert=True)
+        )
 
     async def claim_due(self, kind: str, now: datetime, lease: timedelta) -> str | None:
         """Claim one due timer of ``kind`` (atomically, with a lease); its agent id or None."""
-        row = await _busy_retry(
+        row = await retry_when_busy(
             lambda: self.timers.find_one_and_update(
                 {"kind": kind, "due": {"$lte": now}, "lease": {"$lte": now}},
                 {"$set": {"lease": now + lease}},
@@ -513,18 +514,6 @@ def unpublished_events(doc: Document) -> list[Document]:
 def _unpublished(doc: Document) -> list[Document]:
     published = int(doc.get("published_sequence", 0))
     return [e for e in doc.get("outbox", []) if int(e["sequence"]) > published]
-
-
-async def _busy_retry(operation: Callable[[], Awaitable[T]]) -> T:
-    """Repeat a write the server refused as momentarily busy (FerretDB/SQLite: SQLITE_BUSY)."""
-    for attempt in range(BUSY_ATTEMPTS):
-        try:
-            return await operation()
-        except OperationFailure as exc:
-            if "SQLITE_BUSY" not in str(exc) or attempt == BUSY_ATTEMPTS - 1:
-                raise
-            await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 async def _backoff(attempt: int) -> None:

@@ -33,7 +33,6 @@ from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
-from faststream.rabbit import RabbitQueue
 
 from switchboard.contracts import registered_messages
 from switchboard.contracts.routing import (
@@ -44,7 +43,7 @@ from switchboard.contracts.routing import (
 from switchboard.gateway.journal import LiveJournal, event_id_of
 from switchboard.gateway.metrics import LIVE_SOCKETS, PUSHED
 from switchboard.gateway.store import GatewayStore
-from switchboard.runtime.requests import TOPIC_EXCHANGE
+from switchboard.runtime.bus import ReplicaQueue
 from switchboard.runtime.service import Runtime
 
 log = structlog.get_logger("switchboard.gateway.push")
@@ -138,8 +137,7 @@ class PushHub:
         self._by_person: dict[str, set[Connection]] = defaultdict(set)
         self._supervisors: set[Connection] = set()
         self.queue_name = f"gateway.push.{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
-        self._consumer_tag: str | None = None
-        self._queue: Any = None
+        self._queue: ReplicaQueue | None = None
         # events are journaled one at a time, in the order the broker gave them
         self._backlog: asyncio.Queue[tuple[str, dict[str, Any], bytes]] = asyncio.Queue(
             maxsize=backlog_size
@@ -170,31 +168,16 @@ class PushHub:
     # -- the replica's own queue -------------------------------------------------------------
 
     async def start(self) -> None:
-        broker = self._runtime.broker
-        exchange = await broker.declare_exchange(TOPIC_EXCHANGE)
-        queue = await broker.declare_queue(
-            RabbitQueue(
-                self.queue_name,
-                durable=False,
-                exclusive=True,
-                auto_delete=True,
-                arguments={"x-max-length": 10_000, "x-overflow": "drop-head"},
-            )
-        )
-        for key in pushed_events():
-            await queue.bind(exchange, routing_key=key)
         self._worker = asyncio.create_task(self._work(), name="live journal")
-        self._queue = queue
-        self._consumer_tag = await queue.consume(self._on_message, no_ack=True)
+        self._queue = await self._runtime.bus.replica_queue(
+            self.queue_name, pushed_events(), self._on_message
+        )
         log.info("live push queue ready", queue=self.queue_name)
 
     async def stop(self) -> None:
-        if self._queue is not None and self._consumer_tag is not None:
-            # bounded: the exclusive queue goes with the connection anyway
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._queue.cancel(self._consumer_tag), timeout=2.0)
+        if self._queue is not None:
+            await self._queue.close()
         self._queue = None
-        self._consumer_tag = None
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import uuid
 from pathlib import Path
 
 import structlog
@@ -31,11 +33,13 @@ from switchboard.contracts.routing import (
     TeamQueueListRequested,
     TeamQueuePull,
     TransferRequested,
+    WaitingChanged,
 )
 from switchboard.routing.config import load_services
 from switchboard.routing.handlers import RoutingHandlers
 from switchboard.routing.router import Router
 from switchboard.routing.store import RoutingStore
+from switchboard.runtime.bus import ReplicaQueue
 from switchboard.runtime.service import Runtime, serve
 from switchboard.runtime.settings import ServiceSettings
 
@@ -96,6 +100,7 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
             log.info("services seeded", count=added, file=str(settings.routing_config_file))
 
     runtime.bus.publishes(
+        WaitingChanged,
         OfferMade,
         OfferRejected,
         OfferTimedOut,
@@ -123,6 +128,19 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
     consume(queues.TRANSFERS, TransferRequested, h.on_transfer)
     consume(queues.QUEUE_VIEW, QueueViewRequested, h.on_queue_view)
 
+    heard: list[ReplicaQueue] = []
+
+    @runtime.on_start
+    async def hear_other_replicas() -> None:
+        name = f"routing.waiting.{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
+        keys = (WaitingChanged.NAME,)
+        heard.append(await runtime.bus.replica_queue(name, keys, h.on_waiting_changed))
+
+    @runtime.on_stop
+    async def stop_hearing() -> None:
+        while heard:
+            await heard.pop().close()
+
     async def fire_timers() -> None:
         await router.fire_timers()
 
@@ -134,6 +152,7 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
 
     runtime.every(settings.timer_poll_seconds, "routing timers")(fire_timers)
     runtime.every(settings.sweep_seconds, "routing sweep")(sweep)
+    runtime.every(settings.sweep_seconds, "routing queue index")(router.refresh_queue_index)
     runtime.every(settings.stale_hold_seconds / 2, "routing stale holds")(stale_holds)
     runtime.every(settings.metrics_seconds, "routing queue gauges")(router.update_gauges)
     runtime.on_stop(router.close)

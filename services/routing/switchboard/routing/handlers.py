@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
 from switchboard.contracts.routing import (
     InteractionEnded,
@@ -20,14 +24,24 @@ from switchboard.contracts.routing import (
     TeamQueueListRequested,
     TeamQueuePull,
     TransferRequested,
+    WaitingChanged,
 )
 from switchboard.routing.router import Router
 from switchboard.runtime.errors import Refused
+
+log = structlog.get_logger("switchboard.routing")
 
 
 class RoutingHandlers:
     def __init__(self, router: Router) -> None:
         self.router = router
+
+    async def on_waiting_changed(self, message: AbstractIncomingMessage) -> None:
+        """A replica wrote an interaction: keep this replica's queue index in step."""
+        try:
+            self.router.heard(WaitingChanged.model_validate_json(message.body))
+        except ValidationError as error:
+            log.warning("unreadable queue change ignored", error=str(error))
 
     async def on_route_requested(self, msg: RouteRequested) -> dict[str, Any]:
         """Queue an interaction and offer it at once if an eligible agent is free."""

@@ -39,14 +39,17 @@ from switchboard.contracts.routing import (
     RouteWithdrawn,
     ServiceDefinition,
     TransferRequested,
+    WaitingChanged,
 )
 from switchboard.routing import domain, metrics
+from switchboard.routing.queue_index import Place, QueueIndex
 from switchboard.routing.store import (
     CHANNELS,
     LIVE,
     Document,
     RoutingStore,
     agent_from,
+    place_of,
     utcnow,
     work_from,
 )
@@ -174,6 +177,9 @@ class Router:
         self._profile_lookups: dict[str, asyncio.Task[int]] = {}
         self._sweeps = Backstop()
         self._gauges = Backstop()
+        self._index_reads = Backstop()
+        self.queue = QueueIndex()
+        store.on_work_written = self._work_written
         self.bus = bus
         self.catalog = Catalog(store)
         self.decline_cooldown = timedelta(seconds=decline_cooldown_seconds)
@@ -190,6 +196,92 @@ class Router:
         except PublishError:
             metrics.UNROUTED.labels(message.NAME).inc()
             log.warning("event published but nobody listens to it", name=message.NAME)
+
+    # --- the queue index (queue_index.py) -------------------------------------------------
+
+    async def _work_written(self, doc: Document) -> None:
+        """Note our own write at once, and tell the other replicas (best effort: their next
+        full read repairs a lost notice)."""
+        place = place_of(doc)
+        self.queue.note(place)
+        try:
+            await self.bus.publish(
+                WaitingChanged(
+                    interaction_id=place.interaction_id,
+                    version=place.version,
+                    waiting=place.waiting,
+                    service=place.service,
+                    priority=place.priority,
+                    queued_at=place.queued_at,
+                    personal_agent_id=place.personal_agent_id,
+                )
+            )
+        except Exception:
+            log.warning("queue change not told to the other replicas", exc_info=True)
+
+    def heard(self, msg: WaitingChanged) -> None:
+        """Another replica (or this one) wrote an interaction: move it in the index."""
+        self.queue.note(
+            Place(
+                interaction_id=msg.interaction_id,
+                version=msg.version,
+                waiting=msg.waiting,
+                service=msg.service,
+                priority=msg.priority,
+                queued_at=msg.queued_at,
+                personal_agent_id=msg.personal_agent_id,
+            )
+        )
+
+    async def refresh_queue_index(self) -> None:
+        """Read every waiting interaction's place and rebuild the index (the backstop for lost
+        notices); keeps to a share of the database's time like the sweep."""
+        if not self._index_reads.due():
+            return
+        async with self._index_reads.run():
+            since = self.queue.mark()
+            self.queue.rebuild(await self.store.waiting_places(), since)
+
+    async def waiting(
+        self,
+        *,
+        services: Iterable[str] = (),
+        personal_agent_id: str | None = None,
+        limit: int,
+    ) -> list[Document]:
+        """Waiting work in queue order: an agent's personal work and its services' team work.
+
+        Candidates come from the index and are each read by ``_id``, so what is returned is
+        current; entries found stale are corrected on the way. Until the first full read the
+        database is queried instead.
+        """
+        names = sorted(set(services))
+        if not self.queue.built:
+            if names and personal_agent_id:
+                return await self.store.waiting_for_agent(personal_agent_id, names, limit=limit)
+            if personal_agent_id:
+                return await self.store.waiting(personal_agent_id=personal_agent_id, limit=limit)
+            return await self.store.waiting(services=names, team_only=True, limit=limit)
+        found: list[Document] = []
+        seen: set[str] = set()
+        while len(found) < limit:
+            ids = self.queue.head(
+                services=names,
+                personal_agent_id=personal_agent_id,
+                limit=len(seen) + limit - len(found),
+            )
+            fresh = [i for i in ids if i not in seen]
+            if not fresh:
+                break
+            seen.update(fresh)
+            for interaction_id, doc in (await self.store.works_by_id(fresh)).items():
+                if doc is not None and doc["status"] == "waiting":
+                    found.append(doc)
+                elif doc is None:
+                    self.queue.drop(interaction_id)
+                else:
+                    self.queue.note(place_of(doc))
+        return found[:limit]
 
     # --- route requests -------------------------------------------------------------------
 
@@ -444,12 +536,15 @@ class Router:
         names = [
             s.name for s in services.values() if s.channel in channels and domain.serves(agent, s)
         ]
-        docs = await self.store.waiting_for_agent(agent_id, names, limit=100)
-        if not docs:
-            return 0
-        works = [work_from(d) for d in docs]
-        logged_in = await self._logged_in(works)
-        plan = domain.plan_offers(works, [agent], services, now, logged_in)
+        for limit in (10, 100):  # the head is almost always enough; deeper when it is not
+            docs = await self.waiting(services=names, personal_agent_id=agent_id, limit=limit)
+            if not docs:
+                return 0
+            works = [work_from(d) for d in docs]
+            logged_in = await self._logged_in(works)
+            plan = domain.plan_offers(works, [agent], services, now, logged_in)
+            if plan or len(docs) < limit:
+                break
         return await self._carry_out(plan, {d["_id"]: d for d in docs})
 
     async def sweep(self) -> int:
@@ -1016,15 +1111,13 @@ class Router:
     async def team_queue(self, agent_id: str, service: str | None, limit: int) -> dict[str, Any]:
         agent = await self._acting_agent(agent_id)
         names = await self.team_services(agent, service)
-        docs = (
-            await self.store.waiting(services=names, team_only=True, limit=limit) if names else []
-        )
+        docs = await self.waiting(services=names, limit=limit) if names else []
         now = utcnow()
         return {"items": [self._item(d, now) for d in docs]}
 
     async def personal_queue(self, agent_id: str, limit: int) -> dict[str, Any]:
         await self._acting_agent(agent_id)
-        docs = await self.store.waiting(personal_agent_id=agent_id, limit=limit)
+        docs = await self.waiting(personal_agent_id=agent_id, limit=limit)
         now = utcnow()
         return {"items": [self._item(d, now) for d in docs]}
 
@@ -1056,13 +1149,9 @@ class Router:
                     )
                 candidates = [doc]
             elif personal:
-                candidates = await self.store.waiting(personal_agent_id=agent_id, limit=20)
+                candidates = await self.waiting(personal_agent_id=agent_id, limit=20)
             else:
-                candidates = (
-                    await self.store.waiting(services=names, team_only=True, limit=20)
-                    if names
-                    else []
-                )
+                candidates = await self.waiting(services=names, limit=20) if names else []
             if not candidates:
                 raise Refused("queue_empty", "nothing is waiting in that queue")
             fresh = await self._acting_agent(agent_id)
