@@ -332,3 +332,43 @@ def _both_indexes_built(*routers: Any) -> Any:
         return all(r.queue.built for r in routers)
 
     return check
+
+
+async def test_the_sweep_finds_work_behind_a_deeper_queue_nobody_free_serves(
+    harness: Any,
+) -> None:
+    await harness.start(sweep_seconds=0.3, sweep_batch=5)
+    await harness.configure(name="backlog", channel="email", team="backlog")
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.agent("alice", state="not_ready")
+    for n in range(8):  # older than alice's work, and no one of team "backlog" is Ready
+        await harness.publish(route(f"old-{n}", service="backlog"))
+    await harness.observer.wait_for("interaction.queued", count=8)
+    await harness.publish(route("case-1"))
+    await harness.observer.wait_for("interaction.queued", interaction_id="case-1")
+
+    def ready(agent: dict[str, Any]) -> bool:
+        agent["state"] = "ready"
+        return True
+
+    # Alice's Ready event is lost: only the sweep can bring her the work.
+    await harness.router.store.update_agent("alice", ready, create=False)
+
+    [offer] = await harness.observer.wait_for("offer.made", agent_id="alice", seconds=10.0)
+    assert offer["interaction_id"] == "case-1"
+
+
+async def test_requests_at_the_same_moment_go_to_different_free_agents_at_once(
+    harness: Any,
+) -> None:
+    router = await harness.start(sweep_seconds=3600.0)  # no sweep: the dispatch must do it
+    await harness.configure(name="support", channel="email", team="support")
+    for name in ("ann", "ben", "cat", "dan"):
+        await harness.agent(name)
+    router.catalog.invalidate()
+
+    # Each dispatch sees the same longest-idle agent first; all but one lose that race.
+    await asyncio.gather(*(router.request(route(f"case-{n}")) for n in range(4)))
+
+    offers = await harness.observer.wait_for("offer.made", count=4, seconds=5.0)
+    assert sorted(o["agent_id"] for o in offers) == ["ann", "ben", "cat", "dan"]

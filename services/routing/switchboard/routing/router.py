@@ -58,6 +58,8 @@ from switchboard.runtime.errors import Refused
 
 log = structlog.get_logger("switchboard.routing")
 
+RETAKES = 5  # how often a dispatch that lost a race tries the next candidate
+
 _EVENT_NAMESPACE = uuid.UUID("0d5f2f7e-6a0e-4b8e-9a53-0c3f1d9b7a21")
 
 
@@ -258,7 +260,7 @@ class Router:
         names = sorted(set(services))
         if not self.queue.built:
             if names and personal_agent_id:
-                return await self.store.waiting_for_agent(personal_agent_id, names, limit=limit)
+                return await self.store.waiting_for([personal_agent_id], names, limit=limit)
             if personal_agent_id:
                 return await self.store.waiting(personal_agent_id=personal_agent_id, limit=limit)
             return await self.store.waiting(services=names, team_only=True, limit=limit)
@@ -518,9 +520,20 @@ class Router:
         else:
             agent_docs = await self.store.free_agents(work.channel, service.team)
         agents = [agent_from(d, self.store.default_capacity, now) for d in agent_docs]
-        return await self._carry_out(
-            domain.plan_offers([work], agents, services, now, logged_in), {doc["_id"]: doc}
-        )
+        for _ in range(RETAKES):
+            plan = domain.plan_offers([work], agents, services, now, logged_in)
+            if not plan:
+                return 0
+            if made := await self._carry_out(plan, {doc["_id"]: doc}):
+                return made
+            # Lost a race: another offer took that agent (concurrent requests pick the same
+            # longest-idle agent) or this interaction. The next agent, if it still waits.
+            agents = [a for a in agents if a.agent_id != plan[0][1].agent_id]
+            current = await self.store.get_work(doc["_id"])
+            if current is None or current["status"] != "waiting":
+                return 0
+            doc, work = current, work_from(current)
+        return 0
 
     async def dispatch_agent(self, agent_id: str) -> int:
         """Offer waiting work to one agent who may have become free (Ready, capacity freed)."""
@@ -545,7 +558,23 @@ class Router:
             plan = domain.plan_offers(works, [agent], services, now, logged_in)
             if plan or len(docs) < limit:
                 break
-        return await self._carry_out(plan, {d["_id"]: d for d in docs})
+        for _ in range(RETAKES):
+            if not plan:
+                return 0
+            if made := await self._carry_out(plan, {d["_id"]: d for d in docs}):
+                return made
+            # Lost a race for that work (another agent's offer took it): the next in line,
+            # with the agent as it is now.
+            lost = {w.interaction_id for w, _ in plan}
+            docs = [d for d in docs if d["_id"] not in lost]
+            fresh = await self.store.get_agent(agent_id)
+            if fresh is None or not docs:
+                return 0
+            agent = agent_from(fresh, self.store.default_capacity, now)
+            plan = domain.plan_offers(
+                [work_from(d) for d in docs], [agent], services, now, logged_in
+            )
+        return 0
 
     async def sweep(self) -> int:
         """Match everything waiting with every free agent (the backstop behind the events)."""
@@ -558,14 +587,23 @@ class Router:
         free = await self.store.free_agents()
         if not free:
             return 0
-        docs = await self.store.waiting(limit=self.sweep_batch)
+        now = utcnow()
+        agents = [agent_from(d, self.store.default_capacity, now) for d in free]
+        services = await self.catalog.all()
+        # Only work someone free could take: a deep queue nobody serves now must not hide it.
+        names = {
+            s.name
+            for s in services.values()
+            for a in agents
+            if a.can_take(s.channel) and domain.serves(a, s)
+        }
+        docs = await self.store.waiting_for(
+            [a.agent_id for a in agents], names, limit=self.sweep_batch
+        )
         if not docs:
             return 0
-        now = utcnow()
         works = [work_from(d) for d in docs]
-        agents = [agent_from(d, self.store.default_capacity, now) for d in free]
         logged_in = await self._logged_in(works)
-        services = await self.catalog.all()
         plan = domain.plan_offers(works, agents, services, now, logged_in)
         return await self._carry_out(plan, {d["_id"]: d for d in docs})
 

@@ -454,14 +454,19 @@ class RoutingStore:
         )
         return [d async for d in cursor]
 
-    async def waiting_for_agent(
-        self, agent_id: str, services: Iterable[str], *, limit: int = 100
+    async def waiting_for(
+        self, agent_ids: Iterable[str], services: Iterable[str], *, limit: int = 100
     ) -> list[Document]:
-        """One agent's personal work and the team work of its services, in queue order."""
-        either: list[Document] = [{"personal_agent_id": agent_id}]
+        """These agents' personal work and the team work of these services, in queue order."""
+        either: list[Document] = []
+        agents = sorted(set(agent_ids))
+        if agents:
+            either.append({"personal_agent_id": {"$in": agents}})
         names = sorted(set(services))
         if names:
             either.append({"service": {"$in": names}, "personal_agent_id": None})
+        if not either:
+            return []
         cursor = (
             self.work.find({"status": "waiting", "$or": either})
             .sort([("priority", DESCENDING), ("queued_at", ASCENDING), ("_id", ASCENDING)])
