@@ -50,7 +50,7 @@ def test_an_agent_sees_their_personal_work_and_their_services_team_work_only() -
     index.note(waiting("for-alice", minute=2, personal="alice"))
     index.note(waiting("for-bob", minute=1, personal="bob"))
 
-    head = index.head(services=["support"], personal_agent_id="alice", limit=10)
+    head = index.head(services=["support"], personal_agent_ids=["alice"], limit=10)
 
     assert head == ["for-alice", "support-1"]
     assert index.head(services=["support", "sales"], limit=10) == ["sales-1", "support-1"]

@@ -103,12 +103,12 @@ class QueueIndex:
             self._where[interaction_id] = where
 
     def head(
-        self, *, services: Iterable[str] = (), personal_agent_id: str | None = None, limit: int
+        self, *, services: Iterable[str] = (), personal_agent_ids: Iterable[str] = (), limit: int
     ) -> list[str]:
-        """Interaction ids in queue order: the agent's personal work and its services' team work."""
+        """Interaction ids in queue order: these services' team work and these agents' personal
+        work."""
         lanes = [self._lanes.get(("team", s), []) for s in sorted(set(services))]
-        if personal_agent_id:
-            lanes.append(self._lanes.get(("personal", personal_agent_id), []))
+        lanes += [self._lanes.get(("personal", a), []) for a in sorted(set(personal_agent_ids))]
         merged: Iterator[Key] = heapq.merge(*lanes)
         return [key[2] for key in itertools.islice(merged, limit)]
 

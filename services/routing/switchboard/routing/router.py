@@ -12,6 +12,7 @@ import contextlib
 import copy
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -181,6 +182,8 @@ class Router:
         self._gauges = Backstop()
         self._index_reads = Backstop()
         self.queue = QueueIndex()
+        self._freed: dict[str, asyncio.Future[int]] = {}
+        self._batches: asyncio.Task[None] | None = None
         store.on_work_written = self._work_written
         self.bus = bus
         self.catalog = Catalog(store)
@@ -248,29 +251,24 @@ class Router:
         self,
         *,
         services: Iterable[str] = (),
-        personal_agent_id: str | None = None,
+        personal_agent_ids: Iterable[str] = (),
         limit: int,
     ) -> list[Document]:
-        """Waiting work in queue order: an agent's personal work and its services' team work.
+        """Waiting work in queue order: these services' team work, these agents' personal work.
 
         Candidates come from the index and are each read by ``_id``, so what is returned is
         current; entries found stale are corrected on the way. Until the first full read the
         database is queried instead.
         """
         names = sorted(set(services))
+        agents = sorted(set(personal_agent_ids))
         if not self.queue.built:
-            if names and personal_agent_id:
-                return await self.store.waiting_for([personal_agent_id], names, limit=limit)
-            if personal_agent_id:
-                return await self.store.waiting(personal_agent_id=personal_agent_id, limit=limit)
-            return await self.store.waiting(services=names, team_only=True, limit=limit)
+            return await self.store.waiting_for(agents, names, limit=limit)
         found: list[Document] = []
         seen: set[str] = set()
         while len(found) < limit:
             ids = self.queue.head(
-                services=names,
-                personal_agent_id=personal_agent_id,
-                limit=len(seen) + limit - len(found),
+                services=names, personal_agent_ids=agents, limit=len(seen) + limit - len(found)
             )
             fresh = [i for i in ids if i not in seen]
             if not fresh:
@@ -536,45 +534,81 @@ class Router:
         return 0
 
     async def dispatch_agent(self, agent_id: str) -> int:
-        """Offer waiting work to one agent who may have become free (Ready, capacity freed)."""
+        """Offer waiting work to an agent who may have become free (Ready, capacity freed).
+
+        Agents freed at about the same moment (a shift starting, a burst of Ready) are matched
+        in one batch: one plan gives each of them different work, where separate dispatches
+        would all race for the head of the same queue. Returns the offers made to this agent.
+        """
+        future = self._freed.get(agent_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._freed[agent_id] = future
+            if self._batches is None or self._batches.done():
+                self._batches = asyncio.create_task(self._dispatch_freed(), name="dispatch")
+        return await asyncio.shield(future)
+
+    async def _dispatch_freed(self) -> None:
+        while self._freed:
+            await asyncio.sleep(0)  # the agents freed at this very moment join the batch
+            batch, self._freed = self._freed, {}
+            try:
+                made = await self._dispatch_agents(sorted(batch))
+            except Exception as error:
+                for future in batch.values():
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for agent_id, future in batch.items():
+                    if not future.done():
+                        future.set_result(made[agent_id])
+
+    async def _dispatch_agents(self, agent_ids: list[str]) -> Counter[str]:
+        made: Counter[str] = Counter()
         now = utcnow()
-        doc = await self.store.get_agent(agent_id)
-        if doc is None:
-            return 0
-        agent = agent_from(doc, self.store.default_capacity, now)
-        channels = [ch for ch in CHANNELS if agent.can_take(ch)]
-        if not channels:
-            return 0
         services = await self.catalog.all()
-        names = [
-            s.name for s in services.values() if s.channel in channels and domain.serves(agent, s)
-        ]
-        for limit in (10, 100):  # the head is almost always enough; deeper when it is not
-            docs = await self.waiting(services=names, personal_agent_id=agent_id, limit=limit)
-            if not docs:
-                return 0
+        found = await self.store.agents_by_id(agent_ids)
+        limit = 0
+        for _ in range(RETAKES):
+            agents = [
+                a
+                for a in (agent_from(d, self.store.default_capacity, now) for d in found.values())
+                if any(a.can_take(ch) for ch in CHANNELS)
+            ]
+            names = {
+                s.name
+                for s in services.values()
+                for a in agents
+                if a.can_take(s.channel) and domain.serves(a, s)
+            }
+            room = sum(a.room(ch) for a in agents for ch in CHANNELS if a.can_take(ch))
+            if not agents:
+                break
+            limit = max(limit, room + 10)  # the head is almost always enough
+            docs = await self.waiting(
+                services=names, personal_agent_ids=[a.agent_id for a in agents], limit=limit
+            )
             works = [work_from(d) for d in docs]
             logged_in = await self._logged_in(works)
-            plan = domain.plan_offers(works, [agent], services, now, logged_in)
-            if plan or len(docs) < limit:
-                break
-        for _ in range(RETAKES):
+            plan = domain.plan_offers(works, agents, services, now, logged_in)
             if not plan:
-                return 0
-            if made := await self._carry_out(plan, {d["_id"]: d for d in docs}):
-                return made
-            # Lost a race for that work (another agent's offer took it): the next in line,
-            # with the agent as it is now.
-            lost = {w.interaction_id for w, _ in plan}
-            docs = [d for d in docs if d["_id"] not in lost]
-            fresh = await self.store.get_agent(agent_id)
-            if fresh is None or not docs:
-                return 0
-            agent = agent_from(fresh, self.store.default_capacity, now)
-            plan = domain.plan_offers(
-                [work_from(d) for d in docs], [agent], services, now, logged_in
-            )
-        return 0
+                if len(docs) < limit or limit > 100:
+                    break
+                limit += 100  # declined or kept for someone else: look deeper
+                continue
+            by_id = {d["_id"]: d for d in docs}
+            lost = False
+            for work, agent in plan:
+                if await self.offer(by_id[work.interaction_id], agent.agent_id):
+                    made[agent.agent_id] += 1
+                else:
+                    lost = True
+            if not lost:
+                break
+            # Lost a race for some work (another replica's offer): again, with the agents as
+            # they are now.
+            found = await self.store.agents_by_id(agent_ids)
+        return made
 
     async def sweep(self) -> int:
         """Match everything waiting with every free agent (the backstop behind the events)."""
@@ -1096,9 +1130,12 @@ class Router:
         return changed
 
     async def close(self) -> None:
-        for task in list(self._profile_lookups.values()):
+        tasks = [*self._profile_lookups.values(), *([self._batches] if self._batches else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._profile_lookups.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for future in self._freed.values():
+            future.cancel()
 
     # --- queues ---------------------------------------------------------------------------
 
@@ -1155,7 +1192,7 @@ class Router:
 
     async def personal_queue(self, agent_id: str, limit: int) -> dict[str, Any]:
         await self._acting_agent(agent_id)
-        docs = await self.waiting(personal_agent_id=agent_id, limit=limit)
+        docs = await self.waiting(personal_agent_ids=[agent_id], limit=limit)
         now = utcnow()
         return {"items": [self._item(d, now) for d in docs]}
 
@@ -1187,7 +1224,7 @@ class Router:
                     )
                 candidates = [doc]
             elif personal:
-                candidates = await self.waiting(personal_agent_id=agent_id, limit=20)
+                candidates = await self.waiting(personal_agent_ids=[agent_id], limit=20)
             else:
                 candidates = await self.waiting(services=names, limit=20) if names else []
             if not candidates:

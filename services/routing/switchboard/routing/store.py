@@ -315,9 +315,10 @@ class RoutingStore:
 
     async def agents_by_id(self, agent_ids: Iterable[str]) -> dict[str, Document]:
         ids = sorted(set(agent_ids))
-        if not ids:
-            return {}
-        return {d["_id"]: d async for d in self.agents.find({"_id": {"$in": ids}})}
+        if len(ids) > 16:  # one query; FerretDB reads every agent for it
+            return {d["_id"]: d async for d in self.agents.find({"_id": {"$in": ids}})}
+        found = await asyncio.gather(*(self.agents.find_one({"_id": i}) for i in ids))
+        return {d["_id"]: d for d in found if d is not None}
 
     async def agent_progress(self) -> dict[str, tuple[list[Any] | None, int]]:
         """Per agent: the profile key and state sequence applied so far (one scan)."""
