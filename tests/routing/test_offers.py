@@ -372,3 +372,31 @@ async def test_requests_at_the_same_moment_go_to_different_free_agents_at_once(
 
     offers = await harness.observer.wait_for("offer.made", count=4, seconds=5.0)
     assert sorted(o["agent_id"] for o in offers) == ["ann", "ben", "cat", "dan"]
+
+
+async def test_a_stale_hold_is_released_only_once_its_late_offer_can_no_longer_land(
+    harness: Any,
+) -> None:
+    router = await harness.start(stale_hold_seconds=3600.0)
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.agent("slow", state="not_ready")
+    await harness.request(route("case-1"))
+    doc = await router.store.get_work("case-1")
+    assert doc["status"] == "waiting"
+
+    # An offer half made: the agent's hold is written, the interaction is not yet (the database
+    # stalled between the two writes for longer than the stale-hold time).
+    hold = {"o": "late-offer", "i": "case-1", "c": "email", "at": datetime.now(UTC), "t": "x"}
+    hold["at"] -= timedelta(hours=2)
+
+    def held(agent: dict[str, Any]) -> bool:
+        agent["holds"] = [hold]
+        return True
+
+    await router.store.update_agent("slow", held, create=False)
+    assert await router.release_stale_holds() == 1
+
+    late = {**doc, "status": "offered", "offer_id": "late-offer", "version": doc["version"] + 1}
+    assert not await router.store.replace_work(doc["version"], late)  # it cannot land uncounted
+    assert (await router.store.get_agent("slow"))["holds"] == []
+    assert (await router.store.get_work("case-1"))["status"] == "waiting"

@@ -60,6 +60,7 @@ from switchboard.runtime.errors import Refused
 log = structlog.get_logger("switchboard.routing")
 
 RETAKES = 5  # how often a dispatch that lost a race tries the next candidate
+BY_ID_LIMIT = 32  # more candidates than this: one query beats as many reads by _id
 
 _EVENT_NAMESPACE = uuid.UUID("0d5f2f7e-6a0e-4b8e-9a53-0c3f1d9b7a21")
 
@@ -257,12 +258,12 @@ class Router:
         """Waiting work in queue order: these services' team work, these agents' personal work.
 
         Candidates come from the index and are each read by ``_id``, so what is returned is
-        current; entries found stale are corrected on the way. Until the first full read the
-        database is queried instead.
+        current; entries found stale are corrected on the way. Until the first full read, and for
+        more candidates than are cheaper read one by one, the database is queried instead.
         """
         names = sorted(set(services))
         agents = sorted(set(personal_agent_ids))
-        if not self.queue.built:
+        if not self.queue.built or limit > BY_ID_LIMIT:
             return await self.store.waiting_for(agents, names, limit=limit)
         found: list[Document] = []
         seen: set[str] = set()
@@ -998,7 +999,16 @@ class Router:
                     and work["status"] in ("offered", "assigned")
                     and work.get("offer_id") == hold["o"]
                 )
-                if not live and await self.release_hold(agent["_id"], offer_id=hold["o"]):
+                if live:
+                    continue
+                if work is not None and work["status"] == "waiting":
+                    # Its offer may still be on the way (a slow database, not a crash): move the
+                    # interaction on from the version that offer read, so it can no longer be
+                    # written; otherwise it could land after the hold is gone, uncounted.
+                    bumped = {**work, "version": int(work["version"]) + 1}
+                    if not await self.store.replace_work(work["version"], bumped):
+                        continue  # being written right now: look again next time
+                if await self.release_hold(agent["_id"], offer_id=hold["o"]):
                     metrics.STALE_HOLDS.inc()
                     log.warning("stale capacity hold released", agent_id=agent["_id"], hold=hold)
                     released += 1
