@@ -303,8 +303,8 @@ async def test_work_queued_by_one_replica_is_offered_by_another_as_soon_as_its_a
     harness: Any,
 ) -> None:
     # No full read after the first one: only the replicas' notices keep the index in step.
-    first = await harness.start(sweep_seconds=3600.0)
-    second = await harness.start(sweep_seconds=3600.0)
+    first = await harness.start(sweep_seconds=3600.0, queue_index_seconds=3600.0)
+    second = await harness.start(sweep_seconds=3600.0, queue_index_seconds=3600.0)
     await harness.eventually(_both_indexes_built(first, second))
     await harness.configure(name="support", channel="email", team="support")
     await harness.agent("alice", state="not_ready")

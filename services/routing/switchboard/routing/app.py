@@ -64,6 +64,9 @@ class RoutingSettings(ServiceSettings):
     timer_poll_seconds: float = Field(default=0.5, gt=0)
     sweep_seconds: float = Field(default=1.0, gt=0, description="full matching backstop")
     sweep_batch: int = Field(default=2000, ge=1)
+    queue_index_seconds: float = Field(
+        default=30.0, gt=0, description="how often the queue index is rebuilt from a full read"
+    )
     stale_hold_seconds: float = Field(default=30.0, gt=0)
     metrics_seconds: float = Field(default=5.0, gt=0)
     agent_reconcile_seconds: float = Field(
@@ -152,7 +155,7 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
 
     runtime.every(settings.timer_poll_seconds, "routing timers")(fire_timers)
     runtime.every(settings.sweep_seconds, "routing sweep")(sweep)
-    runtime.every(settings.sweep_seconds, "routing queue index")(router.refresh_queue_index)
+    runtime.every(settings.queue_index_seconds, "routing queue index")(router.refresh_queue_index)
     runtime.every(settings.stale_hold_seconds / 2, "routing stale holds")(stale_holds)
     runtime.every(settings.metrics_seconds, "routing queue gauges")(router.update_gauges)
     runtime.on_stop(router.close)

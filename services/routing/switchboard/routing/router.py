@@ -181,10 +181,8 @@ class Router:
         self._profile_lookups: dict[str, asyncio.Task[int]] = {}
         self._sweeps = Backstop()
         self._gauges = Backstop()
-        self._index_reads = Backstop()
+        self._index_reads = Backstop(share=0.1)
         self.queue = QueueIndex()
-        self._freed: dict[str, asyncio.Future[int]] = {}
-        self._batches: asyncio.Task[None] | None = None
         store.on_work_written = self._work_written
         self.bus = bus
         self.catalog = Catalog(store)
@@ -535,36 +533,12 @@ class Router:
         return 0
 
     async def dispatch_agent(self, agent_id: str) -> int:
-        """Offer waiting work to an agent who may have become free (Ready, capacity freed).
-
-        Agents freed at about the same moment (a shift starting, a burst of Ready) are matched
-        in one batch: one plan gives each of them different work, where separate dispatches
-        would all race for the head of the same queue. Returns the offers made to this agent.
-        """
-        future = self._freed.get(agent_id)
-        if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._freed[agent_id] = future
-            if self._batches is None or self._batches.done():
-                self._batches = asyncio.create_task(self._dispatch_freed(), name="dispatch")
-        return await asyncio.shield(future)
-
-    async def _dispatch_freed(self) -> None:
-        while self._freed:
-            await asyncio.sleep(0)  # the agents freed at this very moment join the batch
-            batch, self._freed = self._freed, {}
-            try:
-                made = await self._dispatch_agents(sorted(batch))
-            except Exception as error:
-                for future in batch.values():
-                    if not future.done():
-                        future.set_exception(error)
-            else:
-                for agent_id, future in batch.items():
-                    if not future.done():
-                        future.set_result(made[agent_id])
+        """Offer waiting work to an agent who may have become free (Ready, capacity freed)."""
+        return (await self._dispatch_agents([agent_id]))[agent_id]
 
     async def _dispatch_agents(self, agent_ids: list[str]) -> Counter[str]:
+        """Match these agents with the head of their queues in one plan (each gets different
+        work); after a lost race, again with the agents as they are now."""
         made: Counter[str] = Counter()
         now = utcnow()
         services = await self.catalog.all()
@@ -1140,12 +1114,9 @@ class Router:
         return changed
 
     async def close(self) -> None:
-        tasks = [*self._profile_lookups.values(), *([self._batches] if self._batches else [])]
-        for task in tasks:
+        for task in list(self._profile_lookups.values()):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for future in self._freed.values():
-            future.cancel()
+        await asyncio.gather(*self._profile_lookups.values(), return_exceptions=True)
 
     # --- queues ---------------------------------------------------------------------------
 
