@@ -89,6 +89,7 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
         decline_cooldown_seconds=settings.decline_cooldown_seconds,
         rona_hold_off_seconds=settings.rona_hold_off_seconds,
         sweep_batch=settings.sweep_batch,
+        sweep_grace_seconds=2 * settings.sweep_seconds,
         stale_hold_seconds=settings.stale_hold_seconds,
         reconcile_timeout_seconds=settings.agent_reconcile_timeout_seconds,
     )

@@ -173,6 +173,7 @@ class Router:
         decline_cooldown_seconds: float = 60.0,
         rona_hold_off_seconds: float = 30.0,
         sweep_batch: int = 2000,
+        sweep_grace_seconds: float = 2.0,
         stale_hold_seconds: float = 30.0,
         reconcile_timeout_seconds: float = 5.0,
     ) -> None:
@@ -189,6 +190,7 @@ class Router:
         self.decline_cooldown = timedelta(seconds=decline_cooldown_seconds)
         self.rona_hold_off = timedelta(seconds=rona_hold_off_seconds)
         self.sweep_batch = sweep_batch
+        self.sweep_grace = timedelta(seconds=sweep_grace_seconds)
         self.stale_hold = timedelta(seconds=stale_hold_seconds)
 
     # --- publishing -----------------------------------------------------------------------
@@ -609,6 +611,9 @@ class Router:
         docs = await self.store.waiting_for(
             [a.agent_id for a in agents], names, limit=self.sweep_batch
         )
+        # Work requested a moment ago is being dispatched by its own request: racing it for
+        # the same agents would only make both slower.
+        docs = [d for d in docs if now - d.get("requested_at", d["queued_at"]) >= self.sweep_grace]
         if not docs:
             return 0
         works = [work_from(d) for d in docs]

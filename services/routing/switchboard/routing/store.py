@@ -458,11 +458,14 @@ class RoutingStore:
     async def waiting_for(
         self, agent_ids: Iterable[str], services: Iterable[str], *, limit: int = 100
     ) -> list[Document]:
-        """These agents' personal work and the team work of these services, in queue order."""
+        """These agents' personal work and the team work of these services, in queue order
+        (for several agents, all personal work: the plan gives each only their own)."""
         either: list[Document] = []
         agents = sorted(set(agent_ids))
-        if agents:
-            either.append({"personal_agent_id": {"$in": agents}})
+        if len(agents) == 1:
+            either.append({"personal_agent_id": agents[0]})
+        elif agents:  # many agents (the sweep): a plain test per document, the plan picks
+            either.append({"personal_agent_id": {"$ne": None}})
         names = sorted(set(services))
         if names:
             either.append({"service": {"$in": names}, "personal_agent_id": None})
