@@ -613,7 +613,8 @@ class Router:
         )
         # Work requested a moment ago is being dispatched by its own request: racing it for
         # the same agents would only make both slower.
-        docs = [d for d in docs if now - d.get("requested_at", d["queued_at"]) >= self.sweep_grace]
+        grace_from = now - self.sweep_grace
+        docs = [d for d in docs if (d.get("requested_at") or d["queued_at"]) <= grace_from]
         if not docs:
             return 0
         works = [work_from(d) for d in docs]
