@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from switchboard.contracts.routing import OfferAnswer, RouteRequested
@@ -54,3 +55,28 @@ async def test_an_offer_timer_without_its_timer_entry_is_repaired_and_fires(harn
     assert await router.store.repair_timers() == 1
     [timed_out] = await harness.observer.wait_for("offer.timed_out", seconds=8)
     assert timed_out["offer_id"] == offer["offer_id"]
+
+
+async def test_a_timer_whose_write_is_still_on_the_way_is_kept_and_fires_once_it_lands(
+    harness: Any,
+) -> None:
+    router = await harness.start(timer_poll_seconds=3600.0)  # this test polls by hand
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.request(
+        RouteRequested(interaction_id="case-1", channel="email", service="support")
+    )
+    store = router.store
+    doc = await store.get_work("case-1")
+    now = datetime.now(UTC)
+    offered = {**doc, "status": "offered", "due": now - timedelta(seconds=1)}
+    offered["version"] = doc["version"] + 1
+
+    # A replace writes the timer entry first, then the interaction: here the second write is
+    # slow, and the entry is already due when the poll reads it.
+    await store._note_timer(offered)
+    assert await store.due_work(now) == []
+    assert await store.timers.count_documents({"i": "case-1"}) == 1  # kept, not dropped
+
+    assert await store.replace_work(doc["version"], offered)
+    [due] = await store.due_work(datetime.now(UTC))
+    assert due["_id"] == "case-1" and due["status"] == "offered"

@@ -56,6 +56,7 @@ Document = dict[str, Any]
 CHANNELS = ("email", "preview")
 TICKET_LEASE = timedelta(seconds=20)
 TICKET_KEEP = timedelta(minutes=10)
+TIMER_WRITE_GRACE = timedelta(minutes=1)  # a write not landed by then has failed
 LIVE = ("waiting", "offered", "assigned")
 
 
@@ -407,7 +408,12 @@ class RoutingStore:
         if due is None:
             return
         with contextlib.suppress(DuplicateKeyError):
-            entry = {"_id": _timer_key(doc), "i": doc["_id"], "due": due}
+            entry = {
+                "_id": _timer_key(doc),
+                "i": doc["_id"],
+                "due": due,
+                "v": doc.get("version", 0),
+            }
             await retry_when_busy(lambda: self.timers.insert_one(entry))
 
     async def due_work(self, now: datetime, limit: int = 200) -> list[Document]:
@@ -417,16 +423,22 @@ class RoutingStore:
             self.timers.find({"due": {"$lte": now}}).sort("due", ASCENDING).limit(limit)
         ):
             doc = await self.work.find_one({"_id": entry["i"]})
-            if doc is None or doc.get("due") != entry["due"]:
-                await self.timers.delete_one({"_id": entry["_id"]})  # the work moved on
+            if doc is not None and doc.get("due") == entry["due"]:
+                found[doc["_id"]] = doc
                 continue
-            found[doc["_id"]] = doc
+            if (
+                doc is not None
+                and int(doc.get("version", 0)) < int(entry.get("v", 0))
+                and entry["due"] > now - TIMER_WRITE_GRACE
+            ):
+                continue  # its write is still on the way (a slow database): look again later
+            await self.timers.delete_one({"_id": entry["_id"]})  # the work moved on
         return list(found.values())
 
     async def repair_timers(self) -> int:
         """Write the entry of any timer that lacks one (data from before ``timers`` existed)."""
         repaired = 0
-        async for doc in self.work.find({"due": {"$ne": None}}, {"due": 1}):
+        async for doc in self.work.find({"due": {"$ne": None}}, {"due": 1, "version": 1}):
             if await self.timers.find_one({"_id": _timer_key(doc)}, {"_id": 1}) is None:
                 await self._note_timer(doc)
                 repaired += 1
