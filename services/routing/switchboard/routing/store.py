@@ -13,8 +13,10 @@ Collections
               end of the preferred-agent wait, personal-queue overflow).
               It keeps its last offers and how they ended (``past_offers``), so a late answer
               gets a clear refusal.
-``timers``    one small insert-only entry per due time written to ``work`` (``<id>|<due>``), so
-              polling for due timers reads only these, not the whole backlog.
+``timers``    one small insert-only entry per due time written to ``work`` (``<id>|<due>``, with
+              the version being written), so polling for due timers reads only these, not the
+              whole backlog. An entry is written before its interaction; one found due while
+              its interaction is still at an older version is kept (the write is on the way).
 ``ended_work`` interactions that ended, out of the way of live scans.
 
 Compare-and-set on FerretDB
