@@ -8,7 +8,7 @@ Runs one routing replica in-process against the local RabbitMQ and MongoDB-proto
 
 1. Setup: ``agents`` agents (half in team "live" and Ready, half in team "backlog" and Not
    Ready) and ``waiting`` interactions waiting in service "backlog" (written straight into
-   routing's collection, the same documents a route request writes).
+   routing's collection, the same documents a route request writes); then routing starts.
 2. Request -> offer: route requests for service "live" at a steady pace while the backlog
    waits; latency = publish of the request to arrival of its ``offer.made``.
 3. Ready -> offer: the backlog agents become Ready at a steady pace; latency = publish of the
@@ -28,11 +28,13 @@ import statistics
 import sys
 import time
 import uuid
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aio_pika
+from pymongo import monitoring
 
 from switchboard.contracts import EXCHANGE
 from switchboard.contracts.agents import AgentStateChanged
@@ -40,6 +42,41 @@ from switchboard.contracts.routing import RouteRequested, ServiceDefinition
 from switchboard.routing.app import RoutingSettings, wire
 from switchboard.routing.store import derive_agent_fields, new_agent_document
 from switchboard.runtime.localstack import backends, management_call
+
+
+class CommandTimes(monitoring.CommandListener):
+    """Where the database's time goes: total and count per command and collection."""
+
+    def __init__(self) -> None:
+        self.totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0])
+        self._names: dict[int, tuple[str, str]] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        target = event.command.get(event.command_name)
+        self._names[event.request_id] = (
+            event.command_name,
+            target if isinstance(target, str) else "",
+        )
+
+    def _ended(
+        self, event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent
+    ) -> None:
+        key = self._names.pop(event.request_id, None)
+        if key is not None:
+            total = self.totals[key]
+            total[0] += 1
+            total[1] += event.duration_micros / 1e6
+
+    succeeded = _ended
+    failed = _ended
+
+    def report(self, top: int = 15) -> list[str]:
+        rows = sorted(self.totals.items(), key=lambda item: -item[1][1])[:top]
+        return [
+            f"  {name:<10} {collection:<20} n={int(n):>7} total={seconds:8.1f} s "
+            f"mean={seconds / n * 1000:8.1f} ms"
+            for (name, collection), (n, seconds) in rows
+        ]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -99,7 +136,7 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
             PROGRESS.set()
 
     await observer.consume(on_offer)
-    await runtime.app.start()
+    started = False
     try:
         for name, team in (("live", "live"), ("backlog", "backlog")):
             await store.put_service(
@@ -138,6 +175,10 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
             await store.work.insert_many(backlog[start : start + 1000])
         setup_seconds = time.perf_counter() - t0
         progress(f"setup: {agents} agents, {waiting} waiting, {setup_seconds:.1f} s")
+        # Routing starts over the backlog, as after a restart (written straight into the
+        # database, it was never announced to the queue index: the first full read finds it).
+        await runtime.app.start()
+        started = True
 
         # --- request -> offer, paced ------------------------------------------------------------
         sent: dict[str, float] = {}
@@ -176,7 +217,8 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
         burst_offers = len(offers) - before
         view = await router.queue_view(["backlog"])
     finally:
-        await runtime.app.stop()
+        if started:
+            await runtime.app.stop()
         await connection.close()
         await drop(mongodb_url, settings.database_name("routing"))
     return {
@@ -243,7 +285,13 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300, help="paced samples per phase")
     parser.add_argument("--rate", type=float, default=50.0, help="paced samples per second")
     parser.add_argument("--phase-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--profile", action="store_true", help="print time per database command and collection"
+    )
     args = parser.parse_args()
+    times = CommandTimes()
+    if args.profile:
+        monitoring.register(times)
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     with backends(Path(".local")) as found:
         amqp_url = found.amqp_url
@@ -280,6 +328,9 @@ def main() -> int:
         f"offers/s: {rate:.0f} ({result['burst_offers']} offers in "
         f"{result['burst_seconds']:.2f} s); still waiting in backlog: {result['still_waiting']}"
     )
+    if args.profile:
+        print("database time by command (all phases):")
+        print("\n".join(times.report()))
     return 0
 
 

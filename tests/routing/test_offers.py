@@ -374,6 +374,27 @@ async def test_requests_at_the_same_moment_go_to_different_free_agents_at_once(
     assert sorted(o["agent_id"] for o in offers) == ["ann", "ben", "cat", "dan"]
 
 
+async def test_agents_ready_at_the_same_moment_get_different_work_at_once(harness: Any) -> None:
+    router = await harness.start(sweep_seconds=3600.0)  # no sweep: the dispatches must do it
+    await harness.configure(name="support", channel="email", team="support")
+    agents = [f"agent-{n}" for n in range(8)]
+    for name in agents:
+        await harness.agent(name, state="not_ready")
+    for n in range(8):
+        await harness.request(route(f"case-{n}"))
+    await router.refresh_queue_index()
+
+    # Every dispatch starts from the head of the same queue: the replica spreads them over it
+    # instead of letting all but one lose the head (a retake each) until they give up.
+    await asyncio.gather(
+        *(router.state_changed(harness.state_message(name, "ready")) for name in agents)
+    )
+
+    offers = await harness.observer.wait_for("offer.made", count=8, seconds=5.0)
+    assert sorted(o["agent_id"] for o in offers) == agents
+    assert sorted(o["interaction_id"] for o in offers) == [f"case-{n}" for n in range(8)]
+
+
 async def test_a_stale_hold_is_released_only_once_its_late_offer_can_no_longer_land(
     harness: Any,
 ) -> None:

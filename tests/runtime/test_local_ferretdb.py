@@ -1,4 +1,5 @@
-"""The local FerretDB launcher starts over data a killed server left half-written."""
+"""The local FerretDB: it starts over data a killed server left half-written, and finds a
+document by ``_id`` through the ``_id`` index rather than by reading the whole collection."""
 
 from __future__ import annotations
 
@@ -28,22 +29,40 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["bash", str(FERRETDB_SCRIPT), "stop", str(tmp_path)], check=False)
 
 
+def _start(data_dir: Path) -> str:
+    started = subprocess.run(
+        ["bash", str(FERRETDB_SCRIPT), "start", str(data_dir), str(_free_port())],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert started.returncode == 0, started.stderr
+    return started.stdout.strip()
+
+
 def test_a_database_left_empty_or_a_stray_wal_does_not_stop_the_server(data_dir: Path) -> None:
     (data_dir / "killed_while_creating.sqlite").write_bytes(b"\0" * 4096)
     (data_dir / "dropped_while_killed.sqlite-wal").write_bytes(b"\0" * 8192)
     (data_dir / "dropped_while_killed.sqlite-shm").write_bytes(b"\0" * 8192)
-    port = _free_port()
 
-    started = subprocess.run(
-        ["bash", str(FERRETDB_SCRIPT), "start", str(data_dir), str(port)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    url = _start(data_dir)
 
-    assert started.returncode == 0, started.stderr
-    with MongoClient(started.stdout.strip(), serverSelectionTimeoutMS=10_000) as client:
+    with MongoClient(url, serverSelectionTimeoutMS=10_000) as client:
         client["kept"]["cases"].insert_one({"_id": "C-1"})
         assert client["kept"]["cases"].find_one({"_id": "C-1"}) == {"_id": "C-1"}
     assert not (data_dir / "dropped_while_killed.sqlite-wal").exists()
+
+
+def test_a_read_by_id_uses_the_id_index(data_dir: Path) -> None:
+    """Every compare-and-set in routing reads and writes by ``_id``: without the index each one
+    reads the whole collection (FerretDB 1.24 as released; the launcher patches it)."""
+    with MongoClient(_start(data_dir), serverSelectionTimeoutMS=10_000) as client:
+        work = client["routing"]["work"]
+        work.insert_many([{"_id": f"I-{n}", "state": "waiting"} for n in range(50)])
+
+        plan = client["routing"].command("explain", {"find": "work", "filter": {"_id": "I-7"}})
+
+        steps = plan["queryPlanner"]["Plan"]
+        assert any("USING INDEX" in step for step in steps), steps
+        assert work.find_one({"_id": "I-7"}) == {"_id": "I-7", "state": "waiting"}

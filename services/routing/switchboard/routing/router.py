@@ -13,7 +13,7 @@ import copy
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -184,6 +184,9 @@ class Router:
         self._gauges = Backstop()
         self._index_reads = Backstop(share=0.1)
         self.queue = QueueIndex()
+        self._offering: set[str] = set()
+        """Interactions this replica is offering right now: its other dispatches leave them to
+        that one (agents freed together would all go for the head of the same queue)."""
         store.on_work_written = self._work_written
         self.bus = bus
         self.catalog = Catalog(store)
@@ -275,6 +278,7 @@ class Router:
             if not fresh:
                 break
             seen.update(fresh)
+            fresh = [i for i in fresh if i not in self._offering]
             for interaction_id, doc in (await self.store.works_by_id(fresh)).items():
                 if doc is not None and doc["status"] == "waiting":
                     found.append(doc)
@@ -283,6 +287,28 @@ class Router:
                 else:
                     self.queue.note(place_of(doc))
         return found[:limit]
+
+    def _plan(
+        self,
+        works: Iterable[domain.Work],
+        agents: Iterable[domain.Agent],
+        services: dict[str, ServiceDefinition],
+        now: datetime,
+        logged_in: dict[str, bool],
+    ) -> list[tuple[domain.Work, domain.Agent]]:
+        """Match work no other dispatch of this replica is offering; the caller offers the plan
+        inside :meth:`_offering_now` (no await between the two, so no dispatch sees it free)."""
+        free = [w for w in works if w.interaction_id not in self._offering]
+        return domain.plan_offers(free, agents, services, now, logged_in)
+
+    @contextlib.contextmanager
+    def _offering_now(self, plan: list[tuple[domain.Work, domain.Agent]]) -> Iterator[None]:
+        ids = {work.interaction_id for work, _ in plan}
+        self._offering |= ids
+        try:
+            yield
+        finally:
+            self._offering -= ids
 
     # --- route requests -------------------------------------------------------------------
 
@@ -520,11 +546,11 @@ class Router:
             agent_docs = await self.store.free_agents(work.channel, service.team)
         agents = [agent_from(d, self.store.default_capacity, now) for d in agent_docs]
         for _ in range(RETAKES):
-            plan = domain.plan_offers([work], agents, services, now, logged_in)
+            plan = self._plan([work], agents, services, now, logged_in)
             if not plan:
                 return 0
             if made := await self._carry_out(plan, {doc["_id"]: doc}):
-                return made
+                return len(made)
             # Lost a race: another offer took that agent (concurrent requests pick the same
             # longest-idle agent) or this interaction. The next agent, if it still waits.
             agents = [a for a in agents if a.agent_id != plan[0][1].agent_id]
@@ -567,20 +593,17 @@ class Router:
             )
             works = [work_from(d) for d in docs]
             logged_in = await self._logged_in(works)
-            plan = domain.plan_offers(works, agents, services, now, logged_in)
+            plan = self._plan(works, agents, services, now, logged_in)
             if not plan:
+                if any(w.interaction_id in self._offering for w in works):
+                    continue  # taken meanwhile by this replica's other dispatches: the next ones
                 if len(docs) < limit or limit > 100:
                     break
                 limit += 100  # declined or kept for someone else: look deeper
                 continue
-            by_id = {d["_id"]: d for d in docs}
-            lost = False
-            for work, agent in plan:
-                if await self.offer(by_id[work.interaction_id], agent.agent_id):
-                    made[agent.agent_id] += 1
-                else:
-                    lost = True
-            if not lost:
+            done = await self._carry_out(plan, {d["_id"]: d for d in docs})
+            made.update(agent.agent_id for _, agent in done)
+            if len(done) == len(plan):
                 break
             # Lost a race for some work (another replica's offer): again, with the agents as
             # they are now.
@@ -619,8 +642,8 @@ class Router:
             return 0
         works = [work_from(d) for d in docs]
         logged_in = await self._logged_in(works)
-        plan = domain.plan_offers(works, agents, services, now, logged_in)
-        return await self._carry_out(plan, {d["_id"]: d for d in docs})
+        plan = self._plan(works, agents, services, now, logged_in)
+        return len(await self._carry_out(plan, {d["_id"]: d for d in docs}))
 
     async def _logged_in(self, works: Iterable[domain.Work]) -> dict[str, bool]:
         wanted = [w.preferred_agent_id for w in works if w.preferred_agent_id]
@@ -633,11 +656,13 @@ class Router:
 
     async def _carry_out(
         self, plan: list[tuple[domain.Work, domain.Agent]], docs: dict[str, Document]
-    ) -> int:
-        made = 0
-        for work, agent in plan:
-            if await self.offer(docs[work.interaction_id], agent.agent_id):
-                made += 1
+    ) -> list[tuple[domain.Work, domain.Agent]]:
+        """Make the plan's offers; the pairs whose offer was made (the others lost a race)."""
+        made = []
+        with self._offering_now(plan):
+            for work, agent in plan:
+                if await self.offer(docs[work.interaction_id], agent.agent_id):
+                    made.append((work, agent))
         return made
 
     async def offer(self, doc: Document, agent_id: str, *, pulled: bool = False) -> bool:
