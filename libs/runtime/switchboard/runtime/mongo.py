@@ -81,49 +81,57 @@ class ProcessedLedger:
         key = f"{consumer}/{message_id}"
         now = datetime.now(UTC)
         try:
-            await self._entries.insert_one(
-                {"_id": key, "state": "handling", "until": now + self._lease, "at": now}
+            await retry_when_busy(
+                lambda: self._entries.insert_one(
+                    {"_id": key, "state": "handling", "until": now + self._lease, "at": now}
+                )
             )
             return Claim.NEW, None
         except DuplicateKeyError:
             pass
-        if await self._take_over_expired(key, now):
-            return Claim.NEW, None
         entry = await self._entries.find_one({"_id": key})
         if entry is not None and entry.get("state") == "done":
             return Claim.DONE, entry.get("answer")
+        if entry is not None and entry["until"] < now and await self._take_over(entry, now):
+            return Claim.NEW, None
         return Claim.BUSY, None
 
-    async def _take_over_expired(self, key: str, now: datetime) -> bool:
+    async def _take_over(self, expired: Document, now: datetime) -> bool:
         """Take over a claim whose holder died. One winner only: the winner is whoever inserts
         the takeover ticket for that expired lease (a unique-key insert is atomic everywhere,
-        a conditional update is not on FerretDB)."""
-        expired = await self._entries.find_one(
-            {"_id": key, "state": "handling", "until": {"$lt": now}}
-        )
-        if expired is None:
-            return False
+        a conditional update is not on FerretDB). Every filter here is by ``_id`` alone: on
+        FerretDB any other field makes it read the whole ledger."""
+        key = expired["_id"]
         try:
-            await self._entries.insert_one(
-                {"_id": f"{key}~{expired['until'].isoformat()}", "state": "ticket", "at": now}
+            await retry_when_busy(
+                lambda: self._entries.insert_one(
+                    {"_id": f"{key}~{expired['until'].isoformat()}", "state": "ticket", "at": now}
+                )
             )
         except DuplicateKeyError:
             return False
-        await self._entries.update_one(
-            {"_id": key}, {"$set": {"until": now + self._lease, "at": now}}
+        await retry_when_busy(
+            lambda: self._entries.update_one(
+                {"_id": key}, {"$set": {"until": now + self._lease, "at": now}}
+            )
         )
         return True
 
     async def complete(self, consumer: str, message_id: str, answer: Document | None) -> None:
-        await self._entries.update_one(
-            {"_id": f"{consumer}/{message_id}"},
-            {"$set": {"state": "done", "answer": answer, "at": datetime.now(UTC)}},
-            upsert=True,
+        await retry_when_busy(
+            lambda: self._entries.update_one(
+                {"_id": f"{consumer}/{message_id}"},
+                {"$set": {"state": "done", "answer": answer, "at": datetime.now(UTC)}},
+                upsert=True,
+            )
         )
 
     async def release(self, consumer: str, message_id: str) -> None:
         """Give a claim back after a failure, so the retried copy can be handled."""
-        await self._entries.delete_one({"_id": f"{consumer}/{message_id}", "state": "handling"})
+        key = f"{consumer}/{message_id}"
+        entry = await self._entries.find_one({"_id": key}, {"state": 1})
+        if entry is not None and entry.get("state") == "handling":
+            await retry_when_busy(lambda: self._entries.delete_one({"_id": key}))
 
     async def purge(self) -> int:
         cutoff = datetime.now(UTC) - self._keep
