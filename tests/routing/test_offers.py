@@ -363,15 +363,17 @@ async def test_requests_at_the_same_moment_go_to_different_free_agents_at_once(
 ) -> None:
     router = await harness.start(sweep_seconds=3600.0)  # no sweep: the dispatch must do it
     await harness.configure(name="support", channel="email", team="support")
-    for name in ("ann", "ben", "cat", "dan"):
+    agents = [f"agent-{n}" for n in range(8)]
+    for name in agents:
         await harness.agent(name)
     router.catalog.invalidate()
 
-    # Each dispatch sees the same longest-idle agent first; all but one lose that race.
-    await asyncio.gather(*(router.request(route(f"case-{n}")) for n in range(4)))
+    # Each dispatch sees the same longest-idle agent first: the replica counts the room its
+    # offers in the making take, so they spread instead of losing that race to each other.
+    await asyncio.gather(*(router.request(route(f"case-{n}")) for n in range(8)))
 
-    offers = await harness.observer.wait_for("offer.made", count=4, seconds=5.0)
-    assert sorted(o["agent_id"] for o in offers) == ["ann", "ben", "cat", "dan"]
+    offers = await harness.observer.wait_for("offer.made", count=8, seconds=5.0)
+    assert sorted(o["agent_id"] for o in offers) == agents
 
 
 async def test_agents_ready_at_the_same_moment_get_different_work_at_once(harness: Any) -> None:

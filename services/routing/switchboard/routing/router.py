@@ -13,7 +13,7 @@ import copy
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -43,6 +43,7 @@ from switchboard.contracts.routing import (
     WaitingChanged,
 )
 from switchboard.routing import domain, metrics
+from switchboard.routing.offers_in_hand import OffersInHand
 from switchboard.routing.queue_index import Place, QueueIndex
 from switchboard.routing.store import (
     CHANNELS,
@@ -184,9 +185,10 @@ class Router:
         self._gauges = Backstop()
         self._index_reads = Backstop(share=0.1)
         self.queue = QueueIndex()
-        self._offering: set[str] = set()
-        """Interactions this replica is offering right now: its other dispatches leave them to
-        that one (agents freed together would all go for the head of the same queue)."""
+        self.in_hand = OffersInHand()
+        self._free_reads: dict[
+            tuple[str, str | None], asyncio.Future[tuple[float, list[Document]]]
+        ] = {}
         store.on_work_written = self._work_written
         self.bus = bus
         self.catalog = Catalog(store)
@@ -278,7 +280,7 @@ class Router:
             if not fresh:
                 break
             seen.update(fresh)
-            fresh = [i for i in fresh if i not in self._offering]
+            fresh = [i for i in fresh if not self.in_hand.offering(i)]
             for interaction_id, doc in (await self.store.works_by_id(fresh)).items():
                 if doc is not None and doc["status"] == "waiting":
                     found.append(doc)
@@ -295,20 +297,38 @@ class Router:
         services: dict[str, ServiceDefinition],
         now: datetime,
         logged_in: dict[str, bool],
+        read_at: float,
     ) -> list[tuple[domain.Work, domain.Agent]]:
-        """Match work no other dispatch of this replica is offering; the caller offers the plan
-        inside :meth:`_offering_now` (no await between the two, so no dispatch sees it free)."""
-        free = [w for w in works if w.interaction_id not in self._offering]
-        return domain.plan_offers(free, agents, services, now, logged_in)
+        """Match work no other dispatch of this replica is offering, with the room its offers
+        leave (``read_at``: when the agents were read); the caller makes the plan's offers with
+        :meth:`_carry_out` (no await between the two: no other dispatch plans the same)."""
+        return domain.plan_offers(
+            self.in_hand.free(works),
+            self.in_hand.with_room_taken(agents, read_at),
+            services,
+            now,
+            logged_in,
+        )
 
-    @contextlib.contextmanager
-    def _offering_now(self, plan: list[tuple[domain.Work, domain.Agent]]) -> Iterator[None]:
-        ids = {work.interaction_id for work, _ in plan}
-        self._offering |= ids
-        try:
-            yield
-        finally:
-            self._offering -= ids
+    async def _free_agents(self, channel: str, team: str | None) -> tuple[float, list[Document]]:
+        """The free agents of a channel and team. Requests handled together share one read
+        (on FerretDB each read decodes every agent); the offers made since it began are
+        counted by :meth:`_plan`."""
+        key = (channel, team)
+        shared = self._free_reads.get(key)
+        if shared is None:
+
+            async def read() -> tuple[float, list[Document]]:
+                read_at = self.in_hand.now()
+                return read_at, await self.store.free_agents(channel, team)
+
+            def forget(done: asyncio.Future[tuple[float, list[Document]]]) -> None:
+                if self._free_reads.get(key) is done:
+                    del self._free_reads[key]
+
+            shared = self._free_reads[key] = asyncio.ensure_future(read())
+            shared.add_done_callback(forget)
+        return await asyncio.shield(shared)
 
     # --- route requests -------------------------------------------------------------------
 
@@ -538,15 +558,15 @@ class Router:
         logged_in = await self._logged_in([work])
         target = domain.meant_for(work, now, logged_in)
         if target is not None:
-            found = await self.store.agents_by_id([target])
-            agent_docs = list(found.values())
+            read_at = self.in_hand.now()
+            agent_docs = list((await self.store.agents_by_id([target])).values())
         elif service is None or service.channel != work.channel:
             return 0
         else:
-            agent_docs = await self.store.free_agents(work.channel, service.team)
+            read_at, agent_docs = await self._free_agents(work.channel, service.team)
         agents = [agent_from(d, self.store.default_capacity, now) for d in agent_docs]
         for _ in range(RETAKES):
-            plan = self._plan([work], agents, services, now, logged_in)
+            plan = self._plan([work], agents, services, now, logged_in, read_at)
             if not plan:
                 return 0
             if made := await self._carry_out(plan, {doc["_id"]: doc}):
@@ -570,6 +590,7 @@ class Router:
         made: Counter[str] = Counter()
         now = utcnow()
         services = await self.catalog.all()
+        read_at = self.in_hand.now()
         found = await self.store.agents_by_id(agent_ids)
         limit = 0
         for _ in range(RETAKES):
@@ -593,9 +614,9 @@ class Router:
             )
             works = [work_from(d) for d in docs]
             logged_in = await self._logged_in(works)
-            plan = self._plan(works, agents, services, now, logged_in)
+            plan = self._plan(works, agents, services, now, logged_in, read_at)
             if not plan:
-                if any(w.interaction_id in self._offering for w in works):
+                if any(self.in_hand.offering(w.interaction_id) for w in works):
                     continue  # taken meanwhile by this replica's other dispatches: the next ones
                 if len(docs) < limit or limit > 100:
                     break
@@ -607,6 +628,7 @@ class Router:
                 break
             # Lost a race for some work (another replica's offer): again, with the agents as
             # they are now.
+            read_at = self.in_hand.now()
             found = await self.store.agents_by_id(agent_ids)
         return made
 
@@ -618,6 +640,7 @@ class Router:
             return await self._sweep()
 
     async def _sweep(self) -> int:
+        read_at = self.in_hand.now()
         free = await self.store.free_agents()
         if not free:
             return 0
@@ -642,7 +665,7 @@ class Router:
             return 0
         works = [work_from(d) for d in docs]
         logged_in = await self._logged_in(works)
-        plan = self._plan(works, agents, services, now, logged_in)
+        plan = self._plan(works, agents, services, now, logged_in, read_at)
         return len(await self._carry_out(plan, {d["_id"]: d for d in docs}))
 
     async def _logged_in(self, works: Iterable[domain.Work]) -> dict[str, bool]:
@@ -659,9 +682,10 @@ class Router:
     ) -> list[tuple[domain.Work, domain.Agent]]:
         """Make the plan's offers; the pairs whose offer was made (the others lost a race)."""
         made = []
-        with self._offering_now(plan):
+        with self.in_hand.holding(plan):
             for work, agent in plan:
                 if await self.offer(docs[work.interaction_id], agent.agent_id):
+                    self.in_hand.made(agent.agent_id, work.channel)
                     made.append((work, agent))
         return made
 
