@@ -28,16 +28,15 @@ def agent(agent_id: str, email: int = 1) -> Agent:
     return Agent(agent_id=agent_id, state="ready", capacity={"email": email, "preview": 0})
 
 
-def test_work_being_offered_is_left_to_that_offer_until_the_plan_is_let_go() -> None:
+def test_work_being_offered_is_left_to_that_offer_until_it_is_made_or_lost() -> None:
     hand = OffersInHand()
-    plan = [(work("case-1"), agent("ann"))]
 
-    with hand.holding(plan):
-        assert [w.interaction_id for w in hand.free([work("case-1"), work("case-2")])] == ["case-2"]
-        assert hand.offering("case-1")
+    with hand.holding([(work("case-1"), agent("ann")), (work("case-2"), agent("ben"))]) as plan:
+        assert hand.free([work("case-1"), work("case-2"), work("case-3")]) == [work("case-3")]
+        plan.done(work("case-1"), "ann", made=False)  # lost: free for the others at once
+        assert [w.interaction_id for w in hand.free([work("case-1"), work("case-2")])] == ["case-1"]
 
-    assert not hand.offering("case-1")
-    assert len(hand.free([work("case-1")])) == 1
+    assert not hand.offering("case-2")
 
 
 def test_the_room_an_offer_in_the_making_takes_is_counted_on_its_channel() -> None:
@@ -52,31 +51,45 @@ def test_the_room_an_offer_in_the_making_takes_is_counted_on_its_channel() -> No
     assert ben.room("email") == 1
 
 
-def test_an_offer_made_after_the_agents_were_read_still_counts_one_made_before_does_not() -> None:
+def test_an_offer_made_while_the_agents_were_read_counts_once_one_made_before_not_at_all() -> None:
     clock = Clock()
     hand = OffersInHand(clock)
-    before = hand.now()
+    read_before = hand.now()
     clock.now += 1
-    with hand.holding([(work("case-1"), agent("ann"))]):
-        hand.made("ann", "email")
+    with hand.holding([(work("case-1"), agent("ann", email=2))]) as plan:
+        plan.done(work("case-1"), "ann", made=True)
+        [during] = hand.with_room_taken([agent("ann", email=2)], read_before)
     clock.now += 1
-    after = hand.now()
+    read_after = hand.now()
 
-    [stale_view] = hand.with_room_taken([agent("ann")], before)
-    [fresh_view] = hand.with_room_taken([agent("ann")], after)
+    [stale_view] = hand.with_room_taken([agent("ann", email=2)], read_before)
+    [fresh_view] = hand.with_room_taken([agent("ann", email=2)], read_after)
 
-    assert not stale_view.can_take("email")  # the read may not show the offer: assume it took
-    assert fresh_view.can_take("email")  # read after it: the agent's own holds show it
+    assert during.room("email") == 1  # made, no longer in the making: counted once
+    assert stale_view.room("email") == 1  # the read may not show the offer: assume it took
+    assert fresh_view.room("email") == 2  # read after it: the agent's own holds show it
+
+
+def test_a_lost_offer_gives_its_room_back_at_once() -> None:
+    hand = OffersInHand()
+    read_at = hand.now()
+
+    with hand.holding([(work("case-1"), agent("ann")), (work("case-2"), agent("ben"))]) as plan:
+        plan.done(work("case-1"), "ann", made=False)
+        [ann] = hand.with_room_taken([agent("ann")], read_at)
+
+    assert ann.can_take("email")
 
 
 def test_offers_made_long_ago_are_forgotten() -> None:
     clock = Clock()
     hand = OffersInHand(clock)
-    with hand.holding([(work("case-1"), agent("ann"))]):
-        hand.made("ann", "email")
+    with hand.holding([(work("case-1"), agent("ann"))]) as plan:
+        plan.done(work("case-1"), "ann", made=True)
     clock.now += RECENT_SECONDS + 1
-    hand.made("ben", "email")
+    with hand.holding([(work("case-2"), agent("ben"))]) as plan:
+        plan.done(work("case-2"), "ben", made=True)
 
-    [ann] = hand.with_room_taken([agent("ann")], 0.0)
+    [ann] = hand.with_room_taken([agent("ann")], float("-inf"))
 
     assert ann.can_take("email")

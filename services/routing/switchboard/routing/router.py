@@ -325,6 +325,8 @@ class Router:
             def forget(done: asyncio.Future[tuple[float, list[Document]]]) -> None:
                 if self._free_reads.get(key) is done:
                     del self._free_reads[key]
+                if not done.cancelled():
+                    done.exception()  # its waiters got it; none left must not warn
 
             shared = self._free_reads[key] = asyncio.ensure_future(read())
             shared.add_done_callback(forget)
@@ -557,23 +559,30 @@ class Router:
         work = work_from(doc)
         logged_in = await self._logged_in([work])
         target = domain.meant_for(work, now, logged_in)
-        if target is not None:
-            read_at = self.in_hand.now()
-            agent_docs = list((await self.store.agents_by_id([target])).values())
-        elif service is None or service.channel != work.channel:
+        if target is None and (service is None or service.channel != work.channel):
             return 0
-        else:
-            read_at, agent_docs = await self._free_agents(work.channel, service.team)
-        agents = [agent_from(d, self.store.default_capacity, now) for d in agent_docs]
+        lost: set[str] = set()
         for _ in range(RETAKES):
+            if target is not None:
+                read_at = self.in_hand.now()
+                agent_docs = list((await self.store.agents_by_id([target])).values())
+            else:
+                assert service is not None
+                read_at, agent_docs = await self._free_agents(work.channel, service.team)
+            agents = [
+                agent_from(d, self.store.default_capacity, now)
+                for d in agent_docs
+                if d["_id"] not in lost
+            ]
             plan = self._plan([work], agents, services, now, logged_in, read_at)
             if not plan:
                 return 0
             if made := await self._carry_out(plan, {doc["_id"]: doc}):
                 return len(made)
-            # Lost a race: another offer took that agent (concurrent requests pick the same
-            # longest-idle agent) or this interaction. The next agent, if it still waits.
-            agents = [a for a in agents if a.agent_id != plan[0][1].agent_id]
+            # Lost a race: another replica's offer took that agent, or this interaction. The
+            # next agent, if it still waits: as the agents are now (someone may have become
+            # free meanwhile, and been left to this dispatch by their own).
+            lost.add(plan[0][1].agent_id)
             current = await self.store.get_work(doc["_id"])
             if current is None or current["status"] != "waiting":
                 return 0
@@ -682,10 +691,11 @@ class Router:
     ) -> list[tuple[domain.Work, domain.Agent]]:
         """Make the plan's offers; the pairs whose offer was made (the others lost a race)."""
         made = []
-        with self.in_hand.holding(plan):
+        with self.in_hand.holding(plan) as hand:
             for work, agent in plan:
-                if await self.offer(docs[work.interaction_id], agent.agent_id):
-                    self.in_hand.made(agent.agent_id, work.channel)
+                offered = await self.offer(docs[work.interaction_id], agent.agent_id)
+                hand.done(work, agent.agent_id, made=offered)
+                if offered:
                     made.append((work, agent))
         return made
 
