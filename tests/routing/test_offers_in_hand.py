@@ -31,9 +31,9 @@ def agent(agent_id: str, email: int = 1) -> Agent:
 def test_work_being_offered_is_left_to_that_offer_until_it_is_made_or_lost() -> None:
     hand = OffersInHand()
 
-    with hand.holding([(work("case-1"), agent("ann")), (work("case-2"), agent("ben"))]) as plan:
+    with hand.holding([(work("case-1"), agent("ann")), (work("case-2"), agent("ben"))]) as settle:
         assert hand.free([work("case-1"), work("case-2"), work("case-3")]) == [work("case-3")]
-        plan.done(work("case-1"), "ann", made=False)  # lost: free for the others at once
+        settle(work("case-1"), made=False)  # lost: free for the others at once
         assert [w.interaction_id for w in hand.free([work("case-1"), work("case-2")])] == ["case-1"]
 
     assert not hand.offering("case-2")
@@ -56,8 +56,8 @@ def test_an_offer_made_while_the_agents_were_read_counts_once_one_made_before_no
     hand = OffersInHand(clock)
     read_before = hand.now()
     clock.now += 1
-    with hand.holding([(work("case-1"), agent("ann", email=2))]) as plan:
-        plan.done(work("case-1"), "ann", made=True)
+    with hand.holding([(work("case-1"), agent("ann", email=2))]) as settle:
+        settle(work("case-1"), made=True)
         [during] = hand.with_room_taken([agent("ann", email=2)], read_before)
     clock.now += 1
     read_after = hand.now()
@@ -74,8 +74,8 @@ def test_a_lost_offer_gives_its_room_back_at_once() -> None:
     hand = OffersInHand()
     read_at = hand.now()
 
-    with hand.holding([(work("case-1"), agent("ann")), (work("case-2"), agent("ben"))]) as plan:
-        plan.done(work("case-1"), "ann", made=False)
+    with hand.holding([(work("case-1"), agent("ann")), (work("case-2"), agent("ben"))]) as settle:
+        settle(work("case-1"), made=False)
         [ann] = hand.with_room_taken([agent("ann")], read_at)
 
     assert ann.can_take("email")
@@ -84,11 +84,11 @@ def test_a_lost_offer_gives_its_room_back_at_once() -> None:
 def test_offers_made_long_ago_are_forgotten() -> None:
     clock = Clock()
     hand = OffersInHand(clock)
-    with hand.holding([(work("case-1"), agent("ann"))]) as plan:
-        plan.done(work("case-1"), "ann", made=True)
+    with hand.holding([(work("case-1"), agent("ann"))]) as settle:
+        settle(work("case-1"), made=True)
     clock.now += RECENT_SECONDS + 1
-    with hand.holding([(work("case-2"), agent("ben"))]) as plan:
-        plan.done(work("case-2"), "ben", made=True)
+    with hand.holding([(work("case-2"), agent("ben"))]) as settle:
+        settle(work("case-2"), made=True)
 
     [ann] = hand.with_room_taken([agent("ann")], float("-inf"))
 

@@ -128,10 +128,11 @@ class ProcessedLedger:
 
     async def release(self, consumer: str, message_id: str) -> None:
         """Give a claim back after a failure, so the retried copy can be handled."""
-        key = f"{consumer}/{message_id}"
-        entry = await self._entries.find_one({"_id": key}, {"state": 1})
-        if entry is not None and entry.get("state") == "handling":
-            await retry_when_busy(lambda: self._entries.delete_one({"_id": key}))
+        await retry_when_busy(
+            lambda: self._entries.delete_one(
+                {"_id": f"{consumer}/{message_id}", "state": "handling"}
+            )
+        )
 
     async def purge(self) -> int:
         cutoff = datetime.now(UTC) - self._keep

@@ -18,6 +18,8 @@ from switchboard.contracts.routing import ServiceDefinition
 
 Service = ServiceDefinition
 
+CHANNELS = ("email", "preview")
+
 OFFERABLE_STATES = frozenset({"ready", "busy"})
 """Agent-state keeps an agent "busy" while working: busy with room on a channel still takes work."""
 
@@ -191,7 +193,7 @@ def plan_offers(
     """
     by_id = {a.agent_id: a for a in agents}
     state = _Plan(
-        room={(a.agent_id, ch): a.room(ch) for a in by_id.values() for ch in ("email", "preview")},
+        room={(a.agent_id, ch): a.room(ch) for a in by_id.values() for ch in CHANNELS},
         idle={a.agent_id: a.idle_since for a in by_id.values()},
     )
     heaps: dict[str, list[tuple[RankKey, datetime | None]]] = {}
@@ -210,8 +212,7 @@ def plan_offers(
 
     def current(agent: Agent) -> Agent:
         channel_load = {
-            ch: agent.capacity_for(ch) - state.room[(agent.agent_id, ch)]
-            for ch in ("email", "preview")
+            ch: agent.capacity_for(ch) - state.room[(agent.agent_id, ch)] for ch in CHANNELS
         }
         return Agent(
             agent_id=agent.agent_id,

@@ -15,10 +15,15 @@ import dataclasses
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
 
 from switchboard.routing import domain
 
 RECENT_SECONDS = 10.0  # no read of the agents takes longer than this
+
+
+class Settle(Protocol):
+    def __call__(self, work: domain.Work, made: bool) -> None: ...
 
 
 class OffersInHand:
@@ -53,7 +58,7 @@ class OffersInHand:
             return list(agents)
         found = []
         for agent in agents:
-            extra = {ch: taken[(agent.agent_id, ch)] for ch in ("email", "preview")}
+            extra = {ch: taken[(agent.agent_id, ch)] for ch in domain.CHANNELS}
             if any(extra.values()):
                 load = {ch: int(agent.load.get(ch, 0)) + n for ch, n in extra.items()}
                 agent = dataclasses.replace(agent, load=load)
@@ -61,50 +66,33 @@ class OffersInHand:
         return found
 
     @contextlib.contextmanager
-    def holding(self, plan: list[tuple[domain.Work, domain.Agent]]) -> Iterator[Hand]:
-        """While a plan's offers are being made, its work and room are taken; each is given
-        back as soon as its offer is made or lost (:meth:`Hand.done`)."""
-        hand = Hand(self, plan)
+    def holding(self, plan: list[tuple[domain.Work, domain.Agent]]) -> Iterator[Settle]:
+        """While a plan's offers are being made, its work and room are taken. Yields
+        ``settle(work, made)``: that offer was made (its hold is in the database) or lost, and
+        its work and room are given back at once (a long plan, the sweep's, holds nothing it is
+        done with); whatever is left is given back at the end."""
+        pending = {work.interaction_id: (agent.agent_id, work.channel) for work, agent in plan}
+        for interaction_id, room in pending.items():
+            self._offering.add(interaction_id)
+            self._reserving[room] += 1
+
+        def settle(work: domain.Work, made: bool) -> None:
+            room = pending.pop(work.interaction_id)
+            self._give_back(work.interaction_id, room)
+            if made:
+                now = self._clock()
+                self._made.append((now, *room))
+                while self._made[0][0] < now - RECENT_SECONDS:
+                    self._made.popleft()
+
         try:
-            yield hand
+            yield settle
         finally:
-            hand.let_go()
+            for interaction_id, room in pending.items():
+                self._give_back(interaction_id, room)
 
-    def _made_offer(self, agent_id: str, channel: str) -> None:
-        now = self._clock()
-        self._made.append((now, agent_id, channel))
-        while self._made[0][0] < now - RECENT_SECONDS:
-            self._made.popleft()
-
-
-class Hand:
-    """One plan in hand: see :meth:`OffersInHand.holding`."""
-
-    def __init__(self, offers: OffersInHand, plan: list[tuple[domain.Work, domain.Agent]]) -> None:
-        self._offers = offers
-        self._ids = {work.interaction_id for work, _ in plan}
-        self._rooms = Counter((agent.agent_id, work.channel) for work, agent in plan)
-        offers._offering |= self._ids
-        offers._reserving.update(self._rooms)
-
-    def done(self, work: domain.Work, agent_id: str, *, made: bool) -> None:
-        """This pair's offer was made (its hold is in the database) or lost: its work and room
-        are no longer in hand, at once (a long plan, the sweep's, holds nothing it is done
-        with)."""
-        key = (agent_id, work.channel)
-        self._offers._offering.discard(work.interaction_id)
-        self._ids.discard(work.interaction_id)
-        if self._rooms[key] > 0:
-            self._rooms[key] -= 1
-            self._offers._reserving[key] -= 1
-            if self._offers._reserving[key] <= 0:
-                del self._offers._reserving[key]
-        if made:
-            self._offers._made_offer(agent_id, work.channel)
-
-    def let_go(self) -> None:
-        self._offers._offering -= self._ids
-        self._offers._reserving.subtract(self._rooms)
-        self._offers._reserving = +self._offers._reserving
-        self._ids.clear()
-        self._rooms.clear()
+    def _give_back(self, interaction_id: str, room: tuple[str, str]) -> None:
+        self._offering.discard(interaction_id)
+        self._reserving[room] -= 1
+        if self._reserving[room] <= 0:
+            del self._reserving[room]

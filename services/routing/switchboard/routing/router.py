@@ -46,7 +46,6 @@ from switchboard.routing import domain, metrics
 from switchboard.routing.offers_in_hand import OffersInHand
 from switchboard.routing.queue_index import Place, QueueIndex
 from switchboard.routing.store import (
-    CHANNELS,
     LIVE,
     Document,
     RoutingStore,
@@ -606,7 +605,7 @@ class Router:
             agents = [
                 a
                 for a in (agent_from(d, self.store.default_capacity, now) for d in found.values())
-                if any(a.can_take(ch) for ch in CHANNELS)
+                if any(a.can_take(ch) for ch in domain.CHANNELS)
             ]
             names = {
                 s.name
@@ -614,7 +613,7 @@ class Router:
                 for a in agents
                 if a.can_take(s.channel) and domain.serves(a, s)
             }
-            room = sum(a.room(ch) for a in agents for ch in CHANNELS if a.can_take(ch))
+            room = sum(a.room(ch) for a in agents for ch in domain.CHANNELS if a.can_take(ch))
             if not agents:
                 break
             limit = max(limit, room + 10)  # the head is almost always enough
@@ -691,10 +690,10 @@ class Router:
     ) -> list[tuple[domain.Work, domain.Agent]]:
         """Make the plan's offers; the pairs whose offer was made (the others lost a race)."""
         made = []
-        with self.in_hand.holding(plan) as hand:
+        with self.in_hand.holding(plan) as settle:
             for work, agent in plan:
                 offered = await self.offer(docs[work.interaction_id], agent.agent_id)
-                hand.done(work, agent.agent_id, made=offered)
+                settle(work, offered)
                 if offered:
                     made.append((work, agent))
         return made

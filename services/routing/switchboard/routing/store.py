@@ -50,12 +50,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from switchboard.contracts.routing import ServiceDefinition
-from switchboard.routing.domain import Agent, Work, interaction_of_offer
+from switchboard.routing.domain import CHANNELS, Agent, Work, interaction_of_offer
 from switchboard.routing.queue_index import Place
 from switchboard.runtime.mongo import retry_when_busy
 
 Document = dict[str, Any]
-CHANNELS = ("email", "preview")
 TICKET_LEASE = timedelta(seconds=20)
 TICKET_KEEP = timedelta(minutes=10)
 TIMER_WRITE_GRACE = timedelta(minutes=1)  # a write not landed by then has failed
