@@ -9,8 +9,11 @@ set -euo pipefail
 
 VERSION=v1.24.2
 MODULE=github.com/FerretDB/FerretDB
-# The suffix names the local patch below; a binary built without it is not reused.
-CACHE_DIR="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}/ferretdb-$VERSION-id-index"
+# Local patches applied at build, in order (see each file's header for why). The cache
+# directory names them all, so a binary built without one of them is never reused.
+PATCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferretdb-patches"
+PATCHES=(01-id-index 02-write-lock)
+CACHE_DIR="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}/ferretdb-$VERSION-$(IFS=+; echo "${PATCHES[*]}")"
 BIN="$CACHE_DIR/ferretdb"
 
 die() { echo "ferretdb.sh: $*" >&2; exit 1; }
@@ -26,13 +29,11 @@ build() {
     cp -r "$src" "$tmp/src" && chmod -R u+w "$tmp/src"
     # A plain `go build` panics at startup without this file.
     echo "$VERSION" > "$tmp/src/build/version/version.txt"
-    # FerretDB 1.24 makes each collection's unique _id index on `_ferretdb_sjson->"_id"` but
-    # looks documents up by `_ferretdb_sjson->'$._id'`; SQLite only uses an index for the same
-    # expression, so every read, update and delete by _id scanned the whole table. Look up by
-    # the index's own expression (same value: a bare key is the path `$.key`).
-    local meta="$tmp/src/internal/backends/sqlite/metadata/metadata.go"
-    sed -i "s|IDColumn = DefaultColumn + \"->'\$\._id'\"|IDColumn = DefaultColumn + \"->'_id'\"|" "$meta"
-    grep -q "IDColumn = DefaultColumn + \"->'_id'\"" "$meta" || die "could not patch the _id lookup in $meta"
+    local name
+    for name in "${PATCHES[@]}"; do
+        patch -d "$tmp/src" -p1 --forward --batch --quiet <"$PATCH_DIR/$name.patch" ||
+            die "could not apply $PATCH_DIR/$name.patch to FerretDB $VERSION"
+    done
     mkdir -p "$CACHE_DIR"
     # SQLite backend is modernc.org/sqlite (pure Go), so no cgo is needed.
     # Fall back to the Go version FerretDB's go.mod names if the local one fails.

@@ -8,6 +8,7 @@ need_apt=()
 command -v rabbitmq-server >/dev/null || need_apt+=(rabbitmq-server)
 command -v dovecot >/dev/null || need_apt+=(dovecot-imapd)
 command -v openssl >/dev/null || need_apt+=(openssl)  # test certificates (IMAP and relay TLS)
+command -v patch >/dev/null || need_apt+=(patch)  # FerretDB local patches (deploy/local/ferretdb-patches)
 if [[ "${1:-}" == "--ci" ]]; then
     command -v docker-compose >/dev/null || need_apt+=(docker-compose)
     command -v promtool >/dev/null || need_apt+=(prometheus)
