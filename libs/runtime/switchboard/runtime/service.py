@@ -22,6 +22,7 @@ from faststream.specification import AsyncAPI
 
 from switchboard.runtime.bus import Bus, make_broker
 from switchboard.runtime.health import live_endpoint, ready_endpoint
+from switchboard.runtime.jobs import DURATION, LAST_RUN, PeriodicJob
 from switchboard.runtime.logs import configure_logging
 from switchboard.runtime.metrics import metrics_app
 from switchboard.runtime.mongo import ProcessedLedger, make_mongo_client
@@ -51,8 +52,8 @@ class Runtime:
         self.bus = Bus(self.broker, settings, self.ledger, service=service)
         self._start_hooks: list[Hook] = [self.ledger.ensure_indexes]
         self._stop_hooks: list[Hook] = []
-        self._periodic: list[tuple[str, float, Hook]] = [
-            ("purge processed-message ledger", 3600.0, self._purge_ledger)
+        self._periodic: list[PeriodicJob] = [
+            PeriodicJob("purge processed-message ledger", 3600.0, self._purge_ledger)
         ]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -78,10 +79,14 @@ class Runtime:
         """Run a hook periodically while the service is up (timers kept in MongoDB use this)."""
 
         def register(hook: Hook) -> Hook:
-            self._periodic.append((name, seconds, hook))
+            self._periodic.append(PeriodicJob(name, seconds, hook))
             return hook
 
         return register
+
+    def jobs(self, table: list[PeriodicJob]) -> None:
+        """Run the service's periodic jobs (its one table of them) while it is up."""
+        self._periodic.extend(table)
 
     def mount(self, path: str, app: ASGIApp) -> None:
         """Serve an extra HTTP endpoint (an upload, an API) beside /metrics and /health."""
@@ -127,8 +132,8 @@ class Runtime:
     async def _start_timers(self) -> None:
         self._stopping.clear()
         self._tasks.append(asyncio.create_task(self._watch_broker(), name="broker watchdog"))
-        for name, seconds, hook in self._periodic:
-            self._tasks.append(asyncio.create_task(self._repeat(name, seconds, hook), name=name))
+        for job in self._periodic:
+            self._tasks.append(asyncio.create_task(self._repeat(job), name=job.name))
 
     async def _stop(self) -> None:
         self._stopping.set()
@@ -144,19 +149,24 @@ class Runtime:
         await self.mongo.close()
         log.info("service stopped")
 
-    async def _repeat(self, name: str, seconds: float, hook: Hook) -> None:
-        """Run ``hook`` every ``seconds`` until the service stops. The stop is also checked
+    async def _repeat(self, job: PeriodicJob) -> None:
+        """Run ``job`` every ``job.seconds`` until the service stops. The stop is also checked
         between runs: a cancellation that lands inside a driver call may surface as an ordinary
         error, and must not leave shutdown waiting a whole period."""
         while not self._stopping.is_set():
+            started = time.perf_counter()
+            outcome = "ok"
             try:
-                await hook()
+                await job.run()
             except Exception:
                 if self._stopping.is_set():
                     return
-                log.exception("periodic task failed", task=name)
+                outcome = "failed"
+                log.exception("periodic task failed", task=job.name)
+            DURATION.labels(self.service, job.name).set(time.perf_counter() - started)
+            LAST_RUN.labels(self.service, job.name, outcome).set(time.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), seconds)
+                await asyncio.wait_for(self._stopping.wait(), job.seconds)
 
     async def _purge_ledger(self) -> None:
         await self.ledger.purge()

@@ -1,0 +1,256 @@
+"""The storage kernel on the real server: each claim has exactly one winner under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from testkit import eventually
+
+from switchboard.runtime.jobs import PeriodicJob
+from switchboard.runtime.localstack import Backends
+from switchboard.runtime.service import Runtime
+from switchboard.runtime.storage import (
+    Lease,
+    NotFound,
+    Outbox,
+    Sequence,
+    Slots,
+    TimerQueue,
+    TooMuchContention,
+    VersionedCollection,
+    WithOutbox,
+    delete_older_than,
+)
+
+Document = dict[str, Any]
+
+
+@pytest.fixture
+async def db(real_servers: Backends) -> AsyncIterator[AsyncDatabase[Document]]:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        real_servers.mongodb_url, tz_aware=True, maxPoolSize=100
+    )
+    name = f"t{uuid.uuid4().hex[:10]}_storage"
+    try:
+        yield client[name]
+    finally:
+        await client.drop_database(name)
+        await client.close()
+
+
+class Queue(WithOutbox):
+    waiting: list[str] = []
+
+
+def add(item: str) -> Callable[[Queue], tuple[Queue, str]]:
+    def change(queue: Queue) -> tuple[Queue, str]:
+        message = {"item": item, "position": len(queue.waiting) + 1}
+        new = queue.model_copy(
+            update={
+                "waiting": [*queue.waiting, item],
+                "outbox": [*queue.outbox, message],
+                "unpublished": True,
+                "changed_at": datetime.now(UTC),
+            }
+        )
+        return new, item
+
+    return change
+
+
+async def test_concurrent_changes_of_one_aggregate_are_each_applied_once(
+    db: AsyncDatabase[Document],
+) -> None:
+    queues = VersionedCollection(db["queues"], Queue)
+    assert await queues.insert(Queue(id="billing", version=1))
+    assert not await queues.insert(Queue(id="billing", version=1)), "a second insert is refused"
+
+    done = await asyncio.gather(*(queues.update("billing", add(f"C-{n}")) for n in range(20)))
+
+    stored = await queues.get("billing")
+    assert stored is not None
+    assert sorted(stored.waiting) == sorted(f"C-{n}" for n in range(20))
+    assert stored.version == 21
+    assert sorted(d.aggregate.version for d in done) == list(range(2, 22)), "one write each"
+    assert [m["position"] for m in stored.outbox] == list(range(1, 21))
+
+
+async def test_a_change_that_writes_nothing_and_a_missing_aggregate(
+    db: AsyncDatabase[Document],
+) -> None:
+    queues = VersionedCollection(db["queues"], Queue)
+    await queues.insert(Queue(id="sales", version=1))
+
+    same = await queues.update("sales", lambda q: (None, "nothing to do"))
+
+    assert (same.written, same.result, same.aggregate.version) == (False, "nothing to do", 1)
+    with pytest.raises(NotFound):
+        await queues.update("nobody", add("C-1"))
+
+
+async def test_the_retries_are_bounded(db: AsyncDatabase[Document]) -> None:
+    conflicts: list[int] = []
+    await VersionedCollection(db["queues"], Queue).insert(Queue(id="sales", version=1))
+
+    class Stale(VersionedCollection[Queue]):  # someone else writes after every read
+        async def get(self, key: str) -> Queue | None:
+            found = await super().get(key)
+            await db["queues"].update_one({"_id": key}, {"$inc": {"version": 1}})
+            return found
+
+    stale = Stale(db["queues"], Queue, attempts=3, on_conflict=lambda: conflicts.append(1))
+    with pytest.raises(TooMuchContention):
+        await stale.update("sales", add("C-1"))
+    assert len(conflicts) == 3
+
+
+async def test_the_outbox_publishes_after_the_write_and_the_sweep_finds_what_a_crash_left(
+    db: AsyncDatabase[Document],
+) -> None:
+    queues = VersionedCollection(db["queues"], Queue)
+    published: list[Document] = []
+    broker_up = False
+
+    async def publish(message: Document) -> None:
+        if not broker_up:
+            raise ConnectionError("broker down")
+        published.append(message)
+
+    outbox = Outbox(queues, publish, grace=timedelta(0))
+    await queues.insert(Queue(id="billing", version=1))
+    first = await queues.update("billing", add("C-1"))
+    with pytest.raises(ConnectionError):
+        await outbox.flush("billing", first.aggregate.pending())
+    await queues.update("billing", add("C-2"))  # and this process dies before flushing
+
+    broker_up = True
+    assert await outbox.sweep() == 1
+
+    assert [m["item"] for m in published] == ["C-1", "C-2"], "in order, each once"
+    stored = await queues.get("billing")
+    assert stored is not None and stored.outbox == [] and not stored.unpublished
+    assert await outbox.sweep() == 0
+
+
+async def test_a_sequence_gives_each_number_once(db: AsyncDatabase[Document]) -> None:
+    numbers = Sequence(db["sequences"], "case-numbers")
+
+    got = await asyncio.gather(*(numbers.next() for _ in range(60)))
+
+    assert sorted(got) == list(range(1, 61))
+
+
+async def test_a_lease_has_one_holder_until_it_runs_out_or_is_given_back(
+    db: AsyncDatabase[Document],
+) -> None:
+    leases = [Lease(db["leases"], "imap:support", f"replica-{n}") for n in range(8)]
+
+    taken = await asyncio.gather(*(lease.acquire(timedelta(minutes=1)) for lease in leases))
+
+    winners = [n for n, epoch in enumerate(taken) if epoch is not None]
+    assert len(winners) == 1
+    holder = leases[winners[0]]
+    other = leases[(winners[0] + 1) % len(leases)]
+    assert await holder.acquire(timedelta(minutes=1)) == 1, "the holder renews"
+    assert await other.acquire(timedelta(minutes=1)) is None
+    assert await holder.acquire(timedelta(seconds=-1)) == 1  # renewed into the past: expired
+    assert await other.acquire(timedelta(minutes=1)) == 2, "an expired lease is taken over"
+    assert await holder.acquire(timedelta(minutes=1)) is None, "the old holder lost it"
+    await other.release()
+    assert await holder.acquire(timedelta(minutes=1)) == 1, "given back: taken afresh"
+
+
+async def test_slots_never_go_over_the_capacity_nor_under_zero(
+    db: AsyncDatabase[Document],
+) -> None:
+    quota = Slots(db["slots"], "campaign:spring")
+
+    taken = await asyncio.gather(*(quota.take(capacity=5) for _ in range(30)))
+
+    assert taken.count(True) == 5
+    assert await quota.used() == 5
+    given = await asyncio.gather(*(quota.give_back() for _ in range(8)))
+    assert given.count(True) == 5
+    assert await quota.used() == 0
+    assert await quota.take(capacity=5, count=5)
+    assert not await quota.take(capacity=5)
+
+
+async def test_each_due_timer_is_claimed_by_one_replica(db: AsyncDatabase[Document]) -> None:
+    timers = TimerQueue(db["timers"])
+    await timers.ensure_indexes()
+    now = datetime.now(UTC)
+    for n in range(10):
+        await timers.set(f"ann:{n}", now - timedelta(seconds=1), {"agent_id": "ann", "n": n})
+    await timers.set("bob:later", now + timedelta(hours=1), {"agent_id": "bob"})
+    await timers.set("bob:cleared", now, {"agent_id": "bob"})
+    await timers.set("bob:cleared", None, {})
+
+    async def replica() -> list[str]:
+        mine = []
+        while (timer := await timers.claim_due(now, timedelta(minutes=1))) is not None:
+            mine.append(timer.key)
+        return mine
+
+    claimed = [key for keys in await asyncio.gather(*(replica() for _ in range(5))) for key in keys]
+
+    assert sorted(claimed) == sorted(f"ann:{n}" for n in range(10)), "each once, none early"
+    later = now + timedelta(minutes=2)  # the lease ran out: the timer is due again
+    again = await timers.claim_due(later, timedelta(minutes=1), where={"agent_id": "ann"})
+    assert again is not None and again.data["agent_id"] == "ann"
+    assert sorted([t.key async for t in timers.all()])[-1] == "bob:later"
+
+
+async def test_old_documents_expire_through_a_periodic_delete(
+    db: AsyncDatabase[Document],
+) -> None:
+    """No TTL index on FerretDB 1.24: expiry is a delete run as a periodic job."""
+    now = datetime.now(UTC)
+    await db["ledger"].insert_many(
+        [{"_id": "old", "at": now - timedelta(days=8)}, {"_id": "new", "at": now}]
+    )
+
+    assert await delete_older_than(db["ledger"], "at", timedelta(days=7)) == 1
+
+    assert [d["_id"] async for d in db["ledger"].find({})] == ["new"]
+
+
+async def test_periodic_jobs_run_while_the_service_is_up_and_are_measured(
+    make_settings: Callable[..., Any],
+) -> None:
+    runtime = Runtime("jobs_probe", make_settings())
+    runs: list[float] = []
+
+    async def tick() -> None:
+        runs.append(datetime.now(UTC).timestamp())
+
+    async def broken() -> None:
+        raise RuntimeError("a failed run is logged and measured, the job carries on")
+
+    runtime.jobs([PeriodicJob("tick", 0.05, tick), PeriodicJob("broken", 0.05, broken)])
+    async with runtime.app:
+        await eventually(lambda: len(runs) >= 3, seconds=10)
+        await eventually(
+            lambda: REGISTRY.get_sample_value(
+                "switchboard_job_last_run_timestamp_seconds",
+                {"service": "jobs_probe", "job": "broken", "outcome": "failed"},
+            ),
+            seconds=10,
+        )
+    last = REGISTRY.get_sample_value(
+        "switchboard_job_last_run_timestamp_seconds",
+        {"service": "jobs_probe", "job": "tick", "outcome": "ok"},
+    )
+    assert last is not None and last >= runs[0]
+    duration = REGISTRY.get_sample_value(
+        "switchboard_job_duration_seconds", {"service": "jobs_probe", "job": "tick"}
+    )
+    assert duration is not None and duration >= 0
