@@ -128,7 +128,7 @@ async def test_the_outbox_publishes_after_the_write_and_the_sweep_finds_what_a_c
     await queues.insert(Queue(id="billing", version=1))
     first = await queues.update("billing", add("C-1"))
     with pytest.raises(ConnectionError):
-        await outbox.flush("billing", first.aggregate.pending())
+        await outbox.flush("billing", first.aggregate.unsent())
     await queues.update("billing", add("C-2"))  # and this process dies before flushing
 
     broker_up = True

@@ -29,6 +29,7 @@ from switchboard.contracts.agents import (
 )
 from switchboard.contracts.queues import agent_state as queues
 from switchboard.contracts.routing import InteractionAssigned, InteractionEnded, OfferTimedOut
+from switchboard.runtime.jobs import PeriodicJob
 from switchboard.runtime.service import Runtime, serve
 from switchboard.runtime.settings import ServiceSettings
 
@@ -148,14 +149,23 @@ def build(settings: AgentStateSettings) -> Runtime:
     bus.consume(queues.ASSIGNED, InteractionAssigned, handlers.on_assigned)
     bus.consume(queues.ENDED, InteractionEnded, handlers.on_ended)
 
-    runtime.every(settings.timer_poll_seconds, "wrap-up timers")(handlers.fire_wrap_up_timers)
-    runtime.every(settings.presence_poll_seconds, "presence timers")(handlers.fire_presence_timers)
-    runtime.every(settings.timer_repair_seconds, "timer repair")(handlers.repair_timers)
-    runtime.every(settings.outbox_relay_seconds, "outbox retry")(handlers.relay_outbox)
-    runtime.every(settings.outbox_sweep_seconds, "outbox sweep")(handlers.sweep_outbox)
-    runtime.every(settings.reconcile_interval_seconds, "reconcile with routing")(handlers.reconcile)
-    runtime.every(settings.gauges_seconds, "agent gauges")(handlers.refresh_gauges)
-    runtime.every(30.0, "purge version claims")(store.purge_claims)
+    runtime.jobs(
+        [
+            PeriodicJob(
+                "wrap-up timers", settings.timer_poll_seconds, handlers.fire_wrap_up_timers
+            ),
+            PeriodicJob(
+                "presence timers", settings.presence_poll_seconds, handlers.fire_presence_timers
+            ),
+            PeriodicJob("timer repair", settings.timer_repair_seconds, handlers.repair_timers),
+            PeriodicJob("outbox retry", settings.outbox_relay_seconds, handlers.relay_outbox),
+            PeriodicJob("outbox sweep", settings.outbox_sweep_seconds, handlers.sweep_outbox),
+            PeriodicJob(
+                "reconcile with routing", settings.reconcile_interval_seconds, handlers.reconcile
+            ),
+            PeriodicJob("agent gauges", settings.gauges_seconds, handlers.refresh_gauges),
+        ]
+    )
     return runtime
 
 

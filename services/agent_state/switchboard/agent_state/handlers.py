@@ -28,13 +28,13 @@ from switchboard.agent_state.metrics import (
 )
 from switchboard.agent_state.report import time_in_state
 from switchboard.agent_state.store import (
+    AgentRecord,
     AgentStore,
     Applied,
     Document,
     UnknownAgent,
     agent_from_doc,
     profile_event,
-    unpublished_events,
 )
 from switchboard.contracts import Message
 from switchboard.contracts.agents import (
@@ -65,7 +65,6 @@ log = structlog.get_logger("switchboard.agent_state")
 Decide = Callable[[domain.Agent], domain.Decision]
 
 TIMER_LEASE = timedelta(seconds=15)
-RELAY_GRACE = timedelta(seconds=3)
 
 
 def _now() -> datetime:
@@ -124,6 +123,7 @@ class AgentStateHandlers:
         self.instance = uuid.uuid4().hex
         self._retry_states: set[str] = set()
         self._retry_profiles: set[str] = set()
+        self.outbox = store.outbox(self._publish_state)
 
     # --- commands from people ----------------------------------------------------------------
 
@@ -137,9 +137,9 @@ class AgentStateHandlers:
             "capacity": dict(sorted(command.capacity.items())),
             "active": command.active,
         }
-        doc = await self.store.save_profile(command.agent_id, profile)
-        if doc.get("profile_unpublished"):
-            await self._publish_profile(doc)
+        record = await self.store.save_profile(command.agent_id, profile)
+        if record.profile_unpublished:
+            await self._publish_profile(record)
         return {"agent_id": command.agent_id, "profile": profile}
 
     async def on_log_in(self, command: LogIn) -> dict[str, Any]:
@@ -302,29 +302,29 @@ class AgentStateHandlers:
     async def relay_outbox(self) -> None:
         """Publish again what this process failed to publish (cheap, frequent)."""
         for agent_id in sorted(self._retry_states):
-            doc = await self.store.get(agent_id)
-            if doc is None or not doc.get("unpublished"):
+            record = await self.store.record(agent_id)
+            if record is None or not record.unpublished:
                 self._retry_states.discard(agent_id)
                 continue
-            if not await self._flush(agent_id, unpublished_events(doc)):
+            if not await self._flush(agent_id, record.unsent()):
                 return
         for agent_id in sorted(self._retry_profiles):
-            doc = await self.store.get(agent_id)
-            if doc is None or not doc.get("profile_unpublished"):
+            record = await self.store.record(agent_id)
+            if record is None or not record.profile_unpublished:
                 self._retry_profiles.discard(agent_id)
                 continue
-            if not await self._publish_profile(doc):
+            if not await self._publish_profile(record):
                 return
 
     async def sweep_outbox(self) -> None:
         """Publish what any replica left unpublished (a crash, a broker outage): a full scan."""
-        docs = await self.store.unpublished(_now() - RELAY_GRACE)
-        OUTBOX.set(len(docs))
-        for doc in docs:
-            if not await self._flush(str(doc["_id"]), unpublished_events(doc)):
+        left = await self.outbox.left()
+        OUTBOX.set(len(left))
+        for record in left:
+            if not await self._flush(record.id, record.unsent()):
                 return
-        for doc in await self.store.unpublished_profiles():
-            if not await self._publish_profile(doc):
+        for record in await self.store.unpublished_profiles():
+            if not await self._publish_profile(record):
                 return
 
     async def reconcile(self) -> None:
@@ -482,33 +482,33 @@ class AgentStateHandlers:
 
     async def _flush(self, agent_id: str, outbox: list[Document]) -> bool:
         """Record history and publish each event in order; False when the broker refused."""
-        for body in sorted(outbox, key=lambda e: int(e["sequence"])):
-            event = AgentStateChanged.model_validate(body)
-            await self.store.record_history(event)
-            try:
-                await self.bus.publish(event)
-            except Exception as exc:
-                self._retry_states.add(agent_id)
-                PUBLISH_FAILED.inc()
-                log.warning(
-                    "state event not published yet (kept in the outbox)",
-                    agent_id=agent_id,
-                    sequence=event.sequence,
-                    error=repr(exc),
-                )
-                return False
-            await self.store.mark_published(agent_id, event.sequence)
-            log.debug("state event published", agent_id=agent_id, sequence=event.sequence)
+        try:
+            await self.outbox.flush(agent_id, sorted(outbox, key=lambda e: int(e["sequence"])))
+        except Exception as exc:
+            self._retry_states.add(agent_id)
+            PUBLISH_FAILED.inc()
+            log.warning(
+                "state event not published yet (kept in the outbox)",
+                agent_id=agent_id,
+                error=repr(exc),
+            )
+            return False
         self._retry_states.discard(agent_id)
         return True
 
-    async def _publish_profile(self, doc: Document) -> bool:
+    async def _publish_state(self, body: Document) -> None:
+        event = AgentStateChanged.model_validate(body)
+        await self.store.record_history(event)
+        await self.bus.publish(event)
+        log.debug("state event published", agent_id=event.agent_id, sequence=event.sequence)
+
+    async def _publish_profile(self, record: AgentRecord) -> bool:
         try:
-            await self.bus.publish(profile_event(doc))
+            await self.bus.publish(profile_event(record))
         except Exception as exc:
-            self._retry_profiles.add(str(doc["_id"]))
-            log.warning("profile event not published yet", agent_id=doc["_id"], error=repr(exc))
+            self._retry_profiles.add(record.id)
+            log.warning("profile event not published yet", agent_id=record.id, error=repr(exc))
             return False
-        await self.store.profile_published(str(doc["_id"]), int(doc.get("profile_version", 0)))
-        self._retry_profiles.discard(str(doc["_id"]))
+        await self.store.profile_published(record.id, record.profile_version)
+        self._retry_profiles.discard(record.id)
         return True

@@ -1,31 +1,27 @@
 """MongoDB adapter: agents (profile + state + timers + outbox) and the state history.
 
-Concurrency: every agent document has a ``version``. A change reads the document, decides with
-the pure domain, and writes with a compare-and-set on the version it read; when another replica
-won the race the change is decided again on the fresh document (bounded retries with jitter).
-So replicas serialise the changes to one agent: none is lost, none is applied twice.
+Every agent is one :class:`AgentRecord` in a :class:`VersionedCollection`: a change reads it,
+decides with the pure domain, and writes it back with one write guarded by its ``version``;
+when another replica won the race the change is decided again on the fresh record. So
+replicas serialise the changes to one agent: none is lost, none is applied twice.
 
-Outbox: a state change stores the event it must announce in the same atomic write
-(``outbox`` + ``unpublished``). The event is published after that write and then marked
-published; a periodic relay publishes whatever a crash left behind. History rows for reports
-are written from the same outbox with natural keys, so repeating them has no second effect.
-
-Only portable operations are used (FerretDB): whole-field ``$set``, equality/range filters,
-sorting in Python.
+Outbox: a state change stores the event it must announce in that same write (the record's
+``outbox``). The event is published after the write and then marked published; the kernel's
+:class:`Outbox` sweep publishes whatever a crash left behind. History rows for reports are
+written from the same outbox with natural keys, so repeating them has no second effect.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import random
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Self, cast
 
-from pymongo import ASCENDING, ReturnDocument
+from pydantic import Field
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -34,14 +30,21 @@ from switchboard.agent_state.metrics import CONFLICTS
 from switchboard.contracts import Message
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
 from switchboard.runtime.mongo import retry_when_busy
+from switchboard.runtime.storage import (
+    Lease,
+    NotFound,
+    Outbox,
+    TimerQueue,
+    VersionedCollection,
+    WithOutbox,
+)
+from switchboard.runtime.storage.outbox import Publish
 
 Document = dict[str, Any]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 APPLIED_MEMORY = 16
-MAX_ATTEMPTS = 40
 TIMER_KINDS = ("wrap_up", "presence")
-CLAIM_STALE = timedelta(seconds=5)
-CLAIM_KEEP = timedelta(seconds=60)
+RELAY_GRACE = timedelta(seconds=3)
 EVENT_NAMESPACE = uuid.UUID("6f1d2c1e-57a4-4a55-9a43-2b0c1f3e9d10")
 
 
@@ -51,8 +54,66 @@ class UnknownAgent(Exception):
         self.agent_id = agent_id
 
 
-class TooMuchContention(Exception):
-    """The compare-and-set lost too many times in a row (retried by the bus)."""
+class AgentRecord(WithOutbox):
+    """One agent as stored: profile, state (:class:`domain.Agent`'s fields) and outbox."""
+
+    incarnation: str = ""
+    profile: Document = Field(default_factory=dict)
+    profile_version: int = 0
+    profile_unpublished: bool = False
+    state: str = "logged_out"
+    reason: str = ""
+    since: datetime | None = None
+    sequence: int = 0
+    pending: str | None = None
+    pending_reason: str = ""
+    wrap_up_owed: bool = False
+    live: list[Document] = Field(default_factory=list)
+    ended: list[str] = Field(default_factory=list)
+    wrap_up_due: datetime | None = None
+    last_seen: datetime | None = None
+    presence_due: datetime | None = None
+    connection_lost: bool = False
+    applied: list[str] = Field(default_factory=list)
+    published_sequence: int = 0
+
+    def agent(self) -> domain.Agent:
+        return domain.Agent(
+            agent_id=self.id,
+            state=cast(domain.State, self.state),
+            reason=self.reason,
+            since=_utc(self.since),
+            sequence=self.sequence,
+            pending=cast(domain.Pending | None, self.pending),
+            pending_reason=self.pending_reason,
+            wrap_up_owed=self.wrap_up_owed,
+            live=tuple(
+                domain.LiveWork(w["id"], w["channel"], _utc(w["since"]) or EPOCH) for w in self.live
+            ),
+            ended=tuple(self.ended),
+            wrap_up_due=_utc(self.wrap_up_due),
+            last_seen=_utc(self.last_seen),
+            presence_due=_utc(self.presence_due),
+            connection_lost=self.connection_lost,
+        )
+
+    def unsent(self) -> list[Document]:
+        """The state events not yet marked published, oldest first."""
+        return sorted(
+            (e for e in self.outbox if int(e["sequence"]) > self.published_sequence),
+            key=lambda e: int(e["sequence"]),
+        )
+
+    def published(self, message: Document) -> Self | None:
+        sequence = int(message["sequence"])
+        if self.published_sequence >= sequence:
+            return None
+        return self.model_copy(
+            update={
+                "published_sequence": sequence,
+                "unpublished": self.unpublished and self.sequence != sequence,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -74,25 +135,7 @@ def _utc(value: Any) -> datetime | None:
 
 
 def agent_from_doc(doc: Document) -> domain.Agent:
-    return domain.Agent(
-        agent_id=doc["_id"],
-        state=doc.get("state", "logged_out"),
-        reason=doc.get("reason", ""),
-        since=_utc(doc.get("since")),
-        sequence=int(doc.get("sequence", 0)),
-        pending=doc.get("pending"),
-        pending_reason=doc.get("pending_reason", ""),
-        wrap_up_owed=bool(doc.get("wrap_up_owed", False)),
-        live=tuple(
-            domain.LiveWork(w["id"], w["channel"], _utc(w["since"]) or EPOCH)
-            for w in doc.get("live", [])
-        ),
-        ended=tuple(doc.get("ended", [])),
-        wrap_up_due=_utc(doc.get("wrap_up_due")),
-        last_seen=_utc(doc.get("last_seen")),
-        presence_due=_utc(doc.get("presence_due")),
-        connection_lost=bool(doc.get("connection_lost", False)),
-    )
+    return AgentRecord.model_validate(doc).agent()
 
 
 def agent_fields(agent: domain.Agent) -> Document:
@@ -115,10 +158,12 @@ def agent_fields(agent: domain.Agent) -> Document:
     }
 
 
-def state_event(doc: Document, change: domain.Change, parent: Message | None) -> AgentStateChanged:
+def state_event(
+    record: AgentRecord, change: domain.Change, parent: Message | None
+) -> AgentStateChanged:
     """The event announcing ``change``; its id is fixed by the agent's incarnation + sequence."""
     message_id = uuid.uuid5(
-        EVENT_NAMESPACE, f"{doc.get('incarnation', '')}:{change.agent_id}:{change.sequence}"
+        EVENT_NAMESPACE, f"{record.incarnation}:{change.agent_id}:{change.sequence}"
     )
     envelope: Document = {"message_id": message_id}
     if parent is not None:
@@ -138,30 +183,34 @@ def state_event(doc: Document, change: domain.Change, parent: Message | None) ->
     )
 
 
-def profile_event(doc: Document) -> AgentProfileChanged:
-    profile = doc.get("profile", {})
+def profile_event(record: AgentRecord) -> AgentProfileChanged:
+    profile = record.profile
     return AgentProfileChanged(
         message_id=uuid.uuid5(
-            EVENT_NAMESPACE,
-            f"{doc.get('incarnation', '')}:{doc['_id']}:profile:{doc.get('profile_version', 0)}",
+            EVENT_NAMESPACE, f"{record.incarnation}:{record.id}:profile:{record.profile_version}"
         ),
-        agent_id=doc["_id"],
-        name=profile.get("name", doc["_id"]),
+        agent_id=record.id,
+        name=profile.get("name", record.id),
         teams=profile.get("teams", []),
         skills=profile.get("skills", []),
         capacity=profile.get("capacity", {}),
         active=profile.get("active", True),
-        profile_version=int(doc.get("profile_version", 0)),
+        profile_version=record.profile_version,
     )
 
 
 class AgentStore:
     def __init__(self, database: AsyncDatabase[Document]) -> None:
         self.agents = database["agents"]
+        self.records = VersionedCollection(self.agents, AgentRecord, on_conflict=CONFLICTS.inc)
         self.history = database["state_history"]
         self.locks = database["locks"]
         self.timers = database["timers"]
-        self.claims = database["version_claims"]
+        self.due = TimerQueue(self.timers)
+
+    def outbox(self, publish: Publish) -> Outbox[AgentRecord]:
+        """The state events' outbox, publishing through ``publish``."""
+        return Outbox(self.records, publish, grace=RELAY_GRACE)
 
     async def ensure_indexes(self) -> None:
         await self.agents.create_index("state")
@@ -170,123 +219,70 @@ class AgentStore:
         await self.agents.create_index("profile.teams")
         await self.history.create_index([("agent_id", ASCENDING), ("at", ASCENDING)])
         await self.history.create_index("at")
-        await self.timers.create_index("due")
-        await self.claims.create_index("at")
+        await self.due.ensure_indexes()
 
     # --- registry -----------------------------------------------------------------------------
 
     async def is_empty(self) -> bool:
         return await self.agents.count_documents({}, limit=1) == 0
 
-    async def save_profile(self, agent_id: str, profile: Document) -> Document:
-        """Register or replace a profile; returns the stored document (profile unpublished).
+    async def save_profile(self, agent_id: str, profile: Document) -> AgentRecord:
+        """Register or replace a profile; returns the stored record (profile unpublished).
 
         The same profile saved again is not a change (a repeated command has no new effect).
         """
-        for _ in range(MAX_ATTEMPTS):
-            doc = await self.agents.find_one({"_id": agent_id})
-            if doc is None:
-                doc = self._new_doc(agent_id, profile)
-                try:
-                    await self.agents.insert_one(doc)
-                except DuplicateKeyError:
-                    continue
-                return doc
-            if doc.get("profile") == profile:
-                return doc
-            changes = {
+
+        def replace(record: AgentRecord) -> tuple[AgentRecord | None, None]:
+            if record.profile == profile:
+                return None, None
+            changed = {
                 "profile": profile,
-                "profile_version": int(doc.get("profile_version", 0)) + 1,
+                "profile_version": record.profile_version + 1,
                 "profile_unpublished": True,
-                "version": int(doc["version"]) + 1,
             }
-            if await self._compare_and_set(agent_id, int(doc["version"]), changes):
-                return {**doc, **changes, "version": int(doc["version"]) + 1}
-            CONFLICTS.inc()
-            await _backoff(_)
-        raise TooMuchContention(f"agent {agent_id}: profile kept changing under us")
+            return record.model_copy(update=changed), None
+
+        while True:
+            new = self._new_record(agent_id, profile)
+            if await self.records.insert(new):
+                return new
+            with contextlib.suppress(NotFound):  # deleted between the insert and the update
+                return (await self.records.update(agent_id, replace)).aggregate
 
     async def seed(self, agents: Iterable[tuple[str, Document]]) -> int:
         """Insert agents that do not exist yet (two replicas seeding at once is harmless)."""
         added = 0
         for agent_id, profile in agents:
-            try:
-                await self.agents.insert_one(self._new_doc(agent_id, profile))
-                added += 1
-            except DuplicateKeyError:
-                pass
+            added += await self.records.insert(self._new_record(agent_id, profile))
         return added
 
     @staticmethod
-    def _new_doc(agent_id: str, profile: Document) -> Document:
-        return {
-            "_id": agent_id,
-            "incarnation": uuid.uuid4().hex,
-            "version": 1,
-            "profile": profile,
-            "profile_version": 1,
-            "profile_unpublished": True,
-            **agent_fields(domain.Agent(agent_id)),
-            "timer_lease": EPOCH,
-            "applied": [],
-            "outbox": [],
-            "unpublished": False,
-            "published_sequence": 0,
-            "changed_at": datetime.now(UTC),
-        }
-
-    async def _compare_and_set(self, agent_id: str, version: int, changes: Document) -> bool:
-        """Write ``changes`` (with ``version + 1``) only if the agent is still at ``version``.
-
-        A filtered ``update_one`` is not enough on FerretDB 1.24/SQLite: concurrent updates
-        with the same version filter can *all* match (measured), and concurrent updates of
-        different fields can overwrite each other. So the writer of version ``v + 1`` first
-        claims it with an insert into ``version_claims`` (the unique ``_id`` is atomic there);
-        only the one claimer writes. A claim whose writer died is given up after a few seconds.
-        """
-        key = f"{agent_id}:{version + 1}"
-        now = datetime.now(UTC)
-        try:
-            await retry_when_busy(lambda: self.claims.insert_one({"_id": key, "at": now}))
-        except DuplicateKeyError:
-            await self.claims.delete_one({"_id": key, "at": {"$lt": now - CLAIM_STALE}})
-            return False
-        done = await retry_when_busy(
-            lambda: self.agents.update_one(
-                {"_id": agent_id, "version": version},
-                {"$set": {**changes, "version": version + 1}},
-            )
+    def _new_record(agent_id: str, profile: Document) -> AgentRecord:
+        return AgentRecord.model_validate(
+            {
+                "_id": agent_id,
+                "incarnation": uuid.uuid4().hex,
+                "version": 1,
+                "profile": profile,
+                "profile_version": 1,
+                "profile_unpublished": True,
+                **agent_fields(domain.Agent(agent_id)),
+                "changed_at": datetime.now(UTC),
+            }
         )
-        return bool(done.matched_count)
 
-    async def purge_claims(self) -> None:
-        cutoff = datetime.now(UTC) - CLAIM_KEEP
-        await retry_when_busy(lambda: self.claims.delete_many({"at": {"$lt": cutoff}}))
-
-    async def _update_fields(
-        self, agent_id: str, fields: Callable[[Document], Document | None]
-    ) -> None:
-        """A versioned read-modify-write of bookkeeping fields (serialised like state changes)."""
-        for attempt in range(MAX_ATTEMPTS):
-            doc = await self.agents.find_one({"_id": agent_id})
-            if doc is None:
-                return
-            changes = fields(doc)
-            if not changes:
-                return
-            if await self._compare_and_set(agent_id, int(doc["version"]), changes):
-                return
-            CONFLICTS.inc()
-            await _backoff(attempt)
-        raise TooMuchContention(f"agent {agent_id}: bookkeeping kept conflicting")
+    @classmethod
+    def _new_doc(cls, agent_id: str, profile: Document) -> Document:
+        return cls._new_record(agent_id, profile).document()
 
     async def profile_published(self, agent_id: str, profile_version: int) -> None:
-        def fields(doc: Document) -> Document | None:
-            if doc.get("profile_version") != profile_version or not doc.get("profile_unpublished"):
-                return None
-            return {"profile_unpublished": False}
+        def mark(record: AgentRecord) -> tuple[AgentRecord | None, None]:
+            if record.profile_version != profile_version or not record.profile_unpublished:
+                return None, None
+            return record.model_copy(update={"profile_unpublished": False}), None
 
-        await self._update_fields(agent_id, fields)
+        with contextlib.suppress(NotFound):
+            await self.records.update(agent_id, mark)
 
     # --- state changes ------------------------------------------------------------------------
 
@@ -298,52 +294,41 @@ class AgentStore:
         parent: Message | None = None,
         command_id: str | None = None,
     ) -> Applied:
-        """Decide and write one change with compare-and-set on ``version``, retrying races.
+        """Decide and write one change with one version-guarded write, retrying races.
 
         ``command_id`` makes a repeated command (crash after the write, before the ledger)
         return what is stored without deciding again.
         """
-        for attempt in range(MAX_ATTEMPTS):
-            doc = await self.agents.find_one({"_id": agent_id})
-            if doc is None:
-                raise UnknownAgent(agent_id)
-            agent = agent_from_doc(doc)
-            if command_id is not None and command_id in doc.get("applied", []):
-                return Applied(
-                    domain.Decision(agent), agent, doc["profile"], _unpublished(doc), True
+
+        def change(record: AgentRecord) -> tuple[AgentRecord | None, tuple[Applied, domain.Agent]]:
+            agent = record.agent()
+            if command_id is not None and command_id in record.applied:
+                repeated = Applied(
+                    domain.Decision(agent), agent, record.profile, record.unsent(), True
                 )
+                return None, (repeated, agent)
             decision = decide(agent)
             if decision.agent == agent and decision.change is None:
-                return Applied(decision, agent, doc["profile"], [])
-            changes: Document = {
-                **agent_fields(decision.agent),
-                "version": int(doc["version"]) + 1,
-                "changed_at": datetime.now(UTC),
-            }
-            outbox = _unpublished(doc)
+                return None, (Applied(decision, agent, record.profile, []), agent)
+            changes: Document = {**agent_fields(decision.agent), "changed_at": datetime.now(UTC)}
+            outbox = record.unsent()
             if decision.change is not None:
-                event = state_event(doc, decision.change, parent)
+                event = state_event(record, decision.change, parent)
                 outbox.append(event.model_dump(mode="json"))
                 changes |= {"outbox": outbox, "unpublished": True}
             if command_id is not None:
-                changes["applied"] = [*doc.get("applied", []), command_id][-APPLIED_MEMORY:]
-            if await self._compare_and_set(agent_id, int(doc["version"]), changes):
-                await self.sync_timers(decision.agent, before=agent)
-                return Applied(decision, decision.agent, doc["profile"], outbox)
-            CONFLICTS.inc()
-            await _backoff(attempt)
-        raise TooMuchContention(f"agent {agent_id}: changed by others {MAX_ATTEMPTS} times")
+                changes["applied"] = [*record.applied, command_id][-APPLIED_MEMORY:]
+            applied = Applied(decision, decision.agent, record.profile, outbox)
+            return record.model_copy(update=changes), (applied, agent)
 
-    async def mark_published(self, agent_id: str, sequence: int) -> None:
-        def fields(doc: Document) -> Document | None:
-            if int(doc.get("published_sequence", 0)) >= sequence:
-                return None
-            changes: Document = {"published_sequence": sequence}
-            if int(doc.get("sequence", 0)) == sequence:
-                changes["unpublished"] = False
-            return changes
-
-        await self._update_fields(agent_id, fields)
+        try:
+            done = await self.records.update(agent_id, change)
+        except NotFound as exc:
+            raise UnknownAgent(agent_id) from exc
+        applied, before = done.result
+        if done.written:
+            await self.sync_timers(applied.agent, before=before)
+        return applied
 
     async def record_history(self, event: AgentStateChanged) -> None:
         row = {
@@ -359,17 +344,12 @@ class AgentStore:
         with contextlib.suppress(DuplicateKeyError):
             await retry_when_busy(lambda: self.history.insert_one(row))
 
-    async def unpublished(self, older_than: datetime, limit: int = 200) -> list[Document]:
-        cursor = self.agents.find(
-            {"unpublished": True, "changed_at": {"$lt": older_than}},
-            {"outbox": 1, "published_sequence": 1},
-            limit=limit,
-        )
-        return [doc async for doc in cursor]
+    async def record(self, agent_id: str) -> AgentRecord | None:
+        return await self.records.get(agent_id)
 
-    async def unpublished_profiles(self, limit: int = 200) -> list[Document]:
+    async def unpublished_profiles(self, limit: int = 200) -> list[AgentRecord]:
         cursor = self.agents.find({"profile_unpublished": True}, limit=limit)
-        return [doc async for doc in cursor]
+        return [AgentRecord.model_validate(doc) async for doc in cursor]
 
     # --- timers -------------------------------------------------------------------------------
 
@@ -382,34 +362,21 @@ class AgentStore:
     ) -> None:
         """Mirror the agent's due times into the small ``timers`` collection that is polled.
 
-        The agent document is the truth; a row lost by a crash is rebuilt by
+        The agent record is the truth; a row lost by a crash is rebuilt by
         :meth:`repair_timers`, and a stale row is corrected when it fires.
         """
         for kind in kinds:
             due = _due(agent, kind)
             if before is not None and _due(before, kind) == due:
                 continue
-            await self._set_timer(f"{agent.agent_id}:{kind}", agent.agent_id, kind, due)
-
-    async def _set_timer(self, key: str, agent_id: str, kind: str, due: datetime | None) -> None:
-        if due is None:
-            await retry_when_busy(lambda: self.timers.delete_one({"_id": key}))
-            return
-        row = {"agent_id": agent_id, "kind": kind, "due": due, "lease": EPOCH}
-        await retry_when_busy(
-            lambda: self.timers.update_one({"_id": key}, {"$set": row}, upsert=True)
-        )
+            await self.due.set(
+                f"{agent.agent_id}:{kind}", due, {"agent_id": agent.agent_id, "kind": kind}
+            )
 
     async def claim_due(self, kind: str, now: datetime, lease: timedelta) -> str | None:
-        """Claim one due timer of ``kind`` (atomically, with a lease); its agent id or None."""
-        row = await retry_when_busy(
-            lambda: self.timers.find_one_and_update(
-                {"kind": kind, "due": {"$lte": now}, "lease": {"$lte": now}},
-                {"$set": {"lease": now + lease}},
-                return_document=ReturnDocument.AFTER,
-            )
-        )
-        return None if row is None else str(row["agent_id"])
+        """Claim one due timer of ``kind`` for this replica (for ``lease``); its agent id."""
+        timer = await self.due.claim_due(now, lease, where={"kind": kind})
+        return None if timer is None else str(timer.data["agent_id"])
 
     async def repair_timers(self) -> int:
         """Rebuild timer rows from the agents (after a crash between a write and its timer)."""
@@ -421,37 +388,24 @@ class AgentStore:
                 if due is not None:
                     wanted[f"{doc['_id']}:{kind}"] = due
         fixed = 0
-        async for row in self.timers.find({}):
-            due = wanted.pop(str(row["_id"]), None)
-            if due is None:
-                await self.timers.delete_one({"_id": row["_id"]})
-                fixed += 1
-            elif _utc(row.get("due")) != due:
-                await self.timers.update_one({"_id": row["_id"]}, {"$set": {"due": due}})
+        async for timer in self.due.all():
+            due = wanted.pop(timer.key, None)
+            if due is None or _utc(timer.due) != due:
+                agent_id, kind = timer.key.rsplit(":", 1)
+                await self.due.set(timer.key, due, {"agent_id": agent_id, "kind": kind})
                 fixed += 1
         for key, due in wanted.items():
             agent_id, kind = key.rsplit(":", 1)
-            row = {"agent_id": agent_id, "kind": kind, "due": due, "lease": EPOCH}
-            await self.timers.update_one({"_id": key}, {"$set": row}, upsert=True)
+            await self.due.set(key, due, {"agent_id": agent_id, "kind": kind})
             fixed += 1
         return fixed
 
     async def take_lock(self, name: str, holder: str, hold: timedelta) -> bool:
         """A named lease across replicas (e.g. one reconciliation at a time)."""
-        now = datetime.now(UTC)
-        try:
-            await self.locks.insert_one({"_id": name, "holder": holder, "until": now + hold})
-            return True
-        except DuplicateKeyError:
-            pass
-        taken = await self.locks.find_one_and_update(
-            {"_id": name, "until": {"$lte": now}},
-            {"$set": {"holder": holder, "until": now + hold}},
-        )
-        return taken is not None
+        return await Lease(self.locks, name, holder).acquire(hold) is not None
 
     async def release_lock(self, name: str, holder: str) -> None:
-        await self.locks.delete_one({"_id": name, "holder": holder})
+        await Lease(self.locks, name, holder).release()
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -504,17 +458,3 @@ class AgentStore:
 
 def _due(agent: domain.Agent, kind: str) -> datetime | None:
     return agent.wrap_up_due if kind == "wrap_up" else agent.presence_due
-
-
-def unpublished_events(doc: Document) -> list[Document]:
-    """The state events of an agent document not yet marked published, oldest first."""
-    return sorted(_unpublished(doc), key=lambda e: int(e["sequence"]))
-
-
-def _unpublished(doc: Document) -> list[Document]:
-    published = int(doc.get("published_sequence", 0))
-    return [e for e in doc.get("outbox", []) if int(e["sequence"]) > published]
-
-
-async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(random.uniform(0, 0.002 * 2 ** min(attempt, 6)))

@@ -28,7 +28,7 @@ class WithOutbox(Aggregate):
     unpublished: bool = False
     changed_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
-    def pending(self) -> list[Document]:
+    def unsent(self) -> list[Document]:
         """The messages not yet published, in the order they must go out."""
         return list(self.outbox)
 
@@ -77,12 +77,16 @@ class Outbox(Generic[W]):
             except NotFound:
                 return
 
-    async def sweep(self, limit: int = 200) -> int:
-        """Publish what aggregates changed more than ``grace`` ago still hold; how many."""
+    async def left(self, limit: int = 200) -> list[W]:
+        """Aggregates changed more than ``grace`` ago that still hold unpublished messages."""
         older_than = datetime.now(UTC) - self.grace
         query = {"unpublished": True, "changed_at": {"$lt": older_than}}
         cursor = self.records.collection.find(query, limit=limit)
-        left = [self.records.model.model_validate(doc) async for doc in cursor]
+        return [self.records.model.model_validate(doc) async for doc in cursor]
+
+    async def sweep(self, limit: int = 200) -> int:
+        """Publish what :meth:`left` finds (a crash, a broker outage); how many aggregates."""
+        left = await self.left(limit)
         for aggregate in left:
-            await self.flush(aggregate.id, aggregate.pending())
+            await self.flush(aggregate.id, aggregate.unsent())
         return len(left)
