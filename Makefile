@@ -28,10 +28,12 @@ test: install lint check-deploy test-only  ## lint, deployment checks, then ever
 test-only:
 	@$(PY) pytest
 
-lint:  ## ruff + mypy
+lint:  ## ruff + mypy + architecture rules (import contracts, module sizes)
 	@$(PY) ruff check .
 	@$(PY) ruff format --check .
 	@$(PY) mypy $(PACKAGES)
+	@$(PY) lint-imports --no-cache
+	@$(PY) python scripts/check_module_size.py
 
 format:
 	@$(PY) ruff format .
@@ -53,4 +55,4 @@ check-deploy:  ## validate the compose file and the Prometheus configuration
 	 elif [ -n "$(CI)" ]; then echo "promtool missing" >&2; exit 1; else echo "promtool check skipped: no promtool"; fi
 
 clean:
-	rm -rf .local .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .local .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

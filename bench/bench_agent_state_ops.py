@@ -137,9 +137,7 @@ def main() -> None:
     ledger = sum(n for (_, c), n in commands.seen.items() if c == "processed_messages")
     total = sum(commands.seen.values()) - ledger
     writes = sum(
-        n
-        for (name, c), n in commands.seen.items()
-        if name in WRITES and c != "processed_messages"
+        n for (name, c), n in commands.seen.items() if name in WRITES and c != "processed_messages"
     )
     print(
         f"per agent state change: {total / args.changes:.2f} database commands "
