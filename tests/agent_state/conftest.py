@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from testkit import eventually
 
 from switchboard.agent_state.app import AgentStateSettings, build
 from switchboard.contracts import ConsumerQueue, Message, Outcome
@@ -46,11 +46,7 @@ class Probe:
     def states(self, agent_id: str) -> list[str]:
         return [c.state for c in self.of(agent_id)]
 
-    @staticmethod
-    async def eventually(
-        check: Callable[[], Awaitable[Any]] | Callable[[], Any], seconds: float = 15.0
-    ) -> Any:
-        return await eventually(check, seconds)
+    eventually = staticmethod(eventually)
 
     async def register(self, *agent_ids: str, capacity: dict[str, int] | None = None) -> None:
         for agent_id in agent_ids:
@@ -64,22 +60,6 @@ class Probe:
                     capacity=capacity or {"email": 5, "preview": 1},
                 )
             )
-
-
-async def eventually(
-    check: Callable[[], Awaitable[Any]] | Callable[[], Any], seconds: float = 15.0
-) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"not true within {seconds} s")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture

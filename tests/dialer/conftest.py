@@ -14,12 +14,13 @@ if str(_SERVICE) not in sys.path:
 import asyncio  # noqa: E402
 import json  # noqa: E402
 import uuid  # noqa: E402
-from collections.abc import AsyncIterator, Awaitable, Callable  # noqa: E402
+from collections.abc import AsyncIterator, Callable  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
 
 import aio_pika  # noqa: E402
 import pytest  # noqa: E402
+from testkit import eventually as eventually  # noqa: E402 (the tests take it from here)
 
 from switchboard.contracts import EXCHANGE, ConsumerQueue, Message, Outcome  # noqa: E402
 from switchboard.contracts.campaigns import CreateCampaign, ImportRecords  # noqa: E402
@@ -40,17 +41,6 @@ ENDINGS = ConsumerQueue("fake-routing.interaction_ended", (InteractionEnded.NAME
 ANSWERS = ConsumerQueue("fake-routing.offer_answer", (OfferAnswer.NAME,))
 
 FULL_DAY = {"start": "00:00", "end": "24:00"}
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], seconds: float = 30.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {seconds} s")
-        await asyncio.sleep(0.1)
 
 
 class FakeRouting:

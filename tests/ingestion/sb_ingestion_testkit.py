@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,19 +24,6 @@ MAILBOXES = [
     {"address": "support@switchboard.local", "service": "support"},
     {"address": "sales@switchboard.local", "service": "sales"},
 ]
-
-
-async def eventually(check: Callable[[], Any], seconds: float = 20.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {seconds} s")
-        await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sb_ingestion_testkit import eventually, self_signed
+from sb_ingestion_testkit import self_signed
+from testkit import eventually
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 

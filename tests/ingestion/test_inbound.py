@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sb_ingestion_testkit import CORPUS, MAILBOXES, eventually
+from sb_ingestion_testkit import CORPUS, MAILBOXES
+from testkit import eventually
 
 from switchboard.ingestion.app import IngestionRuntime
 

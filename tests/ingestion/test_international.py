@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP
-from sb_ingestion_testkit import Relay, eventually
+from sb_ingestion_testkit import Relay
+from testkit import eventually
 
 from switchboard.contracts.mail import EmailOutboundRequested, OutboundAddress
 from switchboard.ingestion.compose import Unsendable, compose, envelope_address

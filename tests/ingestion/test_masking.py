@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from sb_ingestion_testkit import eventually
+from testkit import eventually
 
 from switchboard.contracts.cases import CaseMasked
 from switchboard.ingestion.app import IngestionRuntime

@@ -12,7 +12,8 @@ from typing import Any
 import aio_pika
 import pytest
 from pydantic import ValidationError
-from sb_ingestion_testkit import Relay, eventually
+from sb_ingestion_testkit import Relay
+from testkit import eventually
 
 from switchboard.contracts import topology as names
 from switchboard.contracts.mail import AttachmentRef, EmailOutboundRequested, OutboundAddress

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from sb_ingestion_testkit import Relay, eventually, self_signed
+from sb_ingestion_testkit import Relay, self_signed
+from testkit import eventually
 
 from switchboard.contracts.mail import EmailOutboundRequested, OutboundAddress
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from sb_ingestion_testkit import eventually
 from sb_tnef import winmail_dat
+from testkit import eventually
 
 from switchboard.ingestion.parsing import ParsedMail, parse
 

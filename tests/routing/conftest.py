@@ -16,6 +16,7 @@ from typing import Any
 
 import aio_pika
 import pytest
+from testkit import eventually
 
 from switchboard.contracts import EXCHANGE, Message, Outcome
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged, Skill
@@ -222,16 +223,7 @@ class RoutingHarness:
             not_ready_pending=not_ready_pending,
         )
 
-    @staticmethod
-    async def eventually(check: Callable[[], Any], seconds: float = 10.0) -> Any:
-        deadline = asyncio.get_running_loop().time() + seconds
-        while True:
-            result = await check()
-            if result:
-                return result
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"not true within {seconds} s: {check}")
-            await asyncio.sleep(0.05)
+    eventually = staticmethod(eventually)
 
     async def set_state(self, agent_id: str, state: str, *, via_bus: bool = True) -> None:
         message = self.state_message(agent_id, state)

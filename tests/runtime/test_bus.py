@@ -11,6 +11,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
+from testkit import eventually as _eventually
 
 from switchboard.contracts import Command, ConsumerQueue, Event
 from switchboard.contracts import topology as names
@@ -67,17 +68,6 @@ async def _queue_messages(amqp_url: str, queue: str) -> list[aio_pika.abc.Abstra
         while (message := await declared.get(fail=False, no_ack=True)) is not None:
             taken.append(message)
     return taken
-
-
-async def _eventually(check: Callable[[], Any], seconds: float = 15.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {seconds} s: {check}")
-        await asyncio.sleep(0.1)
 
 
 @pytest.fixture

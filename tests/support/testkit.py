@@ -10,7 +10,7 @@ from typing import Any
 
 async def eventually(
     check: Callable[[], Awaitable[Any]] | Callable[[], Any],
-    seconds: float = 20.0,
+    seconds: float = 30.0,
     every: float = 0.05,
 ) -> Any:
     """Poll ``check`` (plain or async) until it returns something true, and return that.

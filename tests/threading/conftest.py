@@ -6,7 +6,6 @@ interaction endings, case events), standing in for routing, ingestion and the ga
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +15,7 @@ from typing import Any
 
 import aio_pika
 import pytest
+from testkit import eventually
 
 from switchboard.contracts import EXCHANGE, Message, Outcome
 from switchboard.contracts.mail import Address, EmailReceived
@@ -134,17 +134,6 @@ class Sinks:
             self.seen[name].append(body)
         await channel.close()
         return self.seen[name]
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], seconds: float = 20.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        result = await check()
-        if result:
-            return result
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not true within {seconds} s")
-        await asyncio.sleep(0.05)
 
 
 class Threading:
