@@ -3,6 +3,7 @@
 # protocol, SQLite backend) on loopback only, for development and tests.
 #
 #   ferretdb.sh build                  -> prints path of the cached binary
+#   ferretdb.sh version                -> prints the version the build reports (patches named)
 #   ferretdb.sh start DATA_DIR PORT    -> prints mongodb://127.0.0.1:PORT/
 #   ferretdb.sh stop DATA_DIR
 set -euo pipefail
@@ -14,6 +15,9 @@ MODULE=github.com/FerretDB/FerretDB
 PATCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferretdb-patches"
 PATCHES=(01-id-index 02-write-lock)
 CACHE_DIR="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}/ferretdb-$VERSION-$(IFS=+; echo "${PATCHES[*]}")"
+# What the server reports as `ferretdbVersion` (buildInfo): the harness refuses to reuse a
+# server on the local port that reports anything else (an older build, stock FerretDB).
+REPORTED_VERSION="$VERSION+switchboard.$(IFS=.; echo "${PATCHES[*]}")"
 BIN="$CACHE_DIR/ferretdb"
 
 die() { echo "ferretdb.sh: $*" >&2; exit 1; }
@@ -28,7 +32,7 @@ build() {
     trap "rm -rf '$tmp'" EXIT  # build runs at top level or in $(...), so EXIT is scoped right
     cp -r "$src" "$tmp/src" && chmod -R u+w "$tmp/src"
     # A plain `go build` panics at startup without this file.
-    echo "$VERSION" > "$tmp/src/build/version/version.txt"
+    echo "$REPORTED_VERSION" > "$tmp/src/build/version/version.txt"
     local name
     for name in "${PATCHES[@]}"; do
         patch -d "$tmp/src" -p1 --forward --batch --quiet <"$PATCH_DIR/$name.patch" ||
@@ -108,7 +112,8 @@ stop() {
 
 case "${1:-}" in
     build) build ;;
+    version) echo "$REPORTED_VERSION" ;;
     start) shift; start "$@" ;;
     stop) shift; stop "$@" ;;
-    *) die "usage: ferretdb.sh build | start DATA_DIR PORT | stop DATA_DIR" ;;
+    *) die "usage: ferretdb.sh build | version | start DATA_DIR PORT | stop DATA_DIR" ;;
 esac

@@ -1,5 +1,6 @@
-"""The local FerretDB: it starts over data a killed server left half-written, and finds a
-document by ``_id`` through the ``_id`` index rather than by reading the whole collection."""
+"""The local FerretDB: it starts over data a killed server left half-written, reports the build
+it is (the harness reuses no other), and finds a document by ``_id`` through the ``_id`` index
+rather than by reading the whole collection."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from pymongo import MongoClient
 
-from switchboard.runtime.localstack import FERRETDB_SCRIPT
+from switchboard.runtime.localstack import FERRETDB_SCRIPT, _refuse_another_build
 
 
 def _free_port() -> int:
@@ -66,3 +67,19 @@ def test_a_read_by_id_uses_the_id_index(data_dir: Path) -> None:
         steps = plan["queryPlanner"]["Plan"]
         assert any("USING INDEX" in step for step in steps), steps
         assert work.find_one({"_id": "I-7"}) == {"_id": "I-7", "state": "waiting"}
+
+
+def test_the_local_build_reports_its_patches_and_the_harness_accepts_it(data_dir: Path) -> None:
+    """The harness refuses a server on the local port that reports another build (an older one
+    or stock FerretDB, without single-document atomicity); this build it reuses."""
+    url = _start(data_dir)
+    wanted = subprocess.run(
+        ["bash", str(FERRETDB_SCRIPT), "version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+    with MongoClient(url, serverSelectionTimeoutMS=10_000) as client:
+        running = client.admin.command("buildInfo")["ferretdbVersion"]
+
+    assert running == wanted
+    assert "02-write-lock" in wanted
+    _refuse_another_build(url)

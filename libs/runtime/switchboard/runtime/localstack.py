@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[4]
 FERRETDB_SCRIPT = REPO_ROOT / "deploy" / "local" / "ferretdb.sh"
@@ -164,8 +165,29 @@ def _start_local_ferretdb(found: Backends, state_dir: Path) -> None:
         )
         if done.returncode != 0:
             raise BackendUnavailable(f"FerretDB did not start: {done.stdout}{done.stderr}")
+    _refuse_another_build(url)
     found.mongodb_url = url
     found.origin["mongodb"] = "local FerretDB"
+
+
+def _refuse_another_build(url: str) -> None:
+    """A FerretDB on the local port that is not this checkout's build (an older one, stock
+    FerretDB) lacks the patches the storage relies on (single-document atomicity): refuse it
+    with the way out, rather than let claims have several winners."""
+    from pymongo import MongoClient
+
+    wanted = subprocess.run(
+        ["bash", str(FERRETDB_SCRIPT), "version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    client: MongoClient[dict[str, Any]] = MongoClient(url, serverSelectionTimeoutMS=10_000)
+    with client:
+        running = client.admin.command("buildInfo").get("ferretdbVersion")
+    if running is not None and running != wanted:
+        raise BackendUnavailable(
+            f"the FerretDB on {url} is {running}, not this checkout's build {wanted} "
+            "(deploy/local/ferretdb-patches): stop it "
+            "(bash deploy/local/ferretdb.sh stop <its data dir>) and run again"
+        )
 
 
 def _wait(ready: Callable[[], bool], seconds: float, what: str) -> None:
