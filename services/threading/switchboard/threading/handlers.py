@@ -261,7 +261,11 @@ class ThreadingHandlers:
         return case
 
     async def _check_attachments(
-        self, attachments: Sequence[AttachmentRef], agent_id: str, case: Document | None
+        self,
+        attachments: Sequence[AttachmentRef],
+        agent_id: str,
+        case: Document | None,
+        field: str = "attachments",
     ) -> None:
         """Only the case's own attachments and the agent's own uploads may leave."""
         if not attachments:
@@ -277,7 +281,7 @@ class ThreadingHandlers:
             raise Refused(
                 "attachment_forbidden",
                 "not an attachment of this case nor uploaded by you: " + ", ".join(refused),
-                field="attachments",
+                field=field,
             )
 
     async def on_record_upload(self, command: c.RecordUpload) -> dict[str, Any]:
@@ -1349,6 +1353,9 @@ class ThreadingHandlers:
         """Save a new draft on the case."""
         case, _ = await self._prepare(command)
         self._email_of_case(case, command.reply_to_email_id, "reply_to_email_id")
+        await self._check_attachments(
+            command.content.attachments, command.agent_id, case, "content.attachments"
+        )
         if command.content.template_id:
             await self._template_for(
                 command.content.template_id, case["service"], "content.template_id"
@@ -1379,6 +1386,9 @@ class ThreadingHandlers:
         case, _ = await self._prepare(command)
         draft = await self._draft_for(case, command.draft_id)
         assert draft is not None
+        await self._check_attachments(
+            command.content.attachments, command.agent_id, case, "content.attachments"
+        )
         if command.content.template_id:
             await self._template_for(
                 command.content.template_id, case["service"], "content.template_id"
