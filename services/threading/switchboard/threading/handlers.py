@@ -388,6 +388,10 @@ class ThreadingHandlers:
             text, in_text = mask_card_numbers(text)
             cards = in_subject + in_text
             metrics.CARDS_MASKED.inc(cards)
+        # numbers found here reached us unmasked (the HTML copy may hold them: withheld); the
+        # mail edge masks them in every copy before storing (its count is recorded with ours)
+        withhold_html = cards > 0
+        cards += event.cards_masked
 
         intake = await self._decide(event, cfg, subject)
         number = intake.case_number
@@ -414,7 +418,7 @@ class ThreadingHandlers:
             "text_truncated": event.text_truncated,
             "text_ref": getattr(event, "text_ref", None),
             "html_ref": event.html_ref,
-            "html_withheld": cards > 0,
+            "html_withheld": withhold_html,
             "attachments": [a.model_dump() for a in event.attachments],
             "when": event.sent_at,
             "sent_at_flagged": event.sent_at_flagged,
