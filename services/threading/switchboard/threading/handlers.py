@@ -253,7 +253,7 @@ class ThreadingHandlers:
         services = await agent_services(self.bus, agent) if agent else None
         if access.case_access(case, agent, acting_role, services or ()) is access.Access.NONE:
             raise Refused(
-                "not_yours",
+                "not_assigned",  # the code clients already know for "not your case"
                 f"case {case['_id']} is not yours to see (not held or worked by {agent or 'you'},"
                 " not of your services)",
                 field="agent_id",
