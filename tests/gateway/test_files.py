@@ -90,9 +90,13 @@ async def test_thread_view_attachments_html_and_upload(
             raise Refused("not_assigned", "this case is not yours", field="case_number")
         return THREAD
 
+    async def upload(command: cases.RecordUpload) -> dict[str, Any]:
+        return {"attachment_id": command.attachment.attachment_id}
+
     stand_ins.answer(
         threading_queues.QUERIES[cases.GetCaseThread.NAME], cases.GetCaseThread, thread
     )
+    stand_ins.answer(threading_queues.COMMANDS[cases.RecordUpload.NAME], cases.RecordUpload, upload)
     transport = httpx.ASGITransport(app=files_gateway.api)
     async with (
         running(stand_ins),
@@ -133,3 +137,7 @@ async def test_thread_view_attachments_html_and_upload(
         assert uploaded.status_code == 201
         assert uploaded.json()["attachment_id"] == "att-new"
         assert uploaded.json()["size"] == 10
+        # threading is told whose upload it is (only they may send it)
+        [recorded] = stand_ins.of(cases.RecordUpload)
+        assert recorded.agent_id == "agent-1"
+        assert recorded.attachment.attachment_id == "att-new"

@@ -3,8 +3,9 @@
 Every service runs in-process on real RabbitMQ and MongoDB: ingestion (over real HTTP, with its
 bearer token) stores a customer's mail in GridFS, threading files it under a case, routing
 queues it, agent-state knows the agents; the agent takes the case from the team queue. Then, all
-through the gateway: the attachment's bytes, refused to another agent, the HTML without its
-script, an upload that lands in ingestion's store and leaves in the reply (at an SMTP sink).
+through the gateway: the attachment's bytes, refused to an agent of another service, the HTML
+without its script, an upload that lands in ingestion's store and leaves in the reply (at an SMTP
+sink).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ async def test_attachment_html_and_upload_through_the_gateway_against_real_inges
             ) as edge,
         ):
             alice = await demo_login(http, "alice")
-            bruno = await demo_login(http, "bruno")
+            dmitri = await demo_login(http, "dmitri")  # sales only: not a support case's reader
             logged_in = await http.post(
                 "/me/log-in",
                 json={"initial_state": "not_ready", "reason": "Meeting"},
@@ -161,9 +162,10 @@ async def test_attachment_html_and_upload_through_the_gateway_against_real_inges
             assert got.content == PDF
             assert got.headers["content-type"] == "application/pdf"
             assert 'filename="invoice.pdf"' in got.headers["content-disposition"]
-            # ... and to nobody else (threading decides, nothing is fetched)
+            # ... and to nobody outside the case's service (threading decides, nothing is
+            # fetched)
             foreign = await http.get(
-                f"/cases/{case_number}/attachments/{attachment['attachment_id']}", headers=bruno
+                f"/cases/{case_number}/attachments/{attachment['attachment_id']}", headers=dmitri
             )
             assert foreign.status_code == 403, foreign.text
             assert foreign.json()["code"] in {"not_assigned", "not_yours", "forbidden"}
@@ -189,7 +191,7 @@ async def test_attachment_html_and_upload_through_the_gateway_against_real_inges
                 await http.get(
                     f"/cases/{case_number}/html",
                     params={"email_id": inbound["email_id"]},
-                    headers=bruno,
+                    headers=dmitri,
                 )
             ).status_code == 403
 

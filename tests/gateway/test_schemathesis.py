@@ -23,6 +23,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
 from switchboard.contracts import Command, ConsumerQueue
+from switchboard.contracts.cases import RecordUpload
 from switchboard.gateway.actions import ACTIONS
 from switchboard.gateway.app import GatewaySettings, build
 from switchboard.runtime.errors import Refused
@@ -91,7 +92,8 @@ async def test_no_operation_answers_a_server_error(
             raise Refused("not_yours", "the stand-in refuses every other command", field=None)
         return {"echo": command.message_id.hex}
 
-    names = tuple(sorted({action.command.NAME for action in ACTIONS}))
+    # every forwarded command, and the upload record the file route sends threading
+    names = tuple(sorted({action.command.NAME for action in ACTIONS} | {RecordUpload.NAME}))
     stand_ins.answer(ConsumerQueue("standin.everything", names), AnyCommand, answer)
 
     async with stand_ins.runtime.app, runtime.app:

@@ -98,8 +98,12 @@ async def test_a_conversation_over_several_replies(threading: Threading) -> None
 
     events = {e["_name"] for e in await t.drain("events")}
     assert {"case.created", "case.email_attached", "case.closed", "case.disposition_set"} <= events
-    lookup = await t.command(c.LookUpCase(thread_id=thread_id))
+    lookup = await t.command(c.LookUpCase(thread_id=thread_id, agent_id="a1"))
     assert lookup.ok and lookup.result["case"]["case_number"] == number
+    # only for whoever may see the case (docs/security.md)
+    stranger = await t.command(c.LookUpCase(thread_id=thread_id, agent_id="a9"))
+    assert not stranger.ok and stranger.error is not None
+    assert stranger.error.code == "not_assigned"
     # Through the broker, as the gateway asks: a refusal names the field.
     late = await t.request(c.AddCaseNote(case_number=number, agent_id="a2", text="x"))
     assert not late.ok and late.error is not None and late.error.field == "agent_id"

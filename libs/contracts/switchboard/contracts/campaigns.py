@@ -226,6 +226,10 @@ class GetRecord(RecordCommand):
 
     NAME = "campaign.record.get"
 
+    acting_role: Literal["agent", "supervisor"] = Field(
+        default="agent", description="supervisors see every record; agents the ones they hold"
+    )
+
 
 class CompleteRecord(RecordCommand):
     """Finish the record; without a call or disposition it takes the campaign default."""

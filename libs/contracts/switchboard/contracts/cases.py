@@ -405,6 +405,17 @@ class DeleteReplyTemplate(Command):
 # ---------------------------------------------------------------------------------------------
 
 
+class RecordUpload(Command):
+    """A person uploaded a file to attach to their email (the gateway tells threading once the
+    mail edge stored it). Only such files, and attachments of the emails of the case being
+    worked, may leave with an agent's email. Answered with ``{"attachment_id": ...}``."""
+
+    NAME = "case.upload.record"
+
+    agent_id: str = Field(min_length=1)
+    attachment: AttachmentRef
+
+
 class GetCaseThread(Command):
     """The case and its thread view: every email with From, When, To, Cc, Subject, text."""
 
@@ -426,6 +437,9 @@ class LookUpCase(Command):
     case_number: int | None = Field(default=None, ge=1)
     thread_id: str | None = None
     agent_id: str | None = None
+    acting_role: Literal["agent", "supervisor"] = Field(
+        default="agent", description="agents find only the cases they may see"
+    )
 
 
 class CaseSummary(BaseModel):

@@ -80,6 +80,11 @@ class EmailReceived(Event):
     classification: Classification = "normal"
     bounced_message_id: str | None = None
     defects: list[str] = Field(default_factory=list)
+    cards_masked: int = Field(
+        default=0,
+        ge=0,
+        description="payment card numbers the mail edge masked in every copy before storing it",
+    )
 
 
 class EmailQuarantined(Event):

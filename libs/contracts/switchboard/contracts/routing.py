@@ -162,6 +162,20 @@ class LiveAssignmentsRequested(Command):
     agent_ids: list[str] = Field(default_factory=list, description="empty: every agent")
 
 
+class AgentServicesRequested(Command):
+    """Ask routing which services an agent belongs to (the services of their teams), as its
+    projection of agent profiles and its service catalog say. Owners of work use it to let an
+    agent see the cases of their services (docs/security.md).
+
+    Answered with ``result = {"services": [name, ...]}`` (empty for an agent routing does not
+    know).
+    """
+
+    NAME = "routing.agent_services_requested"
+
+    agent_id: str = Field(min_length=1)
+
+
 # --- added by routing: service configuration, queues, transfers, supervisor view -------------
 #
 # Every command below is answered (request/reply) with an ``Outcome``; a refusal names its field.

@@ -518,6 +518,17 @@ class DialerHandlers:
         return {"offer_id": record.offer_id, "accepted": accept}
 
     async def get_record(self, command: GetRecord) -> dict[str, Any]:
+        """The preview: to the agent it is offered to or held by, and to supervisors."""
+        if command.acting_role == "supervisor":
+            record = await self.store.record(command.record_id)
+            if record is None:
+                raise Refused(
+                    "unknown_record", f"no record {command.record_id!r}", field="record_id"
+                )
+            campaign = await self.store.campaign(record.campaign_id)
+            if campaign is None:
+                raise Refused("unknown_campaign", f"campaign {record.campaign_id!r} is gone")
+            return await self.preview(record, campaign)
         try:
             record, spec = await self._held(command, ("offered", "held"))
         except _Replay as replay:  # a get changes nothing, so it is never on the record

@@ -4,7 +4,8 @@ The bytes live in the mail edge's raw-mail store, served by its HTTP API (``GET 
 ``POST /mail/attachments``). The gateway first asks threading for the case's thread view on the
 person's behalf (so threading's rules decide who may read the case), finds the attachment or the
 HTML reference in it, and only then fetches the bytes: an id that is not part of that case is
-never fetched.
+never fetched. An upload is recorded with threading as the uploader's (``case.upload.record``):
+only the uploader may send it.
 """
 
 # No ``from __future__ import annotations``: FastAPI resolves the endpoint annotations.
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
-from switchboard.contracts.cases import GetCaseThread
+from switchboard.contracts.cases import GetCaseThread, RecordUpload
 from switchboard.gateway.auth import Principal
 from switchboard.gateway.errors import ApiError
 from switchboard.gateway.forward import Forwarder, build_command
@@ -96,6 +97,7 @@ def file_router(forwarder: Forwarder, store: MailStore, current: Callable[..., A
             GetCaseThread,
             case_number=case_number,
             agent_id=principal.person_id,
+            acting_role=principal.role,
             include_drafts=False,
         )
         return await forwarder.send(
@@ -184,7 +186,7 @@ def file_router(forwarder: Forwarder, store: MailStore, current: Callable[..., A
     async def upload(
         request: Request,
         filename: Annotated[str, Query(min_length=1, max_length=200)],
-        _: Annotated[Principal, Depends(current)],
+        principal: Annotated[Principal, Depends(current)],
     ) -> dict[str, Any]:
         length = int(request.headers.get("content-length") or 0)
         if length > MAX_UPLOAD:
@@ -199,6 +201,13 @@ def file_router(forwarder: Forwarder, store: MailStore, current: Callable[..., A
         content_type = request.headers.get("content-type", "").strip()[:200] or None
         if content_type and content_type.split(";")[0].strip() == "application/octet-stream":
             content_type = None
-        return await store.upload(_safe_filename(filename), content_type, bytes(body))
+        stored = await store.upload(_safe_filename(filename), content_type, bytes(body))
+        # threading lets only the uploader's own files (and the case's) leave with their mail
+        await forwarder.send(
+            build_command(RecordUpload, agent_id=principal.person_id, attachment=stored),
+            owner="threading",
+            identity_fields={"agent_id"},
+        )
+        return stored
 
     return router

@@ -19,6 +19,10 @@ appends after it. Hence:
 
 Bounded: frames older than ``max_age`` are deleted periodically (no TTL index on FerretDB), and
 an agent's chain is cut to its last ``max_frames`` as it grows.
+
+Masking: each frame records the case it concerns; when a case is masked (``case.masked``) its
+frames keep only their ids (:data:`KEPT_WHEN_MASKED`), so no subject, summary or text the agent
+masked is replayed (the chain stays whole: a reconnecting desktop loses no ``seq``).
 """
 
 from __future__ import annotations
@@ -35,12 +39,38 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from switchboard.gateway.store import case_number_of
+
 Document = dict[str, Any]
 
 log = structlog.get_logger("switchboard.gateway.journal")
 
 PRUNE_EVERY = 50
 ATTEMPTS = 100
+KEPT_WHEN_MASKED = frozenset(
+    {
+        "message_id",
+        "offer_id",
+        "interaction_id",
+        "case_number",
+        "agent_id",
+        "channel",
+        "service",
+        "expires_at",
+        "occurred_at",
+        "email_id",
+    }
+)
+"""The fields of a masked case's frames that stay: ids and times, never customer text."""
+
+
+def case_of(data: dict[str, Any]) -> int | None:
+    """The case a frame concerns (by its number or its interaction), if any."""
+    number = data.get("case_number")
+    if isinstance(number, int):
+        return number
+    interaction = data.get("interaction_id")
+    return case_number_of(interaction) if isinstance(interaction, str) else None
 
 
 @dataclass(frozen=True)
@@ -75,6 +105,7 @@ class LiveJournal:
         await self.frames.create_index([("agent_id", ASCENDING), ("seq", ASCENDING)])
         await self.frames.create_index([("agent_id", ASCENDING), ("event_id", ASCENDING)])
         await self.frames.create_index("at")
+        await self.frames.create_index("case_number")
 
     async def append(self, agent_id: str, event_id: str, event: str, data: dict[str, Any]) -> int:
         """Journal one event for one agent (once, however many replicas ask); its ``seq``."""
@@ -103,6 +134,7 @@ class LiveJournal:
                         "n": n,
                         "event_id": event_id,
                         "event": event,
+                        "case_number": case_of(data),
                         "body": body,
                         "at": now,
                     }
@@ -150,6 +182,23 @@ class LiveJournal:
             Frame(int(d["seq"]), int(d["prev"]), str(d["event"]), json.loads(d["body"]))
             async for d in cursor
         ]
+
+    async def mask_case(self, case_number: int) -> int:
+        """Strip every frame of the case down to its ids; how many frames were changed."""
+        changed = 0
+        async for doc in self.frames.find(
+            {"case_number": case_number, "event": {"$ne": "case.masked"}}, {"body": 1}
+        ):
+            data = json.loads(doc["body"])
+            kept = {k: v for k, v in data.items() if k in KEPT_WHEN_MASKED}
+            if kept == data:
+                continue
+            kept["masked"] = True
+            await self.frames.update_one(
+                {"_id": doc["_id"]}, {"$set": {"body": json.dumps(kept, default=str)}}
+            )
+            changed += 1
+        return changed
 
     async def purge(self) -> None:
         """Delete frames older than ``max_age`` (a periodic hook; shielded like the sessions'

@@ -218,6 +218,8 @@ class PushHub:
         every supervisor's socket. How many sockets were told."""
         targets = await self._people_concerned(name, data)
         event_id = event_id_of(data, body)
+        if name == "case.masked" and isinstance(data.get("case_number"), int):
+            await self.journal.mask_case(data["case_number"])
         sent = 0
         for person in sorted(targets):
             await self.journal.append(person, event_id, name, data)

@@ -36,6 +36,10 @@ class IngestionSettings(ServiceSettings):
         default_factory=list, description="mailboxes inline, as JSON in SB_MAILBOXES"
     )
     max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    mask_card_numbers: bool = Field(
+        default=True,
+        description="mask payment card numbers in every mail before it is stored (PCI DSS)",
+    )
     max_event_text_chars: int = Field(
         default=32_000, ge=1000, description="longer texts go to the store (text_ref)"
     )
@@ -106,7 +110,12 @@ def build(settings: IngestionSettings) -> IngestionRuntime:
     store = runtime.store = MailStore(runtime.db)
     runtime.on_start(store.ensure_indexes)
     mailboxes = load_mailboxes(settings.mailboxes_file, settings.mailboxes)
-    ingestor = Ingestor(store, runtime.bus, max_event_text_chars=settings.max_event_text_chars)
+    ingestor = Ingestor(
+        store,
+        runtime.bus,
+        max_event_text_chars=settings.max_event_text_chars,
+        mask_card_numbers=settings.mask_card_numbers,
+    )
 
     relay = RelayConfig(
         host=settings.relay_host,

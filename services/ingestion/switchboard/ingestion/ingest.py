@@ -38,6 +38,7 @@ from switchboard.contracts.mail import (
 from switchboard.ingestion import metrics
 from switchboard.ingestion.mailboxes import Mailbox
 from switchboard.ingestion.parsing import ParsedMail, Unparseable, parse
+from switchboard.ingestion.redaction import redact_card_numbers
 from switchboard.ingestion.store import Document, MailStore, sha256_hex
 from switchboard.runtime.bus import Bus
 
@@ -116,13 +117,19 @@ class Ingestor:
         bus: Bus,
         *,
         max_event_text_chars: int = 32_000,
+        mask_card_numbers: bool = True,
     ) -> None:
         self._store = store
         self._bus = bus
         self._max_text = max_event_text_chars
+        self._mask_cards = mask_card_numbers
 
     async def ingest(self, raw: bytes, arrival: Arrival) -> Ingested:
         started = time.perf_counter()
+        cards = 0
+        if self._mask_cards:
+            # before anything is stored: the same bytes mask the same way, so the id holds
+            raw, cards = redact_card_numbers(raw)
         email_id = sha256_hex(raw)
         await self._store.put_raw(email_id, raw)
         wanted = [{"mailbox": m.address, "service": m.service} for m in arrival.mailboxes]
@@ -138,6 +145,7 @@ class Ingestor:
                 "envelope_sender": arrival.envelope_sender,
                 "recipients": list(arrival.recipients),
                 "source": arrival.source,
+                "cards_masked": cards,
             },
         )
         done = published_for(doc)
@@ -202,6 +210,7 @@ class Ingestor:
             "received_at": received_at,
             "size": int(doc["size"]),
         }
+        cards = int(doc.get("cards_masked") or 0)
         if isinstance(parsed, Unparseable):
             quarantined = EmailQuarantined(
                 message_id=event_id(email_id, "quarantined"), reason=parsed.reason, **common
@@ -217,6 +226,8 @@ class Ingestor:
             log.warning("mail quarantined", email_id=email_id, reason=parsed.reason)
             return Ingested(email_id, False, EmailQuarantined.NAME, parsed.reason)
         base = await self._received_event(parsed, common)
+        if cards:
+            base = base.model_copy(update={"cards_masked": cards})
         facts = {
             "event": EmailReceived.NAME,
             "internet_message_id": parsed.internet_message_id,

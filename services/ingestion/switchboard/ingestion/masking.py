@@ -1,15 +1,18 @@
-"""Follow threading's masking: once a case's text is masked, our raw copy must not undo it.
+"""Follow threading's masking: once a case's text is masked, no copy here may undo it.
 
 Threading replaces the marked spans irreversibly in its copy and publishes ``case.masked`` with
 the emails it touched (its keys: the Message-ID without angle brackets, or ``sha256-<email_id>``
 for a mail it filed without one). The raw bytes here still hold the unmasked text, and so do
 the sanitised HTML and the whole long text kept as blobs. We do not know the spans (the event
-carries none, on purpose), so we *lock* those copies: the raw mail, its HTML and its full text
-are no longer served by ``/mail/raw`` and ``/mail/blobs`` (410 Gone, naming the case). The bytes
-stay in the database as evidence for whoever has database access; attachments are not text
-threading masks and stay readable (replies and forwards attach them).
+carries none, on purpose, so no dead letter or log holds them), so we *destroy* those copies:
+the raw mail, its HTML and its full text are deleted from GridFS, and a lock document keeps the
+fact (case, who masked, when, what kind); ``/mail/raw`` and ``/mail/blobs`` answer 410 Gone,
+naming the case. Threading's masked copy is the email from then on. Attachments are not text
+threading masks and stay (replies and forwards attach them).
 
-Idempotent: a lock is a document under a natural key, written with an upsert.
+Card numbers found automatically never get here: the mail edge masks them before storing.
+Idempotent: a lock is a document under a natural key, written with an upsert; destroying what
+is gone already does nothing.
 """
 
 from __future__ import annotations
@@ -42,9 +45,15 @@ class MaskFollower:
         self._store = store
 
     async def on_case_masked(self, event: CaseMasked) -> dict[str, int]:
-        """Lock the raw copies (and their HTML and full text) of the masked emails."""
+        """Destroy the raw copies (and their HTML and full text) of the masked emails."""
         mails = await self._store.mails_for_keys(event.email_ids)
-        facts = {"case_number": event.case_number, "masked_by": str(event.message_id)}
+        facts = {
+            "case_number": event.case_number,
+            "masked_by": str(event.message_id),
+            "agent_id": event.agent_id,
+            "kind": "card_numbers" if event.automatic else "spans",
+            "destroyed": True,
+        }
         blobs = 0
         for doc in mails:
             refs = [r for r in (doc.get("html_ref"), doc.get("text_ref")) if r]
@@ -58,10 +67,14 @@ class MaskFollower:
             await self._store.lock("raw", doc["_id"], facts)
             for ref in refs:
                 await self._store.lock("blob", ref, facts)
+            # locked first (served as 410 from here on), then the bytes go
+            await self._store.raw.destroy(doc["_id"])
+            for ref in refs:
+                await self._store.blobs.destroy(ref)
             blobs += len(refs)
             await self._store.mark_masked(doc["_id"], facts)
         log.info(
-            "masked emails locked",
+            "masked emails destroyed",
             case_number=event.case_number,
             emails=len(event.email_ids),
             raw_copies=len(mails),

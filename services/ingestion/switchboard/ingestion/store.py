@@ -11,8 +11,8 @@
 * ``imap_leases``: which replica polls an IMAP mailbox: one ticket per holder in turn,
   ``_id`` = ``<mailbox key>/<epoch>`` (see :mod:`switchboard.ingestion.lease`).
 * ``quarantine``: the operators' list of mail that could not be parsed.
-* ``locks``: raw mails and blobs no longer served over HTTP (``raw/<id>``, ``blob/<id>``), because
-  threading masked the email they hold.
+* ``locks``: raw mails and blobs destroyed because threading masked the email they held
+  (``raw/<id>``, ``blob/<id>``): the fact (case, who, when), never the bytes; served as 410.
 
 Only portable operations (FerretDB): no TTL, no partial indexes, no positional updates.
 """
@@ -106,6 +106,11 @@ class _Bucket:
 
     async def info(self, blob_id: str) -> Document | None:
         return await self._files.find_one({"_id": blob_id})
+
+    async def destroy(self, blob_id: str) -> None:
+        """Delete the bytes for good (files document first: the file stops being visible)."""
+        await self._files.delete_one({"_id": blob_id})
+        await self._chunks.delete_many({"files_id": blob_id})
 
 
 class MailStore:

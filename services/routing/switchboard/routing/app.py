@@ -10,8 +10,10 @@ import structlog
 from pydantic import Field
 
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
+from switchboard.contracts.cases import CaseMasked
 from switchboard.contracts.queues import routing as queues
 from switchboard.contracts.routing import (
+    AgentServicesRequested,
     InteractionAssigned,
     InteractionEnded,
     InteractionQueued,
@@ -122,6 +124,8 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
     consume(queues.AGENT_PROFILES, AgentProfileChanged, h.on_agent_profile)
     consume(queues.AGENT_STATES, AgentStateChanged, h.on_agent_state)
     consume(queues.LIVE_ASSIGNMENTS, LiveAssignmentsRequested, h.on_live_assignments)
+    consume(queues.AGENT_SERVICES, AgentServicesRequested, h.on_agent_services)
+    consume(queues.CASES_MASKED, CaseMasked, h.on_case_masked)
     consume(queues.SERVICE_CONFIGURE, ServiceConfigured, h.on_service_configure)
     consume(queues.SERVICE_REMOVE, ServiceRemoved, h.on_service_remove)
     consume(queues.SERVICE_LIST, ServicesListRequested, h.on_services_list)

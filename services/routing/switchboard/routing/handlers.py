@@ -9,7 +9,9 @@ from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
+from switchboard.contracts.cases import CaseMasked
 from switchboard.contracts.routing import (
+    AgentServicesRequested,
     InteractionEnded,
     LiveAssignmentsRequested,
     OfferAnswer,
@@ -70,6 +72,14 @@ class RoutingHandlers:
     async def on_live_assignments(self, msg: LiveAssignmentsRequested) -> dict[str, Any]:
         """Which interactions each agent holds now."""
         return await self.router.live_assignments(list(msg.agent_ids))
+
+    async def on_case_masked(self, msg: CaseMasked) -> None:
+        """A masked case's subject must not stay in routing's copy (queues, offers)."""
+        await self.router.store.mask_summaries(msg.case_number)
+
+    async def on_agent_services(self, msg: AgentServicesRequested) -> dict[str, Any]:
+        """The services of the agent's teams (owners of work let them see those cases)."""
+        return {"services": await self.router.agent_services(msg.agent_id)}
 
     async def on_service_configure(self, msg: ServiceConfigured) -> dict[str, Any]:
         """Create or replace a routing service."""

@@ -1437,6 +1437,15 @@ class Router:
                 row[doc["status"]] += 1
         return view
 
+    async def agent_services(self, agent_id: str) -> list[str]:
+        """The services whose team the agent is in (logged in or not); none if unknown."""
+        doc = await self.store.get_agent(agent_id)
+        if doc is None:
+            return []
+        agent = agent_from(doc, self.store.default_capacity, utcnow())
+        services = await self.catalog.all()
+        return sorted(s.name for s in services.values() if domain.in_team(agent, s))
+
     async def update_gauges(self) -> None:
         if not self._gauges.due():
             return

@@ -61,6 +61,10 @@ TIMER_WRITE_GRACE = timedelta(minutes=1)  # a write not landed by then has faile
 LIVE = ("waiting", "offered", "assigned")
 
 
+MASKED_SUBJECT = "(masked)"
+"""What a queue row shows as the subject of a case whose text was masked."""
+
+
 class Conflict(RuntimeError):
     """A compare-and-set kept losing: the message is retried later."""
 
@@ -498,6 +502,15 @@ class RoutingStore:
         return [
             d async for d in self.work.find(query, {"_id": 1, "agent_id": 1}).sort("_id", ASCENDING)
         ]
+
+    async def mask_summaries(self, case_number: int) -> int:
+        """Forget the subject routing copied from a case that was masked (its queue rows then
+        show it as masked); how many work items changed."""
+        result = await self.work.update_many(
+            {"summary.case_number": case_number},
+            {"$set": {"summary.subject": MASKED_SUBJECT}},
+        )
+        return result.modified_count
 
     async def live_work_summary(self) -> list[Document]:
         """Service, status, age and personal owner of every live interaction (for views)."""

@@ -115,6 +115,7 @@ def build(settings: ThreadingSettings) -> Runtime:
         cases.SaveReplyTemplate: handlers.on_save_template,
         cases.DeleteReplyTemplate: handlers.on_delete_template,
         cases.ListReplyTemplates: handlers.on_list_templates,
+        cases.RecordUpload: handlers.on_record_upload,
     }
     every_queue = {**queues.COMMANDS, **queues.QUERIES}
     for model, handler in command_handlers.items():

@@ -39,10 +39,10 @@ from switchboard.contracts.routing import (
     RouteRequested,
     RouteWithdrawn,
 )
-from switchboard.runtime.assignments import routing_holds
+from switchboard.runtime.assignments import agent_services, routing_holds
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
-from switchboard.threading import metrics, rules
+from switchboard.threading import access, metrics, rules
 from switchboard.threading import templates as tpl
 from switchboard.threading.config import ServiceConfig, ThreadingConfig
 from switchboard.threading.masking import (
@@ -233,6 +233,62 @@ class ThreadingHandlers:
         if problem:
             raise Refused("not_assigned", problem, field="agent_id")
 
+    async def _may_see(
+        self,
+        case: Document,
+        agent_id: str | None,
+        acting_role: str,
+        query: c.GetCaseThread | None = None,
+    ) -> Document:
+        """The case if this person may see it (``access.case_access``), else ``not_yours``.
+        Routing is asked only when needed: whether the agent holds it already (``query``
+        given), then which services the agent belongs to."""
+        agent = agent_id or ""
+        if access.case_access(case, agent, acting_role) is not access.Access.NONE:
+            return case
+        if query is not None:
+            case = await self._catch_up_assignment(case, query)  # opened before the event came
+            if access.case_access(case, agent, acting_role) is not access.Access.NONE:
+                return case
+        services = await agent_services(self.bus, agent) if agent else None
+        if access.case_access(case, agent, acting_role, services or ()) is access.Access.NONE:
+            raise Refused(
+                "not_assigned",  # the code clients already know for "not your case"
+                f"case {case['_id']} is not yours to see (not held or worked by {agent or 'you'},"
+                " not of your services)",
+                field="agent_id",
+            )
+        return case
+
+    async def _check_attachments(
+        self,
+        attachments: Sequence[AttachmentRef],
+        agent_id: str,
+        case: Document | None,
+        field: str = "attachments",
+    ) -> None:
+        """Only the case's own attachments and the agent's own uploads may leave."""
+        if not attachments:
+            return
+        of_case = (
+            access.case_attachment_ids(await self.store.emails_of_case(case["_id"]))
+            if case is not None
+            else set()
+        )
+        uploaded = await self.store.uploaded_by(agent_id, [a.attachment_id for a in attachments])
+        refused = access.attachment_problems(attachments, of_case, uploaded)
+        if refused:
+            raise Refused(
+                "attachment_forbidden",
+                "not an attachment of this case nor uploaded by you: " + ", ".join(refused),
+                field=field,
+            )
+
+    async def on_record_upload(self, command: c.RecordUpload) -> dict[str, Any]:
+        """Remember who uploaded a file, so it may leave with their email."""
+        await self.store.record_upload(command.agent_id, command.attachment.model_dump())
+        return {"attachment_id": command.attachment.attachment_id}
+
     @staticmethod
     def _end_interaction(
         case: Document, cause: Message, outcome: str, cfg: ServiceConfig
@@ -332,6 +388,10 @@ class ThreadingHandlers:
             text, in_text = mask_card_numbers(text)
             cards = in_subject + in_text
             metrics.CARDS_MASKED.inc(cards)
+        # numbers found here reached us unmasked (the HTML copy may hold them: withheld); the
+        # mail edge masks them in every copy before storing (its count is recorded with ours)
+        withhold_html = cards > 0
+        cards += event.cards_masked
 
         intake = await self._decide(event, cfg, subject)
         number = intake.case_number
@@ -358,7 +418,7 @@ class ThreadingHandlers:
             "text_truncated": event.text_truncated,
             "text_ref": getattr(event, "text_ref", None),
             "html_ref": event.html_ref,
-            "html_withheld": cards > 0,
+            "html_withheld": withhold_html,
             "attachments": [a.model_dump() for a in event.attachments],
             "when": event.sent_at,
             "sent_at_flagged": event.sent_at_flagged,
@@ -1030,6 +1090,7 @@ class ThreadingHandlers:
         text: str = pick("text", "")
         html: str | None = pick("html", None)
         attachments: list[AttachmentRef] = pick("attachments", [])
+        await self._check_attachments(attachments, command.agent_id, case)
         if kind == "forward":
             assert parent is not None
             text = self._forward_text(text, parent)
@@ -1186,7 +1247,9 @@ class ThreadingHandlers:
         if self.config.services and not self.config.known(command.service):
             raise Refused("unknown_service", f"no service {command.service!r}", field="service")
         if command.linked_case_number is not None:
-            await self._case(command.linked_case_number, field="linked_case_number")
+            linked = await self._case(command.linked_case_number, field="linked_case_number")
+            await self._may_see(linked, command.agent_id, command.acting_role)
+        await self._check_attachments(command.attachments, command.agent_id, None)
         cfg = self.service_config(command.service)
         subject_of_case = clean_subject(command.subject, cfg.subject_tag_format)
         template = None
@@ -1294,6 +1357,9 @@ class ThreadingHandlers:
         """Save a new draft on the case."""
         case, _ = await self._prepare(command)
         self._email_of_case(case, command.reply_to_email_id, "reply_to_email_id")
+        await self._check_attachments(
+            command.content.attachments, command.agent_id, case, "content.attachments"
+        )
         if command.content.template_id:
             await self._template_for(
                 command.content.template_id, case["service"], "content.template_id"
@@ -1324,6 +1390,9 @@ class ThreadingHandlers:
         case, _ = await self._prepare(command)
         draft = await self._draft_for(case, command.draft_id)
         assert draft is not None
+        await self._check_attachments(
+            command.content.attachments, command.agent_id, case, "content.attachments"
+        )
         if command.content.template_id:
             await self._template_for(
                 command.content.template_id, case["service"], "content.template_id"
@@ -1947,25 +2016,10 @@ class ThreadingHandlers:
         return view
 
     async def on_get_thread(self, query: c.GetCaseThread) -> dict[str, Any]:
-        """The case and its thread view (every email, oldest first): for supervisors, and for
-        agents who hold or have worked the case (customer mail is not for everyone's eyes)."""
+        """The case and its thread view (every email, oldest first): for whoever may see the
+        case (``access``: customer mail is not for everyone's eyes)."""
         case = await self._case(query.case_number)
-
-        def refused(case: Document) -> bool:
-            return (
-                query.acting_role != "supervisor"
-                and query.agent_id not in case.get("agents", [])
-                and rules.holder_problem(case, query.agent_id or "", query.acting_role) is not None
-            )
-
-        if refused(case):
-            case = await self._catch_up_assignment(case, query)  # opened before the event came
-        if refused(case):
-            raise Refused(
-                "not_assigned",
-                f"case {case['_id']} was never assigned to agent {query.agent_id}",
-                field="agent_id",
-            )
+        case = await self._may_see(case, query.agent_id, query.acting_role, query)
         emails = await self.store.emails_of_case(case["_id"])
         view = {
             "case": self.case_view(case),
@@ -1993,4 +2047,5 @@ class ThreadingHandlers:
             raise Refused(
                 "missing", "give a case number or a thread identifier", field="case_number"
             )
-        return {"case": self.case_view(await self._case(number))}
+        case = await self._may_see(await self._case(number), query.agent_id, query.acting_role)
+        return {"case": self.case_view(case)}

@@ -12,48 +12,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-MASK = "*"
-_CARD_CANDIDATE = re.compile(r"(?<![\d])\d(?:[ \-]?\d){12,18}(?![\d])")
+from switchboard.runtime.cards import MASK, luhn_valid, mask_card_numbers
+
+__all__ = ["MASK", "luhn_valid", "mask_card_numbers"]
+
 MIN_PROPAGATED = 4
 """A masked fragment shorter than this is masked only where marked, not searched elsewhere."""
-
-
-def luhn_valid(digits: str) -> bool:
-    if not digits.isdigit():
-        return False
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def mask_card_numbers(text: str) -> tuple[str, int]:
-    """Mask Luhn-valid 13-19 digit numbers (spaces or dashes allowed); returns (text, count)."""
-    count = 0
-
-    def replace(match: re.Match[str]) -> str:
-        nonlocal count
-        found = match.group(0)
-        digits = re.sub(r"\D", "", found)
-        if not 13 <= len(digits) <= 19 or not luhn_valid(digits):
-            return found
-        count += 1
-        keep_from = len(digits) - 4
-        out, seen = [], 0
-        for char in found:
-            if char.isdigit():
-                out.append(char if seen >= keep_from else MASK)
-                seen += 1
-            else:
-                out.append(char)
-        return "".join(out)
-
-    return _CARD_CANDIDATE.sub(replace, text or ""), count
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from switchboard.threading import access
 from switchboard.threading.config import ServiceConfig
 from switchboard.threading.subjects import find_tags
 from switchboard.threading.threadids import ThreadIds
@@ -182,16 +183,8 @@ def parse_interaction_id(value: str) -> tuple[int, int] | None:
 
 
 def holder_problem(case: dict[str, Any], agent_id: str, acting_role: str) -> str | None:
-    """Why this person may not act on the case (None when they may)."""
-    if acting_role == "supervisor":
-        return None
-    interaction = case.get("interaction") or {}
-    if interaction.get("state") == "assigned" and interaction.get("agent_id") == agent_id:
-        return None
-    holder = interaction.get("agent_id") if interaction.get("state") == "assigned" else None
-    if holder:
-        return f"case {case['_id']} is assigned to another agent"
-    return f"case {case['_id']} is not assigned to agent {agent_id}"
+    """Why this person may not act on the case (None when they may): see ``access``."""
+    return access.act_problem(case, agent_id, acting_role)
 
 
 def agents_last_first(agents: list[str], agent_id: str) -> list[str]:

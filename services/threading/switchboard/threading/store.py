@@ -67,6 +67,7 @@ class ThreadingStore:
         self.ledger = db["processed_messages"]
         self.tickets = db["version_claims"]
         self.templates = db["templates"]
+        self.uploads = db["uploads"]
 
     async def ensure_indexes(self, case_number_start: int) -> None:
         await self.emails.create_index([("case_number", ASCENDING), ("when", ASCENDING)])
@@ -392,6 +393,23 @@ class ThreadingStore:
     async def drafts_of_case(self, case_number: int) -> list[Document]:
         docs = [d async for d in self.drafts.find({"case_number": case_number})]
         return sorted(docs, key=lambda d: d.get("created_at") or _now())
+
+    # -- uploads ---------------------------------------------------------------------------
+
+    async def record_upload(self, agent_id: str, attachment: Document) -> None:
+        """Who uploaded which file (keyed by both: the same bytes may be uploaded by two)."""
+        doc = {
+            "_id": f"{agent_id}/{attachment['attachment_id']}",
+            "agent_id": agent_id,
+            "attachment_id": attachment["attachment_id"],
+            "filename": attachment.get("filename", ""),
+            "at": _now(),
+        }
+        await _insert_new(self.uploads, doc)
+
+    async def uploaded_by(self, agent_id: str, attachment_ids: list[str]) -> set[str]:
+        keys = [f"{agent_id}/{a}" for a in attachment_ids]
+        return {d["attachment_id"] async for d in self.uploads.find({"_id": {"$in": keys}})}
 
     # -- masking ---------------------------------------------------------------------------
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
+from switchboard.contracts.cases import CaseMasked
 from switchboard.contracts.routing import (
+    AgentServicesRequested,
     InteractionEnded,
     LiveAssignmentsRequested,
     OfferAnswer,
@@ -28,6 +30,8 @@ INTERACTIONS_ENDED = ConsumerQueue("routing.interactions-ended", (InteractionEnd
 AGENT_PROFILES = ConsumerQueue("routing.agent-profiles", (AgentProfileChanged.NAME,))
 AGENT_STATES = ConsumerQueue("routing.agent-states", (AgentStateChanged.NAME,))
 LIVE_ASSIGNMENTS = ConsumerQueue("routing.live-assignments", (LiveAssignmentsRequested.NAME,))
+AGENT_SERVICES = ConsumerQueue("routing.agent-services", (AgentServicesRequested.NAME,))
+CASES_MASKED = ConsumerQueue("routing.cases-masked", (CaseMasked.NAME,))
 SERVICE_CONFIGURE = ConsumerQueue("routing.service-configure", (ServiceConfigured.NAME,))
 SERVICE_REMOVE = ConsumerQueue("routing.service-remove", (ServiceRemoved.NAME,))
 SERVICE_LIST = ConsumerQueue("routing.service-list", (ServicesListRequested.NAME,))
@@ -48,6 +52,8 @@ ALL = (
     AGENT_PROFILES,
     AGENT_STATES,
     LIVE_ASSIGNMENTS,
+    AGENT_SERVICES,
+    CASES_MASKED,
     SERVICE_CONFIGURE,
     SERVICE_REMOVE,
     SERVICE_LIST,

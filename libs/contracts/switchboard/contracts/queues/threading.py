@@ -44,6 +44,7 @@ COMMAND_MESSAGES: tuple[type[Message], ...] = (
     cases.SetDisposition,
     cases.SaveReplyTemplate,
     cases.DeleteReplyTemplate,
+    cases.RecordUpload,
 )
 QUERY_MESSAGES: tuple[type[Message], ...] = (
     cases.GetCaseThread,
