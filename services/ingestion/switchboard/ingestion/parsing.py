@@ -215,6 +215,7 @@ def _parse(
         bounced_message_id=bounced,
     )
     parsed = _without_surrogates(parsed, "mail", defects)
+    assert isinstance(parsed, ParsedMail)
     parsed.defects = defects.items
     return parsed
 

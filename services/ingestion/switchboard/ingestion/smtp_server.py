@@ -3,7 +3,8 @@
 RCPT: a recipient with no configured mailbox gets 550. DATA: the bytes go through
 :class:`Ingestor`; 250 only once they are stored and the event is confirmed, otherwise 451 so the
 sending MTA keeps the mail and tries again. Over the size limit: 552 (aiosmtpd, also for a MAIL
-``SIZE=`` announcement). Lines longer than RFC 5321's 1,000 octets are accepted up to that limit. STARTTLS and AUTH (PLAIN/LOGIN) are optional settings.
+``SIZE=`` announcement). Lines longer than RFC 5321's 1,000 octets are accepted up to that
+limit. STARTTLS and AUTH (PLAIN/LOGIN) are optional settings.
 """
 
 from __future__ import annotations

@@ -500,10 +500,10 @@ class ThreadingHandlers:
         return kind, None
 
     @staticmethod
-    def _answer_skipped(kind: str, reason: str) -> str:
+    def _answer_skipped(kind: str, reason: str, outcome: str = "unaddressable") -> str:
         """An automatic answer that cannot be sent as built: counted and logged; the mail is
         filed and routed all the same, and the case's history says why no answer went out."""
-        metrics.AUTO_ANSWERS.labels(kind, "unaddressable").inc()
+        metrics.AUTO_ANSWERS.labels(kind, outcome).inc()
         log.warning("automatic answer skipped", kind=kind, reason=reason)
         return f"{kind}: {reason}"
 
@@ -549,7 +549,7 @@ class ThreadingHandlers:
             except ValidationError as exc:  # never let the answer hold up the customer's mail
                 error = exc.errors()[0]
                 where = ".".join(str(p) for p in error["loc"])
-                skipped = self._answer_skipped(answer_kind, f"{where}: {error['msg']}")
+                skipped = self._answer_skipped(answer_kind, f"{where}: {error['msg']}", "invalid")
             else:
                 await self.store.insert_email(auto[1])
 
