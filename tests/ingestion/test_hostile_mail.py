@@ -156,9 +156,7 @@ async def mail_stack(
             log_format="json",
         )
     )
-    ingestion, listener = make_service(
-        listen_received=False, max_message_bytes=96 * 1024 * 1024, smtp_store_timeout_seconds=240
-    )
+    ingestion, listener = make_service(listen_received=False, max_message_bytes=96 * 1024 * 1024)
     stack = MailStack(ingestion, threading, listener, relay, amqp_url)
 
     async def route(message: Message) -> None:
