@@ -81,6 +81,22 @@ class MailStack:
 
         return await asyncio.to_thread(transaction)
 
+    async def send_with_8bit_sender(self, sender: bytes, raw: bytes) -> tuple[int, str]:
+        """A transaction whose MAIL FROM carries raw 8-bit bytes (smtplib would refuse them)."""
+        assert self.ingestion.smtp is not None and self.ingestion.smtp.port
+        port = self.ingestion.smtp.port
+
+        def transaction() -> tuple[int, str]:
+            with smtplib.SMTP("127.0.0.1", port, timeout=300) as client:
+                client.ehlo("client.example.com")
+                client.send(b"MAIL FROM:<" + sender + b">\r\n")
+                assert client.getreply()[0] == 250
+                client.rcpt("support@switchboard.local")
+                code, reply = client.data(raw)
+                return code, reply.decode("utf-8", "replace")
+
+        return await asyncio.to_thread(transaction)
+
     async def filed(self, email_id: str) -> tuple[Document, Document] | None:
         """The email with these raw bytes and its case, once the email is on the case and the
         case was routed (or filed closed, unrouted, as automatic mail is)."""
@@ -233,6 +249,15 @@ async def test_an_undecodable_encoded_word_is_filed_with_its_defect_shown(
     assert any(d.startswith("encoded_word_invalid: Subject") for d in view["defects"])
     # the raw bytes are kept as they came
     assert await mail_stack.ingestion.store.raw.get(email["raw_email_ids"][0]) == raw
+
+
+async def test_an_8bit_envelope_sender_is_stored_and_filed(mail_stack: MailStack) -> None:
+    raw = b"To: support@switchboard.local\r\nSubject: no From header\r\n\r\nHallo\r\n"
+    code, reply = await mail_stack.send_with_8bit_sender(b"j\xfcrgen@example.de", raw)
+    assert code == 250, reply  # was 451 for ever: the envelope could not be stored
+    email, case = await eventually(lambda: mail_stack.filed(sha(raw)))
+    assert email["from"]["address"] == "jürgen@example.de"
+    assert mail_stack.routed(case["_id"])
 
 
 async def test_a_line_far_longer_than_1000_characters_is_accepted_and_flagged(

@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from switchboard.ingestion import metrics
 from switchboard.ingestion.ingest import Arrival, Ingestor
 from switchboard.ingestion.mailboxes import MailboxDirectory
+from switchboard.ingestion.parsing import guess_decode
 
 log = structlog.get_logger("switchboard.ingestion.smtp")
 # aiosmtpd logs every command (and peer) at INFO; our own log says what matters.
@@ -71,8 +72,8 @@ class InboundHandler:
             channel="smtp",
             mailbox=mailboxes[0],
             also=tuple(mailboxes[1:]),
-            envelope_sender=envelope.mail_from,
-            recipients=tuple(envelope.rcpt_tos),
+            envelope_sender=_envelope_text(envelope.mail_from),
+            recipients=tuple(_envelope_text(r) or "" for r in envelope.rcpt_tos),
             source=f"smtp:{_peer(session)}",
         )
         try:
@@ -86,6 +87,14 @@ class InboundHandler:
             )
             return "451 4.3.0 Temporary failure storing the message, please try again"
         return f"250 2.0.0 OK {done.email_id[:20]}{' (duplicate)' if done.duplicate else ''}"
+
+
+def _envelope_text(value: str | None) -> str | None:
+    """aiosmtpd keeps 8-bit bytes of MAIL FROM / RCPT TO as lone surrogates (surrogateescape),
+    which no database or event can store: decode them (UTF-8, else a best guess) instead."""
+    if value is None:
+        return None
+    return guess_decode(value.encode("utf-8", "surrogateescape"))
 
 
 def _peer(session: Session) -> str:
