@@ -29,7 +29,8 @@ def test_every_corpus_mail_is_parsed_or_quarantined_with_a_reason(path: Path) ->
         assert result.reason
         return
     # whatever was parsed fits the contract (single-line header fields, aware dates, ...)
-    EmailReceived(
+    # and goes on the bus: no lone surrogate anywhere (the event would not serialise)
+    event = EmailReceived(
         email_id="x",
         channel="upload",
         mailbox="support@switchboard.local",
@@ -44,7 +45,16 @@ def test_every_corpus_mail_is_parsed_or_quarantined_with_a_reason(path: Path) ->
         text=result.text,
         classification=result.classification,
         defects=result.defects,
+        cc=[Address(name=a.name, address=a.address) for a in result.cc],
+        reply_to=[Address(name=a.name, address=a.address) for a in result.reply_to],
+        in_reply_to=result.in_reply_to,
+        references=result.references,
+        thread_header=result.thread_header,
+        bounced_message_id=result.bounced_message_id,
     )
+    event.model_dump_json().encode("utf-8")
+    for text in (result.html or "", *(a.filename for a in result.attachments)):
+        text.encode("utf-8")
     assert result.internet_message_id.startswith("<") and result.internet_message_id.endswith(">")
     assert "\x00" not in result.text
 
@@ -348,3 +358,73 @@ def test_damaged_real_mail_is_parsed_or_quarantined_never_a_parser_error(
     result = parse(bytes(raw), received_at=NOW)
     if isinstance(result, Unparseable):
         assert not result.reason.startswith("parser error"), result.reason
+
+
+def _texts(mail: ParsedMail) -> list[str]:
+    people = [mail.sender, *mail.to, *mail.cc, *mail.reply_to]
+    return [
+        mail.subject,
+        mail.text,
+        mail.html or "",
+        *(p.name for p in people),
+        *(p.address for p in people),
+        *(a.filename for a in mail.attachments),
+        *mail.defects,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "defect"),
+    [
+        # an ISO-2022-JP display name whose bytes do not decode (the stdlib keeps surrogates)
+        (
+            b"From: =?ISO-2022-JP?B?GyRC//6AgRsoQg==?= <a@example.jp>\r\nSubject: x\r\n\r\nhi\r\n",
+            "encoded_word_invalid: From",
+        ),
+        (
+            b"From: a@example.jp\r\nSubject: =?ISO-2022-JP?B?GyRC//6AgRsoQg==?=\r\n\r\nhi\r\n",
+            "encoded_word_invalid: Subject",
+        ),
+        (
+            b"From: a@example.jp\r\nSubject: =?x-nonsense?Q?caf=E9?=\r\n\r\nhi\r\n",
+            "encoded_word_charset_unknown: Subject",
+        ),
+        # raw 8-bit header bytes without any charset
+        (b"From: J\xfcrgen <j@example.de>\r\nSubject: K\xf6ln\r\n\r\nhi\r\n", "header_8bit"),
+        # an RFC 2231 filename whose bytes are invalid in its charset
+        (
+            b"From: a@example.jp\r\nContent-Type: application/pdf\r\n"
+            b"Content-Disposition: attachment; filename*=iso-2022-jp''%1B%24B%FF%FE%1B%28B.pdf"
+            b"\r\n\r\nxx\r\n",
+            "filename_undecodable",
+        ),
+        # a nested message whose subject does not decode
+        (
+            b"From: a@example.jp\r\nContent-Type: message/rfc822\r\n\r\n"
+            b"From: b@example.jp\r\nSubject: =?ISO-2022-JP?B?GyRC//6AgRsoQg==?=\r\n\r\ninner\r\n",
+            "encoded_word_invalid: Subject",
+        ),
+        # UTF-7 can spell half an emoji
+        (
+            b"From: a@example.jp\r\nSubject: =?utf-7?Q?+2D3-?=\r\n\r\nhi\r\n",
+            "encoded_word_invalid: Subject",
+        ),
+    ],
+)
+def test_undecodable_header_bytes_never_leave_surrogates(raw: bytes, defect: str) -> None:
+    mail = parse(raw, received_at=NOW)
+    assert isinstance(mail, ParsedMail), mail
+    for text in _texts(mail):
+        text.encode("utf-8")  # raises on a lone surrogate
+    assert any(d.startswith(defect) for d in mail.defects), mail.defects
+
+
+def test_an_invalid_encoded_word_keeps_the_text_around_it() -> None:
+    mail = _parse("28-invalid-encoded-word-iso-2022-jp.eml")
+    assert mail.sender.name.endswith(" 山田") and mail.subject.endswith("注文について")
+    assert "\ufffd" in mail.sender.name and "\ufffd" in mail.subject
+
+
+def test_lines_longer_than_998_characters_are_flagged() -> None:
+    assert any(d.startswith("line_too_long") for d in _parse("30-long-unwrapped-lines.eml").defects)
+    assert not any(d.startswith("line_too_long") for d in _parse("01-plain-utf8.eml").defects)

@@ -56,7 +56,12 @@ class IngestionSettings(ServiceSettings):
     )
     smtp_auth_required: bool = False
     smtp_auth_require_tls: bool = True
-    smtp_store_timeout_seconds: float = Field(default=60.0, gt=0)
+    smtp_store_timeout_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="451 when storing + publishing one mail takes longer; a large mail on a "
+        "busy store takes minutes, and senders wait 10 (RFC 5321 4.5.3.2.6)",
+    )
 
     http_token: SecretStr | None = Field(
         default=None, description="when set, /mail/* needs Authorization: Bearer <token>"

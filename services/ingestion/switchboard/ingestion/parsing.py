@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import binascii
 import codecs
+import dataclasses
 import hashlib
 import mimetypes
 import re
@@ -18,7 +19,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
-from email.header import decode_header, make_header
+from email.header import decode_header
 from email.message import EmailMessage, Message
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -41,8 +42,12 @@ OLDEST_PLAUSIBLE = datetime(1980, 1, 1, tzinfo=UTC)
 THREAD_HEADER = "X-Switchboard-Thread"
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Lone surrogates: what Python keeps for bytes it could not decode. UTF-8 cannot carry them, so
+# one left in any text makes the event unserialisable (and the mail deferred for ever).
+_SURROGATES = re.compile(r"[\ud800-\udfff]")
 _LINE_BREAKS = re.compile(r"[\r\n\t\x00\x85\u2028\u2029]+")
 _MSGID = re.compile(r"<([^<>\s]+)>")
+_LONG_LINE = re.compile(rb"[^\r\n]{999}")  # RFC 5322 2.1.1: at most 998 characters a line
 _BARE_MSGID = re.compile(r"^[^<>\s@]+@[^<>\s@]+$")
 _UU_BEGIN = re.compile(r"^begin [0-7]{3,4} (?P<name>[^\r\n]+)\r?$", re.MULTILINE)
 _CHARSET_ALIASES = {
@@ -141,6 +146,8 @@ def _parse(
     defects = _Defects()
     if b"\x00" in raw:
         defects.add("nul_bytes", "NUL bytes removed")
+    if _LONG_LINE.search(raw):
+        defects.add("line_too_long", "a line longer than 998 characters (RFC 5322 2.1.1)")
     _record_duplicates(msg, defects)
 
     senders = _addresses(msg, "From", defects) or _addresses(msg, "Sender", defects)
@@ -188,7 +195,7 @@ def _parse(
         for defect in part.defects:
             detail = str(defect).strip()
             defects.add(type(defect).__name__, f"{where}: {detail}" if detail else where)
-    return ParsedMail(
+    parsed = ParsedMail(
         internet_message_id=message_id,
         message_id_synthesized=synthesized,
         in_reply_to=in_reply_to,
@@ -206,8 +213,31 @@ def _parse(
         thread_header=thread[:200] if thread else None,
         classification=kind,
         bounced_message_id=bounced,
-        defects=defects.items,
     )
+    parsed = _without_surrogates(parsed, "mail", defects)
+    assert isinstance(parsed, ParsedMail)
+    parsed.defects = defects.items
+    return parsed
+
+
+def _without_surrogates(value: Any, where: str, defects: _Defects) -> Any:
+    """Every text of the parsed mail with lone surrogates replaced by U+FFFD (flagged): the
+    last net under the decoders, so no byte sequence can make the event unserialisable."""
+    if isinstance(value, str):
+        if _SURROGATES.search(value) is None:
+            return value
+        defects.add("undecodable_text", where)
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_surrogates(v, f"{where}[{i}]", defects) for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: _without_surrogates(getattr(value, f.name), f"{where}.{f.name}", defects)
+            for f in dataclasses.fields(value)
+            if f.name != "defects"
+        }
+        return dataclasses.replace(value, **changes)
+    return value
 
 
 class _Defects:
@@ -288,25 +318,53 @@ def _unfold(value: str) -> str:
     return re.sub(r"\r?\n[ \t]*", " ", value)
 
 
-def _decode_words(value: str) -> str:
+def _decode_words(value: str, defects: _Defects, where: str) -> str:
+    """RFC 2047 encoded-words -> text, each word on its own: a word whose bytes are invalid in
+    its declared charset is decoded as far as it goes (U+FFFD for the rest) and flagged, and
+    the raw bytes stay in the raw-mail store."""
     if "=?" not in value:
         return value
     try:
-        return str(make_header(decode_header(value)))
-    except Exception:
+        chunks = decode_header(value)
+    except Exception as exc:
+        defects.add("encoded_word_invalid", f"{where}: {type(exc).__name__}; kept as written")
         return value
+    pieces: list[str] = []
+    for data, charset in chunks:
+        if isinstance(data, str):
+            pieces.append(data)
+        elif charset is None:
+            pieces.append(data.decode("raw-unicode-escape", "replace"))
+        else:
+            pieces.append(_decode_word(data, charset, defects, where))
+    return "".join(pieces)
+
+
+def _decode_word(data: bytes, charset: str, defects: _Defects, where: str) -> str:
+    name = charset.lower().split("*", 1)[0]  # RFC 2231 adds "*language"
+    codec = _CHARSET_ALIASES.get(name, name)
+    try:
+        codecs.lookup(codec)
+    except (LookupError, ValueError):
+        defects.add("encoded_word_charset_unknown", f"{where}: {charset}")
+        return guess_decode(data)
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError:
+        defects.add("encoded_word_invalid", f"{where}: bytes invalid in {charset}")
+        return data.decode(codec, errors="replace")
 
 
 def _clean_line(value: str) -> str:
-    """One line of text: no CR/LF/NUL/control characters (header-safe)."""
-    value = _LINE_BREAKS.sub(" ", value)
+    """One line of text: no CR/LF/NUL/control characters, no lone surrogates (header-safe)."""
+    value = _SURROGATES.sub("\ufffd", _LINE_BREAKS.sub(" ", value))
     return _CONTROL.sub("", value).strip()
 
 
 def _header_texts(msg: Message, name: str, defects: _Defects) -> list[str]:
     texts = []
     for raw in _raw_values(msg, name):
-        text = _decode_words(_unfold(_repair_8bit(raw, defects, name)).strip())
+        text = _decode_words(_unfold(_repair_8bit(raw, defects, name)).strip(), defects, name)
         texts.append(_clean_line(text))
     return texts
 
@@ -327,6 +385,9 @@ def _addresses(msg: Message, name: str, defects: _Defects) -> list[ParsedAddress
             defects.add("address_unparseable", f"{name}: {type(exc).__name__}")
             addresses = []
         for address in addresses:
+            if _SURROGATES.search(address.display_name or ""):
+                # the parser keeps an undecodable encoded-word's bytes as surrogates
+                defects.add("encoded_word_invalid", f"{name}: display name")
             addr = _clean_line(address.addr_spec or "")
             if not addr or "@" not in addr or addr.startswith("@") or addr.endswith("@"):
                 if addr or address.display_name:
@@ -469,8 +530,10 @@ def _filename(part: Message, defects: _Defects, where: str) -> str | None:
             name = name[2]
     if not name or not isinstance(name, str):
         return None
-    name = _clean_line(_decode_words(_repair_8bit(name, defects, "filename")))
+    name = _clean_line(_decode_words(_repair_8bit(name, defects, "filename"), defects, "filename"))
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    if "\ufffd" in name:  # bytes invalid in the declared charset (RFC 2231 or 2047)
+        defects.add("filename_undecodable", f"{where}: {name[:80]}")
     return unicodedata.normalize("NFC", name)[:255] or None
 
 
@@ -608,7 +671,7 @@ class _Body:
         inner = subs[0]
         if part.get_content_type() in {"message/rfc822", "message/global"}:
             data = _message_bytes(inner)
-            subject = _clean_line(_decode_words(str(inner.get("subject", "") or "")))
+            subject = _header_text(inner, "Subject", self.defects)
             name = _safe_filename(subject or "forwarded message") + ".eml"
             self.attachments.append(ParsedAttachment(data, name, "message/rfc822"))
             nested = _Body(self.defects)

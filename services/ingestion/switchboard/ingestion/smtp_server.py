@@ -3,7 +3,8 @@
 RCPT: a recipient with no configured mailbox gets 550. DATA: the bytes go through
 :class:`Ingestor`; 250 only once they are stored and the event is confirmed, otherwise 451 so the
 sending MTA keeps the mail and tries again. Over the size limit: 552 (aiosmtpd, also for a MAIL
-``SIZE=`` announcement). STARTTLS and AUTH (PLAIN/LOGIN) are optional settings.
+``SIZE=`` announcement). Lines longer than RFC 5321's 1,000 octets are accepted up to that
+limit. STARTTLS and AUTH (PLAIN/LOGIN) are optional settings.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from switchboard.ingestion import metrics
 from switchboard.ingestion.ingest import Arrival, Ingestor
 from switchboard.ingestion.mailboxes import MailboxDirectory
+from switchboard.ingestion.parsing import guess_decode
 
 log = structlog.get_logger("switchboard.ingestion.smtp")
 # aiosmtpd logs every command (and peer) at INFO; our own log says what matters.
@@ -27,8 +29,14 @@ logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 class _LenientSMTP(SMTP):
-    # RFC 5321 says 1000; real mail (unwrapped HTML) is longer. Accept, lose nothing.
-    line_length_limit = 1 << 17
+    """aiosmtpd refuses a DATA line longer than its ``line_length_limit`` (RFC 5321's 1,000
+    octets) with "500 Line too long"; real MTAs pass such mail on (unwrapped HTML, long
+    base64), so any line fits that fits the message size limit (the parser flags it)."""
+
+    def __init__(self, handler: Any, *, data_size_limit: int, **options: Any) -> None:
+        # read by SMTP.__init__ as the StreamReader's bound: set it first (+ CRLF and a dot)
+        self.line_length_limit = data_size_limit + 3
+        super().__init__(handler, data_size_limit=data_size_limit, **options)
 
 
 class InboundHandler:
@@ -64,8 +72,8 @@ class InboundHandler:
             channel="smtp",
             mailbox=mailboxes[0],
             also=tuple(mailboxes[1:]),
-            envelope_sender=envelope.mail_from,
-            recipients=tuple(envelope.rcpt_tos),
+            envelope_sender=_envelope_text(envelope.mail_from),
+            recipients=tuple(_envelope_text(r) or "" for r in envelope.rcpt_tos),
             source=f"smtp:{_peer(session)}",
         )
         try:
@@ -79,6 +87,14 @@ class InboundHandler:
             )
             return "451 4.3.0 Temporary failure storing the message, please try again"
         return f"250 2.0.0 OK {done.email_id[:20]}{' (duplicate)' if done.duplicate else ''}"
+
+
+def _envelope_text(value: str | None) -> str | None:
+    """aiosmtpd keeps 8-bit bytes of MAIL FROM / RCPT TO as lone surrogates (surrogateescape),
+    which no database or event can store: decode them (UTF-8, else a best guess) instead."""
+    if value is None:
+        return None
+    return guess_decode(value.encode("utf-8", "surrogateescape"))
 
 
 def _peer(session: Session) -> str:

@@ -229,9 +229,11 @@ class MailStore:
 
     async def mails_for_keys(self, keys: list[str]) -> list[Document]:
         """The stored mails behind threading's email keys (Message-ID without brackets, or
-        ``sha256-<email_id>``); every raw copy with that Message-ID."""
+        ``sha256-<email_id>``, or ``<Message-ID>#reused-<content>`` for a mail that reused one);
+        every raw copy with that Message-ID (for a reused one: the other mails' too, rather
+        than too few)."""
         ids = [k.removeprefix("sha256-") for k in keys if k.startswith("sha256-")]
-        msgids = [f"<{k}>" for k in keys if not k.startswith("sha256-")]
+        msgids = [f"<{k.split('#reused-')[0]}>" for k in keys if not k.startswith("sha256-")]
         found: dict[str, Document] = {}
         for query in ({"_id": {"$in": ids}}, {"internet_message_id": {"$in": msgids}}):
             async for doc in self.mails.find(query):

@@ -43,6 +43,7 @@ from switchboard.runtime.assignments import agent_services, routing_holds
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 from switchboard.threading import access, metrics, rules
+from switchboard.threading import email_identity as identity
 from switchboard.threading import templates as tpl
 from switchboard.threading.config import ServiceConfig, ThreadingConfig
 from switchboard.threading.masking import (
@@ -373,7 +374,14 @@ class ThreadingHandlers:
     async def _file(self, event: EmailReceived) -> dict[str, Any]:
         cfg = self.service_config(event.service)
         key = rules.message_id_key(event.internet_message_id) or f"sha256-{event.email_id}"
+        header = rules.message_id_header(key)
+        content = identity.content_key(event)
         existing = await self.store.get_email(key)
+        reused = existing is not None and identity.is_other_mail(existing, content)
+        if reused:
+            # another mail under a Message-ID we know: an email of its own, never a "copy"
+            key = identity.reused_key(key, content)
+            existing = await self.store.get_email(key)
         if existing is not None:
             if existing.get("source") != str(event.message_id):
                 await self.store.add_copy(key, event.email_id, event.mailbox)
@@ -397,10 +405,16 @@ class ThreadingHandlers:
         number = intake.case_number
         if number is None:
             number = await self.store.case_number_for(key)
-        answer = await self._auto_answer_kind(event, intake, cfg)
+        answer, answer_skipped = await self._auto_answer_kind(event, intake, cfg)
+        defects = list(event.defects)
+        if reused:
+            metrics.REUSED_MESSAGE_IDS.inc()
+            defects.append(f"message_id_reused: {header} is also on another, different email")
         doc = {
             "_id": key,
-            "message_id": rules.message_id_header(key),
+            "message_id": header,
+            "content_key": content,
+            "message_id_reused": reused,
             "case_number": number,
             "direction": "inbound",
             "kind": "inbound",
@@ -428,7 +442,7 @@ class ThreadingHandlers:
             "references": list(event.references),
             "thread_header": event.thread_header,
             "bounced_message_id": event.bounced_message_id,
-            "defects": list(event.defects),
+            "defects": defects,
             "masked": (
                 [{"by": "system", "what": "card_numbers", "count": cards, "at": _now()}]
                 if cards
@@ -439,12 +453,15 @@ class ThreadingHandlers:
                 "matched_by": intake.matched_by,
                 "linked_to": intake.linked_to,
                 "auto_answer": answer,
+                "auto_answer_skipped": answer_skipped,
             },
             "stored_at": _now(),
         }
         if not await self.store.insert_email(doc):
             winner = await self.store.get_email(key)
             assert winner is not None
+            if identity.is_other_mail(winner, content):
+                return await self._file(event)  # another mail took this Message-ID just now
             if winner.get("source") != str(event.message_id):
                 await self.store.add_copy(key, event.email_id, event.mailbox)
                 metrics.DUPLICATE_EMAILS.inc()
@@ -514,28 +531,41 @@ class ThreadingHandlers:
 
     async def _auto_answer_kind(
         self, event: EmailReceived, intake: Intake, cfg: ServiceConfig
-    ) -> str | None:
-        """Decide (and count against the rate limit) whether an automatic answer goes out."""
+    ) -> tuple[str | None, str | None]:
+        """Decide (and count against the rate limit) whether an automatic answer goes out:
+        (kind or None, why one that was due is skipped)."""
         if intake.action in ("created", "linked") and cfg.auto_ack.enabled:
             kind = "auto_ack"
         elif intake.action == "rejected":
             kind = "auto_reject"
         else:
-            return None
-        recipient = (event.reply_to[0] if event.reply_to else event.sender).address
+            return None, None
+        to = event.reply_to[0] if event.reply_to else event.sender
+        recipient = to.address
         if not rules.may_answer_automatically(recipient, event.classification) or not (
             rules.may_answer_automatically(event.sender.address, event.classification)
         ):
             metrics.AUTO_ANSWERS.labels(kind, "never_to_this_sender").inc()
-            return None
+            return None, None
+        problem = rules.answer_address_problem(to.name, recipient)
+        if problem is not None:
+            return None, self._answer_skipped(kind, problem)
         window = rules.rate_window(_now(), cfg.auto_ack.window_minutes)
         if not await self.store.take_ack_quota(
             rules.address_key(recipient), window, cfg.auto_ack.per_recipient_limit
         ):
             metrics.AUTO_ANSWERS.labels(kind, "rate_limited").inc()
-            return None
+            return None, None
         metrics.AUTO_ANSWERS.labels(kind, "sent").inc()
-        return kind
+        return kind, None
+
+    @staticmethod
+    def _answer_skipped(kind: str, reason: str, outcome: str = "unaddressable") -> str:
+        """An automatic answer that cannot be sent as built: counted and logged; the mail is
+        filed and routed all the same, and the case's history says why no answer went out."""
+        metrics.AUTO_ANSWERS.labels(kind, outcome).inc()
+        log.warning("automatic answer skipped", kind=kind, reason=reason)
+        return f"{kind}: {reason}"
 
     async def _finish_intake(
         self, event: EmailReceived, email: Document, cfg: ServiceConfig
@@ -560,6 +590,7 @@ class ThreadingHandlers:
             if unrouted:
                 self._file_closed(fresh, classification)
         answer_kind = intake.get("auto_answer")
+        skipped = intake.get("auto_answer_skipped")
         auto: tuple[EmailOutboundRequested, Document] | None = None
         if answer_kind:
             case_now: Document | None
@@ -571,10 +602,16 @@ class ThreadingHandlers:
                 await self.store.ensure_thread_id(number, self.ids.mint)
                 case_now = await self.store.get_case(number)
             assert case_now is not None
-            auto = self._automatic_answer(
-                event, email, case_now, cfg, answer_kind, str(case_now["thread_id"])
-            )
-            await self.store.insert_email(auto[1])
+            try:
+                auto = self._automatic_answer(
+                    event, email, case_now, cfg, answer_kind, str(case_now["thread_id"])
+                )
+            except ValidationError as exc:  # never let the answer hold up the customer's mail
+                error = exc.errors()[0]
+                where = ".".join(str(p) for p in error["loc"])
+                skipped = self._answer_skipped(answer_kind, f"{where}: {error['msg']}", "invalid")
+            else:
+                await self.store.insert_email(auto[1])
 
         def build(case: Document) -> tuple[list[Message], dict[str, Any]]:
             messages: list[Message] = []
@@ -647,6 +684,14 @@ class ThreadingHandlers:
                 request, auto_doc = auto
                 self._add_email_to_case(case, auto_doc)
                 messages.append(request)
+            if skipped:
+                entry = {"what": "auto_answer_skipped", "email_id": email["_id"], "reason": skipped}
+                history = case.setdefault("history", [])
+                if not any(
+                    h.get("what") == entry["what"] and h.get("email_id") == entry["email_id"]
+                    for h in history
+                ):
+                    history.append({**entry, "at": _now()})
             return messages, {"case_number": number, "action": action}
 
         if intake.get("linked_to"):
@@ -2008,6 +2053,8 @@ class ThreadingHandlers:
                 "agent_id": email.get("agent_id"),
                 "masked": bool(email.get("masked")),
                 "intake": email.get("intake"),
+                "defects": email.get("defects", []),
+                "message_id_reused": bool(email.get("message_id_reused")),
                 "delivery": email.get("delivery"),
                 "mailboxes": email.get("mailboxes", []),
                 "in_reply_to": email.get("in_reply_to"),

@@ -13,6 +13,10 @@ DUPLICATE_EMAILS = Counter(
     "switchboard_threading_duplicate_emails_total",
     "The same Message-ID received again (another mailbox): kept as one email",
 )
+REUSED_MESSAGE_IDS = Counter(
+    "switchboard_threading_reused_message_ids_total",
+    "A known Message-ID on a mail with other content: filed as an email of its own, flagged",
+)
 CASES_CREATED = Counter(
     "switchboard_threading_cases_created_total", "Cases opened", ["service", "origin"]
 )

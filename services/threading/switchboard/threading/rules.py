@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
+from switchboard.contracts.mail import OutboundAddress
 from switchboard.threading import access
 from switchboard.threading.config import ServiceConfig
 from switchboard.threading.subjects import find_tags
@@ -149,6 +152,16 @@ def may_answer_automatically(sender: str, classification: str) -> bool:
     if not at or not local or not domain:
         return False
     return not _NO_REPLY.match(local)
+
+
+def answer_address_problem(name: str, address: str) -> str | None:
+    """Why an automatic answer cannot be addressed to this sender (``None``: it can). A mail
+    from an address we cannot write to is still filed and routed; only the answer is skipped."""
+    try:
+        OutboundAddress(name=name, address=address)
+    except ValidationError as exc:
+        return f"cannot be addressed to {address!r}: {exc.errors()[0]['msg']}"
+    return None
 
 
 DELIVERY_RANK = {"requested": 0, "failed_temporarily": 1, "sent": 2, "failed": 3, "bounced": 3}
