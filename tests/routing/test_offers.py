@@ -14,6 +14,7 @@ from switchboard.contracts.routing import (
     OfferAnswer,
     RouteRequested,
     RouteWithdrawn,
+    ServiceRemoved,
 )
 
 
@@ -288,7 +289,7 @@ async def test_metrics_are_exposed(harness: Any) -> None:
     transport = httpx.ASGITransport(app=harness.runtime.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://routing") as client:
         text = (await client.get("/metrics")).text
-    assert 'switchboard_routing_queue_depth{service="support"} 1.0' in text
+    assert 'switchboard_routing_queue_depth{queue="support"} 1.0' in text
     assert "switchboard_routing_queue_oldest_wait_seconds" in text
     for name in (
         "switchboard_routing_offers_total",
@@ -297,6 +298,25 @@ async def test_metrics_are_exposed(harness: Any) -> None:
         "switchboard_routing_rona_total",
     ):
         assert name in text
+
+
+async def test_a_removed_queue_loses_its_gauges(harness: Any) -> None:
+    await harness.start(metrics_seconds=0.2)
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.configure(name="retired", channel="email", team="support")
+    transport = httpx.ASGITransport(app=harness.runtime.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://routing") as client:
+
+        async def shows(fragment: str) -> bool:
+            return fragment in (await client.get("/metrics")).text
+
+        async def retired_gone() -> bool:
+            return not await shows('queue="retired"') and await shows('{queue="support"}')
+
+        await harness.eventually(lambda: shows('switchboard_routing_queue_depth{queue="retired"}'))
+        outcome = await harness.request(ServiceRemoved(name="retired"))
+        assert outcome.ok, outcome
+        await harness.eventually(retired_gone)
 
 
 async def test_work_queued_by_one_replica_is_offered_by_another_as_soon_as_its_agent_is_ready(

@@ -28,14 +28,12 @@ from faststream.rabbit import (
     RabbitMessage,
     RabbitQueue,
 )
-from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
-from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from switchboard.contracts import ConsumerQueue, Message, Outcome
 from switchboard.contracts import topology as names
 from switchboard.runtime.errors import Refused, describe_validation_error
-from switchboard.runtime.metrics import DEAD_LETTERED, DUPLICATES, RETRIED
+from switchboard.runtime.metrics import DEAD_LETTERED, DUPLICATES, RETRIED, bus_middleware
 from switchboard.runtime.mongo import Claim, ProcessedLedger
 from switchboard.runtime.requests import TOPIC_EXCHANGE, Requester
 from switchboard.runtime.settings import ServiceSettings
@@ -55,7 +53,7 @@ def make_broker(settings: ServiceSettings, *, app_name: str) -> RabbitBroker:
         graceful_timeout=settings.graceful_timeout_seconds,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         app_id=app_name,
-        middlewares=[RabbitPrometheusMiddleware(registry=REGISTRY, app_name=app_name)],
+        middlewares=[bus_middleware(app_name)],
         logger=structlog.get_logger("faststream"),
     )
 

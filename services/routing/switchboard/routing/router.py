@@ -1442,9 +1442,7 @@ class Router:
             return
         async with self._gauges.run():
             view = await self.queue_view()
-        for name, row in view.items():
-            metrics.QUEUE_DEPTH.labels(name).set(row["depth"] + row["personal"])
-            metrics.OLDEST_WAIT.labels(name).set(row["oldest_wait_seconds"])
+        metrics.report_queues(view)
 
     async def live_assignments(self, agent_ids: list[str]) -> dict[str, Any]:
         found: dict[str, list[str]] = {a: [] for a in agent_ids}

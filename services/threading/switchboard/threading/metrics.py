@@ -14,14 +14,14 @@ DUPLICATE_EMAILS = Counter(
     "The same Message-ID received again (another mailbox): kept as one email",
 )
 CASES_CREATED = Counter(
-    "switchboard_threading_cases_created_total", "Cases opened", ["service", "origin"]
+    "switchboard_threading_cases_created_total", "Cases opened", ["queue", "origin"]
 )
 UNROUTED_CASES = Counter(
     "switchboard_threading_unrouted_cases_total",
     "Cases opened closed, never routed: automatic mail (auto-reply, bounce) matching no case",
-    ["service", "classification"],
+    ["queue", "classification"],
 )
-CASES_CLOSED = Counter("switchboard_threading_cases_closed_total", "Cases closed", ["service"])
+CASES_CLOSED = Counter("switchboard_threading_cases_closed_total", "Cases closed", ["queue"])
 COMMANDS = Counter(
     "switchboard_threading_commands_total", "Agent commands, by outcome", ["command", "outcome"]
 )
