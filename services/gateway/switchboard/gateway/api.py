@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from switchboard.contracts.agents import AgentHeartbeat
+from switchboard.gateway.access import AccessLog
 from switchboard.gateway.actions import ACTIONS
 from switchboard.gateway.auth import PERSON_ID, Authenticator, Principal, Role
 from switchboard.gateway.errors import ApiError, Problem
@@ -129,6 +130,7 @@ def build_api(
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    app.add_middleware(AccessLog)
     bearer = HTTPBearer(auto_error=False, description="the token from POST /auth/login")
 
     @app.exception_handler(ApiError)
