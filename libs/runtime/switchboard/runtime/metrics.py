@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from faststream.prometheus import ConsumeAttrs, PrometheusMiddleware
 from faststream.rabbit.prometheus.provider import RabbitMetricsSettingsProvider
-from prometheus_client import REGISTRY, Counter, make_asgi_app
+from prometheus_client import REGISTRY, Counter, Gauge, make_asgi_app
 from prometheus_client.registry import CollectorRegistry
 
 from switchboard.runtime.types import ASGIApp
@@ -33,6 +33,11 @@ DUPLICATES = Counter(
     "switchboard_messages_duplicates_total",
     "Redelivered messages recognised as already handled",
     ["queue"],
+)
+DEPENDENCY_UP = Gauge(
+    "switchboard_dependency_up",
+    "1 while this process reaches the dependency (rabbitmq, mongodb), 0 when it does not",
+    ["dependency"],
 )
 
 

@@ -23,7 +23,7 @@ from faststream.specification import AsyncAPI
 from switchboard.runtime.bus import Bus, make_broker
 from switchboard.runtime.health import live_endpoint, ready_endpoint
 from switchboard.runtime.logs import configure_logging
-from switchboard.runtime.metrics import metrics_app
+from switchboard.runtime.metrics import DEPENDENCY_UP, metrics_app
 from switchboard.runtime.mongo import ProcessedLedger, make_mongo_client
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.types import ASGIApp
@@ -52,7 +52,8 @@ class Runtime:
         self._start_hooks: list[Hook] = [self.ledger.ensure_indexes]
         self._stop_hooks: list[Hook] = []
         self._periodic: list[tuple[str, float, Hook]] = [
-            ("purge processed-message ledger", 3600.0, self._purge_ledger)
+            ("purge processed-message ledger", 3600.0, self._purge_ledger),
+            ("dependency gauges", 10.0, self._report_dependencies),
         ]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -115,6 +116,15 @@ class Runtime:
     async def _mongo_ok(self) -> bool:
         await self.mongo.admin.command("ping")
         return True
+
+    async def _report_dependencies(self) -> None:
+        """Whether RabbitMQ and MongoDB answer, as gauges: the 'unreachable' alerts read them."""
+        for name, check in (("rabbitmq", self._broker_ok), ("mongodb", self._mongo_ok)):
+            try:
+                ok = await asyncio.wait_for(check(), timeout=5.0)
+            except Exception:
+                ok = False
+            DEPENDENCY_UP.labels(name).set(1 if ok else 0)
 
     async def _start(self) -> None:
         await self.broker.connect()
