@@ -34,6 +34,11 @@ class ServiceSettings(BaseSettings):
     retry_delay_seconds: float = Field(default=2.0, gt=0, description="first retry delay")
     retry_delay_max_seconds: float = Field(default=60.0, gt=0)
     graceful_timeout_seconds: float = Field(default=20.0, gt=0)
+    queue_type: Literal["classic", "quorum"] = Field(
+        default="classic",
+        description="type of the consumer, retry and dead queues; quorum for a RabbitMQ cluster "
+        "(an existing queue keeps its type: see docs/operations.md)",
+    )
     broker_lost_exit_seconds: float = Field(
         default=60.0, gt=0, description="exit (to be restarted) after the broker is gone this long"
     )
