@@ -5,7 +5,7 @@ see docs/operations.md). Standard library only, so it runs before ``uv`` is inst
 Each secret is one file, read by the containers as a Docker secret (``SB_<NAME>_FILE``, the
 images' own ``*_FILE`` variables, or a RabbitMQ ``conf.d`` snippet).
 
-    python3 deploy/secrets.py deploy/secrets [--supervisor supervisor]
+    python3 deploy/make_secrets.py deploy/secrets [--supervisor supervisor]
 """
 
 from __future__ import annotations
@@ -84,10 +84,11 @@ def generate(folder: Path, *, supervisor: str = "supervisor") -> list[str]:
     )
     tls = folder / "tls"
     tls.mkdir(exist_ok=True)
+    tls.chmod(0o755)  # the container user reads it through the bind mount
     smtp_env = folder / "smtp.env"
     has_cert = (tls / "smtp.crt").exists() and (tls / "smtp.key").exists()
     smtp_env.write_text(
-        "# Written by deploy/secrets.py: STARTTLS on SMTP in when tls/smtp.crt + smtp.key exist\n"
+        "# Written by deploy/make_secrets.py: STARTTLS on SMTP in when tls/smtp.crt + smtp.key exist\n"
         + (
             "SB_SMTP_TLS_CERT_FILE=/run/tls/smtp.crt\nSB_SMTP_TLS_KEY_FILE=/run/tls/smtp.key\n"
             if has_cert
