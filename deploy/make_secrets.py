@@ -22,6 +22,15 @@ MONGO_ROOT_USER = "root"
 MONGO_APP_USER = "switchboard"
 
 
+INGESTION_ENV = """\
+# The mail edge's settings (docs/ingestion.md), read by the ingestion container.
+# Mailboxes, e.g.:
+# SB_MAILBOXES=[{"address": "support@example.org", "service": "support"}]
+# STARTTLS on SMTP in: put tls/smtp.crt and tls/smtp.key here and run `make secrets` again.
+"""
+TLS_LINES = "SB_SMTP_TLS_CERT_FILE=/run/tls/smtp.crt\nSB_SMTP_TLS_KEY_FILE=/run/tls/smtp.key\n"
+
+
 def _token(nbytes: int = 24) -> str:
     # URL-safe without escaping: these passwords go into amqp:// and mongodb:// URLs as is.
     return secrets.token_hex(nbytes)
@@ -85,18 +94,14 @@ def generate(folder: Path, *, supervisor: str = "supervisor") -> list[str]:
     tls = folder / "tls"
     tls.mkdir(exist_ok=True)
     tls.chmod(0o755)  # the container user reads it through the bind mount
-    smtp_env = folder / "smtp.env"
-    has_cert = (tls / "smtp.crt").exists() and (tls / "smtp.key").exists()
-    smtp_env.write_text(
-        "# Written by deploy/make_secrets.py: STARTTLS on SMTP in when tls/smtp.crt + smtp.key exist\n"
-        + (
-            "SB_SMTP_TLS_CERT_FILE=/run/tls/smtp.crt\nSB_SMTP_TLS_KEY_FILE=/run/tls/smtp.key\n"
-            if has_cert
-            else ""
-        ),
-        encoding="utf-8",
-    )
-    smtp_env.chmod(0o644)
+    # The mail edge's own settings (mailboxes, SMTP options): the operator's file, created once.
+    settings = folder / "ingestion.env"
+    if not settings.exists():
+        settings.write_text(INGESTION_ENV, encoding="utf-8")
+        settings.chmod(0o644)
+    text = settings.read_text(encoding="utf-8")
+    if (tls / "smtp.crt").exists() and (tls / "smtp.key").exists() and TLS_LINES not in text:
+        settings.write_text(text + TLS_LINES, encoding="utf-8")
     return sorted({p.name for p in folder.iterdir()} - before)
 
 

@@ -46,13 +46,17 @@ def test_secrets_are_generated_consistent_and_kept(tmp_path: Path) -> None:
     assert person["role"] == "supervisor"
     assert person["password"] == read["supervisor_password"]
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert "SB_SMTP_TLS_CERT_FILE" not in read["smtp.env"]
+    assert "SB_SMTP_TLS_CERT_FILE" not in read["ingestion.env"]
 
+    mailboxes = 'SB_MAILBOXES=[{"address": "support@example.org", "service": "support"}]\n'
+    with (folder / "ingestion.env").open("a") as settings:
+        settings.write(mailboxes)
     (folder / "tls" / "smtp.crt").write_text("certificate")
     (folder / "tls" / "smtp.key").write_text("key")
     assert "all present" in _run(folder)
     again = {p.name: p.read_text().strip() for p in folder.iterdir() if p.is_file()}
-    assert {k: v for k, v in again.items() if k != "smtp.env"} == {
-        k: v for k, v in read.items() if k != "smtp.env"
+    assert {k: v for k, v in again.items() if k != "ingestion.env"} == {
+        k: v for k, v in read.items() if k != "ingestion.env"
     }
-    assert "SB_SMTP_TLS_CERT_FILE=/run/tls/smtp.crt" in again["smtp.env"]
+    assert "SB_SMTP_TLS_CERT_FILE=/run/tls/smtp.crt" in again["ingestion.env"]
+    assert mailboxes.strip() in again["ingestion.env"], "the operator's settings are kept"
