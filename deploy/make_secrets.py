@@ -115,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     if written:
         print(f"secrets: wrote {', '.join(written)} into {args.folder}/")
         if "supervisor_password" in written:
-            print(f"secrets: first supervisor login '{args.supervisor}', its password is in "
-                  f"{args.folder}/supervisor_password")
+            print(
+                f"secrets: first supervisor login '{args.supervisor}', its password is in "
+                f"{args.folder}/supervisor_password"
+            )
     else:
         print(f"secrets: all present in {args.folder}/ (kept)")
     return 0
