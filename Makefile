@@ -25,8 +25,8 @@ e2e: install  ## the demo scenario as a test, every service its own process
 
 test: install lint check-deploy test-only  ## lint, deployment checks, then every test against real servers
 
-test-only:
-	@$(PY) pytest
+test-only:  ## every test (tests/deploy ran in check-deploy already)
+	@$(PY) pytest --ignore=tests/deploy
 
 lint:  ## ruff + mypy
 	@$(PY) ruff check .
