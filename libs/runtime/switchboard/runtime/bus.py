@@ -29,6 +29,8 @@ from faststream.rabbit import (
     RabbitMessage,
     RabbitQueue,
 )
+from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
 from switchboard.contracts import ConsumerQueue, Message, Outcome
@@ -45,7 +47,12 @@ Handler = Callable[[M], Awaitable[dict[str, Any] | None]]
 log = structlog.get_logger("switchboard.bus")
 
 
-def make_broker(settings: ServiceSettings, *, app_name: str) -> RabbitBroker:
+def make_broker(
+    settings: ServiceSettings, *, app_name: str, tracer_provider: TracerProvider | None = None
+) -> RabbitBroker:
+    middlewares: list[Any] = [bus_middleware(app_name)]
+    if tracer_provider is not None:
+        middlewares.append(RabbitTelemetryMiddleware(tracer_provider=tracer_provider))
     return RabbitBroker(
         settings.amqp_url.get_secret_value(),
         default_channel=Channel(
@@ -54,7 +61,7 @@ def make_broker(settings: ServiceSettings, *, app_name: str) -> RabbitBroker:
         graceful_timeout=settings.graceful_timeout_seconds,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         app_id=app_name,
-        middlewares=[bus_middleware(app_name)],
+        middlewares=middlewares,
         logger=structlog.get_logger("faststream"),
     )
 

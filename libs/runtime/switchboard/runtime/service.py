@@ -26,6 +26,7 @@ from switchboard.runtime.logs import configure_logging
 from switchboard.runtime.metrics import DEPENDENCY_UP, metrics_app
 from switchboard.runtime.mongo import ProcessedLedger, make_mongo_client
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.tracing import stop_tracing, tracer_provider
 from switchboard.runtime.types import ASGIApp
 
 log = structlog.get_logger("switchboard.service")
@@ -40,7 +41,8 @@ class Runtime:
         configure_logging(service, log_format=settings.log_format, level=settings.log_level)
         self.service = service
         self.settings = settings
-        self.broker = make_broker(settings, app_name=service)
+        self.tracer_provider = tracer_provider(service, settings.otlp_endpoint)
+        self.broker = make_broker(settings, app_name=service, tracer_provider=self.tracer_provider)
         self.mongo = make_mongo_client(settings, app_name=service)
         self.db = self.mongo[settings.database_name(service)]
         self.ledger = ProcessedLedger(
@@ -152,6 +154,8 @@ class Runtime:
 
     async def _close(self) -> None:
         await self.mongo.close()
+        if self.tracer_provider is not None:
+            stop_tracing(self.tracer_provider)
         log.info("service stopped")
 
     async def _repeat(self, name: str, seconds: float, hook: Hook) -> None:

@@ -46,6 +46,11 @@ class ServiceSettings(BaseSettings):
         default=300.0, gt=0, description="after this a crashed consumer's claim is taken over"
     )
     processed_ttl_days: int = Field(default=7, ge=1, description="idempotency memory")
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry collector (OTLP/HTTP, e.g. http://jaeger:4318): traces on; "
+        "unset or empty: off",
+    )
     log_format: Literal["json", "console", "auto"] = "auto"
     log_level: str = "INFO"
 

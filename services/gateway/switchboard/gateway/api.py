@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, WebSoc
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Route
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -131,6 +132,10 @@ def build_api(
         lifespan=lifespan,
     )
     app.add_middleware(AccessLog)
+    if runtime.tracer_provider is not None:
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=runtime.tracer_provider, excluded_urls="/metrics,/health"
+        )
     bearer = HTTPBearer(auto_error=False, description="the token from POST /auth/login")
 
     @app.exception_handler(ApiError)
