@@ -300,6 +300,31 @@ async def test_metrics_are_exposed(harness: Any) -> None:
         assert name in text
 
 
+async def test_handle_time_runs_from_assignment_to_the_end(harness: Any) -> None:
+    from prometheus_client import REGISTRY
+
+    def handled() -> float:
+        labels = {"queue": "support"}
+        found = REGISTRY.get_sample_value("switchboard_routing_handle_seconds_count", labels)
+        return found or 0.0
+
+    await harness.start()
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.agent("a1")
+    before = handled()
+    await harness.publish(route("case-h"))
+    [offer] = await harness.observer.wait_for("offer.made", interaction_id="case-h")
+    answer = OfferAnswer(offer_id=offer["offer_id"], agent_id="a1", accept=True)
+    assert (await harness.request(answer)).ok
+    assert handled() == before, "not handled before it ends"
+    await harness.publish(InteractionEnded(interaction_id="case-h", agent_id="a1", channel="email"))
+
+    async def measured() -> bool:
+        return handled() == before + 1
+
+    await harness.eventually(measured)
+
+
 async def test_a_removed_queue_loses_its_gauges(harness: Any) -> None:
     await harness.start(metrics_seconds=0.2)
     await harness.configure(name="support", channel="email", team="support")

@@ -35,6 +35,12 @@ REQUEST_TO_OFFER = Histogram(
     ["queue"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
+HANDLE_SECONDS = Histogram(
+    "switchboard_routing_handle_seconds",
+    "Handle time: from an interaction's assignment to its end (wrap-up not included)",
+    ["queue"],
+    buckets=(30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400),
+)
 RONA = Counter("switchboard_routing_rona_total", "Offers not answered in time (agent to RONA)")
 CAS_CONFLICTS = Counter(
     "switchboard_routing_cas_conflicts_total",

@@ -37,6 +37,12 @@ REJECTED_TAGS = Counter(
     "switchboard_threading_unverified_tags_total",
     "Thread tags in subjects that failed the keyed check (forged, mistyped, foreign)",
 )
+FIRST_RESPONSE_SECONDS = Histogram(
+    "switchboard_threading_first_response_seconds",
+    "From an inbound case's opening to the agent's first reply to the customer",
+    ["queue"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800),
+)
 INTAKE_SECONDS = Histogram(
     "switchboard_threading_intake_seconds",
     "Time to file one inbound email (store + publish)",
