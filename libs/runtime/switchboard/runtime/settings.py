@@ -51,6 +51,11 @@ class ServiceSettings(BaseSettings):
         description="OpenTelemetry collector (OTLP/HTTP, e.g. http://jaeger:4318): traces on; "
         "unset or empty: off",
     )
+    development: bool = Field(
+        default=False,
+        description="development defaults (`make run`, the tests): threading's built-in key, "
+        "the gateway printing seeded passwords; never in production",
+    )
     log_format: Literal["json", "console", "auto"] = "auto"
     log_level: str = "INFO"
 

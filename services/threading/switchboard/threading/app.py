@@ -41,10 +41,6 @@ class ThreadingSettings(ServiceSettings):
         description="HMAC key that makes thread identifiers verifiable (SB_THREAD_KEY[_FILE]); "
         "required unless SB_DEVELOPMENT=true",
     )
-    development: bool = Field(
-        default=False,
-        description="allow the built-in development thread key (`make run` and the tests)",
-    )
     threading_config_file: Path | None = Field(
         default=None, description="JSON service configuration seeded when the store is empty"
     )

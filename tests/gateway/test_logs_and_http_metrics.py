@@ -1,9 +1,14 @@
-"""The gateway's access log and HTTP metrics: route templates, statuses, never secrets."""
+"""The gateway's logs and HTTP metrics: route templates, statuses, never secrets."""
 
 from __future__ import annotations
 
 import httpx
+import pytest
 from structlog.testing import capture_logs
+
+from switchboard.gateway.app import GatewaySettings, build
+
+from .conftest import PEOPLE
 
 
 async def test_requests_are_logged_and_counted_by_route_template_without_secrets(
@@ -41,3 +46,15 @@ async def test_requests_are_logged_and_counted_by_route_template_without_secrets
         in metrics
     )
     assert "14355" not in metrics and "query-secret" not in metrics
+
+
+async def test_seeded_passwords_are_printed_in_development_only(
+    gateway_settings: GatewaySettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    production = gateway_settings.model_copy(update={"development": False})
+    async with build(production).app:
+        pass
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    assert "people seeded" in printed and "supervisor-1" in printed
+    assert not any(password in printed for _, password in PEOPLE.values())
