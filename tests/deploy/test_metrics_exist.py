@@ -77,6 +77,10 @@ async def _exercise(stack: Stack) -> None:
             "/auth/login", json={"login": "supervisor-1", "password": "supervisor-demo-pass"}
         )
         assert login.status_code == 200, login.text
+        # a command with an answer: it comes back over the gateway's own reply queue
+        bearer = {"Authorization": f"Bearer {login.json()['token']}"}
+        queues = await http.get("/supervisor/queues", headers=bearer)
+        assert queues.status_code == 200, queues.text
         deadline = asyncio.get_running_loop().time() + 60
         async with httpx.AsyncClient(base_url=stack.url("routing"), timeout=10) as routing:
             while (
@@ -132,6 +136,8 @@ async def test_every_metric_of_the_dashboards_and_rules_is_served_after_real_wor
             assert not {"service", "job", "instance"} & found.keys(), (service, name, found)
             assert not any(".replies." in v for v in found.values()), (service, name, found)
     assert 'queue="support"' in scraped["routing"]
+    # the answer's destination is the reply queue, labelled without its per-process name
+    assert 'destination="default.gateway.replies"' in scraped["routing"]
 
 
 def test_rabbitmq_serves_the_per_queue_metrics_the_dashboards_read() -> None:
