@@ -5,7 +5,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY = $(UV) run --frozen
 PACKAGES := $(shell for d in libs/*/switchboard/* services/*/switchboard/*; do [ -d $$d ] && echo -p switchboard.$$(basename $$d); done)
 
-.PHONY: install services run demo e2e test test-only lint format bench docs up check-deploy clean
+.PHONY: install services run demo e2e test test-only lint format bench docs secrets up backup check-deploy clean
 
 install:  ## uv, RabbitMQ, dovecot, FerretDB (cached), and the Python workspace
 	@bash deploy/local/install.sh $(if $(CI),--ci)
@@ -25,8 +25,8 @@ e2e: install  ## the demo scenario as a test, every service its own process
 
 test: install lint check-deploy test-only  ## lint, deployment checks, then every test against real servers
 
-test-only:
-	@$(PY) pytest
+test-only:  ## every test (tests/deploy ran in check-deploy already)
+	@$(PY) pytest --ignore=tests/deploy
 
 lint:  ## ruff + mypy + architecture rules (import contracts, module sizes)
 	@$(PY) ruff check .
@@ -45,14 +45,35 @@ bench: install  ## throughput and latency figures of every service (prints, neve
 docs: install  ## AsyncAPI documents of every service into docs/asyncapi/
 	@$(PY) python -m switchboard.runtime.asyncapi docs/asyncapi
 
-up:  ## the production-like stack with Docker Compose (needs a Docker engine)
-	docker compose up --build
+COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+BACKUP_DIR = backups/$(shell date -u +%Y%m%dT%H%M%SZ)
 
-check-deploy:  ## validate the compose file and the Prometheus configuration
-	@if command -v docker-compose >/dev/null; then docker-compose -f docker-compose.yml config -q && echo "compose file: valid"; \
+secrets:  ## generate the production secrets into deploy/secrets/ (git-ignored; kept if present)
+	@python3 deploy/make_secrets.py deploy/secrets
+
+up: secrets  ## the production stack with Docker Compose (needs a Docker engine); docs/operations.md
+	$(COMPOSE) up -d --build
+
+backup:  ## MongoDB dump + RabbitMQ definitions of the running stack into backups/<time>/
+	@mkdir -p $(BACKUP_DIR)
+	$(COMPOSE) exec -T mongo sh -c 'mongodump --quiet --archive --gzip --authenticationDatabase admin \
+	  --username "$$(cat /run/secrets/mongo_root_user)" --password "$$(cat /run/secrets/mongo_root_password)"' \
+	  > $(BACKUP_DIR)/mongo.archive.gz
+	$(COMPOSE) exec -T rabbitmq rabbitmqctl export_definitions - --silent > $(BACKUP_DIR)/rabbitmq-definitions.json
+	@echo "backup: $(BACKUP_DIR)"
+
+check-deploy: secrets  ## compose file, Prometheus config, rules and their tests, dashboards, metrics
+	@if command -v docker-compose >/dev/null; then \
+	   docker-compose -f docker-compose.yml config -q && \
+	   docker-compose -f docker-compose.yml -f deploy/compose.demo.yml --profile tracing config -q && \
+	   echo "compose files: valid"; \
 	 elif [ -n "$(CI)" ]; then echo "docker-compose missing" >&2; exit 1; else echo "compose check skipped: no docker-compose"; fi
-	@if command -v promtool >/dev/null; then promtool check config deploy/prometheus/prometheus.yml; \
-	 elif [ -n "$(CI)" ]; then echo "promtool missing" >&2; exit 1; else echo "promtool check skipped: no promtool"; fi
+	@if command -v promtool >/dev/null; then \
+	   promtool check config deploy/prometheus/prometheus.yml && \
+	   promtool check rules deploy/prometheus/rules/*.yml && \
+	   promtool test rules deploy/prometheus/tests/*.yml; \
+	 elif [ -n "$(CI)" ]; then echo "promtool missing" >&2; exit 1; else echo "promtool checks skipped: no promtool"; fi
+	@$(PY) pytest -q tests/deploy
 
 clean:
 	rm -rf .local .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -72,6 +72,7 @@ async def run(mails: int, prefetch: int) -> dict[str, Any]:
             prefetch=prefetch,
             log_level="WARNING",
             threading_config_file=Path("deploy/demo/threading.json"),
+            development=True,
         )
         runtime = build(settings)
         connection = await aio_pika.connect(amqp_url)

@@ -14,6 +14,7 @@ from switchboard.contracts.routing import (
     OfferAnswer,
     RouteRequested,
     RouteWithdrawn,
+    ServiceRemoved,
 )
 
 
@@ -288,7 +289,7 @@ async def test_metrics_are_exposed(harness: Any) -> None:
     transport = httpx.ASGITransport(app=harness.runtime.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://routing") as client:
         text = (await client.get("/metrics")).text
-    assert 'switchboard_routing_queue_depth{service="support"} 1.0' in text
+    assert 'switchboard_routing_queue_depth{queue="support"} 1.0' in text
     assert "switchboard_routing_queue_oldest_wait_seconds" in text
     for name in (
         "switchboard_routing_offers_total",
@@ -297,6 +298,50 @@ async def test_metrics_are_exposed(harness: Any) -> None:
         "switchboard_routing_rona_total",
     ):
         assert name in text
+
+
+async def test_handle_time_runs_from_assignment_to_the_end(harness: Any) -> None:
+    from prometheus_client import REGISTRY
+
+    def handled() -> float:
+        labels = {"queue": "support"}
+        found = REGISTRY.get_sample_value("switchboard_routing_handle_seconds_count", labels)
+        return found or 0.0
+
+    await harness.start()
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.agent("a1")
+    before = handled()
+    await harness.publish(route("case-h"))
+    [offer] = await harness.observer.wait_for("offer.made", interaction_id="case-h")
+    answer = OfferAnswer(offer_id=offer["offer_id"], agent_id="a1", accept=True)
+    assert (await harness.request(answer)).ok
+    assert handled() == before, "not handled before it ends"
+    await harness.publish(InteractionEnded(interaction_id="case-h", agent_id="a1", channel="email"))
+
+    async def measured() -> bool:
+        return handled() == before + 1
+
+    await harness.eventually(measured)
+
+
+async def test_a_removed_queue_loses_its_gauges(harness: Any) -> None:
+    await harness.start(metrics_seconds=0.2)
+    await harness.configure(name="support", channel="email", team="support")
+    await harness.configure(name="retired", channel="email", team="support")
+    transport = httpx.ASGITransport(app=harness.runtime.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://routing") as client:
+
+        async def shows(fragment: str) -> bool:
+            return fragment in (await client.get("/metrics")).text
+
+        async def retired_gone() -> bool:
+            return not await shows('queue="retired"') and await shows('{queue="support"}')
+
+        await harness.eventually(lambda: shows('switchboard_routing_queue_depth{queue="retired"}'))
+        outcome = await harness.request(ServiceRemoved(name="retired"))
+        assert outcome.ok, outcome
+        await harness.eventually(retired_gone)
 
 
 async def test_work_queued_by_one_replica_is_offered_by_another_as_soon_as_its_agent_is_ready(

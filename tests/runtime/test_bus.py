@@ -313,7 +313,10 @@ async def test_health_and_metrics_endpoints(runtime: Runtime) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json() == {"status": "ready", "broker": True, "mongodb": True}
     assert live.status_code == 200
-    assert "faststream_received_messages_total" in metrics.text
+    assert "switchboard_bus_received_messages_total" in metrics.text
+    assert "faststream_" not in metrics.text
+    assert 'switchboard_dependency_up{dependency="mongodb"} 1.0' in metrics.text
+    assert 'switchboard_dependency_up{dependency="rabbitmq"} 1.0' in metrics.text
     assert "switchboard_messages_retried_total" in metrics.text
 
 

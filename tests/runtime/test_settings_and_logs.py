@@ -77,3 +77,14 @@ async def test_every_log_line_of_a_handler_carries_the_correlation_id(
     assert greeting[0]["service"] == "kit"
     assert greeting[0]["message_name"] == "test.greeted"
     configure_logging("kit", log_format="console")
+
+
+def test_a_reply_queue_name_is_never_a_label_value() -> None:
+    from switchboard.runtime.metrics import stable_destination
+
+    assert (
+        stable_destination("default.gateway.replies.host-1.3f9a0c1d") == "default.gateway.replies"
+    )
+    assert (
+        stable_destination("switchboard.routing.offer.answer") == "switchboard.routing.offer.answer"
+    )

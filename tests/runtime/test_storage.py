@@ -241,16 +241,16 @@ async def test_periodic_jobs_run_while_the_service_is_up_and_are_measured(
         await eventually(
             lambda: REGISTRY.get_sample_value(
                 "switchboard_job_last_run_timestamp_seconds",
-                {"service": "jobs_probe", "job": "broken", "outcome": "failed"},
+                {"task": "broken", "outcome": "failed"},
             ),
             seconds=10,
         )
     last = REGISTRY.get_sample_value(
         "switchboard_job_last_run_timestamp_seconds",
-        {"service": "jobs_probe", "job": "tick", "outcome": "ok"},
+        {"task": "tick", "outcome": "ok"},
     )
     assert last is not None and last >= runs[0]
     duration = REGISTRY.get_sample_value(
-        "switchboard_job_duration_seconds", {"service": "jobs_probe", "job": "tick"}
+        "switchboard_job_duration_seconds", {"task": "tick"}
     )
     assert duration is not None and duration >= 0

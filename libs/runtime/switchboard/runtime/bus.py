@@ -17,25 +17,26 @@ import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from faststream import AckPolicy
 from faststream.rabbit import (
     Channel,
+    QueueType,
     RabbitBroker,
     RabbitMessage,
     RabbitQueue,
 )
-from faststream.rabbit.prometheus import RabbitPrometheusMiddleware
-from prometheus_client import REGISTRY
+from faststream.rabbit.opentelemetry import RabbitTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
 from pydantic import ValidationError
 
 from switchboard.contracts import ConsumerQueue, Message, Outcome
 from switchboard.contracts import topology as names
 from switchboard.runtime.errors import Refused, describe_validation_error
-from switchboard.runtime.metrics import DEAD_LETTERED, DUPLICATES, RETRIED
+from switchboard.runtime.metrics import DEAD_LETTERED, DUPLICATES, RETRIED, bus_middleware
 from switchboard.runtime.mongo import Claim, ProcessedLedger
 from switchboard.runtime.requests import TOPIC_EXCHANGE, Requester
 from switchboard.runtime.settings import ServiceSettings
@@ -46,7 +47,12 @@ Handler = Callable[[M], Awaitable[dict[str, Any] | None]]
 log = structlog.get_logger("switchboard.bus")
 
 
-def make_broker(settings: ServiceSettings, *, app_name: str) -> RabbitBroker:
+def make_broker(
+    settings: ServiceSettings, *, app_name: str, tracer_provider: TracerProvider | None = None
+) -> RabbitBroker:
+    middlewares: list[Any] = [bus_middleware(app_name)]
+    if tracer_provider is not None:
+        middlewares.append(RabbitTelemetryMiddleware(tracer_provider=tracer_provider))
     return RabbitBroker(
         settings.amqp_url.get_secret_value(),
         default_channel=Channel(
@@ -55,7 +61,7 @@ def make_broker(settings: ServiceSettings, *, app_name: str) -> RabbitBroker:
         graceful_timeout=settings.graceful_timeout_seconds,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         app_id=app_name,
-        middlewares=[RabbitPrometheusMiddleware(registry=REGISTRY, app_name=app_name)],
+        middlewares=middlewares,
         logger=structlog.get_logger("faststream"),
     )
 
@@ -195,29 +201,26 @@ class Bus:
         """Declare the exchange and every consumer's queue, retry queue and dead queue."""
         exchange = await self.broker.declare_exchange(TOPIC_EXCHANGE)
         for queue in self._queues:
-            main = await self.broker.declare_queue(
-                RabbitQueue(
-                    queue.name,
-                    durable=True,
-                    arguments={
-                        "x-dead-letter-exchange": "",
-                        "x-dead-letter-routing-key": queue.dead,
-                    },
-                )
-            )
+            main = await self.broker.declare_queue(self._durable_queue(queue.name, queue.dead))
             for key in queue.binds:
                 await main.bind(exchange, routing_key=key)
-            await self.broker.declare_queue(
-                RabbitQueue(
-                    queue.retry,
-                    durable=True,
-                    arguments={
-                        "x-dead-letter-exchange": "",
-                        "x-dead-letter-routing-key": queue.name,
-                    },
-                )
-            )
-            await self.broker.declare_queue(RabbitQueue(queue.dead, durable=True))
+            await self.broker.declare_queue(self._durable_queue(queue.retry, queue.name))
+            await self.broker.declare_queue(self._durable_queue(queue.dead))
+
+    def _durable_queue(self, name: str, dead_letter_to: str | None = None) -> RabbitQueue:
+        """A consumer, retry or dead queue, of the type the operator chose (SB_QUEUE_TYPE)."""
+        arguments: dict[str, Any] = {}
+        if dead_letter_to is not None:
+            arguments = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dead_letter_to}
+        if self._settings.queue_type == "classic":
+            return RabbitQueue(name, durable=True, arguments=cast(Any, arguments))
+        if dead_letter_to is not None:
+            # A retry's way back to its queue must survive a broker crash: at-least-once
+            # dead-lettering (which needs reject-publish overflow), not the default at-most-once.
+            arguments |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+        return RabbitQueue(
+            name, queue_type=QueueType.QUORUM, durable=True, arguments=cast(Any, arguments)
+        )
 
     async def _handle(
         self, queue: ConsumerQueue, model: type[M], handler: Handler[M], msg: RabbitMessage

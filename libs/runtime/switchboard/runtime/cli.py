@@ -40,6 +40,7 @@ def run_all(args: argparse.Namespace) -> int:
             env = {
                 "SB_AMQP_URL": found.amqp_url,
                 "SB_MONGODB_URL": found.mongodb_url,
+                "SB_DEVELOPMENT": os.environ.get("SB_DEVELOPMENT", "true"),
                 **_demo_env(),
             }
             ports = {

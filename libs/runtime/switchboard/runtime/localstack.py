@@ -123,7 +123,13 @@ def _start_local_rabbitmq(found: Backends) -> None:
         )
     if not _port_open("127.0.0.1", 5672) or not _rabbitmq_ping():
         subprocess.run(
-            ["rabbitmq-plugins", "enable", "--offline", "rabbitmq_management"],
+            [
+                "rabbitmq-plugins",
+                "enable",
+                "--offline",
+                "rabbitmq_management",
+                "rabbitmq_prometheus",
+            ],
             capture_output=True,
             check=False,
         )

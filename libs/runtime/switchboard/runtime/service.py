@@ -24,9 +24,10 @@ from switchboard.runtime.bus import Bus, make_broker
 from switchboard.runtime.health import live_endpoint, ready_endpoint
 from switchboard.runtime.jobs import DURATION, LAST_RUN, PeriodicJob
 from switchboard.runtime.logs import configure_logging
-from switchboard.runtime.metrics import metrics_app
+from switchboard.runtime.metrics import DEPENDENCY_UP, metrics_app
 from switchboard.runtime.mongo import ProcessedLedger, make_mongo_client
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.tracing import stop_tracing, tracer_provider
 from switchboard.runtime.types import ASGIApp
 
 log = structlog.get_logger("switchboard.service")
@@ -41,7 +42,8 @@ class Runtime:
         configure_logging(service, log_format=settings.log_format, level=settings.log_level)
         self.service = service
         self.settings = settings
-        self.broker = make_broker(settings, app_name=service)
+        self.tracer_provider = tracer_provider(service, settings.otlp_endpoint)
+        self.broker = make_broker(settings, app_name=service, tracer_provider=self.tracer_provider)
         self.mongo = make_mongo_client(settings, app_name=service)
         self.db = self.mongo[settings.database_name(service)]
         self.ledger = ProcessedLedger(
@@ -53,7 +55,8 @@ class Runtime:
         self._start_hooks: list[Hook] = [self.ledger.ensure_indexes]
         self._stop_hooks: list[Hook] = []
         self._periodic: list[PeriodicJob] = [
-            PeriodicJob("purge processed-message ledger", 3600.0, self._purge_ledger)
+            PeriodicJob("purge processed-message ledger", 3600.0, self._purge_ledger),
+            PeriodicJob("dependency gauges", 10.0, self._report_dependencies),
         ]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -121,6 +124,15 @@ class Runtime:
         await self.mongo.admin.command("ping")
         return True
 
+    async def _report_dependencies(self) -> None:
+        """Whether RabbitMQ and MongoDB answer, as gauges: the 'unreachable' alerts read them."""
+        for name, check in (("rabbitmq", self._broker_ok), ("mongodb", self._mongo_ok)):
+            try:
+                ok = await asyncio.wait_for(check(), timeout=5.0)
+            except Exception:
+                ok = False
+            DEPENDENCY_UP.labels(name).set(1 if ok else 0)
+
     async def _start(self) -> None:
         await self.broker.connect()
         await self.bus.declare_topology()
@@ -147,6 +159,8 @@ class Runtime:
 
     async def _close(self) -> None:
         await self.mongo.close()
+        if self.tracer_provider is not None:
+            stop_tracing(self.tracer_provider)
         log.info("service stopped")
 
     async def _repeat(self, job: PeriodicJob) -> None:
@@ -163,8 +177,8 @@ class Runtime:
                     return
                 outcome = "failed"
                 log.exception("periodic task failed", task=job.name)
-            DURATION.labels(self.service, job.name).set(time.perf_counter() - started)
-            LAST_RUN.labels(self.service, job.name, outcome).set(time.time())
+            DURATION.labels(job.name).set(time.perf_counter() - started)
+            LAST_RUN.labels(job.name, outcome).set(time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), job.seconds)
 

@@ -34,6 +34,11 @@ class ServiceSettings(BaseSettings):
     retry_delay_seconds: float = Field(default=2.0, gt=0, description="first retry delay")
     retry_delay_max_seconds: float = Field(default=60.0, gt=0)
     graceful_timeout_seconds: float = Field(default=20.0, gt=0)
+    queue_type: Literal["classic", "quorum"] = Field(
+        default="classic",
+        description="type of the consumer, retry and dead queues; quorum for a RabbitMQ cluster "
+        "(an existing queue keeps its type: see docs/operations.md)",
+    )
     broker_lost_exit_seconds: float = Field(
         default=60.0, gt=0, description="exit (to be restarted) after the broker is gone this long"
     )
@@ -41,6 +46,16 @@ class ServiceSettings(BaseSettings):
         default=300.0, gt=0, description="after this a crashed consumer's claim is taken over"
     )
     processed_ttl_days: int = Field(default=7, ge=1, description="idempotency memory")
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OpenTelemetry collector (OTLP/HTTP, e.g. http://jaeger:4318): traces on; "
+        "unset or empty: off",
+    )
+    development: bool = Field(
+        default=False,
+        description="development defaults (`make run`, the tests): threading's built-in key, "
+        "the gateway printing seeded passwords; never in production",
+    )
     log_format: Literal["json", "console", "auto"] = "auto"
     log_level: str = "INFO"
 

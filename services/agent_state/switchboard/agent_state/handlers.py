@@ -18,6 +18,7 @@ from switchboard.agent_state import domain
 from switchboard.agent_state.metrics import (
     AGENTS,
     HANDLING,
+    LONGEST_IN_STATE,
     OUTBOX,
     PUBLISH_FAILED,
     RECONCILED,
@@ -376,8 +377,12 @@ class AgentStateHandlers:
             await self._flush(agent_id, applied.outbox)
 
     async def refresh_gauges(self) -> None:
-        for state, count in (await self.store.count_by_state()).items():
+        counts, earliest = await self.store.states_summary()
+        now = _now()
+        for state, count in counts.items():
             AGENTS.labels(state).set(count)
+            since = earliest.get(state)
+            LONGEST_IN_STATE.labels(state).set((now - since).total_seconds() if since else 0.0)
 
     # --- plumbing ----------------------------------------------------------------------------
 

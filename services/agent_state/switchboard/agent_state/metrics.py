@@ -10,6 +10,11 @@ TRANSITIONS = Counter(
     "Announced agent state changes, by previous and new state",
     ["previous", "state"],
 )
+LONGEST_IN_STATE = Gauge(
+    "switchboard_agent_longest_in_state_seconds",
+    "Time the agent longest in each state has been in it (0 when nobody is)",
+    ["state"],
+)
 RONA = Counter("switchboard_agent_rona_total", "Agents sent to RONA (or RONA pending) by routing")
 REFUSED = Counter(
     "switchboard_agent_commands_refused_total", "Agent commands refused, by code", ["code"]

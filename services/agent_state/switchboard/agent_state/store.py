@@ -429,11 +429,20 @@ class AgentStore:
         return [doc async for doc in cursor]
 
     async def count_by_state(self) -> dict[str, int]:
+        counts, _ = await self.states_summary()
+        return counts
+
+    async def states_summary(self) -> tuple[dict[str, int], dict[str, datetime]]:
+        """Agents per state, and per state the earliest ``since`` (the longest in it)."""
         counts: dict[str, int] = {state: 0 for state in domain.STATES}
-        async for doc in self.agents.find({}, {"state": 1}):
+        earliest: dict[str, datetime] = {}
+        async for doc in self.agents.find({}, {"state": 1, "since": 1}):
             state = doc.get("state", "logged_out")
             counts[state] = counts.get(state, 0) + 1
-        return counts
+            since = doc.get("since")
+            if isinstance(since, datetime) and (state not in earliest or since < earliest[state]):
+                earliest[state] = since
+        return counts, earliest
 
     async def history_rows(
         self, agent_ids: list[str], start: datetime, end: datetime

@@ -19,11 +19,13 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response, WebSoc
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.routing import Route
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from switchboard.contracts.agents import AgentHeartbeat
+from switchboard.gateway.access import AccessLog
 from switchboard.gateway.actions import ACTIONS
 from switchboard.gateway.auth import PERSON_ID, Authenticator, Principal, Role
 from switchboard.gateway.errors import ApiError, Problem
@@ -129,6 +131,11 @@ def build_api(
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    app.add_middleware(AccessLog)
+    if runtime.tracer_provider is not None:
+        FastAPIInstrumentor.instrument_app(
+            app, tracer_provider=runtime.tracer_provider, excluded_urls="/metrics,/health"
+        )
     bearer = HTTPBearer(auto_error=False, description="the token from POST /auth/login")
 
     @app.exception_handler(ApiError)

@@ -117,12 +117,14 @@ def build(
 
     async def seed() -> None:
         seeded = await auth.seed(settings.gateway_users_file)
-        if seeded:
+        if seeded and settings.development:
             print("Gateway demo logins (seeded now):", flush=True)
             for person in seeded:
                 print(
                     f"  {person.role:<10} {person.id:<14} password: {person.password}", flush=True
                 )
+        elif seeded:  # production: the passwords are in the operator's file, never in a log
+            log.info("people seeded", people=[person.id for person in seeded])
 
     runtime.on_start(store.ensure_indexes)
     runtime.on_start(journal.ensure_indexes)

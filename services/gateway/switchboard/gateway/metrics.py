@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 FORWARDED = Counter(
     "switchboard_gateway_commands_total",
@@ -13,4 +13,15 @@ LOGINS = Counter("switchboard_gateway_logins_total", "Login attempts by result",
 LIVE_SOCKETS = Gauge("switchboard_gateway_live_sockets", "Open live-stream sockets")
 PUSHED = Counter(
     "switchboard_gateway_pushed_total", "Events pushed to live sockets, by event", ["event"]
+)
+HTTP_REQUESTS = Counter(
+    "switchboard_gateway_http_requests_total",
+    "HTTP requests by method, route template (never the raw path) and status",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "switchboard_gateway_http_request_seconds",
+    "HTTP request latency by method and route template",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )

@@ -522,6 +522,9 @@ class Router:
             if not await self.store.replace_work(doc["version"], updated):
                 metrics.CAS_CONFLICTS.labels("end").inc()
                 continue
+            if doc["status"] == "assigned" and doc.get("assigned_at") is not None:
+                handled = (now - doc["assigned_at"]).total_seconds()
+                metrics.HANDLE_SECONDS.labels(doc["service"]).observe(handled)
             await self.store.archive_work(updated)
             if offer is not None:
                 await self._close_offer(offer, doc, "cancelled", now)
@@ -742,6 +745,7 @@ class Router:
         updated = copy.deepcopy(doc)
         updated.update(
             status="assigned" if auto else "offered",
+            assigned_at=now if auto else None,
             offer=None if auto else offer,
             offer_id=offer_id,
             agent_id=agent_id if auto else None,
@@ -865,6 +869,7 @@ class Router:
             if msg.accept:
                 updated.update(
                     status="assigned",
+                    assigned_at=now,
                     offer=None,
                     agent_id=msg.agent_id,
                     due=None,
@@ -1451,9 +1456,7 @@ class Router:
             return
         async with self._gauges.run():
             view = await self.queue_view()
-        for name, row in view.items():
-            metrics.QUEUE_DEPTH.labels(name).set(row["depth"] + row["personal"])
-            metrics.OLDEST_WAIT.labels(name).set(row["oldest_wait_seconds"])
+        metrics.report_queues(view)
 
     async def live_assignments(self, agent_ids: list[str]) -> dict[str, Any]:
         found: dict[str, list[str]] = {a: [] for a in agent_ids}

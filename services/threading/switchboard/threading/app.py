@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from switchboard.contracts import Message, cases
 from switchboard.contracts.mail import (
@@ -36,10 +36,10 @@ DEV_THREAD_KEY = "dev-only-thread-key--set-SB_THREAD_KEY-in-production"
 
 
 class ThreadingSettings(ServiceSettings):
-    thread_key: SecretStr = Field(
-        default=SecretStr(DEV_THREAD_KEY),
+    thread_key: SecretStr | None = Field(
+        default=None,
         description="HMAC key that makes thread identifiers verifiable (SB_THREAD_KEY[_FILE]); "
-        "the default is for `make run` only",
+        "required unless SB_DEVELOPMENT=true",
     )
     threading_config_file: Path | None = Field(
         default=None, description="JSON service configuration seeded when the store is empty"
@@ -51,13 +51,25 @@ class ThreadingSettings(ServiceSettings):
     config_refresh_seconds: float = Field(default=30.0, gt=0)
     outbox_sweep_seconds: float = Field(default=10.0, gt=0)
 
+    @model_validator(mode="after")
+    def _key_given(self) -> ThreadingSettings:
+        # A key every deployment would share makes thread identifiers forgeable: refuse it.
+        if self.thread_key is None and not self.development:
+            raise ValueError(
+                "SB_THREAD_KEY (or SB_THREAD_KEY_FILE) is required: the key that makes thread "
+                "identifiers verifiable; set SB_DEVELOPMENT=true to use the development key"
+            )
+        return self
+
 
 def build(settings: ThreadingSettings) -> Runtime:
     runtime = Runtime("threading", settings)
     store = ThreadingStore(runtime.db)
-    key = settings.thread_key.get_secret_value()
-    if key == DEV_THREAD_KEY:
-        log.warning("using the development thread key: set SB_THREAD_KEY outside `make run`")
+    if settings.thread_key is None:
+        log.warning("using the development thread key (SB_DEVELOPMENT): set SB_THREAD_KEY")
+        key = DEV_THREAD_KEY
+    else:
+        key = settings.thread_key.get_secret_value()
     handlers = ThreadingHandlers(
         store,
         runtime.bus,

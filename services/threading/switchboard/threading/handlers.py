@@ -1082,10 +1082,14 @@ class ThreadingHandlers:
     ) -> dict[str, Any]:
         """Reply, forward or follow up: an outbound email of the case."""
 
+        first: dict[str, Any] = {}
+
         async def plan(case: Document) -> Build:
-            return await self._plan_outbound(case, command, kind)
+            return await self._plan_outbound(case, command, kind, first)
 
         result = await self._case_command(command, plan)
+        if first:  # observed once the change is stored, not on a retried build
+            metrics.FIRST_RESPONSE_SECONDS.labels(first["queue"]).observe(first["seconds"])
         if command.draft_id is not None:  # sent: the draft is done (checked to be this case's)
             await self.store.delete_draft(command.draft_id)
         return result
@@ -1095,6 +1099,7 @@ class ThreadingHandlers:
         case: Document,
         command: c.ReplyToCase | c.SendFollowUp | c.ForwardEmail,
         kind: str,
+        first: dict[str, Any],
     ) -> Build:
         """Check and compose an agent's outbound email (draft, template, recipients, subject
         with the thread tag), store it, and return the change to the case that sends it."""
@@ -1207,6 +1212,15 @@ class ThreadingHandlers:
         def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
             self._add_email_to_case(current, doc)
             current["last_outbound_at"] = _now()
+            first.clear()
+            if (
+                kind in ("reply", "follow_up")
+                and current.get("origin") == "inbound"
+                and current.get("first_response_at") is None
+            ):
+                current["first_response_at"] = current["last_outbound_at"]
+                waited = current["first_response_at"] - current["created_at"]
+                first.update(queue=current["service"], seconds=waited.total_seconds())
             current["agents"] = rules.agents_last_first(current.get("agents", []), command.agent_id)
             messages: list[Message] = [
                 request,

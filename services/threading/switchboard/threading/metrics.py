@@ -18,14 +18,14 @@ REUSED_MESSAGE_IDS = Counter(
     "A known Message-ID on a mail with other content: filed as an email of its own, flagged",
 )
 CASES_CREATED = Counter(
-    "switchboard_threading_cases_created_total", "Cases opened", ["service", "origin"]
+    "switchboard_threading_cases_created_total", "Cases opened", ["queue", "origin"]
 )
 UNROUTED_CASES = Counter(
     "switchboard_threading_unrouted_cases_total",
     "Cases opened closed, never routed: automatic mail (auto-reply, bounce) matching no case",
-    ["service", "classification"],
+    ["queue", "classification"],
 )
-CASES_CLOSED = Counter("switchboard_threading_cases_closed_total", "Cases closed", ["service"])
+CASES_CLOSED = Counter("switchboard_threading_cases_closed_total", "Cases closed", ["queue"])
 COMMANDS = Counter(
     "switchboard_threading_commands_total", "Agent commands, by outcome", ["command", "outcome"]
 )
@@ -40,6 +40,12 @@ CARDS_MASKED = Counter(
 REJECTED_TAGS = Counter(
     "switchboard_threading_unverified_tags_total",
     "Thread tags in subjects that failed the keyed check (forged, mistyped, foreign)",
+)
+FIRST_RESPONSE_SECONDS = Histogram(
+    "switchboard_threading_first_response_seconds",
+    "From an inbound case's opening to the agent's first reply to the customer",
+    ["queue"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800),
 )
 INTAKE_SECONDS = Histogram(
     "switchboard_threading_intake_seconds",
