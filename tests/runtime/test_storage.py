@@ -250,7 +250,5 @@ async def test_periodic_jobs_run_while_the_service_is_up_and_are_measured(
         {"task": "tick", "outcome": "ok"},
     )
     assert last is not None and last >= runs[0]
-    duration = REGISTRY.get_sample_value(
-        "switchboard_job_duration_seconds", {"task": "tick"}
-    )
+    duration = REGISTRY.get_sample_value("switchboard_job_duration_seconds", {"task": "tick"})
     assert duration is not None and duration >= 0

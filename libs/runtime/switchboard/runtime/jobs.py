@@ -1,9 +1,9 @@
 """Periodic jobs: declared in one table per service, started and stopped by the runtime.
 
 Each run is measured: ``switchboard_job_last_run_timestamp_seconds`` (when it last finished)
-and ``switchboard_job_duration_seconds`` (how long that run took), by task (the job's name; Prometheus adds the process's own
-``job`` and ``instance``), so a
-job that stopped running or runs slower than its interval shows on a dashboard.
+and ``switchboard_job_duration_seconds`` (how long that run took), by ``task`` (the job's name;
+Prometheus adds the process's own ``job`` and ``instance``), so a job that stopped running or
+runs slower than its interval shows on a dashboard.
 """
 
 from __future__ import annotations
