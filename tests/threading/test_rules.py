@@ -178,8 +178,8 @@ def test_an_unverified_header_is_no_clue() -> None:
 
 
 def test_references_only_join_for_participants() -> None:
-    assert rules.may_join_by_references("Ann@Example.org", ["ann@example.org"])
-    assert not rules.may_join_by_references("eve@example.org", ["ann@example.org"])
+    assert rules.may_join_by_message_id("Ann@Example.org", ["ann@example.org"])
+    assert not rules.may_join_by_message_id("eve@example.org", ["ann@example.org"])
 
 
 # -- closed-case policy -------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
@@ -55,3 +56,17 @@ def configure_logging(
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)  # type: ignore[no-any-return]
+
+
+def without_password(url: str) -> str:
+    """``url`` fit to print: a password in it becomes ``***`` (a mongodb+srv or amqp URL
+    may hold one)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unreadable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -25,6 +25,11 @@ from switchboard.runtime.health import live_endpoint, ready_endpoint
 from switchboard.runtime.logs import configure_logging
 from switchboard.runtime.metrics import metrics_app
 from switchboard.runtime.mongo import ProcessedLedger, make_mongo_client
+from switchboard.runtime.service_token import (
+    check_service_token,
+    require_service_token,
+    service_token,
+)
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.types import ASGIApp
 
@@ -84,8 +89,9 @@ class Runtime:
         return register
 
     def mount(self, path: str, app: ASGIApp) -> None:
-        """Serve an extra HTTP endpoint (an upload, an API) beside /metrics and /health."""
-        self._routes.append((path, app))
+        """Serve an extra HTTP endpoint (an upload, an API) beside /metrics and /health, behind
+        the service token (:mod:`switchboard.runtime.service_token`)."""
+        self._routes.append((path, require_service_token(app, service_token(self.settings))))
 
     @property
     def app(self) -> AsgiFastStream:
@@ -117,6 +123,8 @@ class Runtime:
         return True
 
     async def _start(self) -> None:
+        if self._routes:
+            check_service_token(self.settings, self.service)
         await self.broker.connect()
         await self.bus.declare_topology()
         await self.bus.requester.start()

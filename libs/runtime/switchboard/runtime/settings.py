@@ -41,6 +41,13 @@ class ServiceSettings(BaseSettings):
         default=300.0, gt=0, description="after this a crashed consumer's claim is taken over"
     )
     processed_ttl_days: int = Field(default=7, ge=1, description="idempotency memory")
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token every service HTTP API asks for and every service sends",
+    )
+    allow_http_without_token: bool = Field(
+        default=False, description="development only: serve a service API with no credential"
+    )
     log_format: Literal["json", "console", "auto"] = "auto"
     log_level: str = "INFO"
 

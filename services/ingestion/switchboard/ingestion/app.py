@@ -53,9 +53,8 @@ class IngestionSettings(ServiceSettings):
     smtp_auth_required: bool = False
     smtp_auth_require_tls: bool = True
     smtp_store_timeout_seconds: float = Field(default=60.0, gt=0)
-
-    http_token: SecretStr | None = Field(
-        default=None, description="when set, /mail/* needs Authorization: Bearer <token>"
+    smtp_max_recipients: int = Field(
+        default=1000, ge=1, description="RCPT TO per transaction; more are answered 452"
     )
 
     relay_host: str = "127.0.0.1"
@@ -157,14 +156,18 @@ def build(settings: IngestionSettings) -> IngestionRuntime:
         store,
         mailboxes,
         size_limit=settings.max_message_bytes,
-        token=settings.http_token.get_secret_value() if settings.http_token else None,
     )
     for path in PATHS:
         runtime.mount(path, http)
 
     if settings.smtp_enabled:
         smtp = SmtpServer(
-            InboundHandler(ingestor, mailboxes, timeout=settings.smtp_store_timeout_seconds),
+            InboundHandler(
+                ingestor,
+                mailboxes,
+                timeout=settings.smtp_store_timeout_seconds,
+                max_recipients=settings.smtp_max_recipients,
+            ),
             host=settings.smtp_host,
             port=settings.smtp_port,
             hostname=settings.smtp_hostname,
