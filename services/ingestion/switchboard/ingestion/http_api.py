@@ -10,6 +10,7 @@ The runtime mounts apps on *exact* paths, so ids travel as query parameters:
 * ``GET /mail/blobs?id=<blob_id>`` -> an attachment, sanitised HTML or full text.
 * ``POST /mail/attachments?filename=a.pdf`` body = bytes -> 201 ``AttachmentRef`` (for replies).
 * ``GET /mail/quarantine`` -> the mail that could not be parsed, newest first.
+* ``GET /mail/openapi.json`` -> this API as an OpenAPI document.
 
 Every call needs the service token (``Authorization: Bearer``; the runtime checks it, see
 :mod:`switchboard.runtime.service_token`). A raw mail, HTML or
@@ -32,6 +33,7 @@ from switchboard.contracts.mail import AttachmentRef
 from switchboard.ingestion import metrics
 from switchboard.ingestion.ingest import Arrival, Ingestor
 from switchboard.ingestion.mailboxes import MailboxDirectory
+from switchboard.ingestion.openapi import OPENAPI
 from switchboard.ingestion.store import BlobMissing, MailStore
 
 log = structlog.get_logger("switchboard.ingestion.http")
@@ -42,6 +44,7 @@ PATHS = (
     "/mail/blobs",
     "/mail/attachments",
     "/mail/quarantine",
+    "/mail/openapi.json",
 )
 
 
@@ -196,6 +199,9 @@ def build_http_app(
         docs = await store.list_quarantine(int(limit))
         return JSONResponse([_jsonable({"email_id": d.pop("_id"), **d}) for d in docs])
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
     return Starlette(
         routes=[
             Route("/mail/messages", messages, methods=["GET", "POST"]),
@@ -203,5 +209,6 @@ def build_http_app(
             Route("/mail/blobs", blobs, methods=["GET"]),
             Route("/mail/attachments", attachments, methods=["POST"]),
             Route("/mail/quarantine", quarantine, methods=["GET"]),
+            Route("/mail/openapi.json", openapi, methods=["GET"]),
         ]
     )
