@@ -84,7 +84,7 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [_query("mailbox", {"type": "string"})],
                 "requestBody": {
                     "required": True,
-                    "content": {"message/rfc822": {"schema": _BYTES}},
+                    "content": {"application/octet-stream": {"schema": _BYTES}},
                 },
                 "responses": {
                     "202": _json({"$ref": "#/components/schemas/Accepted"}, "stored"),
