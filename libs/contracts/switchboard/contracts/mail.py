@@ -26,6 +26,15 @@ def _mailbox_address(value: str) -> str:
     return value
 
 
+def is_sendable_address(value: str) -> bool:
+    """Whether ``value`` is one plain ``local@domain`` we can send to (see OutboundAddress)."""
+    try:
+        _mailbox_address(value)
+    except ValueError:
+        return False
+    return "\r" not in value and "\n" not in value
+
+
 class Address(BaseModel):
     """A display name and a raw address, as the thread view shows them."""
 

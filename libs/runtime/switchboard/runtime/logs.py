@@ -7,11 +7,28 @@ whole handling, so every line a handler logs carries it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import structlog
+
+
+_SECRET_IN_QUERY = re.compile(
+    r"([?&](?:token|ticket|access_token|password|secret|key)=)[^&\s\"']+", re.IGNORECASE
+)
+
+
+def _redact_query_secrets(
+    logger: object, method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """A credential in a URL's query (a library logging the request line, such as uvicorn's
+    WebSocket line) never reaches the log: its value becomes ``***``."""
+    message = event.get("event")
+    if isinstance(message, str) and "=" in message:
+        event["event"] = _SECRET_IN_QUERY.sub(r"\1***", message)
+    return event
 
 
 def configure_logging(
@@ -23,6 +40,7 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
+        _redact_query_secrets,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()

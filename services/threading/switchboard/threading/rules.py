@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from switchboard.contracts.mail import is_sendable_address
 from switchboard.threading.config import ServiceConfig
 from switchboard.threading.subjects import find_tags
 from switchboard.threading.threadids import ThreadIds
@@ -158,11 +159,12 @@ def may_answer_automatically(
 ) -> bool:
     """Never answer auto-replies, bounces, list mail, mailer-daemon or no-reply senders, nor
     one of our own addresses (``own``, as ``address_key`` gives them: the mailbox the mail
-    came to, every service's sender address): that would answer ourselves, maybe forever."""
+    came to, every service's sender address): that would answer ourselves, maybe forever;
+    nor an address that is not one plain ``local@domain`` (it could not be sent to)."""
     if classification != "normal":
         return False
     key = address_key(sender)
-    if key in own:
+    if key in own or not is_sendable_address(sender.strip()):
         return False
     local, at, domain = key.rpartition("@")
     if not at or not local or not domain:
