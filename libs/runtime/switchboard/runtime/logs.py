@@ -14,7 +14,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 
-
 _SECRET_IN_QUERY = re.compile(
     r"([?&](?:token|ticket|access_token|password|secret|key)=)[^&\s\"']+", re.IGNORECASE
 )
