@@ -158,11 +158,10 @@ async def test_wrong_passwords_never_lock_the_owner_out(deployed: Deployed) -> N
     wrong = {"login": "bruno", "password": "not-brunos-password"}
     async with client(deployed.url("gateway"), "127.0.0.2") as attacker:
         statuses = [(await attacker.post("/auth/login", json=wrong)).status_code for _ in range(7)]
-        assert statuses[:5] == [401] * 5
-        assert 429 in statuses[5:], statuses
+        assert statuses == [401] * 5 + [429] * 2
         refused = await attacker.post("/auth/login", json=wrong)
         assert refused.status_code == 429
-        assert int(refused.headers["retry-after"]) >= 1
+        assert int(refused.headers["retry-after"]) > 1
         # spoofing X-Forwarded-For from an untrusted peer changes nothing
         spoofed = await attacker.post(
             "/auth/login", json=wrong, headers={"x-forwarded-for": "203.0.113.9"}

@@ -53,6 +53,9 @@ class GatewaySettings(ServiceSettings):
         default_factory=list,
         description="proxies (addresses or networks, JSON list) whose X-Forwarded-For is believed",
     )
+    login_delay_seconds: int = Field(
+        default=30, ge=1, description="first wait after a client's free failed logins (doubles)"
+    )
     login_delay_max_seconds: int = Field(
         default=900, ge=1, description="longest wait between failed logins of one client"
     )
@@ -107,6 +110,7 @@ def build(
         window=timedelta(seconds=settings.login_window_seconds),
         account_limit=settings.login_account_limit,
         address_limit=settings.login_address_limit,
+        first_delay=timedelta(seconds=settings.login_delay_seconds),
         max_delay=timedelta(seconds=settings.login_delay_max_seconds),
         account_hard_limit=settings.login_account_hard_limit,
         time_cost=settings.password_time_cost,

@@ -84,6 +84,7 @@ class Authenticator:
         window: timedelta,
         account_limit: int,
         address_limit: int,
+        first_delay: timedelta = timedelta(seconds=30),
         max_delay: timedelta = timedelta(minutes=15),
         account_hard_limit: int = 100,
         time_cost: int,
@@ -97,6 +98,7 @@ class Authenticator:
             window=window,
             free_failures=account_limit,
             address_limit=address_limit,
+            first_delay=first_delay,
             max_delay=max_delay,
             account_hard_limit=account_hard_limit,
         )

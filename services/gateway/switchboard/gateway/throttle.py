@@ -2,7 +2,8 @@
 
 Following NIST SP 800-63B (5.2.2), failures are counted per account *and* client address: after
 ``free_failures`` failed logins of one account from one client, each next try from that client
-waits twice as long as the one before (1 s, 2 s, 4 s ... up to ``max_delay``). The owner,
+waits twice as long as the one before (``first_delay``, then twice that ... up to
+``max_delay``). The owner,
 logging in from a client that did not fail, is never held up by someone else's guesses. A
 client that tries many accounts is limited separately (``address_limit`` attempts per window).
 After ``account_hard_limit`` failures of one account from anywhere (NIST allows at most 100),
@@ -24,12 +25,14 @@ from switchboard.gateway.store import GatewayStore
 log = structlog.get_logger("switchboard.gateway.throttle")
 
 
-def wait_after(failures: int, *, free_failures: int, max_delay: timedelta) -> timedelta:
+def wait_after(
+    failures: int, *, free_failures: int, first_delay: timedelta, max_delay: timedelta
+) -> timedelta:
     """How long the next try must wait after ``failures`` failed logins (growing delays)."""
     if failures < free_failures:
         return timedelta(0)
     exponent = min(failures - free_failures, 30)
-    return min(timedelta(seconds=2**exponent), max_delay)
+    return min(first_delay * 2**exponent, max_delay)
 
 
 @dataclass
@@ -38,6 +41,7 @@ class LoginThrottle:
     window: timedelta
     free_failures: int
     address_limit: int
+    first_delay: timedelta
     max_delay: timedelta
     account_hard_limit: int
 
@@ -51,7 +55,12 @@ class LoginThrottle:
         if mine is None:
             return
         count = int(mine["count"])
-        wait = wait_after(count, free_failures=self.free_failures, max_delay=self.max_delay)
+        wait = wait_after(
+            count,
+            free_failures=self.free_failures,
+            first_delay=self.first_delay,
+            max_delay=self.max_delay,
+        )
         last: datetime = mine["last"]
         remaining = (last + wait - now).total_seconds()
         if remaining > 0:
