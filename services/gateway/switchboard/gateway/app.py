@@ -54,10 +54,10 @@ class GatewaySettings(ServiceSettings):
         description="proxies (addresses or networks, JSON list) whose X-Forwarded-For is believed",
     )
     login_delay_seconds: int = Field(
-        default=30, ge=1, description="first wait after a client's free failed logins (doubles)"
+        default=30, ge=1, le=3600, description="first wait after a client's free failures"
     )
     login_delay_max_seconds: int = Field(
-        default=900, ge=1, description="longest wait between failed logins of one client"
+        default=900, ge=1, le=86400, description="longest wait between failed logins of one client"
     )
     login_account_hard_limit: int = Field(
         default=100, ge=1, le=100, description="failures of an account before failing clients stop"

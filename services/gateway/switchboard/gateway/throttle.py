@@ -31,8 +31,9 @@ def wait_after(
     """How long the next try must wait after ``failures`` failed logins (growing delays)."""
     if failures < free_failures:
         return timedelta(0)
-    exponent = min(failures - free_failures, 30)
-    return min(first_delay * 2**exponent, max_delay)
+    exponent = min(failures - free_failures, 20)
+    wait: timedelta = first_delay * (2**exponent)
+    return min(wait, max_delay)
 
 
 @dataclass
