@@ -38,6 +38,7 @@ from switchboard.dialer.domain import new_record_fields, number_zones  # noqa: E
 from switchboard.dialer.handlers import DialerHandlers  # noqa: E402
 from switchboard.dialer.store import DialerStore  # noqa: E402
 from switchboard.runtime.localstack import backends  # noqa: E402
+from switchboard.runtime.logs import without_password  # noqa: E402
 
 CAMPAIGN = "bench"
 AREA_CODES = ["212", "202", "415", "312", "617", "305", "206", "713"]
@@ -155,7 +156,7 @@ async def run(args: argparse.Namespace) -> None:
             result = await bench_import(handlers, args.import_rows)
             summary = result["summary"]
             rate = result["rows"] / result["seconds"]
-            print(f"MongoDB: {origin} ({mongodb_url})")
+            print(f"MongoDB: {origin} ({without_password(mongodb_url)})")
             print(
                 f"import: {result['rows']} CSV rows in {result['seconds']:.1f} s = "
                 f"{rate:,.0f} rows/s (inserted {summary['imported']}, updated "

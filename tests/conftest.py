@@ -26,8 +26,9 @@ from switchboard.runtime.settings import ServiceSettings
 
 S = TypeVar("S", bound=ServiceSettings)
 
-# Development defaults (the built-in thread key) for every service the tests start, in this
-# process or as a child; a test of the production refusal clears it.
+# Development defaults (the built-in thread key, service APIs without their token) for every
+# service the tests start, in this process or as a child; a test of the production refusal
+# clears it.
 os.environ.setdefault("SB_DEVELOPMENT", "true")
 
 

@@ -28,6 +28,10 @@ from stack import REPO, SmtpSink, Stack
 CAMPAIGN_FILE = Path(__file__).parent / "campaign.json"
 SUPPORT = "support@switchboard.local"
 CUSTOMER = "grace@example.org"
+CARD_NUMBER = "4111 1111 1111 1111"
+"""A test card number the customer writes: it must never reach a log."""
+SECRETS_USED: set[str] = {CARD_NUMBER, CARD_NUMBER.replace(" ", "")}
+"""Every password, token and card number the scenario used (the log search looks for each)."""
 
 
 def demo_login(person_id: str) -> tuple[str, str]:
@@ -57,6 +61,7 @@ class Agent:
         answer = await self.http.post("/auth/login", json={"login": login, "password": password})
         answer.raise_for_status()
         token = answer.json()["token"]
+        SECRETS_USED.update({password, token})
         self.http.headers["authorization"] = f"Bearer {token}"
         self._socket = await websockets.connect(
             self.stack.url("gateway", "/me/live").replace("http", "ws") + f"?token={token}"
@@ -168,7 +173,9 @@ async def _email_conversation(
 ) -> None:
     """A customer writes in, alice replies, the customer answers, the case is closed."""
     first_id = send_customer_mail(
-        stack, "My invoice is wrong", "Hello, invoice 2026-113 charges me twice. Grace"
+        stack,
+        "My invoice is wrong",
+        f"Hello, invoice 2026-113 charges me twice on my card {CARD_NUMBER}. Grace",
     )
     say(f"Grace mails {SUPPORT} over SMTP: 'My invoice is wrong' ({first_id})")
     offer = await alice.next_event("offer.made", lambda d: d.get("channel") == "email")
@@ -232,6 +239,7 @@ async def _supervisor_starts_campaign(stack: Stack, say: Callable[[str], None]) 
     async with httpx.AsyncClient(base_url=stack.url("gateway"), timeout=30) as http:
         answer = await http.post("/auth/login", json={"login": login, "password": password})
         answer.raise_for_status()
+        SECRETS_USED.update({password, answer.json()["token"]})
         http.headers["authorization"] = f"Bearer {answer.json()['token']}"
         campaign = json.loads(CAMPAIGN_FILE.read_text())["campaigns"][0]
         spec = {**campaign["campaign"], "active": True}

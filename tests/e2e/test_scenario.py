@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import sys
 import uuid
 from pathlib import Path
@@ -15,7 +16,7 @@ from switchboard.runtime.localstack import Backends
 from switchboard.runtime.supervisor import SERVICE_ORDER
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scenario import CAMPAIGN_FILE, run_scenario
+from scenario import CAMPAIGN_FILE, SECRETS_USED, run_scenario
 from stack import SmtpSink, Stack
 
 LOG_PATH = Path(__file__).resolve().parents[2] / ".local" / "e2e" / "stack.log"
@@ -29,13 +30,14 @@ async def test_the_demo_scenario_through_every_service(
     sink = SmtpSink()
     sink.start()
     prefix = f"e2e{uuid.uuid4().hex[:6]}"
+    service_token = secrets.token_urlsafe(32)
     stack = Stack(
         amqp_url=amqp_url,
         mongodb_url=real_servers.mongodb_url,
         database_prefix=prefix,
         relay_port=sink.port,
         log_path=LOG_PATH,
-        extra_env={"SB_CAMPAIGNS_FILE": str(CAMPAIGN_FILE)},
+        extra_env={"SB_CAMPAIGNS_FILE": str(CAMPAIGN_FILE), "SB_SERVICE_TOKEN": service_token},
     )
     transcript: list[str] = []
     try:
@@ -65,3 +67,9 @@ async def test_the_demo_scenario_through_every_service(
     assert seen["record_state"] == "closed"
     assert seen["agent_state_after_record"] in ("ready", "wrap_up")
     assert exit_code == 0, "Ctrl-C must stop every service cleanly"
+    # Issue 16: no password, token or card number in any line any service process wrote.
+    logged = stack.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    used = sorted({service_token, *SECRETS_USED})
+    assert len(used) >= 6 and len(logged) > 50
+    leaks = [(s[:4] + "…", n) for n, line in enumerate(logged, 1) for s in used if s in line]
+    assert not leaks, f"secrets in {stack.log_path} (secret, line): {leaks[:10]}"

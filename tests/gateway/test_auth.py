@@ -90,24 +90,25 @@ async def test_a_supervisor_revokes_an_agents_sessions_but_an_agent_may_not(
     assert (await client.get("/me", headers=agent)).status_code == 401
 
 
-async def test_login_attempts_are_limited_per_account_across_replicas(
+async def test_login_attempts_are_limited_per_account_and_client_across_replicas(
     gateway_settings: GatewaySettings, client: httpx.AsyncClient
 ) -> None:
     for _ in range(3):
         answer = await client.post("/auth/login", json={"login": "agent-2", "password": "guess"})
         assert answer.status_code == 401
-    # another replica (same database) refuses even the right password now
+    right = {"login": "agent-2", "password": PEOPLE["agent-2"][1]}
+    # the same client, through another replica (same database), must wait now
     replica = build(gateway_settings)
-    transport = httpx.ASGITransport(app=replica.api, client=("10.0.0.2", 1))
-    async with httpx.AsyncClient(transport=transport, base_url="http://replica") as other:
-        blocked = await other.post(
-            "/auth/login", json={"login": "agent-2", "password": PEOPLE["agent-2"][1]}
-        )
+    same = httpx.ASGITransport(app=replica.api, client=("10.0.0.1", 50001))
+    async with httpx.AsyncClient(transport=same, base_url="http://replica") as again:
+        blocked = await again.post("/auth/login", json=right)
         assert blocked.status_code == 429
         assert blocked.json()["code"] == "too_many_attempts"
         assert int(blocked.headers["retry-after"]) > 0
-        # another account is not affected
-        await login(other, "agent-1")
+    # the owner, from a client that did not fail, logs in
+    other = httpx.ASGITransport(app=replica.api, client=("10.0.0.2", 1))
+    async with httpx.AsyncClient(transport=other, base_url="http://replica") as owner:
+        assert (await owner.post("/auth/login", json=right)).status_code == 200
     await replica.mongo.close()
 
 
@@ -158,7 +159,8 @@ async def test_the_users_file_seeds_an_empty_collection_once(
     async with runtime.app:
         pass
     printed = capsys.readouterr().out
-    assert "agent-1" in printed and PEOPLE["agent-1"][1] in printed
+    assert "agent-1" in printed and str(gateway_settings.gateway_users_file) in printed
+    assert not any(password in printed for _, password in PEOPLE.values())
     again = build(gateway_settings)
     async with again.app:
         assert await again.db["people"].count_documents({}) == len(PEOPLE)

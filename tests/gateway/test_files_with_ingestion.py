@@ -95,7 +95,7 @@ async def test_attachment_html_and_upload_through_the_gateway_against_real_inges
             ingestion_app.IngestionSettings,
             mailboxes=[{"address": "support@switchboard.local", "service": "support"}],
             smtp_enabled=False,
-            http_token=TOKEN,
+            service_token=TOKEN,
             relay_port=relay_port,
             retry_delay_seconds=0.2,
         )
@@ -112,7 +112,7 @@ async def test_attachment_html_and_upload_through_the_gateway_against_real_inges
         make_settings(agent_state_app.AgentStateSettings, agents_file=DEMO / "agent_state.json")
     )
     async with serving(ingestion.app) as mail_edge:
-        gateway = demo_gateway(ingestion_url=f"http://{mail_edge}", ingestion_token=TOKEN)
+        gateway = demo_gateway(ingestion_url=f"http://{mail_edge}", service_token=TOKEN)
         transport = httpx.ASGITransport(app=gateway.api)
         async with (
             agent_state.app,

@@ -48,7 +48,7 @@ async def test_requests_are_logged_and_counted_by_route_template_without_secrets
     assert "14355" not in metrics and "query-secret" not in metrics
 
 
-async def test_seeded_passwords_are_printed_in_development_only(
+async def test_seeding_names_the_people_never_their_passwords(
     gateway_settings: GatewaySettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     production = gateway_settings.model_copy(update={"development": False})

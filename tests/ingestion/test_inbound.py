@@ -239,7 +239,7 @@ async def test_smtp_auth_when_configured(make_service: Callable[..., Any]) -> No
 
 
 async def test_upload_202_dedupe_and_errors(make_service: Callable[..., Any]) -> None:
-    runtime, listener = make_service(max_message_bytes=64 * 1024, http_token="t0ken")
+    runtime, listener = make_service(max_message_bytes=64 * 1024, service_token="t0ken")
     auth = {"authorization": "Bearer t0ken"}
     async with runtime.app, _client(runtime) as http:
         denied = await http.post("/mail/messages", params={"mailbox": "support@switchboard.local"})

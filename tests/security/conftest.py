@@ -176,7 +176,7 @@ async def stack(
             ingestion_app.IngestionSettings,
             mailboxes=[{"address": SUPPORT, "service": "support"}],
             smtp_enabled=False,
-            http_token=EDGE_TOKEN,
+            service_token=EDGE_TOKEN,
             relay_port=relay_port,
         )
     )
@@ -206,7 +206,7 @@ async def stack(
             password_parallelism=1,
             command_timeout_seconds=15.0,
             ingestion_url=f"http://{mail_edge}",
-            ingestion_token=EDGE_TOKEN,
+            service_token=EDGE_TOKEN,
         )
         gateway = build(settings)
         runtimes["gateway"] = gateway
@@ -229,3 +229,7 @@ async def stack(
                 )
             )
             yield Stack(http=http, edge=edge, sink=relay, gateway=gateway, runtimes=runtimes)
+
+
+# The deployed stack (every service its own process) for the tests of the edge.
+from tests.security.deployed import deployed  # noqa: E402, F401

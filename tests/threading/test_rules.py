@@ -178,8 +178,15 @@ def test_an_unverified_header_is_no_clue() -> None:
 
 
 def test_references_only_join_for_participants() -> None:
-    assert rules.may_join_by_references("Ann@Example.org", ["ann@example.org"])
-    assert not rules.may_join_by_references("eve@example.org", ["ann@example.org"])
+    assert rules.may_join_by_message_id("Ann@Example.org", ["ann@example.org"])
+    assert not rules.may_join_by_message_id("eve@example.org", ["ann@example.org"])
+
+
+def test_no_automatic_answer_to_ourselves_or_to_an_address_we_cannot_send_to() -> None:
+    own = {"support@switchboard.local"}
+    assert rules.may_answer_automatically("ann@example.org", "normal", own)
+    assert not rules.may_answer_automatically("Support@Switchboard.local", "normal", own)
+    assert not rules.may_answer_automatically('"a,b"@example.org', "normal", own)
 
 
 # -- closed-case policy -------------------------------------------------------------------------

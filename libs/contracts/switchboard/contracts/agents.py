@@ -18,10 +18,21 @@ ActorRole = Literal["agent", "supervisor"]
 PendingChange = Literal["not_ready", "rona"]
 
 
+SkillName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[^.$\x00]+$",
+        description="a skill's name: no dot, no $ (it is a key of stored documents)",
+    ),
+]
+
+
 class Skill(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    name: str
+    name: SkillName
     level: int = Field(ge=1, le=10)
 
 

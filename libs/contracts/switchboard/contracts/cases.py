@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from switchboard.contracts.base import Command, Event, SingleLine
+from switchboard.contracts.html import SafeHtml
 from switchboard.contracts.mail import Address, AttachmentRef, OutboundAddress
 
 ActingRole = Literal["agent", "supervisor"]
@@ -174,7 +175,7 @@ class Composition(BaseModel):
     bcc: list[OutboundAddress] = Field(default_factory=list)
     subject: SingleLine | None = Field(default=None, description="default: Re:/Fwd: the case's")
     text: str = ""
-    html: str | None = None
+    html: SafeHtml | None = None
     attachments: list[AttachmentRef] = Field(default_factory=list)
     template_id: str | None = None
 
@@ -189,7 +190,7 @@ class ReplyToCase(CaseCommand):
     bcc: list[OutboundAddress] = Field(default_factory=list)
     subject: SingleLine | None = None
     text: str = ""
-    html: str | None = None
+    html: SafeHtml | None = None
     attachments: list[AttachmentRef] = Field(default_factory=list)
     template_id: str | None = None
     reply_to_email_id: str | None = None
@@ -228,7 +229,7 @@ class SendFollowUp(CaseCommand):
     bcc: list[OutboundAddress] = Field(default_factory=list)
     subject: SingleLine | None = None
     text: str = ""
-    html: str | None = None
+    html: SafeHtml | None = None
     attachments: list[AttachmentRef] = Field(default_factory=list)
     template_id: str | None = None
     draft_id: str | None = None
@@ -253,7 +254,7 @@ class SendNewOutbound(Command):
     bcc: list[OutboundAddress] = Field(default_factory=list)
     subject: SingleLine = Field(min_length=1)
     text: str = ""
-    html: str | None = None
+    html: SafeHtml | None = None
     attachments: list[AttachmentRef] = Field(default_factory=list)
     template_id: str | None = None
     linked_case_number: int | None = None
@@ -381,7 +382,7 @@ class SaveReplyTemplate(Command):
     )
     subject: SingleLine | None = Field(default=None, description="used when the agent gives none")
     text: str = Field(min_length=1)
-    html: str | None = None
+    html: SafeHtml | None = None
     expected_version: int | None = Field(
         default=None,
         ge=0,

@@ -7,16 +7,32 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from switchboard.contracts.base import Command, Event, SingleLine
+from switchboard.contracts.html import SafeHtml
 
 Channel = Literal["smtp", "imap", "upload"]
 Classification = Literal["normal", "auto_reply", "bounce", "mailing_list"]
 
 
+_NOT_IN_ADDRESS = frozenset(' ,;:<>()[]\\"\t')
+
+
 def _mailbox_address(value: str) -> str:
+    """One plain ``local@domain``: nothing a header or envelope parser could split or read
+    another way (no comma, angle bracket, quote, second ``@``), so the header and RCPT TO
+    name the same mailbox."""
     local, at, domain = value.rpartition("@")
-    if not at or not local or not domain or " " in value:
-        raise ValueError("must be an address of the form local@domain")
+    if not at or not local or not domain or "@" in local or _NOT_IN_ADDRESS.intersection(value):
+        raise ValueError("must be one address of the form local@domain")
     return value
+
+
+def is_sendable_address(value: str) -> bool:
+    """Whether ``value`` is one plain ``local@domain`` we can send to (see OutboundAddress)."""
+    try:
+        _mailbox_address(value)
+    except ValueError:
+        return False
+    return "\r" not in value and "\n" not in value
 
 
 class Address(BaseModel):
@@ -40,7 +56,7 @@ class AttachmentRef(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     attachment_id: str
-    filename: str
+    filename: SingleLine
     content_type: str
     size: int = Field(ge=0)
     content_id: str | None = None
@@ -114,7 +130,7 @@ class EmailOutboundRequested(Command):
     bcc: list[OutboundAddress] = Field(default_factory=list)
     subject: SingleLine
     text: str
-    html: str | None = None
+    html: SafeHtml | None = None
     attachments: list[AttachmentRef] = Field(default_factory=list)
     internet_message_id: SingleLine
     in_reply_to: SingleLine | None = None

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from switchboard.contracts.agents import WorkChannel
+from switchboard.contracts.agents import SkillName, WorkChannel
 from switchboard.contracts.base import Command, Event
 
 RouteReason = Literal["new", "follow_up", "transfer", "preview", "requeue"]
@@ -191,7 +191,7 @@ class ServiceDefinition(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     channel: WorkChannel
     priority: int = Field(default=0, description="higher is served first")
-    required_skills: dict[str, int] = Field(
+    required_skills: dict[SkillName, int] = Field(
         default_factory=dict, description="skill name -> minimum level (1-10)"
     )
     team: str | None = Field(default=None, description="only members of this team; none: anyone")

@@ -8,7 +8,8 @@ import os
 import sys
 
 from switchboard.runtime.localstack import REPO_ROOT, BackendUnavailable, backends
-from switchboard.runtime.logs import configure_logging
+from switchboard.runtime.logs import configure_logging, without_password
+from switchboard.runtime.service_token import new_service_token
 from switchboard.runtime.supervisor import FIRST_HTTP_PORT, installed_services, supervise
 
 DEMO_DIR = REPO_ROOT / "deploy" / "demo"
@@ -32,6 +33,22 @@ def _demo_env() -> dict[str, str]:
     }
 
 
+def _service_token_env() -> dict[str, str]:
+    """One service token for this run when none is configured: every service asks for it on
+    its HTTP API and sends it to the others."""
+    if os.environ.get("SB_SERVICE_TOKEN") or os.environ.get("SB_SERVICE_TOKEN_FILE"):
+        return {}
+    return {"SB_SERVICE_TOKEN": new_service_token()}
+
+
+def _token_source(env: dict[str, str]) -> str:
+    if "SB_SERVICE_TOKEN" in env:
+        return "a service token made for this run (not printed)"
+    if os.environ.get("SB_SERVICE_TOKEN_FILE"):
+        return f"the service token in {os.environ['SB_SERVICE_TOKEN_FILE']}"
+    return "the service token of SB_SERVICE_TOKEN"
+
+
 def run_all(args: argparse.Namespace) -> int:
     configure_logging("supervisor", log_format="console")
     services = args.only.split(",") if args.only else installed_services()
@@ -42,6 +59,7 @@ def run_all(args: argparse.Namespace) -> int:
                 "SB_MONGODB_URL": found.mongodb_url,
                 "SB_DEVELOPMENT": os.environ.get("SB_DEVELOPMENT", "true"),
                 **_demo_env(),
+                **_service_token_env(),
             }
             ports = {
                 s: int(os.environ.get(f"SB_{s.upper()}_HTTP_PORT", FIRST_HTTP_PORT + i))
@@ -49,13 +67,15 @@ def run_all(args: argparse.Namespace) -> int:
             }
             print("Switchboard is starting:", flush=True)
             print(f"  RabbitMQ   {found.origin.get('amqp')}  (management: http://127.0.0.1:15672)")
-            print(f"  MongoDB    {found.origin.get('mongodb')}  {found.mongodb_url}")
+            mongodb = without_password(found.mongodb_url)
+            print(f"  MongoDB    {found.origin.get('mongodb')}  {mongodb}")
             for service, port in ports.items():
                 print(f"  {service:<12} http://127.0.0.1:{port}/metrics  /health/ready")
             if "ingestion" in services:
                 print(f"  SMTP in    127.0.0.1:{os.environ.get('SB_SMTP_PORT', '2525')}")
             if "gateway" in services:
                 print(f"  Agent API  http://127.0.0.1:{ports['gateway']}/docs")
+            print(f"  Services   their HTTP APIs ask for {_token_source(env)}")
             print("Press Ctrl-C to stop everything.", flush=True)
             return supervise(services, env)
     except BackendUnavailable as exc:

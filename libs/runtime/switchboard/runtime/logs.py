@@ -7,10 +7,27 @@ whole handling, so every line a handler logs carries it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
+
+_SECRET_IN_QUERY = re.compile(
+    r"([?&](?:token|ticket|access_token|password|secret|key)=)[^&\s\"']+", re.IGNORECASE
+)
+
+
+def _redact_query_secrets(
+    logger: object, method: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """A credential in a URL's query (a library logging the request line, such as uvicorn's
+    WebSocket line) never reaches the log: its value becomes ``***``."""
+    message = event.get("event")
+    if isinstance(message, str) and "=" in message:
+        event["event"] = _SECRET_IN_QUERY.sub(r"\1***", message)
+    return event
 
 
 def configure_logging(
@@ -22,6 +39,7 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
+        _redact_query_secrets,
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
@@ -55,3 +73,17 @@ def configure_logging(
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)  # type: ignore[no-any-return]
+
+
+def without_password(url: str) -> str:
+    """``url`` fit to print: a password in it becomes ``***`` (a mongodb+srv or amqp URL
+    may hold one)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unreadable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

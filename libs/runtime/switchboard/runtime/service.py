@@ -26,6 +26,11 @@ from switchboard.runtime.jobs import DURATION, LAST_RUN, PeriodicJob
 from switchboard.runtime.logs import configure_logging
 from switchboard.runtime.metrics import DEPENDENCY_UP, metrics_app
 from switchboard.runtime.mongo import ProcessedLedger, make_mongo_client
+from switchboard.runtime.service_token import (
+    check_service_token,
+    require_service_token,
+    service_token,
+)
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.runtime.tracing import stop_tracing, tracer_provider
 from switchboard.runtime.types import ASGIApp
@@ -92,8 +97,9 @@ class Runtime:
         self._periodic.extend(table)
 
     def mount(self, path: str, app: ASGIApp) -> None:
-        """Serve an extra HTTP endpoint (an upload, an API) beside /metrics and /health."""
-        self._routes.append((path, app))
+        """Serve an extra HTTP endpoint (an upload, an API) beside /metrics and /health, behind
+        the service token (:mod:`switchboard.runtime.service_token`)."""
+        self._routes.append((path, require_service_token(app, service_token(self.settings))))
 
     @property
     def app(self) -> AsgiFastStream:
@@ -134,6 +140,8 @@ class Runtime:
             DEPENDENCY_UP.labels(name).set(1 if ok else 0)
 
     async def _start(self) -> None:
+        if self._routes:
+            check_service_token(self.settings, self.service)
         await self.broker.connect()
         await self.bus.declare_topology()
         await self.bus.requester.start()

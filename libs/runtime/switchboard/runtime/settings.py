@@ -54,7 +54,11 @@ class ServiceSettings(BaseSettings):
     development: bool = Field(
         default=False,
         description="development defaults (`make run`, the tests): threading's built-in key, "
-        "the gateway printing seeded passwords; never in production",
+        "service APIs served without a service token; never in production",
+    )
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token every service HTTP API asks for and every service sends",
     )
     log_format: Literal["json", "console", "auto"] = "auto"
     log_level: str = "INFO"

@@ -41,7 +41,7 @@ from switchboard.contracts.campaigns import (
 )
 from switchboard.contracts.queues import dialer as queues
 from switchboard.dialer.handlers import DialerHandlers
-from switchboard.dialer.http import status_app, upload_app
+from switchboard.dialer.http import openapi_app, status_app, upload_app
 from switchboard.dialer.store import GLOBAL, DialerStore
 from switchboard.dialer.telephony import SimulatedTelephony, TelephonyConsumer
 from switchboard.runtime.service import Runtime, serve
@@ -174,6 +174,7 @@ def build(settings: DialerSettings) -> Runtime:
     runtime.every(600.0, "purge old record version claims")(purge_claims)
     runtime.mount("/dialer/imports", upload_app(handlers))
     runtime.mount("/dialer/imports/status", status_app(handlers))
+    runtime.mount("/dialer/openapi.json", openapi_app())
     runtime.handlers = handlers  # type: ignore[attr-defined]
     return runtime
 

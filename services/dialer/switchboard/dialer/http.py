@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from switchboard.dialer.handlers import DialerHandlers
+from switchboard.dialer.openapi import OPENAPI
 from switchboard.runtime.types import ASGIApp, Receive, Scope, Send
 
 
@@ -90,11 +91,26 @@ def status_app(handlers: DialerHandlers) -> ASGIApp:
         if scope["type"] != "http":
             return
         query = _query(scope)
-        errors = int(query.get("errors", "100") or 100)
-        found = await handlers.store.get_import(query.get("import_id", ""), errors=errors)
+        errors = query.get("errors", "100") or "100"
+        if not errors.isdigit() or int(errors) > 1000:
+            await _respond(
+                send, 422, {"error": "errors must be a whole number to 1000", "field": "errors"}
+            )
+            return
+        found = await handlers.store.get_import(query.get("import_id", ""), errors=int(errors))
         if found is None:
             await _respond(send, 404, {"error": "no such import", "field": "import_id"})
             return
         await _respond(send, 200, found)
+
+    return app
+
+
+def openapi_app() -> ASGIApp:
+    """This API as an OpenAPI document (``GET /dialer/openapi.json``)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await _respond(send, 200, OPENAPI)
 
     return app

@@ -10,7 +10,7 @@ its router matches exact paths and refuses WebSockets.
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -25,10 +25,11 @@ from starlette.routing import Route
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from switchboard.contracts.agents import AgentHeartbeat
+from switchboard.gateway import clients
 from switchboard.gateway.access import AccessLog
 from switchboard.gateway.actions import ACTIONS
 from switchboard.gateway.auth import PERSON_ID, Authenticator, Principal, Role
-from switchboard.gateway.errors import ApiError, Problem
+from switchboard.gateway.errors import ApiError, FieldError, Problem
 from switchboard.gateway.files import MailStore, file_router
 from switchboard.gateway.forward import Forwarder
 from switchboard.gateway.live import replay, snapshot
@@ -116,7 +117,7 @@ def build_api(
     mail_store: MailStore,
     *,
     heartbeat_seconds: float,
-    trust_forwarded_for: bool,
+    trusted_proxies: Sequence[clients.Network] = (),
     snapshot_seconds: float = 5.0,
     version: str = "0.1.0",
 ) -> FastAPI:
@@ -130,6 +131,8 @@ def build_api(
         version=version,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Declared once for every operation, so no route advertises FastAPI's own 422 shape.
+        responses={422: {"model": Problem, "description": "the request is not valid"}},
     )
     app.add_middleware(AccessLog)
     if runtime.tracer_provider is not None:
@@ -149,23 +152,20 @@ def build_api(
         message = "; ".join(
             f"{f}: {e.get('msg', 'invalid')}" for f, e in zip(fields, errors, strict=True)
         )
-        detail = [
-            {
-                "loc": list(e.get("loc", ())),
-                "msg": str(e.get("msg", "")),
-                "type": str(e.get("type", "")),
-            }
-            for e in errors
-        ]
-        return JSONResponse(
-            {
-                "detail": detail,
-                "code": "invalid",
-                "message": message,
-                "field": fields[0] if fields else None,
-            },
-            status_code=422,
+        problem = Problem(
+            detail=message or "the request is not valid",
+            code="invalid",
+            field=fields[0] if fields else None,
+            errors=[
+                FieldError(
+                    loc=[p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+                    msg=str(e.get("msg", "")),
+                    type=str(e.get("type", "")),
+                )
+                for e in errors
+            ],
         )
+        return JSONResponse(problem.model_dump(mode="json"), status_code=422)
 
     async def current(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -178,11 +178,10 @@ def build_api(
         return principal
 
     def client_address(request: Request) -> str:
-        if trust_forwarded_for:
-            forwarded = request.headers.get("x-forwarded-for", "")
-            if forwarded:
-                return forwarded.split(",")[0].strip()[:100]
-        return request.client.host if request.client else "unknown"
+        peer = request.client.host if request.client else None
+        return clients.client_address(
+            peer, request.headers.get("x-forwarded-for", ""), trusted_proxies
+        )
 
     # -- authentication -----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import httpx
 import structlog
 import uvicorn
 from fastapi import FastAPI
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork
 
 from switchboard.contracts.queues import gateway as queues
 from switchboard.contracts.routing import (
@@ -29,6 +29,7 @@ from switchboard.gateway.journal import LiveJournal
 from switchboard.gateway.push import HoldingsProjection, PushHub
 from switchboard.gateway.store import GatewayStore
 from switchboard.runtime.service import Runtime
+from switchboard.runtime.service_token import service_token
 from switchboard.runtime.settings import ServiceSettings
 
 log = structlog.get_logger("switchboard.gateway")
@@ -44,10 +45,22 @@ class GatewaySettings(ServiceSettings):
     )
     token_ttl_seconds: int = Field(default=12 * 3600, ge=60, description="a session's lifetime")
     login_window_seconds: int = Field(default=900, ge=1, description="rate-limit window")
-    login_account_limit: int = Field(default=5, ge=1, description="attempts per account/window")
+    login_account_limit: int = Field(
+        default=5, ge=1, description="failed logins of an account from one client before delays"
+    )
     login_address_limit: int = Field(default=30, ge=1, description="attempts per address/window")
-    trust_forwarded_for: bool = Field(
-        default=False, description="take the client address from X-Forwarded-For (behind a proxy)"
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="proxies (addresses or networks, JSON list) whose X-Forwarded-For is believed",
+    )
+    login_delay_seconds: int = Field(
+        default=30, ge=1, le=3600, description="first wait after a client's free failures"
+    )
+    login_delay_max_seconds: int = Field(
+        default=900, ge=1, le=86400, description="longest wait between failed logins of one client"
+    )
+    login_account_hard_limit: int = Field(
+        default=100, ge=1, le=100, description="failures of an account before failing clients stop"
     )
     heartbeat_seconds: float = Field(
         default=10.0, gt=0, description="agent heartbeat interval while the live stream is open"
@@ -73,9 +86,6 @@ class GatewaySettings(ServiceSettings):
     ingestion_http_port: int = Field(
         default=8104, ge=1, le=65535, description="the mail edge's port (as `make run` gives it)"
     )
-    ingestion_token: SecretStr | None = Field(
-        default=None, description="bearer token of the mail edge's HTTP API (its SB_HTTP_TOKEN)"
-    )
     purge_seconds: float = Field(default=300.0, gt=0, description="expired sessions cleanup")
 
 
@@ -100,6 +110,9 @@ def build(
         window=timedelta(seconds=settings.login_window_seconds),
         account_limit=settings.login_account_limit,
         address_limit=settings.login_address_limit,
+        first_delay=timedelta(seconds=settings.login_delay_seconds),
+        max_delay=timedelta(seconds=settings.login_delay_max_seconds),
+        account_hard_limit=settings.login_account_hard_limit,
         time_cost=settings.password_time_cost,
         memory_kib=settings.password_memory_kib,
         parallelism=settings.password_parallelism,
@@ -117,14 +130,12 @@ def build(
 
     async def seed() -> None:
         seeded = await auth.seed(settings.gateway_users_file)
-        if seeded and settings.development:
-            print("Gateway demo logins (seeded now):", flush=True)
+        if seeded:
+            # Where the passwords are, never their values: the users file may be a real one.
+            where = settings.gateway_users_file
+            print(f"Gateway people seeded now (their passwords are in {where}):", flush=True)
             for person in seeded:
-                print(
-                    f"  {person.role:<10} {person.id:<14} password: {person.password}", flush=True
-                )
-        elif seeded:  # production: the passwords are in the operator's file, never in a log
-            log.info("people seeded", people=[person.id for person in seeded])
+                print(f"  {person.role:<10} {person.id}", flush=True)
 
     runtime.on_start(store.ensure_indexes)
     runtime.on_start(journal.ensure_indexes)
@@ -136,7 +147,7 @@ def build(
 
     mail_store = MailStore(
         settings.ingestion_url or f"http://127.0.0.1:{settings.ingestion_http_port}",
-        settings.ingestion_token.get_secret_value() if settings.ingestion_token else None,
+        service_token(settings),
         timeout=settings.command_timeout_seconds,
         transport=mail_transport,
     )
@@ -151,7 +162,7 @@ def build(
         hub,
         mail_store,
         heartbeat_seconds=settings.heartbeat_seconds,
-        trust_forwarded_for=settings.trust_forwarded_for,
+        trusted_proxies=list(settings.trusted_proxies),
         snapshot_seconds=settings.live_snapshot_seconds,
     )
     return runtime

@@ -5,9 +5,9 @@
 * A token is 32 random bytes (URL-safe text) shown once to the person; MongoDB keeps only its
   SHA-256, with the person, the role and the expiry. Logging out deletes it; a supervisor can
   delete every session of a person. A missing, unknown or expired token answers 401.
-* Login attempts are counted in MongoDB per account and per client address in fixed windows, so
-  every gateway replica sees the same counts. Over the limit -> 429 with ``Retry-After``, before
-  any password is checked. A successful login clears its account's count.
+* Failed logins are throttled per account and client address with growing delays
+  (:mod:`switchboard.gateway.throttle`), counted in MongoDB so every gateway replica sees the
+  same counts: 429 with ``Retry-After``, before any password is checked.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from switchboard.gateway.errors import ApiError
 from switchboard.gateway.store import GatewayStore
+from switchboard.gateway.throttle import LoginThrottle
 
 log = structlog.get_logger("switchboard.gateway.auth")
 
@@ -83,15 +84,24 @@ class Authenticator:
         window: timedelta,
         account_limit: int,
         address_limit: int,
+        first_delay: timedelta = timedelta(seconds=30),
+        max_delay: timedelta = timedelta(minutes=15),
+        account_hard_limit: int = 100,
         time_cost: int,
         memory_kib: int,
         parallelism: int,
     ) -> None:
         self._store = store
         self._ttl = token_ttl
-        self._window = window
-        self._account_limit = account_limit
-        self._address_limit = address_limit
+        self._throttle = LoginThrottle(
+            store,
+            window=window,
+            free_failures=account_limit,
+            address_limit=address_limit,
+            first_delay=first_delay,
+            max_delay=max_delay,
+            account_hard_limit=account_hard_limit,
+        )
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
@@ -116,29 +126,20 @@ class Authenticator:
     async def log_in(self, login: str, password: str, address: str) -> tuple[str, Principal]:
         """Check the password; a new token (shown once) and who it belongs to."""
         now = _now()
-        address_count = await self._store.count_attempt(f"address:{address}", self._window, now)
-        account_count = await self._store.count_attempt(f"account:{login}", self._window, now)
-        if address_count > self._address_limit or account_count > self._account_limit:
-            which = "client address" if address_count > self._address_limit else "account"
-            log.warning("login rate limit hit", login=login, address=address, limit=which)
-            retry = self._window.total_seconds() - (now.timestamp() % self._window.total_seconds())
-            raise ApiError(
-                429,
-                "too_many_attempts",
-                f"too many login attempts for this {which}; try again later",
-                headers={"Retry-After": str(max(1, int(retry)))},
-            )
+        await self._throttle.check(login, address, now)
         person = await self._store.person(login)
         if person is None or not person.get("active", True):
             # Same work as a real check, so timing does not tell who exists.
             await self._verify(await self._dummy(), password)
+            await self._throttle.failed(login, address, now)
             raise self._bad_login()
         if not await self._verify(str(person.get("password_hash", "")), password):
             log.info("login refused: wrong password", login=login, address=address)
+            await self._throttle.failed(login, address, now)
             raise self._bad_login()
         if self._hasher.check_needs_rehash(str(person["password_hash"])):
             await self._store.set_password_hash(login, await self.hash_password(password))
-        await self._store.forget_attempts(f"account:{login}")
+        await self._throttle.succeeded(login, address)
         token = secrets.token_urlsafe(32)
         principal = Principal(
             person_id=login,

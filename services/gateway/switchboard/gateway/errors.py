@@ -32,12 +32,23 @@ class ApiError(Exception):
         return {"detail": self.message, "code": self.code, "field": self.field}
 
 
+class FieldError(BaseModel):
+    """One thing wrong in a request, as the validator saw it."""
+
+    loc: list[str | int] = Field(description="where: body/query/path, then the field's path")
+    msg: str
+    type: str
+
+
 class Problem(BaseModel):
-    """Every error answer (validation errors add the usual FastAPI ``detail`` list)."""
+    """Every error answer; a request the API could not read (422) also lists ``errors``."""
 
     detail: str = Field(description="what went wrong, in words a person can act on")
     code: str = Field(description="stable machine code, e.g. not_yours, timeout, invalid")
     field: str | None = Field(default=None, description="the request field at fault, if any")
+    errors: list[FieldError] = Field(
+        default_factory=list, description="each validation error, when the request was invalid"
+    )
 
 
 FORBIDDEN_CODES = frozenset(

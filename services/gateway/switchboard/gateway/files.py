@@ -188,6 +188,13 @@ def file_router(forwarder: Forwarder, store: MailStore, current: Callable[..., A
         filename: Annotated[str, Query(min_length=1, max_length=200)],
         principal: Annotated[Principal, Depends(current)],
     ) -> dict[str, Any]:
+        if any(not ch.isprintable() for ch in filename):
+            raise ApiError(
+                422,
+                "invalid",
+                "a file name may not hold a line break or control character",
+                field="filename",
+            )
         length = int(request.headers.get("content-length") or 0)
         if length > MAX_UPLOAD:
             raise ApiError(413, "too_large", f"at most {MAX_UPLOAD} bytes", field="body")

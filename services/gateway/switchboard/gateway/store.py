@@ -100,6 +100,20 @@ class GatewayStore:
         )
         return int(found["count"]) if found else 1
 
+    async def failures(self, key: str) -> Document | None:
+        """The failed logins counted under ``key``: ``{count, last}``, or None."""
+        return await self.attempts.find_one({"_id": f"failures:{key}"})
+
+    async def count_failure(self, key: str, now: datetime, keep: timedelta) -> int:
+        """One more failed login under ``key`` (kept ``keep`` after the last); the count."""
+        found = await self.attempts.find_one_and_update(
+            {"_id": f"failures:{key}"},
+            {"$inc": {"count": 1}, "$set": {"key": key, "last": now, "until": now + keep}},
+            upsert=True,
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(found["count"]) if found else 1
+
     async def forget_attempts(self, key: str) -> None:
         await self.attempts.delete_many({"key": key})
 

@@ -63,8 +63,8 @@ class IngestionSettings(ServiceSettings):
         "busy store takes minutes, and senders wait 10 (RFC 5321 4.5.3.2.6)",
     )
 
-    http_token: SecretStr | None = Field(
-        default=None, description="when set, /mail/* needs Authorization: Bearer <token>"
+    smtp_max_recipients: int = Field(
+        default=1000, ge=1, description="RCPT TO per transaction; more are answered 452"
     )
 
     relay_host: str = "127.0.0.1"
@@ -171,14 +171,18 @@ def build(settings: IngestionSettings) -> IngestionRuntime:
         store,
         mailboxes,
         size_limit=settings.max_message_bytes,
-        token=settings.http_token.get_secret_value() if settings.http_token else None,
     )
     for path in PATHS:
         runtime.mount(path, http)
 
     if settings.smtp_enabled:
         smtp = SmtpServer(
-            InboundHandler(ingestor, mailboxes, timeout=settings.smtp_store_timeout_seconds),
+            InboundHandler(
+                ingestor,
+                mailboxes,
+                timeout=settings.smtp_store_timeout_seconds,
+                max_recipients=settings.smtp_max_recipients,
+            ),
             host=settings.smtp_host,
             port=settings.smtp_port,
             hostname=settings.smtp_hostname,

@@ -10,16 +10,16 @@ The runtime mounts apps on *exact* paths, so ids travel as query parameters:
 * ``GET /mail/blobs?id=<blob_id>`` -> an attachment, sanitised HTML or full text.
 * ``POST /mail/attachments?filename=a.pdf`` body = bytes -> 201 ``AttachmentRef`` (for replies).
 * ``GET /mail/quarantine`` -> the mail that could not be parsed, newest first.
+* ``GET /mail/openapi.json`` -> this API as an OpenAPI document.
 
-With ``SB_HTTP_TOKEN`` set every call needs ``Authorization: Bearer <token>``. A raw mail, HTML or
+Every call needs the service token (``Authorization: Bearer``; the runtime checks it, see
+:mod:`switchboard.runtime.service_token`). A raw mail, HTML or
 full text whose email threading masked answers 410 (see :mod:`switchboard.ingestion.masking`).
 """
 
 from __future__ import annotations
 
-import hmac
 import mimetypes
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from switchboard.contracts.mail import AttachmentRef
 from switchboard.ingestion import metrics
 from switchboard.ingestion.ingest import Arrival, Ingestor
 from switchboard.ingestion.mailboxes import MailboxDirectory
+from switchboard.ingestion.openapi import OPENAPI
 from switchboard.ingestion.store import BlobMissing, MailStore
 
 log = structlog.get_logger("switchboard.ingestion.http")
@@ -43,6 +44,7 @@ PATHS = (
     "/mail/blobs",
     "/mail/attachments",
     "/mail/quarantine",
+    "/mail/openapi.json",
 )
 
 
@@ -88,20 +90,7 @@ def build_http_app(
     mailboxes: MailboxDirectory,
     *,
     size_limit: int,
-    token: str | None,
 ) -> Starlette:
-    Endpoint = Callable[[Request], Awaitable[Response]]
-
-    def guarded(endpoint: Endpoint) -> Endpoint:
-        async def check(request: Request) -> Response:
-            if token:
-                given = request.headers.get("authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-                    return JSONResponse({"error": "unauthorized"}, status_code=401)
-            return await endpoint(request)
-
-        return check
-
     async def messages(request: Request) -> Response:
         if request.method == "GET":
             doc = await store.mails.find_one({"_id": request.query_params.get("id", "")})
@@ -181,6 +170,14 @@ def build_http_app(
         except _TooLarge:
             return JSONResponse({"error": f"larger than {size_limit} bytes"}, status_code=413)
         filename = request.query_params.get("filename", "attachment.bin")
+        if not filename or any(not ch.isprintable() for ch in filename):
+            return JSONResponse(
+                {
+                    "error": "a file name may not hold a line break or control character",
+                    "field": "filename",
+                },
+                status_code=422,
+            )
         ctype = (
             request.query_params.get("content_type")
             or mimetypes.guess_type(filename)[0]
@@ -193,15 +190,25 @@ def build_http_app(
         return JSONResponse(ref.model_dump(mode="json"), status_code=201)
 
     async def quarantine(request: Request) -> Response:
-        docs = await store.list_quarantine(int(request.query_params.get("limit", "100")))
+        limit = request.query_params.get("limit", "100")
+        if not limit.isdigit() or not 1 <= int(limit) <= 1000:
+            return JSONResponse(
+                {"error": "limit must be a whole number from 1 to 1000", "field": "limit"},
+                status_code=422,
+            )
+        docs = await store.list_quarantine(int(limit))
         return JSONResponse([_jsonable({"email_id": d.pop("_id"), **d}) for d in docs])
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(OPENAPI)
 
     return Starlette(
         routes=[
-            Route("/mail/messages", guarded(messages), methods=["GET", "POST"]),
-            Route("/mail/raw", guarded(raw), methods=["GET"]),
-            Route("/mail/blobs", guarded(blobs), methods=["GET"]),
-            Route("/mail/attachments", guarded(attachments), methods=["POST"]),
-            Route("/mail/quarantine", guarded(quarantine), methods=["GET"]),
+            Route("/mail/messages", messages, methods=["GET", "POST"]),
+            Route("/mail/raw", raw, methods=["GET"]),
+            Route("/mail/blobs", blobs, methods=["GET"]),
+            Route("/mail/attachments", attachments, methods=["POST"]),
+            Route("/mail/quarantine", quarantine, methods=["GET"]),
+            Route("/mail/openapi.json", openapi, methods=["GET"]),
         ]
     )

@@ -25,10 +25,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import charset_normalizer
-import nh3
 from inscriptis import get_text  # type: ignore[import-untyped]
 from tnefparse import TNEF  # type: ignore[import-untyped]
 
+from switchboard.contracts.html import sanitize_html
 from switchboard.contracts.mail import Classification
 from switchboard.ingestion.classify import classify
 
@@ -66,16 +66,6 @@ _CHARSET_ALIASES = {
     "unicode-1-1-utf-7": "utf-7",
 }
 _UNKNOWN_CHARSETS = {"unknown-8bit", "x-unknown", "unknown", "8bit", "binary", "default"}
-_HTML_TAGS = set(nh3.ALLOWED_TAGS) | {"font"}
-_HTML_ATTRIBUTES: dict[str, set[str]] = {
-    **{tag: set(attrs) for tag, attrs in nh3.ALLOWED_ATTRIBUTES.items()},
-    "img": {"src", "alt", "width", "height", "title"},
-    "td": {"colspan", "rowspan", "align", "valign", "width"},
-    "th": {"colspan", "rowspan", "align", "valign", "width"},
-    "table": {"width", "border", "cellpadding", "cellspacing"},
-    "font": {"color", "size"},
-}
-_URL_SCHEMES = {"http", "https", "mailto", "tel", "cid"}
 
 
 @dataclass(frozen=True)
@@ -542,19 +532,6 @@ def html_to_text(html: str) -> str:
         return str(get_text(html)).strip()
     except Exception:
         return re.sub(r"<[^>]*>", " ", html)
-
-
-def sanitize_html(html: str) -> str:
-    """Customer HTML made safe to show to a person (no script, style, handlers, trackers' JS)."""
-    return nh3.clean(
-        html,
-        tags=_HTML_TAGS,
-        clean_content_tags={"script", "style", "title", "head"},
-        attributes=_HTML_ATTRIBUTES,
-        url_schemes=_URL_SCHEMES,
-        strip_comments=True,
-        link_rel="noopener noreferrer nofollow",
-    )
 
 
 class _Body:

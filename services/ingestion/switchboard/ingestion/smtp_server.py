@@ -41,11 +41,17 @@ class _LenientSMTP(SMTP):
 
 class InboundHandler:
     def __init__(
-        self, ingestor: Ingestor, mailboxes: MailboxDirectory, *, timeout: float = 60.0
+        self,
+        ingestor: Ingestor,
+        mailboxes: MailboxDirectory,
+        *,
+        timeout: float = 60.0,
+        max_recipients: int = 1000,
     ) -> None:
         self._ingestor = ingestor
         self._mailboxes = mailboxes
         self._timeout = timeout
+        self._max_recipients = max_recipients
 
     async def handle_RCPT(
         self,
@@ -55,6 +61,10 @@ class InboundHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if len(envelope.rcpt_tos) >= self._max_recipients:
+            # RFC 5321 4.5.3.1.10: the client sends the rest in another transaction.
+            metrics.REJECTED.labels("smtp", "452").inc()
+            return "452 4.5.3 Too many recipients"
         if self._mailboxes.find(address) is None:
             metrics.REJECTED.labels("smtp", "550").inc()
             return f"550 5.1.1 <{address}>: no such mailbox here"

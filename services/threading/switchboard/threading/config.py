@@ -119,6 +119,10 @@ class ThreadingConfig(BaseModel):
     def known(self, service: str) -> bool:
         return service in self.services
 
+    def own_addresses(self) -> frozenset[str]:
+        """Every address we send from: an automatic answer never goes to one (a loop)."""
+        return frozenset(cfg.sender.address for cfg in self.services.values())
+
     @classmethod
     def from_documents(
         cls, documents: list[dict[str, Any]], previous: ThreadingConfig | None = None

@@ -75,6 +75,8 @@ class Intake:
     case_number: int | None
     matched_by: str = ""
     linked_to: int | None = None
+    new_participant: bool = False
+    """Joined by the thread identifier from an address on no earlier message of the case."""
 
 
 def _now() -> datetime:
@@ -454,7 +456,9 @@ class ThreadingHandlers:
                 "linked_to": intake.linked_to,
                 "auto_answer": answer,
                 "auto_answer_skipped": answer_skipped,
+                "new_participant": intake.new_participant,
             },
+            "new_participant": intake.new_participant,
             "stored_at": _now(),
         }
         if not await self.store.insert_email(doc):
@@ -500,14 +504,15 @@ class ThreadingHandlers:
                         break
                 if (
                     case is not None
-                    and clue.kind == "references"
-                    and not rules.may_join_by_references(
+                    and clue.kind in rules.MESSAGE_ID_CLUES
+                    and not rules.may_join_by_message_id(
                         event.sender.address, case.get("participants", [])
                     )
                 ):
-                    return Intake("linked", None, "references", linked_to=case["_id"])
+                    return Intake("linked", None, clue.kind, linked_to=case["_id"])
             if case is None:
                 continue
+            new = not rules.took_part(event.sender.address, case.get("participants", []))
             action = rules.follow_up_action(
                 case_status=case["status"],
                 closed_at=case.get("closed_at"),
@@ -519,9 +524,9 @@ class ThreadingHandlers:
                 now=_now(),
             )
             if action == "attach":
-                return Intake("attached", case["_id"], clue.kind)
+                return Intake("attached", case["_id"], clue.kind, new_participant=new)
             if action == "reopen":
-                return Intake("reopened", case["_id"], clue.kind)
+                return Intake("reopened", case["_id"], clue.kind, new_participant=new)
             if action == "new_linked":
                 return Intake("linked", None, clue.kind, linked_to=case["_id"])
             if action == "reject":
@@ -542,14 +547,18 @@ class ThreadingHandlers:
             return None, None
         to = event.reply_to[0] if event.reply_to else event.sender
         recipient = to.address
-        if not rules.may_answer_automatically(recipient, event.classification) or not (
-            rules.may_answer_automatically(event.sender.address, event.classification)
-        ):
-            metrics.AUTO_ANSWERS.labels(kind, "never_to_this_sender").inc()
-            return None, None
         problem = rules.answer_address_problem(to.name, recipient)
         if problem is not None:
             return None, self._answer_skipped(kind, problem)
+        own = {
+            rules.address_key(a)
+            for a in (*self.config.own_addresses(), cfg.sender.address, event.mailbox)
+        }
+        if not rules.may_answer_automatically(recipient, event.classification, own) or not (
+            rules.may_answer_automatically(event.sender.address, event.classification, own)
+        ):
+            metrics.AUTO_ANSWERS.labels(kind, "never_to_this_sender").inc()
+            return None, None
         window = rules.rate_window(_now(), cfg.auto_ack.window_minutes)
         if not await self.store.take_ack_quota(
             rules.address_key(recipient), window, cfg.auto_ack.per_recipient_limit
@@ -2072,6 +2081,7 @@ class ThreadingHandlers:
                 "delivery": email.get("delivery"),
                 "mailboxes": email.get("mailboxes", []),
                 "in_reply_to": email.get("in_reply_to"),
+                "new_participant": bool(email.get("new_participant")),
             }
         )
         return view

@@ -1,7 +1,7 @@
 """The threading rules as plain functions: no I/O, tested directly.
 
 * which clues an inbound mail offers, in the order they are trusted;
-* whether a References-only match may join a case;
+* whether a match by Message-ID (In-Reply-To, References) may join a case;
 * what a follow-up to a closed case does; auto-replies and bounces never reopen;
 * automatic mail (auto-replies, bounces) that matches no case is filed, never routed;
 * whom an automatic answer may go to;
@@ -11,13 +11,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from switchboard.contracts.mail import OutboundAddress
+from switchboard.contracts.mail import OutboundAddress, is_sendable_address
 from switchboard.threading import access
 from switchboard.threading.config import ServiceConfig
 from switchboard.threading.subjects import find_tags
@@ -82,9 +83,21 @@ def clues(
     return found
 
 
-def may_join_by_references(sender: str, participants: list[str]) -> bool:
-    """A References-only match joins the case only when the sender already took part in it."""
+MESSAGE_ID_CLUES: tuple[ClueKind, ...] = ("in_reply_to", "references")
+"""Clues anyone who saw one mail of the thread can copy (a Message-ID is no secret)."""
+
+
+def took_part(sender: str, participants: list[str]) -> bool:
+    """Whether ``sender`` is already on a message of the case."""
     return address_key(sender) in {address_key(p) for p in participants}
+
+
+def may_join_by_message_id(sender: str, participants: list[str]) -> bool:
+    """A match by In-Reply-To or References joins the case only when the sender already took
+    part in it: a stranger who copied a Message-ID starts a new case linked to it ("possible
+    related case"), so the agent's reply never goes to them. Only the keyed thread identifier
+    (subject tag, header) lets a new address join, flagged as a new participant."""
+    return took_part(sender, participants)
 
 
 AUTOMATIC_CLASSIFICATIONS = ("auto_reply", "bounce")
@@ -144,11 +157,19 @@ _NO_REPLY = re.compile(
 )
 
 
-def may_answer_automatically(sender: str, classification: str) -> bool:
-    """Never answer auto-replies, bounces, list mail, mailer-daemon or no-reply senders."""
+def may_answer_automatically(
+    sender: str, classification: str, own: Collection[str] = frozenset()
+) -> bool:
+    """Never answer auto-replies, bounces, list mail, mailer-daemon or no-reply senders, nor
+    one of our own addresses (``own``, as ``address_key`` gives them: the mailbox the mail
+    came to, every service's sender address): that would answer ourselves, maybe forever;
+    nor an address that is not one plain ``local@domain`` (it could not be sent to)."""
     if classification != "normal":
         return False
-    local, at, domain = address_key(sender).rpartition("@")
+    key = address_key(sender)
+    if key in own or not is_sendable_address(sender.strip()):
+        return False
+    local, at, domain = key.rpartition("@")
     if not at or not local or not domain:
         return False
     return not _NO_REPLY.match(local)
