@@ -33,6 +33,9 @@ from switchboard.runtime.settings import ServiceSettings
 
 log = structlog.get_logger("switchboard.gateway")
 
+# services/gateway/switchboard/gateway/app.py -> the checkout's web/dist (`make install` builds it)
+WEB_DIST = Path(__file__).resolve().parents[4] / "web" / "dist"
+
 
 class GatewaySettings(ServiceSettings):
     gateway_users_file: Path | None = Field(
@@ -77,6 +80,10 @@ class GatewaySettings(ServiceSettings):
         default=None, description="bearer token of the mail edge's HTTP API (its SB_HTTP_TOKEN)"
     )
     purge_seconds: float = Field(default=300.0, gt=0, description="expired sessions cleanup")
+    web_dist: Path | None = Field(
+        default=WEB_DIST,
+        description="the built desktop app (web/dist) served at /; none: the API alone",
+    )
 
 
 class GatewayRuntime(Runtime):
@@ -151,6 +158,7 @@ def build(
         heartbeat_seconds=settings.heartbeat_seconds,
         trust_forwarded_for=settings.trust_forwarded_for,
         snapshot_seconds=settings.live_snapshot_seconds,
+        web_dist=settings.web_dist,
     )
     return runtime
 
