@@ -193,12 +193,15 @@ class Desk {
   }
 
   async ready(): Promise<void> {
-    if (this.state?.state === "logged_out") await this.act(() => post("/me/log-in", {}, {}));
+    if (!this.state || this.state.state === "logged_out") {
+      await this.act(() => post("/me/log-in", {}, { initial_state: "ready" }));
+      return;
+    }
     await this.act(() => post("/me/ready"));
   }
 
   async notReady(reason: string): Promise<void> {
-    if (this.state?.state === "logged_out") {
+    if (!this.state || this.state.state === "logged_out") {
       await this.act(() => post("/me/log-in", {}, { initial_state: "not_ready", reason }));
       return;
     }
