@@ -28,7 +28,7 @@ from switchboard.contracts.agents import AgentHeartbeat
 from switchboard.gateway.actions import ACTIONS
 from switchboard.gateway.auth import PERSON_ID, Authenticator, Principal, Role
 from switchboard.gateway.errors import ApiError, Problem
-from switchboard.gateway.files import MailStore, file_router
+from switchboard.gateway.files import MailStore, file_router, quarantine_router
 from switchboard.gateway.forward import Forwarder
 from switchboard.gateway.live import replay, snapshot
 from switchboard.gateway.metrics import LOGINS
@@ -38,6 +38,7 @@ from switchboard.gateway.web import (
     SESSION_COOKIE,
     SecurityHeaders,
     check_csrf,
+    hide_secret_headers,
     clear_session_cookie,
     mount_web_app,
     same_origin,
@@ -308,6 +309,7 @@ def build_api(
         register(actions, action, forwarder, current, supervisor)
     app.include_router(actions)
     app.include_router(file_router(forwarder, mail_store, current))
+    app.include_router(quarantine_router(mail_store, supervisor))
 
     # -- live stream ------------------------------------------------------------------------------
 
@@ -431,5 +433,6 @@ def build_api(
         app.router.routes.append(Route(path, endpoint=runtime.app, include_in_schema=False))
 
     mount_web_app(app, web_dist)
+    hide_secret_headers()
     app.add_middleware(SecurityHeaders)
     return app

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
@@ -38,6 +39,27 @@ BASE_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
 }
+
+
+SECRET_HEADERS = frozenset({"cookie", "set-cookie", "authorization"})
+
+
+class SecretHeaderFilter(logging.Filter):
+    """Blanks session headers in the WebSocket library's DEBUG header trace (``< cookie: ...``),
+    which uvicorn writes to its own logger: no session token in any log, at any level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() in SECRET_HEADERS:
+            record.args = (args[0], "[redacted]")
+        return True
+
+
+def hide_secret_headers() -> None:
+    for name in ("uvicorn.error", "websockets.server", "websockets.protocol"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, SecretHeaderFilter) for f in logger.filters):
+            logger.addFilter(SecretHeaderFilter())
 
 
 def is_tls(scheme: str) -> bool:
