@@ -39,3 +39,15 @@ def leave(page: Page) -> None:
     if end.is_visible():
         end.click()
         expect(page.get_by_test_id("agent-state")).to_have_attribute("data-state", "logged_out")
+
+
+def close_without_reply(page: Page) -> None:
+    """Finish the open case without answering (and end wrap-up), leaving the agent Ready."""
+    expect(page.get_by_test_id("case-view")).to_be_visible()
+    page.get_by_role("button", name="Close without reply").click()
+    expect(page.get_by_test_id("case-status")).to_have_text("closed", timeout=15_000)
+    state = page.get_by_test_id("agent-state")
+    expect(state).not_to_have_attribute("data-state", "busy", timeout=15_000)
+    if state.get_attribute("data-state") == "wrap_up":
+        page.get_by_role("button", name="Go Ready").click()
+    expect(state).to_have_attribute("data-state", "ready")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from switchboard.runtime.localstack import Backends, management_call
 
@@ -29,6 +30,7 @@ from stack import REPO, SmtpSink, Stack
 WEB = REPO / "web"
 
 os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+expect.set_options(timeout=10_000)  # a loaded machine; a person would wait this long too
 
 
 def _built() -> bool:

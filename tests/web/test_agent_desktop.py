@@ -76,7 +76,7 @@ def test_an_agent_answers_a_customer_mail_from_offer_to_closed_case(
     expect(answer).to_be_visible(timeout=30_000)
     shot(page, "desktop")
 
-    page.get_by_test_id("disposition-input").fill("Customer confirmed")
+    page.get_by_test_id("disposition-input").select_option("Customer confirmed")
     page.get_by_role("button", name="Set", exact=True).click()
     expect(page.get_by_test_id("case-status")).to_have_text("closed", timeout=15_000)
     state = page.get_by_test_id("agent-state")

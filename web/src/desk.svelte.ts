@@ -177,6 +177,22 @@ class Desk {
     flashTitle();
   }
 
+  /** Accepted work opens directly and is listed under My work. */
+  opened(offer: Offer): void {
+    const summary = offer.summary;
+    const item = workOf(offer.interaction_id, {
+      service: offer.service,
+      channel: offer.channel,
+      subject: String(summary["subject"] ?? summary["campaign"] ?? ""),
+      customer: String(summary["customer"] ?? ""),
+    });
+    if (!this.work.some((w) => w.interaction_id === item.interaction_id)) {
+      this.work = [...this.work, item];
+    }
+    if (item.case_number !== null) this.openCase = item.case_number;
+    if (item.record_id !== null) this.openRecord = item.record_id;
+  }
+
   dropOffer(offerId: string): void {
     this.offers = this.offers.filter((o) => o.offer_id !== offerId);
   }

@@ -66,10 +66,16 @@ export interface Draft {
   version?: number;
 }
 
+export interface DispositionChoice {
+  name: string;
+  final: boolean;
+}
+
 export interface Thread {
   case: CaseSummary;
   emails: Email[];
   drafts: Draft[];
+  service_dispositions: DispositionChoice[];
 }
 
 export type ComposeMode = "reply" | "reply_all" | "forward" | "follow_up" | "new";
