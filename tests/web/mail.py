@@ -19,13 +19,14 @@ def customer_mail(
     text: str,
     *,
     sender: str = "Grace Hopper <grace@example.org>",
+    to: str = SUPPORT,
     cc: str | None = None,
     html: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> str:
     message = EmailMessage()
     message["From"] = sender
-    message["To"] = SUPPORT
+    message["To"] = to
     if cc:
         message["Cc"] = cc
     message["Subject"] = subject
