@@ -80,10 +80,11 @@ class Desk {
 
   async start(person: Person): Promise<void> {
     this.me = person;
-    if (person.role === "agent") {
-      await this.loadState();
-    }
     this.live.start();
+    if (person.role === "agent") {
+      // the live stream's snapshot brings the state too: a slow owner must not hold the page
+      await this.act(() => this.loadState());
+    }
   }
 
   stop(): void {
