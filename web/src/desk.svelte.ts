@@ -26,6 +26,7 @@ export interface Offer {
   expires_at: string;
   auto_accept: boolean;
   summary: Record<string, unknown>;
+  occurred_at?: string;
 }
 
 export interface Work {
@@ -36,6 +37,9 @@ export interface Work {
   record_id: string | null;
   subject: string;
   customer: string;
+  /** When this round of the work started (server time): an older `interaction.ended` of the
+   * same interaction (a skipped record offered again) must not close it. */
+  since: string;
 }
 
 export function workOf(interaction_id: string, extra: Partial<Work> = {}): Work {
@@ -49,6 +53,7 @@ export function workOf(interaction_id: string, extra: Partial<Work> = {}): Work 
     record_id: record,
     subject: "",
     customer: "",
+    since: "",
     ...extra,
   };
 }
@@ -141,6 +146,7 @@ class Desk {
         if (data["offer_id"]) this.dropOffer(String(data["offer_id"]));
         const summary = offer?.summary ?? {};
         const item = workOf(id, {
+          since: String(offer?.occurred_at ?? data["occurred_at"] ?? ""),
           service: String(data["service"] ?? ""),
           channel: String(data["channel"] ?? "email"),
           subject: String(summary["subject"] ?? summary["campaign"] ?? ""),
@@ -156,6 +162,9 @@ class Desk {
       case "interaction.transferred": {
         const id = String(data["interaction_id"]);
         if (frame.event === "interaction.transferred" && data["to_agent_id"] === this.me?.id) break;
+        const held = this.work.find((w) => w.interaction_id === id);
+        const ended = String(data["occurred_at"] ?? "");
+        if (held?.since && ended && Date.parse(ended) < Date.parse(held.since)) break; // an earlier round
         this.work = this.work.filter((w) => w.interaction_id !== id);
         if (this.openRecord && id === `record-${this.openRecord}`) this.openRecord = null;
         break;
@@ -182,14 +191,13 @@ class Desk {
   opened(offer: Offer): void {
     const summary = offer.summary;
     const item = workOf(offer.interaction_id, {
+      since: offer.occurred_at ?? "",
       service: offer.service,
       channel: offer.channel,
       subject: String(summary["subject"] ?? summary["campaign"] ?? ""),
       customer: String(summary["customer"] ?? ""),
     });
-    if (!this.work.some((w) => w.interaction_id === item.interaction_id)) {
-      this.work = [...this.work, item];
-    }
+    this.work = [...this.work.filter((w) => w.interaction_id !== item.interaction_id), item];
     if (item.case_number !== null) this.openCase = item.case_number;
     if (item.record_id !== null) this.openRecord = item.record_id;
   }
