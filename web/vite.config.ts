@@ -11,5 +11,7 @@ export default defineConfig({
     assetsInlineLimit: 0,
     modulePreload: { polyfill: false },
     sourcemap: false,
+    // quiet builds: no timing report of the bundler's plugins
+    rolldownOptions: { checks: { pluginTimings: false } },
   },
 });
