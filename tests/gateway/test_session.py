@@ -88,7 +88,9 @@ async def test_the_live_stream_takes_the_cookie_from_this_origin_and_never_a_tok
 
     cookie = {"Cookie": f"sb_session={session}"}
     async with websockets.connect(
-        f"ws://{address}/me/live", additional_headers={**cookie, "Origin": f"http://{address}"}
+        f"ws://{address}/me/live",
+        additional_headers={**cookie, "Origin": f"http://{address}"},
+        open_timeout=30,  # a loaded machine
     ) as ws:
         assert (await next_event(ws, "hello"))["person_id"] == "agent-1"
 
@@ -96,7 +98,7 @@ async def test_the_live_stream_takes_the_cookie_from_this_origin_and_never_a_tok
         (f"ws://{address}/me/live?token={token}", {}),
         (f"ws://{address}/me/live", {**cookie, "Origin": "https://evil.example"}),
     ):
-        async with websockets.connect(url, additional_headers=headers) as refused:
+        async with websockets.connect(url, additional_headers=headers, open_timeout=30) as refused:
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await refused.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
