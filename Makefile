@@ -5,11 +5,30 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY = $(UV) run --frozen
 PACKAGES := $(shell for d in libs/*/switchboard/* services/*/switchboard/*; do [ -d $$d ] && echo -p switchboard.$$(basename $$d); done)
 
-.PHONY: install services run demo e2e test test-only lint format bench docs secrets up backup check-deploy clean
+.PHONY: install services run demo e2e test test-only lint lint-web web web-types format bench docs secrets up backup check-deploy clean
 
-install:  ## uv, RabbitMQ, dovecot, FerretDB (cached), and the Python workspace
+install:  ## uv, RabbitMQ, dovecot, FerretDB (cached), Chromium, the Python workspace, the web app
 	@bash deploy/local/install.sh $(if $(CI),--ci)
-	@$(UV) sync --frozen --quiet
+	@PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 $(UV) sync --frozen --quiet
+	@$(MAKE) --no-print-directory web
+
+# The desktop app (web/): npm ci when the lock file changed, vite build when a source changed.
+export NPM_CONFIG_UPDATE_NOTIFIER := false
+export NPM_CONFIG_FUND := false
+export NPM_CONFIG_AUDIT := false
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/svelte.config.js web/tsconfig.json
+
+web: web/dist/index.html  ## build the desktop app (skipped when up to date)
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	@cd web && npm ci --loglevel=error
+
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	@cd web && npm run --silent build -- --logLevel warn
+
+web-types: web/node_modules/.package-lock.json  ## regenerate web/src/gateway.d.ts from the gateway's OpenAPI
+	@$(PY) python web/scripts/export_openapi.py web/openapi.json
+	@cd web && npm run --silent types
 
 services: install  ## find or start RabbitMQ and FerretDB on loopback; prints their URLs
 	@$(PY) switchboard services
@@ -28,12 +47,16 @@ test: install lint check-deploy test-only  ## lint, deployment checks, then ever
 test-only:  ## every test (tests/deploy ran in check-deploy already)
 	@$(PY) pytest --ignore=tests/deploy
 
-lint:  ## ruff + mypy + architecture rules (import contracts, module sizes)
+lint: lint-web  ## ruff + mypy + architecture rules (import contracts, module sizes), and the web app's types (generated ones up to date, svelte-check)
 	@$(PY) ruff check .
 	@$(PY) ruff format --check .
 	@$(PY) mypy $(PACKAGES)
 	@$(PY) lint-imports --no-cache
 	@$(PY) python scripts/check_module_size.py
+
+lint-web: web/node_modules/.package-lock.json
+	@$(PY) python web/scripts/export_openapi.py web/openapi.json
+	@cd web && npm run --silent types:check && npm run --silent check
 
 format:
 	@$(PY) ruff format .

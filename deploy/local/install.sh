@@ -9,6 +9,8 @@ command -v rabbitmq-server >/dev/null || need_apt+=(rabbitmq-server)
 command -v dovecot >/dev/null || need_apt+=(dovecot-imapd)
 command -v openssl >/dev/null || need_apt+=(openssl)  # test certificates (IMAP and relay TLS)
 command -v patch >/dev/null || need_apt+=(patch)  # FerretDB local patches (deploy/local/ferretdb-patches)
+command -v npm >/dev/null || need_apt+=(nodejs npm)     # builds the desktop app (web/)
+command -v chromium >/dev/null || need_apt+=(chromium)  # the browser tests drive it (never downloaded)
 if [[ "${1:-}" == "--ci" ]]; then
     command -v docker-compose >/dev/null || need_apt+=(docker-compose)
     command -v promtool >/dev/null || need_apt+=(prometheus)

@@ -64,7 +64,8 @@ class Agent:
         SECRETS_USED.update({password, token})
         self.http.headers["authorization"] = f"Bearer {token}"
         self._socket = await websockets.connect(
-            self.stack.url("gateway", "/me/live").replace("http", "ws") + f"?token={token}"
+            self.stack.url("gateway", "/me/live").replace("http", "ws"),
+            additional_headers={"Authorization": f"Bearer {token}"},
         )
         self._reader = asyncio.create_task(self._read())
         await self.call("POST", "/me/log-in")

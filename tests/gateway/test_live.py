@@ -57,9 +57,7 @@ async def test_an_agent_gets_their_offers_and_mail_on_their_cases_and_beats(
         boss = await login(http, "supervisor-1")
         async with (
             websockets.connect(f"ws://{address}/me/live", additional_headers=agent) as mine,
-            websockets.connect(
-                f"ws://{address}/me/live?token={boss['Authorization'][7:]}"
-            ) as watching,
+            websockets.connect(f"ws://{address}/me/live", additional_headers=boss) as watching,
         ):
             hello = await next_event(mine, "hello")
             assert hello["person_id"] == "agent-1"
@@ -104,7 +102,9 @@ async def test_the_stream_refuses_a_bad_token_and_closes_when_revoked(
     served: tuple[GatewayRuntime, str],
 ) -> None:
     _, address = served
-    async with websockets.connect(f"ws://{address}/me/live?token=nope") as refused:
+    async with websockets.connect(
+        f"ws://{address}/me/live", additional_headers={"Authorization": "Bearer nope"}
+    ) as refused:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await refused.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401

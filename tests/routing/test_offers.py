@@ -33,7 +33,8 @@ async def test_offer_accept_assigns_and_ending_frees_capacity_for_the_next(harne
     await harness.agent("a1")
     await harness.publish(route("case-1", summary={"subject": "Parcel lost"}))
     [offer] = await harness.observer.wait_for("offer.made", interaction_id="case-1")
-    assert offer["agent_id"] == "a1" and offer["summary"] == {"subject": "Parcel lost"}
+    assert offer["agent_id"] == "a1" and offer["summary"]["subject"] == "Parcel lost"
+    assert offer["summary"]["waiting_since"]
     assert offer["service"] == "support" and offer["auto_accept"] is False
 
     await harness.publish(route("case-2"))

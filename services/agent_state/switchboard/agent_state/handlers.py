@@ -218,7 +218,9 @@ class AgentStateHandlers:
             "agents": [
                 describe(agent_from_doc(d), d.get("profile", {}), int(d.get("profile_version", 0)))
                 for d in docs
-            ]
+            ],
+            # the desktop offers these in its Not Ready menu
+            "not_ready_reasons": list(self.policy.not_ready_reasons),
         }
 
     async def on_state_report(self, query: StateReportRequested) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from pathlib import Path as PathLike
 from typing import Annotated, Any
 
 import structlog
@@ -30,22 +31,35 @@ from switchboard.gateway.access import AccessLog
 from switchboard.gateway.actions import ACTIONS
 from switchboard.gateway.auth import PERSON_ID, Authenticator, Principal, Role
 from switchboard.gateway.errors import ApiError, FieldError, Problem
-from switchboard.gateway.files import MailStore, file_router
+from switchboard.gateway.files import MailStore, file_router, quarantine_router
 from switchboard.gateway.forward import Forwarder
 from switchboard.gateway.live import replay, snapshot
 from switchboard.gateway.metrics import LOGINS
 from switchboard.gateway.push import Connection, PushHub
 from switchboard.gateway.routes import register
+from switchboard.gateway.web import (
+    SESSION_COOKIE,
+    SecurityHeaders,
+    check_csrf,
+    clear_session_cookie,
+    hide_secret_headers,
+    mount_web_app,
+    same_origin,
+    set_session_cookie,
+)
 from switchboard.runtime.service import Runtime
 
 log = structlog.get_logger("switchboard.gateway.api")
 
 DESCRIPTION = """\
 The agent and supervisor API of Switchboard. Log in with `POST /auth/login`, then send
-`Authorization: Bearer <token>`. Every action is forwarded to the service that owns it; its
+`Authorization: Bearer <token>` (a browser logs in with `"cookie": true` instead and is
+then authenticated by an HttpOnly session cookie; its unsafe requests send
+`X-Switchboard-Csrf: 1`). Every action is forwarded to the service that owns it; its
 refusal comes back as 403 / 404 / 409 / 422 with `code`, `detail` and `field`; a service that
 does not answer in time gives 504. Live events (offers, state changes, new mail on your cases):
-WebSocket `GET /me/live` (token in the `Authorization` header or the `token` query parameter);
+WebSocket `GET /me/live` (token in the `Authorization` header, or the session cookie; never in
+the URL);
 keeping it open is your desktop's heartbeat. An agent's event frames carry a `seq`: reconnect
 with `?since=<seq>` (or `Last-Event-ID`) to get what was pushed while away; every connection
 then gets a `snapshot` (state, interactions held, open offers).
@@ -57,6 +71,10 @@ class LoginBody(BaseModel):
 
     login: str = Field(min_length=1, max_length=64, description="the person id, e.g. agent-1")
     password: str = Field(min_length=1, max_length=1024)
+    cookie: bool = Field(
+        default=False,
+        description="a browser: keep the session in an HttpOnly cookie, not in the answer",
+    )
 
 
 class PersonView(BaseModel):
@@ -66,7 +84,10 @@ class PersonView(BaseModel):
 
 
 class LoginAnswer(BaseModel):
-    token: str = Field(description="send as Authorization: Bearer <token>; shown only once")
+    token: str | None = Field(
+        description="send as Authorization: Bearer <token>; shown only once "
+        "(null when the session is in the cookie)"
+    )
     token_type: str = "bearer"
     expires_at: datetime
     person: PersonView
@@ -120,6 +141,7 @@ def build_api(
     trusted_proxies: Sequence[clients.Network] = (),
     snapshot_seconds: float = 5.0,
     version: str = "0.1.0",
+    web_dist: PathLike | None = None,
 ) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -168,9 +190,15 @@ def build_api(
         return JSONResponse(problem.model_dump(mode="json"), status_code=422)
 
     async def current(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Principal:
-        return await auth.authenticate(credentials.credentials if credentials else None)
+        if credentials is not None:
+            return await auth.authenticate(credentials.credentials)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie:
+            check_csrf(request)
+        return await auth.authenticate(cookie)
 
     async def supervisor(principal: Annotated[Principal, Depends(current)]) -> Principal:
         if not principal.is_supervisor:
@@ -196,23 +224,32 @@ def build_api(
         },
         summary="Log in with a password; answers a bearer token",
     )
-    async def log_in(body: LoginBody, request: Request) -> LoginAnswer:
+    async def log_in(body: LoginBody, request: Request, response: Response) -> LoginAnswer:
         try:
             token, principal = await auth.log_in(body.login, body.password, client_address(request))
         except ApiError as exc:
             LOGINS.labels(exc.code).inc()
             raise
         LOGINS.labels("ok").inc()
+        if body.cookie:
+            max_age = int(
+                (principal.expires_at - datetime.now(principal.expires_at.tzinfo)).total_seconds()
+            )
+            set_session_cookie(response, request, token, max(1, max_age))
         return LoginAnswer(
-            token=token,
+            token=None if body.cookie else token,
             expires_at=principal.expires_at,
             person=PersonView(id=principal.person_id, name=principal.name, role=principal.role),
         )
 
     @people.post("/auth/logout", status_code=204, summary="End this session (revoke the token)")
-    async def log_out(principal: Annotated[Principal, Depends(current)]) -> Response:
+    async def log_out(
+        request: Request, principal: Annotated[Principal, Depends(current)]
+    ) -> Response:
         await auth.log_out(principal)
-        return Response(status_code=204)
+        answer = Response(status_code=204)
+        clear_session_cookie(answer, request)
+        return answer
 
     @people.get("/me", response_model=PersonView, summary="Who I am")
     async def me(principal: Annotated[Principal, Depends(current)]) -> PersonView:
@@ -278,6 +315,7 @@ def build_api(
         register(actions, action, forwarder, current, supervisor)
     app.include_router(actions)
     app.include_router(file_router(forwarder, mail_store, current))
+    app.include_router(quarantine_router(mail_store, supervisor))
 
     # -- live stream ------------------------------------------------------------------------------
 
@@ -285,7 +323,11 @@ def build_api(
     async def live(websocket: WebSocket) -> None:
         header = websocket.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else None
-        token = token or websocket.query_params.get("token")
+        if token is None and (cookie := websocket.cookies.get(SESSION_COOKIE)):
+            # a page of another site may open a socket here: only our own pages use the cookie
+            origin = websocket.headers.get("origin")
+            if same_origin(origin, websocket.headers.get("host"), websocket.url.scheme):
+                token = cookie
         since_text = websocket.query_params.get("since") or websocket.headers.get("last-event-id")
         await websocket.accept()
         try:
@@ -396,4 +438,7 @@ def build_api(
     for path in ("/metrics", "/health/live", "/health/ready"):
         app.router.routes.append(Route(path, endpoint=runtime.app, include_in_schema=False))
 
+    mount_web_app(app, web_dist)
+    hide_secret_headers()
+    app.add_middleware(SecurityHeaders)
     return app

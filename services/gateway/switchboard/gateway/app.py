@@ -34,6 +34,9 @@ from switchboard.runtime.settings import ServiceSettings
 
 log = structlog.get_logger("switchboard.gateway")
 
+# services/gateway/switchboard/gateway/app.py -> the checkout's web/dist (`make install` builds it)
+WEB_DIST = Path(__file__).resolve().parents[4] / "web" / "dist"
+
 
 class GatewaySettings(ServiceSettings):
     gateway_users_file: Path | None = Field(
@@ -87,6 +90,10 @@ class GatewaySettings(ServiceSettings):
         default=8104, ge=1, le=65535, description="the mail edge's port (as `make run` gives it)"
     )
     purge_seconds: float = Field(default=300.0, gt=0, description="expired sessions cleanup")
+    web_dist: Path | None = Field(
+        default=WEB_DIST,
+        description="the built desktop app (web/dist) served at /; none: the API alone",
+    )
 
 
 class GatewayRuntime(Runtime):
@@ -164,6 +171,7 @@ def build(
         heartbeat_seconds=settings.heartbeat_seconds,
         trusted_proxies=list(settings.trusted_proxies),
         snapshot_seconds=settings.live_snapshot_seconds,
+        web_dist=settings.web_dist,
     )
     return runtime
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import BaseModel
 
 from switchboard.contracts.cases import GetCaseThread, RecordUpload
 from switchboard.gateway.auth import Principal
@@ -63,6 +64,11 @@ class MailStore:
                 f"the mail store answered {answer.status_code}",
             )
         return answer
+
+    async def quarantine(self, limit: int) -> list[dict[str, Any]]:
+        answer = await self._call("GET", "/mail/quarantine", params={"limit": limit})
+        found: list[dict[str, Any]] = answer.json()
+        return found
 
     async def blob(self, blob_id: str) -> httpx.Response:
         return await self._call("GET", "/mail/blobs", params={"id": blob_id})
@@ -216,5 +222,34 @@ def file_router(forwarder: Forwarder, store: MailStore, current: Callable[..., A
             identity_fields={"agent_id"},
         )
         return stored
+
+    return router
+
+
+class QuarantinedMail(BaseModel):
+    """Mail the mail edge held back, and why (the wallboard's quarantine list)."""
+
+    email_id: str
+    mailbox: str | None = None
+    service: str | None = None
+    received_at: str | None = None
+    size: int | None = None
+    reason: str = ""
+
+
+def quarantine_router(store: MailStore, supervisor: Callable[..., Any]) -> APIRouter:
+    router = APIRouter(tags=["supervisor"], responses=ERROR_RESPONSES)
+
+    @router.get(
+        "/supervisor/quarantine",
+        response_model=list[QuarantinedMail],
+        summary="Mail in quarantine with its reason (from the mail edge)",
+    )
+    async def quarantine(
+        _: Annotated[Principal, Depends(supervisor)],
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[QuarantinedMail]:
+        found = await store.quarantine(limit)
+        return [QuarantinedMail.model_validate(doc) for doc in found]
 
     return router

@@ -65,6 +65,11 @@ BY_ID_LIMIT = 32  # more candidates than this: one query beats as many reads by 
 _EVENT_NAMESPACE = uuid.UUID("0d5f2f7e-6a0e-4b8e-9a53-0c3f1d9b7a21")
 
 
+def _aware(when: datetime) -> datetime:
+    """MongoDB hands datetimes back without a zone; they are UTC."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
 def _event_id(*parts: str) -> uuid.UUID:
     """A deterministic message id: a timer that fires twice publishes the same event twice."""
     return uuid.uuid5(_EVENT_NAMESPACE, "/".join(parts))
@@ -784,7 +789,11 @@ class Router:
                     service=service_name,
                     expires_at=expires_at,
                     auto_accept=auto,
-                    summary=doc.get("summary") or {},
+                    # the desktop's pop-up shows how long the customer has waited
+                    summary={
+                        **(doc.get("summary") or {}),
+                        "waiting_since": _aware(doc["requested_at"]).isoformat(),
+                    },
                 )
             )
         if auto:

@@ -2095,6 +2095,10 @@ class ThreadingHandlers:
         view = {
             "case": self.case_view(case),
             "emails": [self.email_view(e) for e in emails],
+            # what the desktop offers in its disposition list (a final one closes the case)
+            "service_dispositions": [
+                d.model_dump() for d in self.service_config(case["service"]).dispositions
+            ],
         }
         if query.include_drafts:
             view["drafts"] = [
