@@ -68,7 +68,8 @@ class DialerSettings(ServiceSettings):
     )
     import_batch: int = Field(default=1000, ge=1)
     sorted_picks: bool = Field(
-        default=False, description="pick due records oldest first (MongoDB; slow on FerretDB)"
+        default=False,
+        description="pick due records oldest first (MongoDB; slow on the local server)",
     )
     telephony: Literal["simulator", "external"] = Field(
         default="simulator", description="external: a PBX adapter consumes dial.requested"
@@ -161,17 +162,19 @@ def build(settings: DialerSettings) -> Runtime:
     runtime.every(settings.timers_interval_seconds, "review timers")(handlers.fire_reviews)
     runtime.every(15.0, "re-send lost dial requests")(handlers.resend_lost_dials)
 
-    async def purge_claims() -> None:
-        await store.purge_version_claims()
+    async def promote() -> None:
+        promoted = await store.promote_live_copies(datetime.now(UTC))
+        if promoted:
+            log.info("live copies of an earlier version became the records", records=promoted)
 
-    async def adopt() -> None:  # in the background: on FerretDB the one scan takes minutes
+    async def adopt() -> None:  # in the background: the one scan of records may take minutes
         adopted = await store.adopt_working_set(datetime.now(UTC))
         if adopted:
             log.info("records in routing or held moved to the live set", records=adopted)
 
+    runtime.on_start(promote)
     runtime.every(86400.0, "adopt the working set of an earlier version")(adopt)
 
-    runtime.every(600.0, "purge old record version claims")(purge_claims)
     runtime.mount("/dialer/imports", upload_app(handlers))
     runtime.mount("/dialer/imports/status", status_app(handlers))
     runtime.handlers = handlers  # type: ignore[attr-defined]

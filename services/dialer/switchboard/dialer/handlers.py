@@ -59,6 +59,7 @@ from switchboard.contracts.routing import (
 )
 from switchboard.dialer import domain, metrics
 from switchboard.dialer.domain import (
+    LIVE_STATES,
     TERMINAL_CALL,
     Attempt,
     HistoryEntry,
@@ -883,10 +884,10 @@ class DialerHandlers:
         Each record first takes a backlog slot (a unique insert: ``preview_backlog`` holds
         across replicas). Nothing here scans ``records``: the hopper is small, the record is
         read by ``_id`` and re-checked (DNC, window, attempts, still pending and due: the
-        hopper entry may be stale), and the claim is the version ticket of
-        :meth:`DialerStore.save` (a unique insert), so of two replicas on one entry exactly one
-        routes it. A record that may not be routed any more is only dropped from the hopper;
-        the refill deals with it."""
+        hopper entry may be stale), and the claim is the version-guarded write of
+        :meth:`DialerStore.save`, so of two replicas on one entry exactly one routes it. A
+        record that may not be routed any more is only dropped from the hopper; the refill
+        deals with it."""
         if room <= 0:
             return 0
         entries = await self.store.hopper_entries(campaign_id, room + 20)
@@ -912,6 +913,8 @@ class DialerHandlers:
     async def _claim(self, record_id: str, spec: CampaignSpec, now: datetime) -> Record | None:
         try:
             record = await self.store.record(record_id)
+            if record is not None and record.state in LIVE_STATES:
+                await self.store.derive_live(record)  # a crash between save's two writes
             if record is None or not domain.due_pending(record, now):
                 return None
             dnc = await self._dnc(record, spec)
