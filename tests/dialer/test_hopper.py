@@ -353,3 +353,40 @@ async def test_of_replicas_writing_one_record_version_exactly_one_wins(
                 assert copy is None
     finally:
         await client.close()
+
+
+async def test_a_claim_whose_live_copy_was_lost_in_a_crash_joins_the_live_set(
+    dialer: Dialer,
+) -> None:
+    """A replica claimed a record (its write to ``records``) and died before deriving the
+    live copy: the hopper entry it left makes the next pick put the record in the live set,
+    where the dispatcher's refresh re-routes it, and it is not routed twice meanwhile."""
+    d = dialer
+    [record_id] = await load(d, row("gap", "+12125550981"))
+    assert await d.handlers.refill(CAMPAIGN, d.spec, NOW) == 1
+    record = await d.store.record(record_id)
+    assert record is not None
+    claimed = record.model_copy(update={"state": "ready", "routed_at": NOW, "version": 2})
+    await d.store.records.replace_one({"_id": record_id, "version": 1}, claimed.dump())
+    assert await d.store.in_routing(CAMPAIGN) == []  # the crash: no live copy
+    assert await d.handlers.pick(CAMPAIGN, d.spec, 1, NOW) == 0
+    assert [r.id for r in await d.store.in_routing(CAMPAIGN)] == [record_id]
+    assert d.bus.routed() == []
+    assert await d.store.hopper_entries(CAMPAIGN, 0) == []
+
+
+async def test_live_copies_an_earlier_version_wrote_ahead_become_the_records(
+    dialer: Dialer,
+) -> None:
+    """An earlier version wrote a record in the working set to ``live`` only: once, at start,
+    the newer live copy becomes the record (``records`` is the authority now)."""
+    d = dialer
+    [record_id] = await load(d, row("old", "+12125550971"))
+    record = await d.store.record(record_id)
+    assert record is not None
+    held = record.model_copy(update={"state": "held", "agent_id": "agent-1", "version": 3})
+    await d.store.live.insert_one(held.dump())
+    assert await d.store.promote_live_copies(NOW) == 1
+    assert await d.store.record(record_id) == held
+    assert [r.id for r in await d.store.held_by("agent-1")] == [record_id]
+    assert await d.store.promote_live_copies(NOW) == 0  # once

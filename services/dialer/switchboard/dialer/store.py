@@ -45,6 +45,7 @@ from switchboard.dialer.domain import (
     record_id_for,
 )
 from switchboard.dialer.importer import BadRow, ParsedRow
+from switchboard.dialer.report import campaign_report
 
 Document = dict[str, Any]
 GLOBAL = "*"
@@ -515,46 +516,7 @@ class DialerStore:
     # -- reports and journal -------------------------------------------------------------------
 
     async def report(self, campaign_id: str) -> Document:
-        async def grouped(collection: Any, match: Document, key: str) -> dict[str, int]:
-            pipeline = [{"$match": match}, {"$group": {"_id": f"${key}", "n": {"$sum": 1}}}]
-            return {
-                str(doc["_id"]): int(doc["n"]) async for doc in await collection.aggregate(pipeline)
-            }
-
-        match = {"campaign_id": campaign_id}
-        totals = {"attempts": 0, "answered": 0, "records": 0, "skips": 0}
-        sums = {
-            "attempts": "$attempt_count",
-            "answered": "$answered_count",
-            "records": 1,
-            "skips": "$skips",
-        }
-        for name, value in sums.items():
-            # one accumulator per $group: the local server computes only the first one right
-            pipeline: list[dict[str, Any]] = [
-                {"$match": match},
-                {"$group": {"_id": None, "n": {"$sum": value}}},
-            ]
-            async for doc in await self.records.aggregate(pipeline):
-                totals[name] = int(doc["n"])
-        by_disposition = await grouped(
-            self.records, {**match, "disposition": {"$ne": None}}, "disposition"
-        )
-        by_state = await grouped(self.records, match, "state")
-        by_result = await grouped(self.records, {**match, "state": "closed"}, "result")
-        attempts, answered = totals["attempts"], totals["answered"]
-        return {
-            "campaign_id": campaign_id,
-            "records": totals["records"],
-            "by_state": by_state,
-            "by_disposition": by_disposition,
-            "by_result": by_result,
-            "attempts": attempts,
-            "contacts": answered,
-            "contact_rate": round(answered / attempts, 4) if attempts else 0.0,
-            "skips": totals["skips"],
-            "skips_by_agent": await grouped(self.skips, match, "agent_id"),
-        }
+        return await campaign_report(self.records, self.skips, campaign_id)
 
     async def add_journal(self, entry: Document) -> None:
         await self.journal.update_one({"_id": entry["_id"]}, {"$set": entry}, upsert=True)
