@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from switchboard.contracts.campaigns import CallingHours, CampaignSpec, NumberRule, SkipPolicy
 from switchboard.dialer import domain
-from switchboard.dialer.domain import Attempt, Phone, Problem, Record, holding
+from switchboard.dialer.domain import Attempt, Phone, Problem, Record, holding, picking
 
 TCPA = CallingHours()
 NY, LA, HNL, LON, BER = (
@@ -354,3 +354,27 @@ def test_an_assigned_record_is_held_with_its_review_timer_and_released_on_logout
         None,
     )
     assert back.history[-1].kind == "released" and back.skips == held.skips
+
+
+def test_a_record_routed_withdrawn_postponed_or_closed_keeps_its_history() -> None:
+    now = at("2026-03-10T16:00:00+00:00")
+    later = now + timedelta(hours=2)
+    pending = record(phone("+12125550100"), agent_id="stale", offer_id="stale")
+    ready = picking.routed(pending, now)
+    assert (ready.state, ready.routed_at, ready.agent_id, ready.offer_id) == (
+        "ready",
+        now,
+        None,
+        None,
+    )
+    assert picking.route_reasserted(ready, later).routed_at == later
+    back = picking.withdrawn(ready, later)
+    assert (back.state, back.next_at, back.agent_id) == ("pending", later, None)
+    assert picking.postponed(pending, later).next_at == later
+    closed = picking.closed(ready, "do_not_call", now)
+    assert (closed.state, closed.result, closed.agent_id) == ("closed", "do_not_call", None)
+    assert closed.history[-1].kind == "closed" and closed.history[-1].detail == "do_not_call"
+    held = record(phone("+12125550100"), state="held", agent_id="a", review_due=now)
+    refused = picking.auto_call_refused(held, "no number may be called now", now)
+    assert refused.review_due is None and refused.agent_id == "a"
+    assert refused.history[-1].kind == "auto_call_refused"

@@ -22,9 +22,9 @@ from switchboard.contracts.routing import (
 from switchboard.dialer import domain, metrics
 from switchboard.dialer.domain import (
     LIVE_STATES,
-    HistoryEntry,
     Problem,
     Record,
+    picking,
 )
 from switchboard.dialer.handlers.base import (
     interaction_id,
@@ -87,11 +87,7 @@ class Hopper(RecordCommands):
             dnc = await self._dnc(record, spec)
             if domain.decide_routing(record, spec, dnc, now).action != "route":
                 return None
-            saved = await self.store.try_save(
-                record.model_copy(
-                    update={"state": "ready", "routed_at": now, "agent_id": None, "offer_id": None}
-                )
-            )
+            saved = await self.store.try_save(picking.routed(record, now))
         finally:
             await self.store.drop_from_hopper(record_id)
         if saved is not None:
@@ -122,7 +118,7 @@ class Hopper(RecordCommands):
             if decision.action == "route":
                 ready.append(record)
             elif decision.action == "wait":
-                await self.store.try_save(record.model_copy(update={"next_at": decision.at}))
+                await self.store.try_save(picking.postponed(record, decision.at or now))
             else:
                 await self._close(record, decision.reason, now)
         added = await self.store.add_to_hopper(campaign_id, ready, now)
@@ -153,17 +149,7 @@ class Hopper(RecordCommands):
         metrics.ROUTED.labels(record.campaign_id).inc()
 
     async def _close(self, record: Record, reason: str, now: datetime) -> Record | None:
-        entry = HistoryEntry(at=now, kind="closed", detail=reason)
-        saved = await self.store.try_save(
-            record.model_copy(
-                update={
-                    "state": "closed",
-                    "result": reason,
-                    "agent_id": None,
-                    "history": [*record.history, entry],
-                }
-            )
-        )
+        saved = await self.store.try_save(picking.closed(record, reason, now))
         if saved is not None:
             metrics.CLOSED.labels(reason).inc()
             await self.bus.publish(
@@ -194,7 +180,7 @@ class Hopper(RecordCommands):
             if record.state == "ready" and (
                 record.routed_at is None or record.routed_at <= now - self.route_refresh
             ):
-                saved = await self.store.try_save(record.model_copy(update={"routed_at": now}))
+                saved = await self.store.try_save(picking.route_reasserted(record, now))
                 if saved is not None:
                     await self._route(saved, spec)
         return kept
@@ -205,16 +191,7 @@ class Hopper(RecordCommands):
         if decision.action == "close":
             saved = await self._close(record, decision.reason, now)
         else:
-            saved = await self.store.try_save(
-                record.model_copy(
-                    update={
-                        "state": "pending",
-                        "next_at": decision.at or now,
-                        "agent_id": None,
-                        "offer_id": None,
-                    }
-                )
-            )
+            saved = await self.store.try_save(picking.withdrawn(record, decision.at or now))
         if saved is None:
             return
         await self.store.release_backlog_of(record.id)
@@ -237,17 +214,8 @@ class Hopper(RecordCommands):
             try:
                 await self._dial(record, spec, None, call_id, None)
             except Problem as problem:
-                entry = HistoryEntry(
-                    at=self.now(),
-                    kind="auto_call_refused",
-                    agent_id=record.agent_id,
-                    detail=problem.message,
-                )
-                await self.store.try_save(
-                    record.model_copy(
-                        update={"review_due": None, "history": [*record.history, entry]}
-                    )
-                )
+                refused = picking.auto_call_refused(record, problem.message, self.now())
+                await self.store.try_save(refused)
                 log.info(
                     "review time over but no call possible",
                     record_id=record.id,
