@@ -378,3 +378,24 @@ def test_a_record_routed_withdrawn_postponed_or_closed_keeps_its_history() -> No
     refused = picking.auto_call_refused(held, "no number may be called now", now)
     assert refused.review_due is None and refused.agent_id == "a"
     assert refused.history[-1].kind == "auto_call_refused"
+
+
+def test_a_dialled_record_needs_a_disposition_and_a_rescheduled_one_is_released() -> None:
+    now = at("2026-03-10T16:00:00+00:00")
+    ny = phone("+12125550100")
+    held = record(ny, state="held", agent_id="a", offer_id="o", review_due=now)
+    call = Attempt(call_id="c1", at=now, number=ny.number, agent_id="a")
+    dialled = holding.dialled(held, call)
+    assert dialled.attempts == [call] and dialled.attempt_count == 1 and dialled.call_id == "c1"
+    assert dialled.needs_disposition and dialled.review_due is None
+    later = now + timedelta(days=1)
+    entry = domain.HistoryEntry(at=now, kind="reschedule", agent_id="a")
+    back = holding.rescheduled(dialled, later, "a", "Call Back", entry)
+    assert (back.state, back.next_at, back.personal_agent_id, back.disposition) == (
+        "pending",
+        later,
+        "a",
+        "Call Back",
+    )
+    assert back.agent_id is None and back.offer_id is None and not back.needs_disposition
+    assert back.history[-1] == entry

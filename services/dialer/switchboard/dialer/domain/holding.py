@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from switchboard.contracts.campaigns import CallStatus, Disposition
-from switchboard.dialer.domain import TERMINAL_CALL, HistoryEntry, Next, Record
+from switchboard.dialer.domain import TERMINAL_CALL, Attempt, HistoryEntry, Next, Record
 
 _STATUS_ORDER = {"requested": 0, "dialing": 1, "ringing": 2, "answered": 3}
 
@@ -158,6 +158,40 @@ def logged_out(record: Record, agent_id: str, now: datetime) -> Record:
             "offer_id": None,
             "held_since": None,
             "review_due": None,
+            "history": [*record.history, entry],
+        }
+    )
+
+
+def dialled(record: Record, attempt: Attempt) -> Record:
+    """The agent's (or the review timer's) call ``attempt`` is requested: it needs a
+    disposition before anything else, and the review timer stops."""
+    return record.model_copy(
+        update={
+            "attempts": [*record.attempts, attempt],
+            "attempt_count": record.attempt_count + 1,
+            "call_id": attempt.call_id,
+            "needs_disposition": True,
+            "review_due": None,
+        }
+    )
+
+
+def rescheduled(
+    record: Record,
+    at: datetime,
+    personal_agent_id: str | None,
+    disposition: str | None,
+    entry: HistoryEntry,
+) -> Record:
+    """The agent hands the record back due ``at`` (for ``personal_agent_id`` only, if set)."""
+    return released(record).model_copy(
+        update={
+            "state": "pending",
+            "next_at": at,
+            "personal_agent_id": personal_agent_id,
+            "disposition": disposition,
+            "needs_disposition": False,
             "history": [*record.history, entry],
         }
     )

@@ -46,7 +46,7 @@ from switchboard.dialer.domain import (
     Problem,
     Record,
 )
-from switchboard.dialer.domain.holding import disposed, handed_back, released
+from switchboard.dialer.domain.holding import dialled, disposed, handed_back, rescheduled
 from switchboard.dialer.handlers.base import (
     _json,
     _Replay,
@@ -340,15 +340,7 @@ class RecordCommands(RoutingSide):
         attempt = Attempt(
             call_id=call_id, at=now, number=number, agent_id=agent_id, automatic=command is None
         )
-        record = record.model_copy(
-            update={
-                "attempts": [*record.attempts, attempt],
-                "attempt_count": record.attempt_count + 1,
-                "call_id": call_id,
-                "needs_disposition": True,
-                "review_due": None,
-            }
-        )
+        record = dialled(record, attempt)
         fields: dict[str, Any] = {
             "call_id": call_id,
             "record_id": record.id,
@@ -438,16 +430,8 @@ class RecordCommands(RoutingSide):
                 detail=f"{'personal ' if command.personal else ''}"
                 f"{command.at.isoformat()} {command.note}".strip(),
             )
-            record = released(record).model_copy(
-                update={
-                    "state": "pending",
-                    "next_at": command.at,
-                    "personal_agent_id": command.agent_id if command.personal else None,
-                    "disposition": name,
-                    "needs_disposition": False,
-                    "history": [*record.history, entry],
-                }
-            )
+            personal = command.agent_id if command.personal else None
+            record = rescheduled(record, command.at, personal, name, entry)
             result = {
                 "state": "pending",
                 "at": command.at.isoformat(),
