@@ -1,4 +1,5 @@
-"""Dialer figures: import rows/s for a 100k-row CSV, and the time to pick the next record.
+"""Dialer figures: import rows/s for a 100k-row CSV (and a bare insert_many of as many
+records, the floor), and the time to pick the next record.
 
     python bench/bench_dialer.py                       # 100k import; pick with up to 1M loaded
     python bench/bench_dialer.py --records 1000000 --load-budget 0   # all of them, no budget
@@ -7,8 +8,8 @@ Servers come from ``switchboard.runtime.localstack.backends`` (MONGODB_URL for a
 else the local FerretDB), on loopback. The import goes through the same streamed path as the
 HTTP upload (parse, normalise to E.164, batched writes, progress). The pick is the dispatcher's
 step: take an entry of the campaign's hopper, read the record by ``_id`` and re-check it (still
-pending and due, DNC, window, attempts), claim it (version ticket, a unique insert) into the live
-working set and hand it to routing (a stub publisher here, so the figure is the dialer's own
+pending and due, DNC, window, attempts), claim it (one version-guarded write to ``records``, its
+live copy derived) and hand it to routing (a stub publisher here, so the figure is the dialer's own
 cost). The hopper refill (the background task that scans ``records`` for ready ones) runs
 between picks when the hopper is below half full and is timed apart. Records for the pick are
 bulk-inserted until ``--records`` or the load budget is reached; what was loaded is printed.
@@ -75,6 +76,33 @@ async def bench_import(handlers: DialerHandlers, rows: int) -> dict[str, Any]:
     )
     seconds = time.perf_counter() - started
     return {"rows": rows, "seconds": seconds, "summary": summary}
+
+
+async def bench_bare_insert(store: DialerStore, rows: int, batch: int) -> float:
+    """Seconds to ``insert_many`` ``rows`` record documents (built beforehand, in batches of the
+    import's size) into a collection of their own: what the import's writes cost at least."""
+    now = datetime.now(UTC)
+    zones = list(number_zones("+12125550123"))
+    docs = [
+        {
+            "_id": f"bare-{i:08d}",
+            "campaign_id": CAMPAIGN,
+            "external_id": f"c{i}",
+            "name": f"Customer {i}",
+            "phones": [{"number": f"+1212555{i % 10000:04d}", "type": "mobile", "zones": zones}],
+            "time_zone": None,
+            "fields": {"plan": "gold"},
+            **new_record_fields(now),
+            "imported_at": now,
+            "version": 1,
+        }
+        for i in range(rows)
+    ]
+    bare = store.db["bare_insert"]
+    started = time.perf_counter()
+    for start in range(0, rows, batch):
+        await bare.insert_many(docs[start : start + batch], ordered=False)
+    return time.perf_counter() - started
 
 
 async def load(store: DialerStore, target: int, budget: float, already: int) -> tuple[int, float]:
@@ -161,6 +189,12 @@ async def run(args: argparse.Namespace) -> None:
                 f"import: {result['rows']} CSV rows in {result['seconds']:.1f} s = "
                 f"{rate:,.0f} rows/s (inserted {summary['imported']}, updated "
                 f"{summary['updated']}, bad {summary['bad']}; batch {args.batch})"
+            )
+            bare = await bench_bare_insert(store, args.import_rows, args.batch)
+            print(
+                f"bare insert_many of {args.import_rows} record documents (batch {args.batch}): "
+                f"{bare:.1f} s = {args.import_rows / bare:,.0f} rows/s; the import took "
+                f"{result['seconds'] / bare:.2f} times as long"
             )
 
             loaded_before = await store.records.estimated_document_count()

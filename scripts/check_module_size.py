@@ -15,9 +15,7 @@ ROOTS = ("libs", "services")
 ALLOWED = {
     "services/threading/switchboard/threading/handlers.py": 2150,
     "services/routing/switchboard/routing/router.py": 1500,
-    "services/dialer/switchboard/dialer/handlers.py": 1200,
     "services/ingestion/switchboard/ingestion/parsing.py": 775,
-    "services/dialer/switchboard/dialer/store.py": 600,
 }
 
 

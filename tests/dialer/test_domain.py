@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from switchboard.contracts.campaigns import CallingHours, CampaignSpec, NumberRule, SkipPolicy
 from switchboard.dialer import domain
-from switchboard.dialer.domain import Attempt, Phone, Problem, Record
+from switchboard.dialer.domain import Attempt, Phone, Problem, Record, holding, picking
 
 TCPA = CallingHours()
 NY, LA, HNL, LON, BER = (
@@ -289,3 +289,113 @@ def test_a_campaign_that_cannot_work_is_refused() -> None:
     assert default.value.field == "campaign.default_disposition"
     spec = domain.validate_campaign(campaign(do_not_call=["(212) 555-0123"]))
     assert spec.do_not_call == ["+12125550123"]
+
+
+# -- a held record and its calls ----------------------------------------------------------------
+
+
+def test_call_reports_out_of_order_count_the_answer_once_and_keep_the_final_status() -> None:
+    noon = at("2026-03-10T16:00:00+00:00")
+    ny = phone("+12125550100")
+    held = record(
+        ny,
+        state="held",
+        agent_id="a",
+        attempts=[Attempt(call_id="c", at=noon, number=ny.number, agent_id="a")],
+    )
+    ended = holding.call_progressed(held, "c", "ended", noon)
+    assert ended is not None and ended.attempts[0].status == "ended"
+    assert ended.attempts[0].ended_at == noon and ended.answered_count == 0
+    late = holding.call_progressed(ended, "c", "ringing", noon)  # overtaken: nothing changes
+    assert late is None
+    answered = holding.call_progressed(ended, "c", "answered", noon)
+    assert answered is not None and answered.answered_count == 1
+    assert answered.attempts[0].answered and answered.attempts[0].status == "ended"
+    assert holding.call_progressed(answered, "c", "answered", noon) is None  # counted once
+    assert holding.call_progressed(answered, "other", "answered", noon) is None
+
+
+def test_a_record_handed_back_leaves_its_agent_with_the_history_entry() -> None:
+    now = at("2026-03-10T16:00:00+00:00")
+    later = now + timedelta(hours=1)
+    held = record(phone("+12125550100"), state="held", agent_id="a", offer_id="o")
+    entry = domain.HistoryEntry(at=now, kind="skip", agent_id="a")
+    back, answer = holding.handed_back(held, domain.Next("pending", later), entry, now)
+    assert (back.state, back.agent_id, back.offer_id, back.next_at) == (
+        "pending",
+        None,
+        None,
+        later,
+    )
+    assert back.history[-1] == entry
+    assert answer == {"state": "pending", "result": None, "next_at": later.isoformat()}
+
+
+def test_an_assigned_record_is_held_with_its_review_timer_and_released_on_logout() -> None:
+    now = at("2026-03-10T16:00:00+00:00")
+    ready = record(phone("+12125550100"), state="ready", personal_agent_id="a")
+    offer = holding.offered(ready, "a", "o1")
+    assert (offer.state, offer.agent_id, offer.offer_id) == ("offered", "a", "o1")
+    lost = holding.offer_lost(offer)
+    assert (lost.state, lost.agent_id, lost.offer_id, lost.routed_at) == ("ready", None, None, None)
+    held = holding.assigned(offer, "a", "o1", now, 20)
+    assert (held.state, held.held_since, held.review_due) == (
+        "held",
+        now,
+        now + timedelta(seconds=20),
+    )
+    assert held.personal_agent_id is None and not held.needs_disposition
+    assert holding.assigned(offer, "a", "o1", now, None).review_due is None
+    back = holding.logged_out(held, "a", now)
+    assert (back.state, back.next_at, back.agent_id, back.review_due) == (
+        "pending",
+        now,
+        None,
+        None,
+    )
+    assert back.history[-1].kind == "released" and back.skips == held.skips
+
+
+def test_a_record_routed_withdrawn_postponed_or_closed_keeps_its_history() -> None:
+    now = at("2026-03-10T16:00:00+00:00")
+    later = now + timedelta(hours=2)
+    pending = record(phone("+12125550100"), agent_id="stale", offer_id="stale")
+    ready = picking.routed(pending, now)
+    assert (ready.state, ready.routed_at, ready.agent_id, ready.offer_id) == (
+        "ready",
+        now,
+        None,
+        None,
+    )
+    assert picking.route_reasserted(ready, later).routed_at == later
+    back = picking.withdrawn(ready, later)
+    assert (back.state, back.next_at, back.agent_id) == ("pending", later, None)
+    assert picking.postponed(pending, later).next_at == later
+    closed = picking.closed(ready, "do_not_call", now)
+    assert (closed.state, closed.result, closed.agent_id) == ("closed", "do_not_call", None)
+    assert closed.history[-1].kind == "closed" and closed.history[-1].detail == "do_not_call"
+    held = record(phone("+12125550100"), state="held", agent_id="a", review_due=now)
+    refused = picking.auto_call_refused(held, "no number may be called now", now)
+    assert refused.review_due is None and refused.agent_id == "a"
+    assert refused.history[-1].kind == "auto_call_refused"
+
+
+def test_a_dialled_record_needs_a_disposition_and_a_rescheduled_one_is_released() -> None:
+    now = at("2026-03-10T16:00:00+00:00")
+    ny = phone("+12125550100")
+    held = record(ny, state="held", agent_id="a", offer_id="o", review_due=now)
+    call = Attempt(call_id="c1", at=now, number=ny.number, agent_id="a")
+    dialled = holding.dialled(held, call)
+    assert dialled.attempts == [call] and dialled.attempt_count == 1 and dialled.call_id == "c1"
+    assert dialled.needs_disposition and dialled.review_due is None
+    later = now + timedelta(days=1)
+    entry = domain.HistoryEntry(at=now, kind="reschedule", agent_id="a")
+    back = holding.rescheduled(dialled, later, "a", "Call Back", entry)
+    assert (back.state, back.next_at, back.personal_agent_id, back.disposition) == (
+        "pending",
+        later,
+        "a",
+        "Call Back",
+    )
+    assert back.agent_id is None and back.offer_id is None and not back.needs_disposition
+    assert back.history[-1] == entry

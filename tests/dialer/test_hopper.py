@@ -133,19 +133,21 @@ async def test_refill_takes_ready_records_postpones_and_closes_the_others(dialer
     assert await d.handlers.refill(CAMPAIGN, d.spec, NOW) == 0  # nothing else is ready
 
 
-async def test_a_pick_routes_from_the_hopper_without_writing_records(dialer: Dialer) -> None:
+async def test_a_pick_routes_from_the_hopper_into_the_live_set(dialer: Dialer) -> None:
     d = dialer
     ids = await load(d, *(row(f"c{i}", f"+1212555020{i}") for i in range(3)))
     assert await d.handlers.refill(CAMPAIGN, d.spec, NOW) == 3
     before = {doc["_id"]: doc async for doc in d.store.records.find({})}
     assert await d.handlers.pick(CAMPAIGN, d.spec, 2, NOW) == 2
-    after = {doc["_id"]: doc async for doc in d.store.records.find({})}
-    assert before == after  # the pick wrote its records into the live set only
     routed = d.bus.routed()
     assert len(routed) == 2 and len(set(routed)) == 2
     for interaction in routed:
-        record = await d.store.record(interaction.removeprefix("record-"))
+        record_id = interaction.removeprefix("record-")
+        record = await d.store.record(record_id)
         assert record is not None and record.state == "ready"
+        assert record.version == before[record_id]["version"] + 1  # one guarded write
+        copy = await d.store.live.find_one({"_id": record_id})
+        assert copy is not None and Record.load(copy) == record
     assert len(await d.store.in_routing(CAMPAIGN)) == 2
     assert len(await d.store.hopper_entries(CAMPAIGN, 0)) == 1
     # the refill never hands out a live record again
@@ -313,3 +315,78 @@ async def test_records_an_earlier_version_left_in_routing_join_the_live_set(
     assert record is not None and record.state == "held"
     other = await d.store.record(pending)
     assert other is not None and other.state == "pending"
+
+
+async def test_of_replicas_writing_one_record_version_exactly_one_wins(
+    dialer: Dialer, make_settings: Callable[..., Any]
+) -> None:
+    """Writers on two clients change the same version of one record at once, half moving it
+    into the working set (``ready``), half keeping or moving it out (``pending``): exactly
+    one wins every time, and both ``records`` and the live copy show that one's change."""
+    d = dialer
+    [record_id] = await load(d, row("race", "+12125550991"))
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+        make_settings(DialerSettings).mongodb_url.get_secret_value(), tz_aware=True
+    )
+    try:
+        stores = (d.store, DialerStore(client[d.store.db.name]))
+        for trial in range(12):
+            read = await d.store.record(record_id)
+            assert read is not None
+
+            async def write(
+                writer: int, base: Record = read, mixed: bool = trial % 2 == 1
+            ) -> Record | None:
+                state = "ready" if writer % 2 else "pending"
+                change = base.model_copy(update={"state": state, "name": f"writer {writer}"})
+                return await stores[writer % 2 if mixed else 0].try_save(change)
+
+            won = [r for r in await asyncio.gather(*(write(w) for w in range(6))) if r]
+            assert len(won) == 1, f"trial {trial}: {len(won)} writers won one version"
+            [winner] = won
+            stored = await d.store.record(record_id)
+            assert stored == winner and stored.version == read.version + 1
+            copy = await d.store.live.find_one({"_id": record_id})
+            if winner.state == "ready":
+                assert copy is not None and Record.load(copy) == winner
+            else:
+                assert copy is None
+    finally:
+        await client.close()
+
+
+async def test_a_claim_whose_live_copy_was_lost_in_a_crash_joins_the_live_set(
+    dialer: Dialer,
+) -> None:
+    """A replica claimed a record (its write to ``records``) and died before deriving the
+    live copy: the hopper entry it left makes the next pick put the record in the live set,
+    where the dispatcher's refresh re-routes it, and it is not routed twice meanwhile."""
+    d = dialer
+    [record_id] = await load(d, row("gap", "+12125550981"))
+    assert await d.handlers.refill(CAMPAIGN, d.spec, NOW) == 1
+    record = await d.store.record(record_id)
+    assert record is not None
+    claimed = record.model_copy(update={"state": "ready", "routed_at": NOW, "version": 2})
+    await d.store.records.replace_one({"_id": record_id, "version": 1}, claimed.dump())
+    assert await d.store.in_routing(CAMPAIGN) == []  # the crash: no live copy
+    assert await d.handlers.pick(CAMPAIGN, d.spec, 1, NOW) == 0
+    assert [r.id for r in await d.store.in_routing(CAMPAIGN)] == [record_id]
+    assert d.bus.routed() == []
+    assert await d.store.hopper_entries(CAMPAIGN, 0) == []
+
+
+async def test_live_copies_an_earlier_version_wrote_ahead_become_the_records(
+    dialer: Dialer,
+) -> None:
+    """An earlier version wrote a record in the working set to ``live`` only: once, at start,
+    the newer live copy becomes the record (``records`` is the authority now)."""
+    d = dialer
+    [record_id] = await load(d, row("old", "+12125550971"))
+    record = await d.store.record(record_id)
+    assert record is not None
+    held = record.model_copy(update={"state": "held", "agent_id": "agent-1", "version": 3})
+    await d.store.live.insert_one(held.dump())
+    assert await d.store.promote_live_copies(NOW) == 1
+    assert await d.store.record(record_id) == held
+    assert [r.id for r in await d.store.held_by("agent-1")] == [record_id]
+    assert await d.store.promote_live_copies(NOW) == 0  # once

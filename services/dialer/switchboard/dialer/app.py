@@ -44,6 +44,7 @@ from switchboard.dialer.handlers import DialerHandlers
 from switchboard.dialer.http import openapi_app, status_app, upload_app
 from switchboard.dialer.store import GLOBAL, DialerStore
 from switchboard.dialer.telephony import SimulatedTelephony, TelephonyConsumer
+from switchboard.runtime.jobs import PeriodicJob
 from switchboard.runtime.service import Runtime, serve
 from switchboard.runtime.settings import ServiceSettings
 
@@ -68,7 +69,8 @@ class DialerSettings(ServiceSettings):
     )
     import_batch: int = Field(default=1000, ge=1)
     sorted_picks: bool = Field(
-        default=False, description="pick due records oldest first (MongoDB; slow on FerretDB)"
+        default=False,
+        description="pick due records oldest first (MongoDB; slow on the local server)",
     )
     telephony: Literal["simulator", "external"] = Field(
         default="simulator", description="external: a PBX adapter consumes dial.requested"
@@ -93,6 +95,18 @@ def build(settings: DialerSettings) -> Runtime:
         review_lease_seconds=settings.review_lease_seconds,
     )
     runtime.on_start(store.ensure_indexes)
+
+    async def promote() -> None:
+        promoted = await store.promote_live_copies(datetime.now(UTC))
+        if promoted:
+            log.info("live copies of an earlier version became the records", records=promoted)
+
+    async def adopt() -> None:  # in the background: the one scan of records may take minutes
+        adopted = await store.adopt_working_set(datetime.now(UTC))
+        if adopted:
+            log.info("records in routing or held moved to the live set", records=adopted)
+
+    runtime.on_start(promote)
     if settings.campaigns_file is not None:
         path = settings.campaigns_file
 
@@ -126,6 +140,13 @@ def build(settings: DialerSettings) -> Runtime:
     consume(queues.CALL_PROGRESS, CallProgressed, handlers.on_call_progress)
     consume(queues.JOURNAL, RecordEvent, handlers.on_record_event)
 
+    jobs = [
+        PeriodicJob("dispatch due records", settings.dispatch_interval_seconds, handlers.dispatch),
+        PeriodicJob("refill hoppers", settings.hopper_interval_seconds, handlers.refill_hoppers),
+        PeriodicJob("review timers", settings.timers_interval_seconds, handlers.fire_reviews),
+        PeriodicJob("re-send lost dial requests", 15.0, handlers.resend_lost_dials),
+        PeriodicJob("adopt the working set of an earlier version", 86400.0, adopt),
+    ]
     if settings.telephony == "simulator":
         simulator = SimulatedTelephony(
             runtime.db["simulated_calls"],
@@ -142,7 +163,8 @@ def build(settings: DialerSettings) -> Runtime:
         async def advance_calls() -> None:
             await simulator.advance(telephony.reporter)
 
-        runtime.every(min(step, 0.5), "simulated calls")(advance_calls)
+        jobs.append(PeriodicJob("simulated calls", min(step, 0.5), advance_calls))
+    runtime.jobs(jobs)
 
     runtime.bus.publishes(
         routing.RouteRequested,
@@ -156,22 +178,6 @@ def build(settings: DialerSettings) -> Runtime:
         RecordDispositioned,
         RecordClosed,
     )
-    runtime.every(settings.dispatch_interval_seconds, "dispatch due records")(handlers.dispatch)
-    runtime.every(settings.hopper_interval_seconds, "refill hoppers")(handlers.refill_hoppers)
-    runtime.every(settings.timers_interval_seconds, "review timers")(handlers.fire_reviews)
-    runtime.every(15.0, "re-send lost dial requests")(handlers.resend_lost_dials)
-
-    async def purge_claims() -> None:
-        await store.purge_version_claims()
-
-    async def adopt() -> None:  # in the background: on FerretDB the one scan takes minutes
-        adopted = await store.adopt_working_set(datetime.now(UTC))
-        if adopted:
-            log.info("records in routing or held moved to the live set", records=adopted)
-
-    runtime.every(86400.0, "adopt the working set of an earlier version")(adopt)
-
-    runtime.every(600.0, "purge old record version claims")(purge_claims)
     runtime.mount("/dialer/imports", upload_app(handlers))
     runtime.mount("/dialer/imports/status", status_app(handlers))
     runtime.mount("/dialer/openapi.json", openapi_app())

@@ -1,15 +1,16 @@
-"""The dialer's MongoDB collections (portable to FerretDB: no positional updates, no TTL,
-whole-document writes guarded by a version field, ``$group`` with ``$sum`` only).
+"""The dialer's MongoDB collections (whole-document writes guarded by a version field, no
+positional updates, no TTL index, ``$group`` with ``$sum`` only: what every supported server
+runs the same way).
 
 * ``campaigns``: one document per campaign, its spec.
-* ``records``: every calling record with its attempts and history (``next_at`` of a pending
-  record is its timer). On FerretDB (SQLite) a write to this collection scans it, even by
-  ``_id`` (about 12 us a document), so the hot path never writes here.
-* ``live``: the working set, records that are ``ready``, ``offered`` or ``held``, written
-  instead of ``records`` while they are in routing or with an agent (``review_due`` of a held
-  one is its timer). A record returns to ``records`` when it goes back to ``pending`` or
-  closes. A read takes the copy with the higher version (a crash between the write-back and
-  the live delete leaves an older live copy, dropped when met).
+* ``records``: every calling record with its attempts and history, the one authority on a
+  record: every change is one ``replace_one`` filtered on ``_id`` and the version read
+  (``next_at`` of a pending record is its timer).
+* ``live``: the working set, a copy of each record that is ``ready``, ``offered`` or ``held``
+  (routing and agents query these few, never the big ``records``; ``review_due`` of a held one
+  is its timer). It is derived from ``records`` after each write, keyed by record id and
+  guarded by version so an older copy never replaces a newer one; a copy found older than its
+  record (a crash between the two writes, a re-import) is refreshed or dropped when met.
 * ``backlog_slots``: ``<campaign>|<n>`` for n below the campaign's ``preview_backlog``, one per
   record in routing: a pick inserts a free slot before it routes a record (a unique insert, so
   replicas together never exceed the backlog); released when the record leaves routing.
@@ -21,7 +22,6 @@ whole-document writes guarded by a version field, ``$group`` with ``$sum`` only)
 * ``skips``: one document per skip (natural key record/skip number) for reports.
 * ``imports`` and ``import_errors``: progress and every bad row of each import.
 * ``journal``: the record events the dialer published.
-* ``record_versions``: claims of record versions (see :meth:`DialerStore.save`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
@@ -45,6 +45,7 @@ from switchboard.dialer.domain import (
     record_id_for,
 )
 from switchboard.dialer.importer import BadRow, ParsedRow
+from switchboard.dialer.report import campaign_report
 
 Document = dict[str, Any]
 GLOBAL = "*"
@@ -59,13 +60,10 @@ class DialerStore:
         self,
         db: AsyncDatabase[Document],
         *,
-        claim_lease: timedelta = timedelta(seconds=30),
         sorted_picks: bool = False,
     ) -> None:
         self.db = db
-        self.claim_lease = claim_lease
         self.sorted_picks = sorted_picks
-        self.versions = db["record_versions"]
         self.campaigns = db["campaigns"]
         self.records = db["records"]
         self.live = db["live"]
@@ -88,7 +86,6 @@ class DialerStore:
         await self.live.create_index("call_id")
         await self.hopper.create_index("campaign_id")
         await self.backlog.create_index("campaign_id")
-        await self.versions.create_index("at")
         await self.dnc.create_index([("number", ASCENDING), ("scope", ASCENDING)])
         await self.skips.create_index([("campaign_id", ASCENDING), ("agent_id", ASCENDING)])
         await self.import_errors.create_index([("import_id", ASCENDING), ("line", ASCENDING)])
@@ -176,8 +173,8 @@ class DialerStore:
             }
             for record_id, row in by_id.items()
         ]
-        # Insert first, update those that exist: an insert on _id is fast and atomic on
-        # FerretDB, while upserts run ~100x slower and an _id $in lookup scans the collection.
+        # Insert first, update those that exist: an insert on _id is one fast write, while a
+        # batch of upserts runs one query each.
         known: set[str] = set()
         try:
             result = await self.records.insert_many(fresh, ordered=False)
@@ -196,11 +193,10 @@ class DialerStore:
         self, campaign_id: str, rows: dict[str, ParsedRow], now: datetime
     ) -> None:
         """Re-imported records get the file's data in one bulk write (state, attempts and
-        history kept); a record in the working set gets it on its live copy too (its next
-        write-back would otherwise bring the old data back)."""
-
-        def updates(ids: Iterable[str]) -> list[UpdateOne]:
-            return [
+        history kept, version bumped); a record in the working set gets its live copy
+        refreshed from the stored one."""
+        await self.records.bulk_write(
+            [
                 UpdateOne(
                     {"_id": record_id},
                     {
@@ -208,16 +204,18 @@ class DialerStore:
                         "$inc": {"version": 1},
                     },
                 )
-                for record_id in ids
-            ]
-
-        await self.records.bulk_write(updates(rows), ordered=False)
+                for record_id in rows
+            ],
+            ordered=False,
+        )
         live = [
             str(doc["_id"])
             async for doc in self.live.find({"_id": {"$in": list(rows)}}, {"_id": 1})
         ]
-        if live:
-            await self.live.bulk_write(updates(live), ordered=False)
+        for record_id in live:
+            stored = await self.record(record_id)
+            if stored is not None:
+                await self.derive_live(stored)
 
     @staticmethod
     def _imported(campaign_id: str, row: ParsedRow, now: datetime) -> Document:
@@ -232,63 +230,37 @@ class DialerStore:
         }
 
     async def record(self, record_id: str) -> Record | None:
-        """The current record: its live copy unless the stored one is newer (two reads by
-        ``_id``, the one lookup FerretDB serves without a scan). A re-import bumps both
-        copies' versions, so a tie can only mean the live copy missed that bump: it wins."""
-        live = await self.live.find_one({"_id": record_id})
+        """The current record (``records`` is its one authority)."""
         stored = await self.records.find_one({"_id": record_id})
-        if live is not None and (stored is None or live["version"] >= stored["version"]):
-            return Record.load(live)
         return None if stored is None else Record.load(stored)
 
     async def save(self, record: Record) -> Record:
-        """Write the whole record if nobody changed it since it was read.
+        """Write the whole record if nobody changed it since it was read, then derive its
+        live copy.
 
-        The version is claimed by inserting ``<record id>|<version>`` into ``versions`` first:
-        an insert on ``_id`` is the one write FerretDB (SQLite) makes atomic under concurrency;
-        its conditional updates and ``find_one_and_update`` are not (several concurrent writers
-        all "match" the same version), so a filter on the version alone would let two replicas
-        both route or dial one record. A claim left by a writer that died before its write is
-        taken over after ``claim_lease``.
+        The claim is the one conditional write to ``records`` (filtered on the version read):
+        of two replicas deciding on one version exactly one matches, whichever collection its
+        change belongs in. The live copy follows (:meth:`derive_live`); a crash in between
+        leaves it behind the record, which every reader of ``live`` repairs.
         """
         expected = record.version
-        key = f"{record.id}|{expected}"
-        now = datetime.now(UTC)
-        try:
-            await self.versions.insert_one({"_id": key, "at": now})
-        except DuplicateKeyError:
-            stale = await self.versions.delete_one(
-                {"_id": key, "at": {"$lt": now - self.claim_lease}}
-            )
-            if stale.deleted_count != 1:
-                raise Conflict(
-                    f"record {record.id} changed meanwhile (version {expected})"
-                ) from None
-            try:
-                await self.versions.insert_one({"_id": key, "at": now})
-            except DuplicateKeyError:
-                raise Conflict(
-                    f"record {record.id} is being changed (version {expected})"
-                ) from None
         saved = record.model_copy(update={"version": expected + 1})
-        newer = {"_id": record.id, "version": {"$lt": saved.version}}
-        if saved.state in LIVE_STATES:
-            try:  # the ticket makes us the one writer of this version; never go back
-                await self.live.replace_one(newer, saved.dump(), upsert=True)
-            except DuplicateKeyError:
-                raise Conflict(f"record {record.id} is ahead of version {expected}") from None
-            return saved
-        done = await self.records.replace_one(newer, saved.dump())
+        done = await self.records.replace_one({"_id": record.id, "version": expected}, saved.dump())
         if done.matched_count != 1:
             raise Conflict(f"record {record.id} changed meanwhile (version {expected})")
-        await self.live.delete_many(newer)
+        await self.derive_live(saved)
         return saved
 
-    async def purge_version_claims(self) -> int:
-        """Claims matter only while their write is in flight: drop the old ones."""
-        cutoff = datetime.now(UTC) - max(self.claim_lease * 4, timedelta(minutes=10))
-        done = await self.versions.delete_many({"at": {"$lt": cutoff}})
-        return done.deleted_count
+    async def derive_live(self, record: Record) -> None:
+        """Make the live copy match ``record`` as stored: a copy while it is in routing or
+        held, none otherwise. Idempotent, and never goes back: the write matches only an
+        older copy (an upsert that meets a newer one hits the unique ``_id`` and is dropped)."""
+        older = {"_id": record.id, "version": {"$lt": record.version}}
+        if record.state in LIVE_STATES:
+            with contextlib.suppress(DuplicateKeyError):
+                await self.live.replace_one(older, record.dump(), upsert=True)
+        else:
+            await self.live.delete_one(older)
 
     async def try_save(self, record: Record) -> Record | None:
         try:
@@ -299,15 +271,20 @@ class DialerStore:
     # -- the live working set -------------------------------------------------------------------
 
     async def _current(self, cursor: Any) -> list[Record]:
-        """Live copies that are still current; an older one (left by a crash between the
-        write-back to ``records`` and its delete) is dropped on the way."""
+        """The records behind live copies, as stored: a copy older than its record (a crash
+        between the two writes of :meth:`save`, a re-import) is refreshed, or dropped when
+        the record left the working set."""
         out = []
         async for doc in cursor:
-            stored = await self.records.find_one({"_id": doc["_id"]}, {"version": 1})
-            if stored is not None and stored["version"] > doc["version"]:
-                await self.live.delete_one({"_id": doc["_id"], "version": doc["version"]})
+            copy = Record.load(doc)
+            stored = await self.record(copy.id)
+            if stored is None:
                 continue
-            out.append(Record.load(doc))
+            if stored.version > copy.version:
+                await self.derive_live(stored)
+                if stored.state not in LIVE_STATES:
+                    continue
+            out.append(stored)
         return out
 
     async def adopt_working_set(self, now: datetime) -> int:
@@ -324,6 +301,20 @@ class DialerStore:
                 adopted += 1
         await meta.update_one({"_id": "live-set"}, {"$set": {"at": now}}, upsert=True)
         return adopted
+
+    async def promote_live_copies(self, now: datetime) -> int:
+        """Upgrade step, once per database: an earlier version wrote records in the working
+        set to ``live`` only; each copy newer than its stored record becomes the record."""
+        meta = self.db["meta"]
+        if await meta.find_one({"_id": "records-authority"}) is not None:
+            return 0
+        promoted = 0
+        async for doc in self.live.find({}):
+            newer = {"_id": doc["_id"], "version": {"$lt": doc["version"]}}
+            done = await self.records.replace_one(newer, doc)
+            promoted += done.modified_count
+        await meta.update_one({"_id": "records-authority"}, {"$set": {"at": now}}, upsert=True)
+        return promoted
 
     async def in_routing(self, campaign_id: str) -> list[Record]:
         return await self._current(
@@ -392,9 +383,9 @@ class DialerStore:
     async def hopper_candidates(self, campaign_id: str, now: datetime, limit: int) -> list[Record]:
         """Due pending records that are neither live nor in the hopper yet.
 
-        Unsorted, the query stops at the first ``limit`` matches (FerretDB scans in insertion
-        order and stops there); oldest first only with ``sorted_picks`` (MongoDB, where the
-        ``campaign_id/state/next_at`` index serves it: FerretDB would sort every match)."""
+        Unsorted, the query stops at the first ``limit`` matches; oldest first only with
+        ``sorted_picks`` (a server whose query planner uses the ``campaign_id/state/next_at``
+        index for the sort: the local server would sort every match)."""
         exclude = [*await self.live_ids(campaign_id), *await self.hopper_entries(campaign_id, 0)]
         query: Document = {"campaign_id": campaign_id, "state": "pending", "next_at": {"$lte": now}}
         if exclude:
@@ -424,7 +415,7 @@ class DialerStore:
         await self.hopper.delete_one({"_id": record_id})
 
     async def claim_review(self, now: datetime, lease: timedelta) -> Record | None:
-        """Take one due review timer: its due time moves a lease ahead (a version-claimed
+        """Take one due review timer: its due time moves a lease ahead (a version-guarded
         write, so only one replica gets it); a replica that dies holding it leaves it to fire
         again when the lease is over."""
         cursor = (
@@ -449,7 +440,7 @@ class DialerStore:
         if found is not None:
             return await self.record(str(found["_id"]))
         found = await self.records.find_one({"call_id": call_id})
-        return None if found is None else await self.record(str(found["_id"]))
+        return None if found is None else Record.load(found)
 
     async def unanswered_dials(self, before: datetime) -> list[Record]:
         """Held records whose last dial request got no progress at all (a lost publish)."""
@@ -525,68 +516,7 @@ class DialerStore:
     # -- reports and journal -------------------------------------------------------------------
 
     async def report(self, campaign_id: str) -> Document:
-        async def grouped(collection: Any, match: Document, key: str) -> dict[str, int]:
-            pipeline = [{"$match": match}, {"$group": {"_id": f"${key}", "n": {"$sum": 1}}}]
-            return {
-                str(doc["_id"]): int(doc["n"]) async for doc in await collection.aggregate(pipeline)
-            }
-
-        match = {"campaign_id": campaign_id}
-        totals = {"attempts": 0, "answered": 0, "records": 0, "skips": 0}
-        sums = {
-            "attempts": "$attempt_count",
-            "answered": "$answered_count",
-            "records": 1,
-            "skips": "$skips",
-        }
-        for name, value in sums.items():
-            # one accumulator per $group: FerretDB 1.24 computes only the first one right
-            pipeline: list[dict[str, Any]] = [
-                {"$match": match},
-                {"$group": {"_id": None, "n": {"$sum": value}}},
-            ]
-            async for doc in await self.records.aggregate(pipeline):
-                totals[name] = int(doc["n"])
-        by_disposition = await grouped(
-            self.records, {**match, "disposition": {"$ne": None}}, "disposition"
-        )
-        by_state = await grouped(self.records, match, "state")
-        by_result = await grouped(self.records, {**match, "state": "closed"}, "result")
-        # records in the working set: count their live copy instead of the stored one
-        for live in await self._current(self.live.find(match)):
-            stored = await self.records.find_one({"_id": live.id})
-            if stored is None:
-                continue
-            _shift(by_state, stored.get("state"), live.state)
-            _shift(by_disposition, stored.get("disposition"), live.disposition)
-            if stored.get("state") == "closed":
-                _shift(by_result, stored.get("result"), None)
-            totals["attempts"] += live.attempt_count - int(stored.get("attempt_count", 0))
-            totals["answered"] += live.answered_count - int(stored.get("answered_count", 0))
-            totals["skips"] += live.skips - int(stored.get("skips", 0))
-        attempts, answered = totals["attempts"], totals["answered"]
-        return {
-            "campaign_id": campaign_id,
-            "records": totals["records"],
-            "by_state": by_state,
-            "by_disposition": by_disposition,
-            "by_result": by_result,
-            "attempts": attempts,
-            "contacts": answered,
-            "contact_rate": round(answered / attempts, 4) if attempts else 0.0,
-            "skips": totals["skips"],
-            "skips_by_agent": await grouped(self.skips, match, "agent_id"),
-        }
+        return await campaign_report(self.records, self.skips, campaign_id)
 
     async def add_journal(self, entry: Document) -> None:
         await self.journal.update_one({"_id": entry["_id"]}, {"$set": entry}, upsert=True)
-
-
-def _shift(counts: dict[str, int], old: Any, new: Any) -> None:
-    """Move one count from ``old`` to ``new`` (``None``: not counted there)."""
-    if old is not None and counts.get(str(old)):
-        counts[str(old)] -= 1
-        if counts[str(old)] == 0:
-            del counts[str(old)]
-    if new is not None:
-        counts[str(new)] = counts.get(str(new), 0) + 1

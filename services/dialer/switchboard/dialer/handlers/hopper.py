@@ -1,0 +1,231 @@
+"""The hopper and the timers: due records picked and routed (within each campaign's preview
+backlog), records in routing re-checked, review timers fired, lost dial requests re-sent."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from datetime import datetime, timedelta
+
+import structlog
+
+from switchboard.contracts.campaigns import (
+    CampaignSpec,
+    DialRequested,
+    RecordClosed,
+)
+from switchboard.contracts.routing import (
+    RouteRequested,
+    RouteWithdrawn,
+)
+from switchboard.dialer import domain, metrics
+from switchboard.dialer.domain import (
+    LIVE_STATES,
+    Problem,
+    Record,
+    picking,
+)
+from switchboard.dialer.handlers.base import (
+    interaction_id,
+)
+from switchboard.dialer.handlers.record_commands import RecordCommands
+
+log = structlog.get_logger("switchboard.dialer")
+
+
+class Hopper(RecordCommands):
+    async def dispatch(self) -> None:
+        """Due pending records become previews (up to each campaign's backlog); records in
+        routing that may no longer be called are withdrawn, the others re-asserted now and
+        then (routing ignores a request for work it already has)."""
+        now = self.now()
+        for campaign_id, spec in await self.store.all_campaigns():
+            in_routing = await self._refresh(campaign_id, spec, now)
+            if spec.active:
+                await self.pick(campaign_id, spec, spec.preview_backlog - in_routing, now)
+
+    async def pick(self, campaign_id: str, spec: CampaignSpec, room: int, now: datetime) -> int:
+        """Route up to ``room`` records taken from the campaign's hopper; how many were routed.
+
+        Each record first takes a backlog slot (a unique insert: ``preview_backlog`` holds
+        across replicas). Nothing here scans ``records``: the hopper is small, the record is
+        read by ``_id`` and re-checked (DNC, window, attempts, still pending and due: the
+        hopper entry may be stale), and the claim is the version-guarded write of
+        :meth:`DialerStore.save`, so of two replicas on one entry exactly one routes it. A
+        record that may not be routed any more is only dropped from the hopper; the refill
+        deals with it."""
+        if room <= 0:
+            return 0
+        entries = await self.store.hopper_entries(campaign_id, room + 20)
+        random.shuffle(entries)  # replicas start on different entries
+        routed = 0
+        for record_id in entries:
+            started = time.perf_counter()
+            slot = await self.store.take_backlog_slot(
+                campaign_id, spec.preview_backlog, record_id, now
+            )
+            if slot is None:
+                break  # the campaign's backlog is full (counting every replica's records)
+            saved = await self._claim(record_id, spec, now)
+            metrics.PICK_SECONDS.observe(time.perf_counter() - started)
+            if saved is None:
+                await self.store.release_backlog_slot(slot)
+                continue
+            routed += 1
+            if routed >= room:
+                break
+        return routed
+
+    async def _claim(self, record_id: str, spec: CampaignSpec, now: datetime) -> Record | None:
+        try:
+            record = await self.store.record(record_id)
+            if record is not None and record.state in LIVE_STATES:
+                await self.store.derive_live(record)  # a crash between save's two writes
+            if record is None or not domain.due_pending(record, now):
+                return None
+            dnc = await self._dnc(record, spec)
+            if domain.decide_routing(record, spec, dnc, now).action != "route":
+                return None
+            saved = await self.store.try_save(picking.routed(record, now))
+        finally:
+            await self.store.drop_from_hopper(record_id)
+        if saved is not None:
+            await self._route(saved, spec)
+        return saved
+
+    async def refill_hoppers(self) -> None:
+        """Top up the hopper of every active campaign (a background task: the scan of
+        ``records`` it needs never delays a pick)."""
+        now = self.now()
+        for campaign_id, spec in await self.store.all_campaigns():
+            if spec.active:
+                await self.refill(campaign_id, spec, now)
+
+    async def refill(self, campaign_id: str, spec: CampaignSpec, now: datetime) -> int:
+        """Below half full, add up to ``hopper_size`` records that are ready now; due records
+        that are not (outside their window, every number DNC, attempts used up) are postponed
+        or closed here. Returns how many entries were added."""
+        if await self.store.hopper_count(campaign_id) >= max(self.hopper_size // 2, 1):
+            return 0
+        started = time.perf_counter()
+        candidates = await self.store.hopper_candidates(campaign_id, now, self.hopper_size)
+        numbers = {p.number for r in candidates for p in r.phones}
+        dnc = await self.store.dnc_hits(campaign_id, spec, numbers) if numbers else set()
+        ready = []
+        for record in candidates:
+            decision = domain.decide_routing(record, spec, dnc, now)
+            if decision.action == "route":
+                ready.append(record)
+            elif decision.action == "wait":
+                await self.store.try_save(picking.postponed(record, decision.at or now))
+            else:
+                await self._close(record, decision.reason, now)
+        added = await self.store.add_to_hopper(campaign_id, ready, now)
+        metrics.REFILL_SECONDS.observe(time.perf_counter() - started)
+        return added
+
+    async def _route(self, record: Record, spec: CampaignSpec) -> None:
+        request = RouteRequested(
+            interaction_id=interaction_id(record.id),
+            channel="preview",
+            service=spec.service,
+            reason="preview",
+            personal_agent_id=record.personal_agent_id,
+            summary={
+                "campaign": spec.name,
+                "customer": record.name,
+                "campaign_id": record.campaign_id,
+                "record_id": record.id,
+                "auto_accept": spec.auto_accept,
+            },
+            requested_at=self.now(),
+        )
+        try:
+            await self.bus.publish(request)
+        except Exception as exc:  # routing not up yet: re-asserted by the next refresh
+            log.warning("route request not delivered", record_id=record.id, error=str(exc))
+            return
+        metrics.ROUTED.labels(record.campaign_id).inc()
+
+    async def _close(self, record: Record, reason: str, now: datetime) -> Record | None:
+        saved = await self.store.try_save(picking.closed(record, reason, now))
+        if saved is not None:
+            metrics.CLOSED.labels(reason).inc()
+            await self.bus.publish(
+                RecordClosed(
+                    record_id=record.id,
+                    campaign_id=record.campaign_id,
+                    reason=reason,
+                    state="closed",
+                    message_id=uuid.uuid5(uuid.UUID(record.id), f"closed:{saved.version}"),
+                )
+            )
+        return saved
+
+    async def _refresh(self, campaign_id: str, spec: CampaignSpec, now: datetime) -> int:
+        kept = 0
+        records = await self.store.in_routing(campaign_id)
+        await self.store.reap_backlog(
+            campaign_id, {r.id for r in records}, now - self.backlog_grace
+        )
+        for record in records:
+            dnc = await self._dnc(record, spec)
+            decision = domain.decide_routing(record, spec, dnc, now)
+            if not spec.active or decision.action != "route":
+                reason = "campaign inactive" if not spec.active else decision.reason
+                await self._withdraw(record, decision, reason, now)
+                continue
+            kept += 1
+            if record.state == "ready" and (
+                record.routed_at is None or record.routed_at <= now - self.route_refresh
+            ):
+                saved = await self.store.try_save(picking.route_reasserted(record, now))
+                if saved is not None:
+                    await self._route(saved, spec)
+        return kept
+
+    async def _withdraw(
+        self, record: Record, decision: domain.Routing, reason: str, now: datetime
+    ) -> None:
+        if decision.action == "close":
+            saved = await self._close(record, decision.reason, now)
+        else:
+            saved = await self.store.try_save(picking.withdrawn(record, decision.at or now))
+        if saved is None:
+            return
+        await self.store.release_backlog_of(record.id)
+        metrics.WITHDRAWN.labels(reason).inc()
+        await self.bus.publish(
+            RouteWithdrawn(
+                interaction_id=interaction_id(record.id),
+                reason=reason,
+                message_id=uuid.uuid5(uuid.UUID(record.id), f"withdrawn:{saved.version}"),
+            )
+        )
+
+    async def fire_reviews(self) -> None:
+        """Review time over: dial the recommended number for the agent (claimed atomically)."""
+        while (record := await self.store.claim_review(self.now(), self.review_lease)) is not None:
+            spec = await self.store.campaign(record.campaign_id)
+            if spec is None:
+                continue
+            call_id = uuid.uuid5(uuid.UUID(record.id), f"auto:{record.held_since}").hex
+            try:
+                await self._dial(record, spec, None, call_id, None)
+            except Problem as problem:
+                refused = picking.auto_call_refused(record, problem.message, self.now())
+                await self.store.try_save(refused)
+                log.info(
+                    "review time over but no call possible",
+                    record_id=record.id,
+                    reason=problem.message,
+                )
+
+    async def resend_lost_dials(self) -> None:
+        """A dial request written but never published (a crash in between) goes out again with
+        its own id, so telephony never places it twice."""
+        for record in await self.store.unanswered_dials(self.now() - timedelta(seconds=15)):
+            for item in record.outbox:
+                if item["name"] == DialRequested.NAME:
+                    await self.bus.publish(DialRequested.model_validate_json(item["json"]))
