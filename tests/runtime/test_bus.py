@@ -453,3 +453,30 @@ async def test_a_copy_waiting_for_a_live_claim_backs_off_and_is_counted(
     # 8 s of checks every 0.2 s would be 40; growing from 0.1 s to 1 s it is about 11
     assert 2 <= checks <= 16, checks
     assert handler.calls == 1
+
+
+async def test_work_in_hand_elsewhere_is_checked_back_without_spending_attempts(
+    runtime: Runtime, amqp_url: str
+) -> None:
+    """A handler that finds the work under way elsewhere (an outbound mail in DATA) is tried
+    again later, more times than the message's attempts, and never dead-lettered for it."""
+    from switchboard.runtime.errors import InHandElsewhere
+
+    tries: list[int] = []
+
+    async def send(event: ParcelScanned) -> None:
+        tries.append(1)
+        if len(tries) <= 5:  # runtime's max_attempts is 3
+            raise InHandElsewhere("another copy is being sent right now")
+        await runtime.db["scans"].update_one(
+            {"_id": event.parcel}, {"$inc": {"count": 1}}, upsert=True
+        )
+
+    runtime.bus.consume(SCANS, ParcelScanned, send)
+    before = _busy_retries(SCANS.name)
+    async with runtime.app:
+        await runtime.bus.publish(ParcelScanned(parcel="P11"))
+        await _eventually(lambda: _count_is(runtime, "P11", 1), seconds=30)
+    assert len(tries) == 6
+    assert _busy_retries(SCANS.name) - before == 5
+    assert await _queue_messages(amqp_url, SCANS.dead) == []

@@ -36,7 +36,7 @@ from pydantic import ValidationError
 
 from switchboard.contracts import ConsumerQueue, Message, Outcome
 from switchboard.contracts import topology as names
-from switchboard.runtime.errors import Refused, describe_validation_error
+from switchboard.runtime.errors import InHandElsewhere, Refused, describe_validation_error
 from switchboard.runtime.metrics import BUSY_RETRIED, DEAD_LETTERED, DUPLICATES, RETRIED
 from switchboard.runtime.mongo import Claim, ProcessedLedger
 from switchboard.runtime.requests import TOPIC_EXCHANGE, Requester
@@ -256,6 +256,10 @@ class Bus:
             except Refused as refused:
                 log.info("command refused", reason=refused.refusal.message)
                 outcome = Outcome(ok=False, error=refused.refusal)
+            except InHandElsewhere:
+                await self._give_back(queue, message_id)
+                await self._check_back_later(queue, msg, attempt)
+                return None
             except Exception as exc:
                 await self._give_back(queue, message_id)
                 await self._retry_or_dead(queue, msg, exc, attempt)
