@@ -129,6 +129,9 @@ def check_offers(desk: Desk) -> Findings:
                 )
     found.figure("interactions offered to two agents at once", overlapping)
     found.figure("agent states not asked for", len(desk.surprises))
+    kinds = Counter(s.split(": ", 1)[1] for s in desk.surprises)
+    for kind, count in kinds.most_common(5):
+        found.figure(f"  {kind}", count)
     found.figure("agent calls given up", len(desk.errors))
     for error in desk.errors[:10]:
         found.violate(error)
