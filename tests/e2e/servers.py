@@ -10,19 +10,37 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stack import REPO, free_port
+from stack import REPO
 
 from switchboard.runtime.localstack import management_call
 
 FERRETDB_SCRIPT = REPO / "deploy" / "local" / "ferretdb.sh"
+
+
+def steady_port() -> int:
+    """A free port below the kernel's ephemeral range. A server that is killed and started
+    again must get its port back: a port from the ephemeral range may meanwhile be taken by a
+    client's own end, or a client reconnecting to it may connect to itself."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _wait(ready: object, seconds: float, what: str) -> None:
@@ -57,9 +75,9 @@ class OwnRabbitMQ:
 
     base: Path
     name: str = field(default_factory=lambda: f"chaos{os.getpid()}")
-    amqp_port: int = field(default_factory=free_port)
-    management_port: int = field(default_factory=free_port)
-    dist_port: int = field(default_factory=free_port)
+    amqp_port: int = field(default_factory=steady_port)
+    management_port: int = field(default_factory=steady_port)
+    dist_port: int = field(default_factory=steady_port)
     _process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -177,7 +195,7 @@ class OwnFerretDB:
     """FerretDB (deploy/local/ferretdb.sh) on a port and data directory of its own."""
 
     data: Path
-    port: int = field(default_factory=free_port)
+    port: int = field(default_factory=steady_port)
 
     @property
     def url(self) -> str:
