@@ -157,7 +157,9 @@ class ChaosAgent:
 
     async def _work(self, offer: Offer) -> None:
         answer = await self._retrying(
-            lambda: self._call("POST", f"/offers/{offer.offer_id}/accept"), refusals_ok=True
+            lambda: self._call("POST", f"/offers/{offer.offer_id}/accept"),
+            refusals_ok=True,
+            done_if=lambda refusal: "(accepted)" in refusal,
         )
         offer.closed_at = offer.closed_at or time.monotonic()
         if answer is None:
@@ -178,6 +180,7 @@ class ChaosAgent:
             ),
             refusals_ok=True,
             refusals_retried_for=90.0,
+            done_if=lambda refusal: "not assigned" in refusal,
         )
         if closed is not None:
             self.desk.disposed.add(number)
@@ -226,15 +229,20 @@ class ChaosAgent:
         *,
         refusals_ok: bool = False,
         refusals_retried_for: float = 0.0,
+        done_if: Callable[[str], bool] | None = None,
     ) -> Any:
         """Try again while the gateway or a service behind it is down; a refusal (4xx) ends it
         (after ``refusals_retried_for`` seconds of trying again)."""
         began = time.monotonic()
         deadline = began + RETRY_FOR_SECONDS
+        pause = 0.5
+        timed_out = False
         while True:
             try:
                 return await call()
             except AssertionError as refused:
+                if timed_out and done_if is not None and done_if(str(refused)):
+                    return {}  # a copy that timed out was carried out: this is its refusal
                 if time.monotonic() - began < refusals_retried_for:
                     await asyncio.sleep(1.0)
                     continue
@@ -242,7 +250,11 @@ class ChaosAgent:
                     return None
                 raise RuntimeError(str(refused)) from refused
             except (httpx.HTTPError, OSError) as exc:
+                timed_out = timed_out or "504" in str(exc)
                 if time.monotonic() > deadline:
                     self.desk.errors.append(f"{self.person_id}: gave up: {exc!r}")
                     return None
-                await asyncio.sleep(0.5)
+                # a timed-out command may still be carried out: a person waits a little longer
+                # each time rather than queueing copy after copy behind it
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 8.0)

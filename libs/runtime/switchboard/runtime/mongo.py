@@ -177,24 +177,28 @@ class ProcessedLedger:
                 )
 
     async def complete(self, consumer: str, message_id: str, answer: Document | None) -> None:
-        self._held.discard(f"{consumer}/{message_id}")
-        await retry_when_busy(
-            lambda: self._entries.update_one(
-                {"_id": f"{consumer}/{message_id}"},
-                {"$set": {"state": "done", "answer": answer, "at": datetime.now(UTC)}},
-                upsert=True,
+        try:
+            await retry_when_busy(
+                lambda: self._entries.update_one(
+                    {"_id": f"{consumer}/{message_id}"},
+                    {"$set": {"state": "done", "answer": answer, "at": datetime.now(UTC)}},
+                    upsert=True,
+                )
             )
-        )
+        finally:
+            self._held.discard(f"{consumer}/{message_id}")
 
     async def release(self, consumer: str, message_id: str) -> None:
         """Give a claim back after a failure, so the retried copy can be handled. Should the
         delete fail, the claim is still known here as this process's leftover."""
-        self._held.discard(f"{consumer}/{message_id}")
-        await retry_when_busy(
-            lambda: self._entries.delete_one(
-                {"_id": f"{consumer}/{message_id}", "state": "handling"}
+        try:
+            await retry_when_busy(
+                lambda: self._entries.delete_one(
+                    {"_id": f"{consumer}/{message_id}", "state": "handling"}
+                )
             )
-        )
+        finally:
+            self._held.discard(f"{consumer}/{message_id}")
 
     async def purge(self) -> int:
         cutoff = datetime.now(UTC) - self._keep
