@@ -250,11 +250,13 @@ class ChaosAgent:
                     return None
                 raise RuntimeError(str(refused)) from refused
             except (httpx.HTTPError, OSError) as exc:
-                timed_out = timed_out or "504" in str(exc)
+                if "504" in str(exc):
+                    # the owner is behind: its queue already holds this command
+                    timed_out, pause = True, max(pause, 10.0)
                 if time.monotonic() > deadline:
                     self.desk.errors.append(f"{self.person_id}: gave up: {exc!r}")
                     return None
                 # a timed-out command may still be carried out: a person waits a little longer
                 # each time rather than queueing copy after copy behind it
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, 8.0)
+                pause = min(pause * 2, 30.0)

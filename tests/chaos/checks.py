@@ -79,10 +79,10 @@ def check_filing(
     doubled = [m for m in answered if len(filed.get(m.subject, [])) > 1]
     found.figure("mails sent", len(mails))
     found.figure("mails answered 250", len(answered))
-    found.figure("lost (250 but not filed)", len(lost))
+    found.figure("250 but not filed by the end of the run", len(lost))
     found.figure("filed more than once", len(doubled))
     for mail in lost[:10]:
-        found.violate(f"mail #{mail.number} was answered 250 but never filed")
+        found.violate(f"mail #{mail.number} was answered 250 but not filed by the end")
     for mail in doubled[:10]:
         found.violate(f"mail #{mail.number} filed {len(filed[mail.subject])} times")
     numbers = Counter(f.case_number for m in answered for f in filed.get(m.subject, [])[:1])
