@@ -121,12 +121,12 @@ class AgentStateHandlers:
         self.bus = bus
         self.policy = policy
         self.reconcile_timeout = reconcile_timeout
-        self.instance = uuid.uuid4().hex
-        self._retry_states: set[str] = set()
-        self._retry_profiles: set[str] = set()
         self.hearing_since = _now()
         """Since when heartbeats can reach this process (its start, or the broker's return)."""
         self._deaf = False
+        self.instance = uuid.uuid4().hex
+        self._retry_states: set[str] = set()
+        self._retry_profiles: set[str] = set()
 
     # --- commands from people ----------------------------------------------------------------
 
