@@ -78,6 +78,9 @@ class ChaosAgent:
                     if "4401" in str(exc):
                         await self._retrying(self._log_in)
                     await asyncio.sleep(1.0)
+                except Exception as exc:  # a frame this desk did not understand: keep working
+                    self.desk.errors.append(f"{self.person_id}: live stream: {exc!r}")
+                    await asyncio.sleep(1.0)
         finally:
             keeper.cancel()
             for task in list(self._tasks):
@@ -118,8 +121,10 @@ class ChaosAgent:
         elif event == "snapshot":
             for offer in data.get("offers") or []:
                 self._take(offer)
-            for held in data.get("assignments") or []:
-                interaction = str(held.get("interaction_id", ""))
+            for held in data.get("assignments") or []:  # the interaction ids held now
+                interaction = str(
+                    held.get("interaction_id", "") if isinstance(held, dict) else held
+                )
                 if interaction.startswith("case-") and interaction not in self._working:
                     self._spawn(interaction, self._finish(interaction))
         elif event in ("offer.cancelled", "offer.timed_out", "offer.rejected"):
