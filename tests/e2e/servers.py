@@ -179,14 +179,17 @@ class OwnRabbitMQ:
             _kill(-self._process.pid, signal.SIGTERM)
             self._process.wait(30)
 
-    def still_queued(self) -> int:
-        """Messages waiting in the services' work queues (not dead-letter queues)."""
+    def still_queued(self, prefixes: tuple[str, ...] = ("",)) -> int:
+        """Messages waiting in the work queues named with one of ``prefixes`` (never the
+        dead-letter or reply queues)."""
         queues = management_call(self.management_url, "GET", "/api/queues")
         assert isinstance(queues, list)
         return sum(
             int(q.get("messages", 0))
             for q in queues
-            if not q["name"].endswith(".dead") and ".replies." not in q["name"]
+            if q["name"].startswith(prefixes)
+            and not q["name"].endswith(".dead")
+            and ".replies." not in q["name"]
         )
 
     def dead_letters(self) -> dict[str, int]:
