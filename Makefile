@@ -5,7 +5,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY = $(UV) run --frozen
 PACKAGES := $(shell for d in libs/*/switchboard/* services/*/switchboard/*; do [ -d $$d ] && echo -p switchboard.$$(basename $$d); done)
 
-.PHONY: install services run demo e2e test test-only lint lint-web web web-types format bench docs secrets up backup check-deploy clean
+.PHONY: install services run demo e2e chaos test test-only lint lint-web web web-types format bench docs secrets up backup check-deploy clean
 
 install:  ## uv, RabbitMQ, dovecot, FerretDB (cached), Chromium, the Python workspace, the web app
 	@bash deploy/local/install.sh $(if $(CI),--ci)
@@ -41,6 +41,9 @@ demo: install  ## a scripted scenario through the real stack, printed as a trans
 
 e2e: install  ## the demo scenario as a test, every service its own process
 	@$(PY) pytest -m e2e tests/e2e
+
+chaos: install  ## N mails (MAILS=2000) while services, RabbitMQ and FerretDB are killed; checks nothing lost
+	@$(PY) python tests/chaos/run.py --mails $(or $(MAILS),2000)
 
 test: install lint check-deploy test-only  ## lint, deployment checks, then every test against real servers
 

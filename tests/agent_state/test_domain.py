@@ -187,6 +187,18 @@ def test_presence_loss_goes_not_ready_then_logged_out() -> None:
     assert gone.agent.state == "logged_out" and gone.change is not None
 
 
+def test_silence_while_agent_state_could_not_hear_is_not_a_lost_connection() -> None:
+    """The broker (or agent-state itself) was down: heartbeats could not arrive, so the
+    desktop's silence counts only from the moment agent-state could hear again."""
+    agent = ready_agent()
+    heard_again = T0 + timedelta(seconds=25)
+    kept = domain.presence_check(agent, T0 + timedelta(seconds=40), POLICY, heard_since=heard_again)
+    assert kept.change is None and kept.agent.state == "ready"
+    assert kept.agent.presence_due == heard_again + timedelta(seconds=30)
+    lost = domain.presence_check(agent, T0 + timedelta(seconds=56), POLICY, heard_since=heard_again)
+    assert (lost.agent.state, lost.agent.reason) == ("not_ready", "connection lost")
+
+
 def test_a_heartbeat_keeps_the_agent_and_clears_connection_lost() -> None:
     agent = ready_agent()
     alive = domain.heartbeat(agent, T0 + timedelta(seconds=25), POLICY).agent

@@ -120,6 +120,39 @@ class Stack:
                     pass
             time.sleep(0.5)
 
+    def service_pid(self, service: str) -> int | None:
+        """The process the supervisor runs for ``service`` now (None between restarts)."""
+        if self.process is None:
+            return None
+        wanted = f"switchboard.{service}".encode()
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text(errors="replace")
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == self.process.pid and wanted in cmdline:
+                return int(entry.name)
+        return None
+
+    def kill_service(self, service: str) -> int:
+        """kill -9 the service's process, as a crash would; the supervisor starts a new one."""
+        pid = self.service_pid(service)
+        if pid is None:
+            raise RuntimeError(f"{service} has no process right now")
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def ready(self, service: str) -> bool:
+        try:
+            with urllib.request.urlopen(self.url(service, "/health/ready"), timeout=2):
+                return True
+        except OSError:
+            return False
+
     def stop(self, timeout: float = 60.0) -> int:
         """Ctrl-C, as a person would; returns the supervisor's exit code."""
         if self.process is None or self.process.poll() is not None:

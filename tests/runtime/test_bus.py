@@ -328,14 +328,150 @@ async def test_a_dead_consumers_claim_is_taken_over_by_exactly_one(
     from switchboard.runtime.mongo import Claim, ProcessedLedger
 
     runtime = Runtime("kit", make_settings())
-    ledger = ProcessedLedger(runtime.db, keep=timedelta(days=1), lease=timedelta(seconds=0.2))
-    first, _ = await ledger.claim("q", "m1")
-    again, _ = await ledger.claim("q", "m1")
+
+    def process() -> ProcessedLedger:
+        return ProcessedLedger(runtime.db, keep=timedelta(days=1), lease=timedelta(seconds=0.2))
+
+    dead = process()
+    first, _ = await dead.claim("q", "m1")
+    again, _ = await process().claim("q", "m1")
     await asyncio.sleep(0.4)
-    contenders = await asyncio.gather(*(ledger.claim("q", "m1") for _ in range(8)))
-    await ledger.complete("q", "m1", {"ok": True})
-    done, answer = await ledger.claim("q", "m1")
+    contenders = await asyncio.gather(*(process().claim("q", "m1") for _ in range(8)))
+    await process().complete("q", "m1", {"ok": True})
+    done, answer = await process().claim("q", "m1")
     await runtime.mongo.close()
     assert first is Claim.NEW and again is Claim.BUSY
     assert [c for c, _ in contenders].count(Claim.NEW) == 1
     assert done is Claim.DONE and answer == {"ok": True}
+
+
+def _busy_retries(queue: str) -> float:
+    from switchboard.runtime.metrics import BUSY_RETRIED
+
+    return float(BUSY_RETRIED.labels(queue)._value.get())
+
+
+def _vhost_of(amqp_url: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(amqp_url).path.lstrip("/"))
+
+
+async def test_a_handler_cut_off_by_a_dropped_connection_is_handled_again_at_once(
+    make_settings: Callable[..., Any], real_servers: Backends, amqp_url: str
+) -> None:
+    """The broker connection drops while a handler works: the copy the broker delivers again
+    is handled as soon as the service is reconnected, not after the claim's lease."""
+    from urllib.parse import quote
+
+    from switchboard.runtime.localstack import management_call
+
+    if real_servers.management_url is None:
+        pytest.skip(reason="closing a connection needs RabbitMQ's management API")
+    runtime = Runtime("kit", make_settings(handling_lease_seconds=120.0))
+    handler = Recorder(runtime)
+    runtime.bus.consume(SCANS, ParcelScanned, handler)
+    vhost = _vhost_of(amqp_url)
+    async with runtime.app:
+        await runtime.bus.publish(ParcelScanned(parcel="P8", hold_seconds=30))
+        await asyncio.wait_for(handler.started.wait(), 15)
+
+        async def connections() -> Any:  # the management API lists them after a moment
+            return management_call(
+                real_servers.management_url, "GET", f"/api/vhosts/{vhost}/connections"
+            )
+
+        for connection in await _eventually(connections, seconds=30):
+            management_call(
+                real_servers.management_url,
+                "DELETE",
+                f"/api/connections/{quote(connection['name'], safe='')}",
+            )
+        # the copy delivered again must not wait for the first one's 30 s hold nor the lease
+        await _eventually(lambda: _async_true(handler.calls >= 2), seconds=20)
+        await _eventually(lambda: _count_is(runtime, "P8", 1), seconds=45)
+
+
+async def test_a_dead_processes_claim_is_taken_over_within_the_short_lease(
+    make_settings: Callable[..., Any],
+) -> None:
+    """A process claimed a message and was killed (its lease is never renewed): the copy the
+    broker delivers is handled once the short lease runs out, not before, not minutes later."""
+    from datetime import timedelta
+
+    from switchboard.runtime.mongo import Claim, ProcessedLedger
+
+    runtime = Runtime("kit", make_settings(handling_lease_seconds=2.0))
+    handler = Recorder(runtime)
+    runtime.bus.consume(SCANS, ParcelScanned, handler)
+    event = ParcelScanned(parcel="P9")
+    killed = ProcessedLedger(runtime.db, keep=timedelta(days=1), lease=timedelta(seconds=2))
+    async with runtime.app:
+        claim, _ = await killed.claim(SCANS.name, str(event.message_id))
+        claimed_at = asyncio.get_running_loop().time()
+        assert claim is Claim.NEW
+        await runtime.bus.publish(event)
+        await asyncio.wait_for(handler.started.wait(), 15)
+        started_after = asyncio.get_running_loop().time() - claimed_at
+        await _eventually(lambda: _count_is(runtime, "P9", 1), seconds=15)
+    assert handler.calls == 1
+    assert started_after >= 2.0, "the claim was ignored before its lease ran out"
+
+
+async def test_a_copy_waiting_for_a_live_claim_backs_off_and_is_counted(
+    make_settings: Callable[..., Any],
+) -> None:
+    """Another process works on the message for a long time and keeps its lease: the waiting
+    copy checks back less and less often (not every retry delay), and is handled once the
+    other process gives the claim back."""
+    from datetime import timedelta
+
+    from switchboard.runtime.mongo import Claim, ProcessedLedger
+
+    runtime = Runtime("kit", make_settings(retry_delay_seconds=0.2, handling_lease_seconds=3.0))
+    handler = Recorder(runtime)
+    runtime.bus.consume(SCANS, ParcelScanned, handler)
+    event = ParcelScanned(parcel="P10")
+    other = ProcessedLedger(runtime.db, keep=timedelta(days=1), lease=timedelta(seconds=3))
+    before = _busy_retries(SCANS.name)
+    async with runtime.app:
+        claim, _ = await other.claim(SCANS.name, str(event.message_id))
+        assert claim is Claim.NEW
+        async with other.holding(SCANS.name, str(event.message_id)):
+            await runtime.bus.publish(event)
+            await _eventually(lambda: _async_true(_busy_retries(SCANS.name) > before))
+            await asyncio.sleep(8)  # the other process keeps working, renewing its lease
+            checks = _busy_retries(SCANS.name) - before
+            assert handler.calls == 0
+        await other.release(SCANS.name, str(event.message_id))
+        await _eventually(lambda: _count_is(runtime, "P10", 1), seconds=15)
+    # 8 s of checks every 0.2 s would be 40; growing from 0.1 s to 1 s it is about 11
+    assert 2 <= checks <= 16, checks
+    assert handler.calls == 1
+
+
+async def test_work_in_hand_elsewhere_is_checked_back_without_spending_attempts(
+    runtime: Runtime, amqp_url: str
+) -> None:
+    """A handler that finds the work under way elsewhere (an outbound mail in DATA) is tried
+    again later, more times than the message's attempts, and never dead-lettered for it."""
+    from switchboard.runtime.errors import InHandElsewhere
+
+    tries: list[int] = []
+
+    async def send(event: ParcelScanned) -> None:
+        tries.append(1)
+        if len(tries) <= 5:  # runtime's max_attempts is 3
+            raise InHandElsewhere("another copy is being sent right now")
+        await runtime.db["scans"].update_one(
+            {"_id": event.parcel}, {"$inc": {"count": 1}}, upsert=True
+        )
+
+    runtime.bus.consume(SCANS, ParcelScanned, send)
+    before = _busy_retries(SCANS.name)
+    async with runtime.app:
+        await runtime.bus.publish(ParcelScanned(parcel="P11"))
+        await _eventually(lambda: _count_is(runtime, "P11", 1), seconds=30)
+    assert len(tries) == 6
+    assert _busy_retries(SCANS.name) - before == 5
+    assert await _queue_messages(amqp_url, SCANS.dead) == []

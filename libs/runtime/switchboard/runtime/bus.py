@@ -7,7 +7,9 @@ Guarantees (see docs/architecture.md):
   ``<queue>.retry`` with a growing delay, and after ``max_attempts`` to ``<queue>.dead`` with the
   error and the attempt count in its headers;
 * a message that does not validate goes straight to ``<queue>.dead`` with the validation error;
-* a message already handled (same consumer, same message id) is acked without a second effect.
+* a message already handled (same consumer, same message id) is acked without a second effect;
+* a copy that finds another copy in hand is checked again later, after a growing delay, and
+  counted; a handler cancelled (the broker connection dropped) gives its claim back.
 """
 
 from __future__ import annotations
@@ -35,8 +37,14 @@ from pydantic import ValidationError
 
 from switchboard.contracts import ConsumerQueue, Message, Outcome
 from switchboard.contracts import topology as names
-from switchboard.runtime.errors import Refused, describe_validation_error
-from switchboard.runtime.metrics import DEAD_LETTERED, DUPLICATES, RETRIED, bus_middleware
+from switchboard.runtime.errors import InHandElsewhere, Refused, describe_validation_error
+from switchboard.runtime.metrics import (
+    BUSY_RETRIED,
+    DEAD_LETTERED,
+    DUPLICATES,
+    RETRIED,
+    bus_middleware,
+)
 from switchboard.runtime.mongo import Claim, ProcessedLedger
 from switchboard.runtime.requests import TOPIC_EXCHANGE, Requester
 from switchboard.runtime.settings import ServiceSettings
@@ -45,6 +53,9 @@ M = TypeVar("M", bound=Message)
 Handler = Callable[[M], Awaitable[dict[str, Any] | None]]
 
 log = structlog.get_logger("switchboard.bus")
+
+HEADER_BUSY_CHECKS = "x-sb-busy-checks"
+"""How many times this copy found another copy in hand (not a failed attempt)."""
 
 
 def make_broker(
@@ -246,22 +257,56 @@ class Bus:
                 log.info("duplicate message ignored")
                 return Outcome.model_validate(answer) if wants_answer and answer else None
             if claim is Claim.BUSY:
-                log.info("a copy of this message is in hand elsewhere: checking back later")
-                await self._send_to_retry(queue, msg, attempt, "copy in hand elsewhere")
+                await self._check_back_later(queue, msg, attempt)
                 return None
             try:
-                result = await handler(message)
+                async with self._ledger.holding(queue.name, message_id):
+                    result = await handler(message)
             except Refused as refused:
                 log.info("command refused", reason=refused.refusal.message)
                 outcome = Outcome(ok=False, error=refused.refusal)
+            except InHandElsewhere:
+                await self._give_back(queue, message_id)
+                await self._check_back_later(queue, msg, attempt)
+                return None
             except Exception as exc:
-                await self._ledger.release(queue.name, message_id)
+                await self._give_back(queue, message_id)
                 await self._retry_or_dead(queue, msg, exc, attempt)
                 return None
+            except asyncio.CancelledError:
+                log.warning("handling cancelled; the broker will deliver the message again")
+                await self._give_back(queue, message_id)
+                raise
             else:
                 outcome = Outcome(ok=True, result=result or {})
             await self._ledger.complete(queue.name, message_id, outcome.model_dump(mode="json"))
             return outcome if wants_answer else None
+
+    async def _give_back(self, queue: ConsumerQueue, message_id: str) -> None:
+        """Release a claim, best effort and shielded from a cancellation: if it fails (the
+        database is gone) the claim's short lease, or this process taking its own leftover
+        back, lets the next copy through."""
+        release = asyncio.ensure_future(self._ledger.release(queue.name, message_id))
+        try:
+            await asyncio.wait_for(asyncio.shield(release), timeout=10.0)
+        except (Exception, asyncio.CancelledError) as exc:
+            log.warning("claim not given back; its lease will expire", error=repr(exc))
+
+    async def _check_back_later(
+        self, queue: ConsumerQueue, msg: RabbitMessage, attempt: int
+    ) -> None:
+        """Another copy is in hand (or its holder died and the lease has not run out): look
+        again later, a little later each time, without spending one of the message's attempts."""
+        checks = int(msg.headers.get(HEADER_BUSY_CHECKS, 0)) + 1
+        BUSY_RETRIED.labels(queue.name).inc()
+        delay = min(
+            self._settings.retry_delay_seconds / 2 * 2 ** (checks - 1),
+            self._settings.handling_lease_seconds / 3,
+        )
+        log.info("a copy of this message is in hand elsewhere: checking back later", checks=checks)
+        await self._send_to_retry(
+            queue, msg, attempt, "copy in hand elsewhere", delay=delay, busy_checks=checks
+        )
 
     async def _answer(self, msg: RabbitMessage, outcome: Outcome) -> None:
         """Answer a request. The requester may have given up (timed out) and gone: a reply
@@ -287,15 +332,25 @@ class Bus:
             return
         log.warning("handling failed, will retry", attempt=attempt, error=error)
         RETRIED.labels(queue.name).inc()
-        await self._send_to_retry(queue, msg, attempt + 1, error)
-
-    async def _send_to_retry(
-        self, queue: ConsumerQueue, msg: RabbitMessage, attempt: int, error: str
-    ) -> None:
         delay = min(
-            self._settings.retry_delay_seconds * 2 ** max(attempt - 2, 0),
+            self._settings.retry_delay_seconds * 2 ** max(attempt - 1, 0),
             self._settings.retry_delay_max_seconds,
         )
+        await self._send_to_retry(queue, msg, attempt + 1, error, delay=delay)
+
+    async def _send_to_retry(
+        self,
+        queue: ConsumerQueue,
+        msg: RabbitMessage,
+        attempt: int,
+        error: str,
+        *,
+        delay: float,
+        busy_checks: int = 0,
+    ) -> None:
+        headers = {k: v for k, v in _plain_headers(msg).items() if k != HEADER_BUSY_CHECKS}
+        if busy_checks:
+            headers[HEADER_BUSY_CHECKS] = busy_checks
         await self.broker.publish(
             msg.body,
             queue=queue.retry,
@@ -306,7 +361,7 @@ class Bus:
             reply_to=msg.reply_to or None,
             content_type=msg.content_type,
             headers={
-                **_plain_headers(msg),
+                **headers,
                 names.HEADER_ATTEMPT: attempt,
                 names.HEADER_ERROR: error[:1000],
             },

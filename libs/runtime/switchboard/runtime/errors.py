@@ -13,6 +13,11 @@ class Refused(Exception):
         self.refusal = Refusal(code=code, message=message, field=field)
 
 
+class InHandElsewhere(Exception):
+    """Another copy of this work is under way (or its holder died and its own lease has not run
+    out): the runtime checks back later, like a busy claim, without spending an attempt."""
+
+
 def describe_validation_error(exc: Exception) -> tuple[str, str | None]:
     """A one-line description of a pydantic error, and the first field it names."""
     from pydantic import ValidationError

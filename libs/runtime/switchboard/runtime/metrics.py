@@ -24,6 +24,11 @@ RETRIED = Counter(
     "Messages whose handling failed and were scheduled for another try",
     ["queue"],
 )
+BUSY_RETRIED = Counter(
+    "switchboard_messages_busy_retried_total",
+    "Copies put back for later because another copy of the message was in hand",
+    ["queue"],
+)
 DEAD_LETTERED = Counter(
     "switchboard_messages_dead_lettered_total",
     "Messages moved to a dead-letter queue, by reason",

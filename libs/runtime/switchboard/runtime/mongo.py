@@ -8,8 +8,10 @@ TTL index.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
@@ -62,9 +64,12 @@ class ProcessedLedger:
     Before handling, a consumer *claims* the message id (an atomic insert with a lease); after its
     durable writes it marks the claim done, with the answer it gave; then the broker ack follows.
     A copy that arrives while the first is in hand finds the claim busy and waits; a copy that
-    arrives later finds it done and is acked without a second effect. A claim whose holder died
-    expires with its lease and is taken over. Handlers still write idempotently (natural keys,
-    upserts): a crash after the writes but before :meth:`complete` runs the handler again.
+    arrives later finds it done and is acked without a second effect. The holder renews the lease
+    while it works (:meth:`holding`), so the lease can be short: a claim whose holder died expires
+    within one lease and is taken over. A claim this process left behind (its release failed
+    because the database was gone) is taken back at once by the next copy that reaches it.
+    Handlers still write idempotently (natural keys, upserts): a crash after the writes but
+    before :meth:`complete` runs the handler again.
     """
 
     def __init__(
@@ -73,6 +78,10 @@ class ProcessedLedger:
         self._entries = database["processed_messages"]
         self._keep = keep
         self._lease = lease
+        self._owner = uuid.uuid4().hex
+        """This process: a claim it holds names it, so the process knows its own leftovers."""
+        self._held: set[str] = set()
+        """Claims a handler of this process is working on right now."""
 
     async def ensure_indexes(self) -> None:
         await self._entries.create_index("at")
@@ -83,18 +92,42 @@ class ProcessedLedger:
         try:
             await retry_when_busy(
                 lambda: self._entries.insert_one(
-                    {"_id": key, "state": "handling", "until": now + self._lease, "at": now}
+                    {
+                        "_id": key,
+                        "state": "handling",
+                        "until": now + self._lease,
+                        "at": now,
+                        "owner": self._owner,
+                    }
                 )
             )
+            self._held.add(key)
             return Claim.NEW, None
         except DuplicateKeyError:
             pass
         entry = await self._entries.find_one({"_id": key})
         if entry is not None and entry.get("state") == "done":
             return Claim.DONE, entry.get("answer")
-        if entry is not None and entry["until"] < now and await self._take_over(entry, now):
+        if entry is None or key in self._held:
+            return Claim.BUSY, None
+        if entry["until"] < now:
+            taken = await self._take_over(entry, now)
+        else:
+            taken = entry.get("owner") == self._owner and await self._take_back(key, now)
+        if taken:
+            self._held.add(key)
             return Claim.NEW, None
         return Claim.BUSY, None
+
+    async def _take_back(self, key: str, now: datetime) -> bool:
+        """Take back a live claim of this very process that no handler here works on (its
+        release failed): no other process can hold it before its lease runs out."""
+        await retry_when_busy(
+            lambda: self._entries.update_one(
+                {"_id": key}, {"$set": {"until": now + self._lease, "at": now}}
+            )
+        )
+        return True
 
     async def _take_over(self, expired: Document, now: datetime) -> bool:
         """Take over a claim whose holder died. One winner only: the winner is whoever inserts
@@ -112,27 +145,60 @@ class ProcessedLedger:
             return False
         await retry_when_busy(
             lambda: self._entries.update_one(
-                {"_id": key}, {"$set": {"until": now + self._lease, "at": now}}
+                {"_id": key},
+                {"$set": {"until": now + self._lease, "at": now, "owner": self._owner}},
             )
         )
         return True
 
+    @contextlib.asynccontextmanager
+    async def holding(self, consumer: str, message_id: str) -> AsyncIterator[None]:
+        """Renew the claim's lease while the block runs (a heartbeat every third of a lease).
+
+        A renewal that fails (database gone) is tried again at the next beat; the handler is
+        not disturbed by it.
+        """
+        key = f"{consumer}/{message_id}"
+        beat = asyncio.create_task(self._renew(key), name=f"lease {key}")
+        try:
+            yield
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _renew(self, key: str) -> None:
+        period = self._lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(period)
+            with contextlib.suppress(Exception):
+                await self._entries.update_one(
+                    {"_id": key}, {"$set": {"until": datetime.now(UTC) + self._lease}}
+                )
+
     async def complete(self, consumer: str, message_id: str, answer: Document | None) -> None:
-        await retry_when_busy(
-            lambda: self._entries.update_one(
-                {"_id": f"{consumer}/{message_id}"},
-                {"$set": {"state": "done", "answer": answer, "at": datetime.now(UTC)}},
-                upsert=True,
+        try:
+            await retry_when_busy(
+                lambda: self._entries.update_one(
+                    {"_id": f"{consumer}/{message_id}"},
+                    {"$set": {"state": "done", "answer": answer, "at": datetime.now(UTC)}},
+                    upsert=True,
+                )
             )
-        )
+        finally:
+            self._held.discard(f"{consumer}/{message_id}")
 
     async def release(self, consumer: str, message_id: str) -> None:
-        """Give a claim back after a failure, so the retried copy can be handled."""
-        await retry_when_busy(
-            lambda: self._entries.delete_one(
-                {"_id": f"{consumer}/{message_id}", "state": "handling"}
+        """Give a claim back after a failure, so the retried copy can be handled. Should the
+        delete fail, the claim is still known here as this process's leftover."""
+        try:
+            await retry_when_busy(
+                lambda: self._entries.delete_one(
+                    {"_id": f"{consumer}/{message_id}", "state": "handling"}
+                )
             )
-        )
+        finally:
+            self._held.discard(f"{consumer}/{message_id}")
 
     async def purge(self) -> int:
         cutoff = datetime.now(UTC) - self._keep

@@ -43,7 +43,10 @@ class ServiceSettings(BaseSettings):
         default=60.0, gt=0, description="exit (to be restarted) after the broker is gone this long"
     )
     handling_lease_seconds: float = Field(
-        default=300.0, gt=0, description="after this a crashed consumer's claim is taken over"
+        default=15.0,
+        gt=0,
+        description="a handler's claim lease, renewed every third of it while it works; "
+        "a crashed consumer's claim is taken over after this",
     )
     processed_ttl_days: int = Field(default=7, ge=1, description="idempotency memory")
     otlp_endpoint: str | None = Field(

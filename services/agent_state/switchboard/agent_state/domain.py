@@ -452,11 +452,20 @@ def heartbeat(agent: Agent, now: datetime, policy: Policy) -> Decision:
     )
 
 
-def presence_check(agent: Agent, now: datetime, policy: Policy) -> Decision:
-    """Silent too long: Not Ready ("connection lost"), later Logged out. No ghost Ready agents."""
+def presence_check(
+    agent: Agent, now: datetime, policy: Policy, *, heard_since: datetime | None = None
+) -> Decision:
+    """Silent too long: Not Ready ("connection lost"), later Logged out. No ghost Ready agents.
+
+    Silence counts only from ``heard_since``, when agent-state last became able to hear
+    heartbeats (its start, or its broker connection coming back): a heartbeat lost with the
+    broker is not the desktop's silence.
+    """
     if agent.state == "logged_out" or agent.presence_due is None:
         return Decision(agent)
     last_seen = agent.last_seen or agent.since or now
+    if heard_since is not None and heard_since > last_seen:
+        last_seen = heard_since
     silent = now - last_seen
     actor = Actor.system()
     reason = policy.connection_lost_reason

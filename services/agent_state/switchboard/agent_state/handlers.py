@@ -121,6 +121,9 @@ class AgentStateHandlers:
         self.bus = bus
         self.policy = policy
         self.reconcile_timeout = reconcile_timeout
+        self.hearing_since = _now()
+        """Since when heartbeats can reach this process (its start, or the broker's return)."""
+        self._deaf = False
         self.instance = uuid.uuid4().hex
         self._retry_states: set[str] = set()
         self._retry_profiles: set[str] = set()
@@ -295,7 +298,21 @@ class AgentStateHandlers:
         await self._fire("wrap_up", domain.wrap_up_expired)
 
     async def fire_presence_timers(self) -> None:
-        await self._fire("presence", domain.presence_check)
+        """Judge silent desktops, but only while heartbeats can reach us: with the broker gone
+        nobody is judged, and when it is back silence counts from that moment."""
+        if not await self.bus.broker.ping(timeout=2.0):
+            self._deaf = True
+            return
+        if self._deaf:
+            self._deaf = False
+            self.hearing_since = _now()
+            log.info("heartbeats can reach agent-state again; silence counts from now")
+        await self._fire(
+            "presence",
+            lambda agent, now, policy: domain.presence_check(
+                agent, now, policy, heard_since=self.hearing_since
+            ),
+        )
 
     async def repair_timers(self) -> None:
         fixed = await self.store.repair_timers()

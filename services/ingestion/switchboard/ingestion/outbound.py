@@ -45,6 +45,7 @@ from switchboard.ingestion.compose import (
 )
 from switchboard.ingestion.store import BlobMissing, MailStore
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.errors import InHandElsewhere
 
 log = structlog.get_logger("switchboard.ingestion.outbound")
 
@@ -53,8 +54,10 @@ class DeliveryDeferred(RuntimeError):
     """The relay said "later" (4xx) or could not be reached: the runtime retries."""
 
 
-class BeingSent(DeliveryDeferred):
-    """Another copy of the request is in DATA right now: that copy will end it."""
+class BeingSent(DeliveryDeferred, InHandElsewhere):
+    """Another copy of the request is in DATA right now: that copy will end it. Checked again
+    later without spending an attempt: a copy whose sender was killed in DATA must end as
+    "delivery state unknown" once the sending lease runs out, never in the dead-letter queue."""
 
 
 def attempt_in_hand(broker: RabbitBroker) -> Callable[[], int]:
