@@ -21,7 +21,8 @@ from typing import Any
 import aio_pika
 import pytest
 from prometheus_client import REGISTRY
-from sb_ingestion_testkit import CORPUS, Listener, Relay, eventually
+from sb_ingestion_testkit import CORPUS, Listener, Relay
+from testkit import eventually
 
 from switchboard.contracts import ConsumerQueue, Message
 from switchboard.contracts.cases import GetCaseThread
