@@ -19,7 +19,15 @@ import httpx
 import jsonschema_rs
 import pytest
 
-from .deployed import MAX_RECIPIENTS, SUPPORT, TRUSTED_PROXY, Deployed, client, demo_passwords
+from .deployed import (
+    MAX_RECIPIENTS,
+    SUPPORT,
+    TRUSTED_PROXY,
+    Deployed,
+    client,
+    demo_password,
+    demo_passwords,
+)
 
 pytestmark = [pytest.mark.timeout(600)]
 
@@ -191,8 +199,6 @@ async def test_only_a_trusted_proxy_names_the_client(deployed: Deployed) -> None
 
 
 def _password(person_id: str) -> str:
-    from .conftest import demo_password
-
     return demo_password(person_id)
 
 
