@@ -25,7 +25,7 @@ def log_in(page: Page, base_url: str, person_id: str) -> None:
     page.get_by_label("Login").fill(login)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    expect(page.get_by_role("button", name="Log out", exact=True)).to_be_visible()
 
 
 def go_ready(page: Page) -> None:

@@ -89,7 +89,7 @@ def test_the_first_half_of_a_conversation_with_the_keyboard_alone(
     page.keyboard.press("Tab")
     page.keyboard.type("dmitri-demo-pass")
     page.keyboard.press("Enter")
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    expect(page.get_by_role("button", name="Log out", exact=True)).to_be_visible()
 
     page.keyboard.press("Alt+y")  # Ready
     expect(page.get_by_test_id("agent-state")).to_have_attribute("data-state", "ready")
