@@ -14,7 +14,6 @@ LIMIT = 550
 ROOTS = ("libs", "services")
 ALLOWED = {
     "services/threading/switchboard/threading/handlers.py": 2000,
-    "services/routing/switchboard/routing/router.py": 1500,
     "services/dialer/switchboard/dialer/handlers.py": 1200,
     "services/ingestion/switchboard/ingestion/parsing.py": 750,
     "services/dialer/switchboard/dialer/store.py": 600,
