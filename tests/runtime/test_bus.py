@@ -345,6 +345,33 @@ async def test_a_dead_consumers_claim_is_taken_over_by_exactly_one(
     assert done is Claim.DONE and answer == {"ok": True}
 
 
+async def test_copies_reaching_one_process_at_once_are_handled_once(
+    make_settings: Callable[..., Any],
+) -> None:
+    """Replicas that each publish an outbox's events send copies that reach one consumer
+    together (prefetch > 1): its own claim in the making is not taken for a leftover."""
+    from switchboard.runtime.metrics import DUPLICATES
+
+    runtime = Runtime("kit", make_settings(prefetch=32))
+    calls: dict[str, int] = {}
+
+    async def count(event: ParcelScanned) -> None:
+        calls[event.parcel] = calls.get(event.parcel, 0) + 1
+
+    runtime.bus.consume(SCANS, ParcelScanned, count)
+    events = [ParcelScanned(parcel=f"P{i}") for i in range(30)]
+    before = DUPLICATES.labels(SCANS.name)._value.get()
+    async with runtime.app:
+        await asyncio.gather(*(runtime.bus.publish(e) for e in events for _ in range(6)))
+
+        def settled() -> bool:
+            repeats = DUPLICATES.labels(SCANS.name)._value.get() - before
+            return sum(calls.values()) + repeats >= 6 * len(events)
+
+        await _eventually(settled, seconds=60)
+    assert calls == {e.parcel: 1 for e in events}
+
+
 def _busy_retries(queue: str) -> float:
     from switchboard.runtime.metrics import BUSY_RETRIED
 

@@ -88,6 +88,18 @@ class ProcessedLedger:
 
     async def claim(self, consumer: str, message_id: str) -> tuple[Claim, Document | None]:
         key = f"{consumer}/{message_id}"
+        if key in self._held:
+            return Claim.BUSY, None  # a handler of this process has it, or is claiming it
+        self._held.add(key)  # before any await: a copy arriving meanwhile is seen here
+        found: tuple[Claim, Document | None] = (Claim.BUSY, None)
+        try:
+            found = await self._claim(key)
+        finally:
+            if found[0] is not Claim.NEW:
+                self._held.discard(key)
+        return found
+
+    async def _claim(self, key: str) -> tuple[Claim, Document | None]:
         now = datetime.now(UTC)
         try:
             await retry_when_busy(
@@ -101,23 +113,19 @@ class ProcessedLedger:
                     }
                 )
             )
-            self._held.add(key)
             return Claim.NEW, None
         except DuplicateKeyError:
             pass
         entry = await self._entries.find_one({"_id": key})
         if entry is not None and entry.get("state") == "done":
             return Claim.DONE, entry.get("answer")
-        if entry is None or key in self._held:
+        if entry is None:
             return Claim.BUSY, None
         if entry["until"] < now:
             taken = await self._take_over(entry, now)
         else:
             taken = entry.get("owner") == self._owner and await self._take_back(key, now)
-        if taken:
-            self._held.add(key)
-            return Claim.NEW, None
-        return Claim.BUSY, None
+        return (Claim.NEW, None) if taken else (Claim.BUSY, None)
 
     async def _take_back(self, key: str, now: datetime) -> bool:
         """Take back a live claim of this very process that no handler here works on (its
