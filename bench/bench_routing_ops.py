@@ -1,0 +1,188 @@
+"""Database operations per offer accepted, counted with a PyMongo command listener.
+
+Run: ``.venv/bin/python bench/bench_routing_ops.py [--offers 40]``
+
+One routing replica runs in this process against the local RabbitMQ and MongoDB-protocol server
+(found or started like the tests do, in a virtual host and databases of its own). One agent is
+Ready with capacity 1 for email; then ``--offers`` times, one at a time: a route request, its
+offer, the agent's accept (until ``interaction.assigned``) and the interaction's end (until the
+agent is free again, seen by the next request's offer). Every command routing sends to its own
+database in that window is counted, by command and collection; the periodic jobs are set to
+hours so that only the work is counted. The runtime's processed-message ledger is listed apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pymongo import AsyncMongoClient, monitoring
+
+from switchboard.contracts import ConsumerQueue
+from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
+from switchboard.contracts.routing import (
+    InteractionAssigned,
+    InteractionEnded,
+    OfferAnswer,
+    OfferMade,
+    RouteRequested,
+    ServiceConfigured,
+    ServiceDefinition,
+)
+from switchboard.routing.app import RoutingSettings, build
+from switchboard.runtime.localstack import Backends, backends, management_call
+from switchboard.runtime.service import Runtime
+
+WRITES = {"insert", "update", "delete", "findAndModify"}
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.database = ""
+        self.counting = False
+        self.seen: Counter[tuple[str, str]] = Counter()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.counting and event.database_name == self.database:
+            target = event.command.get(event.command_name)
+            self.seen[(event.command_name, str(target))] += 1
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def _count(found: Backends, offers: int, commands: Commands) -> None:
+    tag = uuid.uuid4().hex[:8]
+    vhost = f"bench-{tag}"
+    amqp_url = found.amqp_url
+    if found.management_url:
+        user = found.amqp_url.split("://", 1)[1].split(":", 1)[0]
+        management_call(found.management_url, "PUT", f"/api/vhosts/{vhost}")
+        management_call(
+            found.management_url,
+            "PUT",
+            f"/api/permissions/{vhost}/{user}",
+            {"configure": ".*", "write": ".*", "read": ".*"},
+        )
+        amqp_url = found.vhost_url(vhost)
+    hours = 3600.0 * 5
+    settings = RoutingSettings(
+        amqp_url=amqp_url,
+        mongodb_url=found.mongodb_url,
+        database_prefix=f"bench{tag}",
+        http_port=0,
+        log_level="WARNING",
+        log_format="console",
+        timer_poll_seconds=hours,
+        sweep_seconds=hours,
+        queue_index_seconds=hours,
+        stale_hold_seconds=hours,
+        metrics_seconds=hours,
+        agent_reconcile_seconds=hours,
+    )
+    commands.database = settings.database_name("routing")
+    made: asyncio.Queue[OfferMade] = asyncio.Queue()
+    assigned: asyncio.Queue[InteractionAssigned] = asyncio.Queue()
+
+    async def on_offer(event: OfferMade) -> None:
+        await made.put(event)
+
+    async def on_assigned(event: InteractionAssigned) -> None:
+        await assigned.put(event)
+
+    probe = Runtime("bench_routing_ops_probe", settings)
+    probe.bus.consume(
+        ConsumerQueue("bench.routing_ops.offers", (OfferMade.NAME,)), OfferMade, on_offer
+    )
+    probe.bus.consume(
+        ConsumerQueue("bench.routing_ops.assigned", (InteractionAssigned.NAME,)),
+        InteractionAssigned,
+        on_assigned,
+    )
+    service = build(settings)
+    try:
+        async with probe.app, service.app:
+            definition = ServiceDefinition(name="support", channel="email", team="support")
+            outcome = await probe.bus.request(ServiceConfigured(service=definition), timeout=15)
+            assert outcome.ok, outcome.error
+            await probe.bus.publish(
+                AgentProfileChanged(
+                    agent_id="ann", name="Ann", teams=["support"], capacity={"email": 1}
+                )
+            )
+            await asyncio.sleep(1.0)  # the profile is applied before the state
+            await probe.bus.publish(
+                AgentStateChanged(
+                    agent_id="ann",
+                    previous="logged_out",
+                    state="ready",
+                    actor="ann",
+                    sequence=1,
+                    changed_at=datetime.now(UTC),
+                )
+            )
+            await asyncio.sleep(1.0)  # the start's jobs and the state are done
+            commands.counting = True
+            for n in range(offers):
+                interaction = f"case-{n}"
+                await probe.bus.publish(
+                    RouteRequested(interaction_id=interaction, channel="email", service="support")
+                )
+                offer = await asyncio.wait_for(made.get(), 20)
+                answer = OfferAnswer(offer_id=offer.offer_id, agent_id="ann", accept=True)
+                outcome = await probe.bus.request(answer, timeout=20)
+                assert outcome.ok, outcome.error
+                await asyncio.wait_for(assigned.get(), 20)
+                await probe.bus.publish(
+                    InteractionEnded(interaction_id=interaction, agent_id="ann", channel="email")
+                )
+            # the last end is handled once a next request is offered at once
+            await probe.bus.publish(
+                RouteRequested(interaction_id="case-last", channel="email", service="support")
+            )
+            await asyncio.wait_for(made.get(), 20)
+            commands.counting = False
+    finally:
+        if found.management_url:
+            management_call(found.management_url, "DELETE", f"/api/vhosts/{vhost}")
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(found.mongodb_url)
+        for name in (commands.database, settings.database_name("bench_routing_ops_probe")):
+            await client.drop_database(name)
+        await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--offers", type=int, default=40)
+    args = parser.parse_args()
+    commands = Commands()
+    monitoring.register(commands)
+    with backends(Path(".local"), use_containers=False) as found:
+        asyncio.run(_count(found, args.offers, commands))
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"server: {found.origin.get('mongodb')} {found.mongodb_url}")
+    ledger = sum(n for (_, c), n in commands.seen.items() if c == "processed_messages")
+    total = sum(commands.seen.values()) - ledger
+    writes = sum(
+        n for (name, c), n in commands.seen.items() if name in WRITES and c != "processed_messages"
+    )
+    print(
+        f"per offer accepted (request, offer, accept, end): {total / args.offers:.2f} database "
+        f"commands ({writes / args.offers:.2f} writes), plus {ledger / args.offers:.2f} "
+        "for the processed-message ledger"
+    )
+    for (name, collection), n in sorted(commands.seen.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {name:14s} {collection:22s} {n / args.offers:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
