@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from switchboard.routing.router import Backstop
+from switchboard.routing.hints import Backstop
 
 
 async def test_a_slow_scan_makes_the_next_one_wait_in_proportion() -> None:

@@ -286,11 +286,14 @@ async def test_metrics_are_exposed(harness: Any) -> None:
     await harness.configure(name="support", channel="email", team="support")
     await harness.publish(route("case-m"))
     await harness.observer.wait_for("interaction.queued", interaction_id="case-m")
-    await asyncio.sleep(0.5)
     transport = httpx.ASGITransport(app=harness.runtime.app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://routing") as client:
-        text = (await client.get("/metrics")).text
-    assert 'switchboard_routing_queue_depth{queue="support"} 1.0' in text
+
+    async def exposed() -> str | None:
+        async with httpx.AsyncClient(transport=transport, base_url="http://routing") as client:
+            text = (await client.get("/metrics")).text
+        return text if 'switchboard_routing_queue_depth{queue="support"} 1.0' in text else None
+
+    text = await harness.eventually(exposed, seconds=15)
     assert "switchboard_routing_queue_oldest_wait_seconds" in text
     for name in (
         "switchboard_routing_offers_total",
@@ -359,7 +362,7 @@ async def test_work_queued_by_one_replica_is_offered_by_another_as_soon_as_its_a
     await first.request(route("case-2", priority=5))
 
     async def second_knows() -> bool:
-        return second.queue.head(services=["support"], limit=5) == ["case-2", "case-1"]
+        return second.hints.head(services=["support"], limit=5) == ["case-2", "case-1"]
 
     await harness.eventually(second_knows, seconds=5.0)
     second.catalog.invalidate()  # it caches the services for 2 s; the service is brand new
@@ -368,14 +371,14 @@ async def test_work_queued_by_one_replica_is_offered_by_another_as_soon_as_its_a
     assert offer["interaction_id"] == "case-2"  # the higher priority first
 
     async def first_knows_it_left_the_queue() -> bool:
-        return first.queue.head(services=["support"], limit=5) == ["case-1"]
+        return first.hints.head(services=["support"], limit=5) == ["case-1"]
 
     await harness.eventually(first_knows_it_left_the_queue, seconds=5.0)
 
 
 def _both_indexes_built(*routers: Any) -> Any:
     async def check() -> bool:
-        return all(r.queue.built for r in routers)
+        return all(r.hints.built for r in routers)
 
     return check
 

@@ -11,7 +11,7 @@ from switchboard.contracts.routing import OfferAnswer, RouteRequested
 async def test_live_offers_survive_a_restart_and_their_timers_still_fire(harness: Any) -> None:
     first = await harness.start()
     await harness.configure(
-        name="support", channel="email", team="support", offer_timeout_seconds=2.0
+        name="support", channel="email", team="support", offer_timeout_seconds=6.0
     )
     await harness.agent("kept")
     await harness.agent("missed")
@@ -31,7 +31,7 @@ async def test_live_offers_survive_a_restart_and_their_timers_still_fire(harness
         OfferAnswer(offer_id=by_agent["kept"]["offer_id"], agent_id="kept", accept=True)
     )
     assert accepted.ok and accepted.result["status"] == "assigned"
-    [timed_out] = await harness.observer.wait_for("offer.timed_out", seconds=8)
+    [timed_out] = await harness.observer.wait_for("offer.timed_out", seconds=20)
     assert timed_out["offer_id"] == by_agent["missed"]["offer_id"]
     assert timed_out["agent_id"] == "missed"
     requeued = await second.store.get_work(by_agent["missed"]["interaction_id"])
@@ -53,7 +53,7 @@ async def test_an_offer_timer_without_its_timer_entry_is_repaired_and_fires(harn
     [offer] = await harness.observer.wait_for("offer.made")
     await router.store.timers.delete_many({})  # the entry is gone; the offer's timer is not
     assert await router.store.repair_timers() == 1
-    [timed_out] = await harness.observer.wait_for("offer.timed_out", seconds=8)
+    [timed_out] = await harness.observer.wait_for("offer.timed_out", seconds=20)
     assert timed_out["offer_id"] == offer["offer_id"]
 
 

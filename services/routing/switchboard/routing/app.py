@@ -38,7 +38,7 @@ from switchboard.contracts.routing import (
     WaitingChanged,
 )
 from switchboard.routing.config import load_services
-from switchboard.routing.handlers import RoutingHandlers
+from switchboard.routing.handlers.consumers import RoutingHandlers
 from switchboard.routing.router import Router
 from switchboard.routing.store import RoutingStore
 from switchboard.runtime.bus import ReplicaQueue
@@ -169,11 +169,6 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
         await router.reconcile_agents()
 
     runtime.every(settings.agent_reconcile_seconds, "routing agent reconcile")(reconcile_agents)
-
-    async def purge_tickets() -> None:
-        await store.purge_tickets()
-
-    runtime.every(300.0, "routing cas ticket purge")(purge_tickets)
 
     async def repair_timers() -> None:
         await store.repair_timers()

@@ -1,9 +1,9 @@
 """Which interactions wait, in queue order: an in-memory index every routing replica keeps.
 
 Finding the head of a queue for an agent who just became Ready is the hot read of routing. On a
-server that evaluates such a query by reading the whole collection (FerretDB), it costs seconds
-with 10,000 waiting; here it costs microseconds. The index is only a *hint*: the router reads
-each candidate by ``_id`` before offering it, and every offer is still a compare-and-set in
+server that evaluates such a query by reading the whole collection (the local one), it costs
+seconds with 10,000 waiting; here it costs microseconds. The index is only a *hint*: the router
+reads each candidate by ``_id`` before offering it, and every offer is still a compare-and-set in
 MongoDB, so a stale entry costs a wasted read, never a wrong offer.
 
 It is fed three ways: this replica's own writes, the writes of the other replicas (the event

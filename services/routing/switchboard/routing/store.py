@@ -5,7 +5,7 @@ Collections
 ``services``  one document per routing service (its :class:`ServiceDefinition`).
 ``agents``    routing's projection of each agent, and the agent's *holds*: the live offers and
               assignments charged to its capacity. Every write is a compare-and-set on
-              ``version`` (read, decide in Python, win the version's ticket, write),
+              ``version`` (read, decide in Python, write if still at that version),
               so two replicas can never both take the last free place of an agent.
 ``work``      one document per interaction: ``waiting`` -> ``offered`` -> ``assigned`` ->
               ``ended`` (or ``withdrawn``). Every transition is a compare-and-set on ``version``,
@@ -19,15 +19,12 @@ Collections
               its interaction is still at an older version is kept (the write is on the way).
 ``ended_work`` interactions that ended, out of the way of live scans.
 
-Compare-and-set on FerretDB
----------------------------
-FerretDB 1.24 (SQLite) does not apply a filtered update atomically: eight concurrent
-``replace_one`` / ``find_one_and_update`` calls filtered on the same version can *all* succeed.
-An insert under a unique ``_id`` is atomic there (and on MongoDB). So every compare-and-set first
-inserts a *ticket* ``<collection>/<id>/<version read>`` into ``cas_tickets``: only one writer can
-move a document on from a given version; the others get a duplicate key and re-read. A ticket
-whose writer died before writing (the document still at that version after
-``TICKET_LEASE``) is taken back. Old tickets are purged periodically.
+Compare-and-set
+---------------
+Every transition of ``agents`` and ``work`` is one conditional write: the whole document is
+replaced only if its ``version`` is still the one read (a filter on ``_id`` and ``version``).
+The server applies a single-document write atomically (``switchboard.runtime.storage``), so of
+writers that read the same version exactly one wins; the others re-read and decide again.
 
 Order of a reservation: first the agent's hold (capacity), then the interaction's transition;
 if the second fails the hold is given back. A crash in between leaves a hold without an offer,
@@ -41,7 +38,7 @@ import asyncio
 import contextlib
 import copy
 import functools
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,8 +52,6 @@ from switchboard.routing.queue_index import Place
 from switchboard.runtime.mongo import retry_when_busy
 
 Document = dict[str, Any]
-TICKET_LEASE = timedelta(seconds=20)
-TICKET_KEEP = timedelta(minutes=10)
 TIMER_WRITE_GRACE = timedelta(minutes=1)  # a write not landed by then has failed
 LIVE = ("waiting", "offered", "assigned")
 
@@ -164,12 +159,9 @@ class RoutingStore:
         self.services = database["services"]
         self.agents = database["agents"]
         self.work = database["work"]
-        self.tickets = database["cas_tickets"]
         self.archive = database["ended_work"]
         self.timers = database["timers"]
         self.default_capacity = default_capacity
-        self.on_work_written: Callable[[Document], Awaitable[None]] | None = None
-        """Told of every interaction written (the router keeps its queue index with it)."""
 
     async def ensure_indexes(self) -> None:
         await self.work.create_index([("status", ASCENDING), ("service", ASCENDING)])
@@ -179,60 +171,15 @@ class RoutingStore:
         await self.work.create_index("personal_agent_id")
         await self.agents.create_index("avail")
         await self.agents.create_index("room_total")
-        await self.tickets.create_index("at")
         await self.timers.create_index("due")
 
     # --- compare-and-set ---------------------------------------------------------------------
 
-    async def _ticket(self, collection: str, doc_id: str, version: int) -> bool:
-        """Win the right to move ``doc_id`` on from ``version`` (atomic: a unique insert)."""
-        key = f"{collection}/{doc_id}/{version}"
-        now = utcnow()
-        try:
-            await retry_when_busy(lambda: self.tickets.insert_one({"_id": key, "at": now}))
-            return True
-        except DuplicateKeyError:
-            pass
-        held = await self.tickets.find_one({"_id": key})
-        if held is None or held["at"] > now - TICKET_LEASE:
-            return False
-        current = await self.db[collection].find_one({"_id": doc_id}, {"version": 1})
-        if current is None or current.get("version") != version:
-            return False
-        # its writer died between ticket and write: take the ticket back, then try once more
-        await self.tickets.delete_one({"_id": key, "at": held["at"]})
-        try:
-            await self.tickets.insert_one({"_id": key, "at": now})
-            return True
-        except DuplicateKeyError:
-            return False
-
     async def _cas_replace(self, collection: str, expected_version: int, doc: Document) -> bool:
-        if not await self._ticket(collection, doc["_id"], expected_version):
-            return False
-        if not await self._still_at(collection, doc["_id"], expected_version):
-            return False
-        result = await retry_when_busy(
-            lambda: self.db[collection].replace_one({"_id": doc["_id"]}, doc)
-        )
+        """Replace ``doc`` if the stored one is still at ``expected_version`` (one write)."""
+        guard = {"_id": doc["_id"], "version": expected_version}
+        result = await retry_when_busy(lambda: self.db[collection].replace_one(guard, doc))
         return result.matched_count == 1
-
-    async def _still_at(self, collection: str, doc_id: str, version: int) -> bool:
-        """Whether ``doc_id`` is still at ``version``, just before a write by ``_id`` alone.
-
-        The ticket already makes this writer the only one for that version; the check only
-        guards against a writer stalled past ``TICKET_LEASE`` whose ticket was taken back.
-        FerretDB evaluates a write filter with any field besides ``_id`` by reading and decoding
-        every document of the collection, then writes by ``_id``: the same read-then-write, so
-        doing the read here by ``_id`` (an index lookup) loses nothing there and turns a write
-        to a 10,000-deep backlog from seconds (measured 2.5-6 s) into milliseconds.
-        """
-        current = await self.db[collection].find_one({"_id": doc_id}, {"version": 1})
-        return current is not None and current.get("version") == version
-
-    async def purge_tickets(self) -> int:
-        result = await self.tickets.delete_many({"at": {"$lt": utcnow() - TICKET_KEEP}})
-        return result.deleted_count
 
     # --- services --------------------------------------------------------------------------
 
@@ -321,7 +268,7 @@ class RoutingStore:
 
     async def agents_by_id(self, agent_ids: Iterable[str]) -> dict[str, Document]:
         ids = sorted(set(agent_ids))
-        if len(ids) > 16:  # one query; FerretDB reads every agent for it
+        if len(ids) > 16:  # one query; a server without pushdown reads every agent for it
             return {d["_id"]: d async for d in self.agents.find({"_id": {"$in": ids}})}
         found = await asyncio.gather(*(self.agents.find_one({"_id": i}) for i in ids))
         return {d["_id"]: d for d in found if d is not None}
@@ -363,11 +310,9 @@ class RoutingStore:
         await retry_when_busy(
             lambda: self.archive.replace_one({"_id": doc["_id"]}, doc, upsert=True)
         )
-        # Removing is moving on from this version too: a new round opened meanwhile wins.
-        if await self._ticket("work", doc["_id"], doc["version"]) and await self._still_at(
-            "work", doc["_id"], doc["version"]
-        ):
-            await retry_when_busy(lambda: self.work.delete_one({"_id": doc["_id"]}))
+        # Removing is moving on from this version too: a new round opened meanwhile stays.
+        guard = {"_id": doc["_id"], "version": doc["version"]}
+        await retry_when_busy(lambda: self.work.delete_one(guard))
 
     async def insert_work(self, doc: Document) -> bool:
         await self._note_timer(doc)
@@ -375,24 +320,16 @@ class RoutingStore:
             await retry_when_busy(lambda: self.work.insert_one(doc))
         except DuplicateKeyError:
             return False
-        await self._written(doc)
         return True
 
     async def replace_work(self, expected_version: int, doc: Document) -> bool:
         """Write ``doc`` if the stored version is still ``expected_version`` (the CAS)."""
         await self._note_timer(doc)
-        if not await self._cas_replace("work", expected_version, doc):
-            return False
-        await self._written(doc)
-        return True
-
-    async def _written(self, doc: Document) -> None:
-        if self.on_work_written is not None:
-            await self.on_work_written(doc)
+        return await self._cas_replace("work", expected_version, doc)
 
     async def works_by_id(self, interaction_ids: Iterable[str]) -> dict[str, Document | None]:
-        """Each interaction read by ``_id`` (an index lookup everywhere; ``$in`` is a scan on
-        FerretDB); ``None`` for one no longer live."""
+        """Each interaction read by ``_id`` (an index lookup on every server, unlike ``$in``);
+        ``None`` for one no longer live."""
         ids = list(dict.fromkeys(interaction_ids))
         found = await asyncio.gather(*(self.work.find_one({"_id": i}) for i in ids))
         return dict(zip(ids, found, strict=True))
@@ -403,10 +340,10 @@ class RoutingStore:
 
     # --- timers ----------------------------------------------------------------------------
     # Every replica polls for due timers twice a second. A query on ``work.due`` would scan the
-    # whole backlog each time on a server without index pushdown (FerretDB), so each due time is
-    # also written, before the work itself, as a small insert-only entry in ``timers``; entries
-    # whose work has moved on are dropped when found. Writing it first means a crash can leave
-    # an entry without its timer (dropped later) but never a timer without its entry.
+    # whole backlog each time on a server without index pushdown (the local one), so each due
+    # time is also written, before the work itself, as a small insert-only entry in ``timers``;
+    # entries whose work has moved on are dropped when found. Writing it first means a crash can
+    # leave an entry without its timer (dropped later) but never a timer without its entry.
 
     async def _note_timer(self, doc: Document) -> None:
         due = doc.get("due")

@@ -1,0 +1,1 @@
+"""Routing by concern: each module loads, decides (``domain``), stores and publishes."""

@@ -1,0 +1,167 @@
+"""Routing's projection of agent-state: profiles and states, reconciled with agent-state."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from switchboard.contracts.agents import (
+    AgentProfileChanged,
+    AgentStateChanged,
+    AgentStatesRequested,
+)
+from switchboard.contracts.routing import (
+    OfferCancelled,
+)
+from switchboard.routing import metrics
+from switchboard.routing.handlers.core import (
+    _SNAPSHOT_TIME,
+    RouterCore,
+    _event_id,
+    _profile_change,
+    _state_change,
+)
+from switchboard.routing.store import (
+    Document,
+    utcnow,
+)
+
+log = structlog.get_logger("switchboard.routing")
+
+
+class AgentsProjection(RouterCore):
+    """Apply profile and state events; take offers back from an agent leaving."""
+
+    # --- agents ---------------------------------------------------------------------------
+
+    async def profile_changed(self, msg: AgentProfileChanged) -> None:
+        profile = {
+            "teams": list(msg.teams),
+            "skills": [{"name": s.name, "level": s.level} for s in msg.skills],
+            "capacity": dict(msg.capacity),
+            "active": msg.active,
+        }
+        await self.store.update_agent(
+            msg.agent_id, _profile_change(profile, [msg.profile_version, msg.occurred_at])
+        )
+        await self.dispatch_agent(msg.agent_id)
+
+    async def state_changed(self, msg: AgentStateChanged) -> None:
+        doc, _ = await self.store.update_agent(
+            msg.agent_id,
+            _state_change(msg.state, msg.sequence, msg.not_ready_pending, msg.changed_at),
+        )
+        if doc is not None and doc.get("profile_key") is None:
+            self._learn_profile(msg.agent_id)
+        if doc is not None and doc.get("state") == "logged_out" and doc.get("holds"):
+            await self.take_back_offers(doc, "the agent logged out")
+        await self.dispatch_agent(msg.agent_id)
+
+    async def take_back_offers(self, agent: Document, reason: str) -> int:
+        """Cancel the agent's live offers and put the work back at the head of its queue.
+
+        An agent who logs out cannot answer: the offer would only ring until its timeout while
+        the customer waits, and the agent would be sent to RONA on top.
+        """
+        taken = 0
+        for hold in agent.get("holds", []):
+            for _ in range(20):
+                now = utcnow()
+                doc = await self.store.get_work(hold["i"])
+                offer = (doc or {}).get("offer")
+                if doc is None or doc["status"] != "offered" or offer is None:
+                    break
+                if offer["id"] != hold["o"]:
+                    break
+                updated = self._requeued(doc, offer, "cancelled", now, decline=False)
+                if not await self._replace_work(doc["version"], updated):
+                    metrics.CAS_CONFLICTS.labels("take_back").inc()
+                    continue
+                await self._close_offer(offer, doc, "cancelled", now)
+                await self.release_hold(agent["_id"], offer_id=offer["id"])
+                await self.emit(
+                    OfferCancelled(
+                        message_id=_event_id(offer["id"], "cancelled"),
+                        offer_id=offer["id"],
+                        interaction_id=doc["_id"],
+                        agent_id=agent["_id"],
+                        reason=reason,
+                    )
+                )
+                log.info("offer taken back", interaction_id=doc["_id"], reason=reason)
+                taken += 1
+                await self.dispatch_work(doc["_id"])
+                break
+        return taken
+
+    def _learn_profile(self, agent_id: str) -> None:
+        """Ask agent-state, in the background, for a profile this replica never received."""
+        if agent_id in self._profile_lookups:
+            return
+        task = asyncio.create_task(self.reconcile_agents([agent_id]), name=f"profile {agent_id}")
+        self._profile_lookups[agent_id] = task
+        task.add_done_callback(lambda _: self._profile_lookups.pop(agent_id, None))
+
+    async def reconcile_agents(self, agent_ids: Iterable[str] = ()) -> int:
+        """Catch up with agent-state on profiles and states this replica has not heard of.
+
+        ``agent.profile_changed`` published before routing's queues existed (a first start, an
+        agent seeded while routing was down) never reaches routing; without the profile an agent
+        has no team and is offered nothing. agent-state's answer fills the gap. Returns how many
+        agents changed.
+        """
+        wanted = list(agent_ids)
+        query = AgentStatesRequested(actor_id="routing", actor_role="supervisor", agent_ids=wanted)
+        try:
+            outcome = await self.bus.request(query, timeout=self.reconcile_timeout)
+        except Exception as exc:
+            log.warning("agent-state did not answer the agent reconciliation", error=repr(exc))
+            return 0
+        if not outcome.ok:
+            log.warning("agent-state refused the agent reconciliation", error=outcome.error)
+            return 0
+        applied = await self.store.agent_progress()
+        changed = 0
+        for item in outcome.result.get("agents", []):
+            agent_id = str(item["agent_id"])
+            key = [int(item.get("profile_version", 0)), _SNAPSHOT_TIME]
+            sequence = int(item.get("sequence", 0))
+            have_key, have_sequence = applied.get(agent_id, (None, 0))
+            if have_key is not None and key <= have_key and sequence <= have_sequence:
+                continue
+            profile = {
+                "teams": list(item.get("teams", [])),
+                "skills": [
+                    {"name": s["name"], "level": int(s.get("level", 1))}
+                    for s in item.get("skills", [])
+                ],
+                "capacity": dict(item.get("capacity", {})),
+                "active": bool(item.get("active", True)),
+            }
+            since = item.get("since")
+            state = _state_change(
+                item["state"],
+                sequence,
+                bool(item.get("not_ready_pending", False)),
+                datetime.fromisoformat(since) if since else utcnow(),
+            )
+            with_profile = _profile_change(profile, key)
+
+            def change(agent: Document, state: Any = state, profile: Any = with_profile) -> bool:
+                return bool(profile(agent) | state(agent))
+
+            _, did = await self.store.update_agent(agent_id, change)
+            if did:
+                changed += 1
+                log.info("agent caught up from agent-state", agent_id=agent_id)
+                await self.dispatch_agent(agent_id)
+        return changed
+
+    async def close(self) -> None:
+        for task in list(self._profile_lookups.values()):
+            task.cancel()
+        await asyncio.gather(*self._profile_lookups.values(), return_exceptions=True)

@@ -1,0 +1,240 @@
+"""Route requests, withdrawals and ends: an interaction enters, leaves or ends its round."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from switchboard.contracts.routing import (
+    InteractionEnded,
+    InteractionQueued,
+    OfferCancelled,
+    RouteRequested,
+    RouteWithdrawn,
+    ServiceDefinition,
+)
+from switchboard.routing import metrics
+from switchboard.routing.handlers.core import (
+    RouterCore,
+)
+from switchboard.routing.store import (
+    LIVE,
+    Document,
+    utcnow,
+)
+
+log = structlog.get_logger("switchboard.routing")
+
+
+class Interactions(RouterCore):
+    """Route requested, withdrawn, ended."""
+
+    # --- route requests -------------------------------------------------------------------
+
+    async def request(self, msg: RouteRequested) -> dict[str, Any]:
+        now = utcnow()
+        current = await self.store.get_work(msg.interaction_id)
+        archived = (
+            None if current is not None else await self.store.get_archived(msg.interaction_id)
+        )
+        request_id = str(msg.message_id)
+        if current is not None and current["status"] in LIVE:
+            if current.get("request_id") != request_id:
+                return {"status": current["status"], "already": True}
+            doc = current  # our own earlier attempt wrote it: finish the job
+        else:
+            previous = current or archived
+            if previous is not None and previous.get("request_id") == request_id:
+                # This very request was handled and its round is over: a redelivery (its first
+                # handling failed after the work was written) must not open another round.
+                return {"status": previous["status"], "already": True}
+            if (
+                current is not None
+                and current.get("withdrawn_at") is not None
+                and msg.occurred_at <= current["withdrawn_at"]
+            ):
+                return {"status": "withdrawn", "stale": True}
+            service = await self.catalog.get(msg.service)
+            if service is None:
+                service = await self.catalog.get(msg.service, fresh=True)
+            if service is None:
+                log.warning(
+                    "route request for an unknown service: it waits until configured",
+                    service=msg.service,
+                )
+            doc = self._new_round(msg, current or archived, service, now)
+            written = (
+                await self._insert_work(doc)
+                if current is None
+                else await self._replace_work(current["version"], doc)
+            )
+            if not written:
+                metrics.CAS_CONFLICTS.labels("request").inc()
+                raise RuntimeError(f"{msg.interaction_id} changed while queueing: retry")
+        await self.emit(
+            InteractionQueued.caused_by(
+                msg,
+                key=str(doc["round"]),
+                interaction_id=doc["_id"],
+                channel=doc["channel"],
+                service=doc["service"],
+                personal_agent_id=doc.get("personal_agent_id"),
+            )
+        )
+        await self.dispatch_work(doc["_id"], doc)
+        return {"status": "queued", "round": doc["round"]}
+
+    def _new_round(
+        self,
+        msg: RouteRequested,
+        previous: Document | None,
+        service: ServiceDefinition | None,
+        now: datetime,
+    ) -> Document:
+        queued_at = msg.requested_at or msg.occurred_at
+        preferred_wait = service.preferred_agent_wait_seconds if service else 0.0
+        overflow = service.personal_overflow_seconds if service else None
+        preferred_until = (
+            now + timedelta(seconds=preferred_wait)
+            if msg.preferred_agent_id and preferred_wait > 0
+            else None
+        )
+        personal_until = (
+            now + timedelta(seconds=overflow) if msg.personal_agent_id and overflow else None
+        )
+        priority = (
+            msg.priority if msg.priority is not None else (service.priority if service else 0)
+        )
+        doc: Document = {
+            "_id": msg.interaction_id,
+            "status": "waiting",
+            "channel": msg.channel,
+            "service": msg.service,
+            "priority": priority,
+            "reason": msg.reason,
+            "queued_at": queued_at,
+            "requested_at": queued_at,
+            "round": int(previous["round"]) + 1 if previous else 1,
+            "offers_in_round": 0,
+            "request_id": str(msg.message_id),
+            "preferred_agent_id": msg.preferred_agent_id,
+            "preferred_until": preferred_until,
+            "personal_agent_id": msg.personal_agent_id,
+            "personal_until": personal_until,
+            "declined": [],
+            "summary": msg.summary,
+            "offer_id": None,
+            "offer": None,
+            "agent_id": None,
+            "withdrawn_at": previous.get("withdrawn_at") if previous else None,
+            "ended_at": None,
+            "history": list(previous.get("history", [])) if previous else [],
+            "version": int(previous["version"]) + 1 if previous else 1,
+        }
+        doc["due"] = self._due(doc, now)
+        return doc
+
+    async def withdraw(self, msg: RouteWithdrawn) -> dict[str, Any]:
+        for _ in range(20):
+            now = utcnow()
+            doc = await self.store.get_work(msg.interaction_id)
+            if doc is None:
+                archived = await self.store.get_archived(msg.interaction_id)
+                tombstone: Document = {
+                    "_id": msg.interaction_id,
+                    "status": "withdrawn",
+                    "channel": "email",
+                    "service": "",
+                    "round": 0,
+                    "withdrawn_at": msg.occurred_at,
+                    "due": None,
+                    "history": archived.get("history", []) if archived else [],
+                    "version": int(archived["version"]) + 1 if archived else 1,
+                }
+                if archived is not None:
+                    tombstone["round"] = archived.get("round", 0)
+                if await self._insert_work(tombstone):
+                    return {"status": "withdrawn"}
+                continue
+            if doc["status"] not in ("waiting", "offered"):
+                return {"status": doc["status"]}
+            updated = copy.deepcopy(doc)
+            offer = doc.get("offer")
+            updated.update(
+                status="withdrawn",
+                withdrawn_at=msg.occurred_at,
+                offer=None,
+                offer_id=None,
+                due=None,
+                version=doc["version"] + 1,
+            )
+            if offer is not None:
+                updated["past_offers"] = self._past(doc, offer, "cancelled")
+            if not await self._replace_work(doc["version"], updated):
+                metrics.CAS_CONFLICTS.labels("withdraw").inc()
+                continue
+            if offer is not None:
+                await self._close_offer(offer, doc, "cancelled", now)
+                await self.release_hold(offer["agent_id"], offer_id=offer["id"])
+                await self.emit(
+                    OfferCancelled.caused_by(
+                        msg,
+                        offer_id=offer["id"],
+                        interaction_id=doc["_id"],
+                        agent_id=offer["agent_id"],
+                        reason=msg.reason or "withdrawn",
+                    )
+                )
+                await self.dispatch_agent(offer["agent_id"])
+            return {"status": "withdrawn"}
+        raise RuntimeError(f"{msg.interaction_id} kept changing while withdrawing: retry")
+
+    async def ended(self, msg: InteractionEnded) -> None:
+        for _ in range(20):
+            now = utcnow()
+            doc = await self.store.get_work(msg.interaction_id)
+            if doc is None or doc["status"] not in LIVE:
+                break
+            updated = copy.deepcopy(doc)
+            offer = doc.get("offer") if doc["status"] == "offered" else None
+            updated.update(
+                status="ended",
+                ended_at=now,
+                offer=None,
+                offer_id=None if offer else doc.get("offer_id"),
+                due=None,
+                version=doc["version"] + 1,
+            )
+            if offer is not None:
+                updated["past_offers"] = self._past(doc, offer, "cancelled")
+            if not await self._replace_work(doc["version"], updated):
+                metrics.CAS_CONFLICTS.labels("end").inc()
+                continue
+            if doc["status"] == "assigned" and doc.get("assigned_at") is not None:
+                handled = (now - doc["assigned_at"]).total_seconds()
+                metrics.HANDLE_SECONDS.labels(doc["service"]).observe(handled)
+            await self.store.archive_work(updated)
+            if offer is not None:
+                await self._close_offer(offer, doc, "cancelled", now)
+                await self.release_hold(offer["agent_id"], offer_id=offer["id"])
+                if offer["agent_id"] != msg.agent_id:
+                    await self.emit(
+                        OfferCancelled.caused_by(
+                            msg,
+                            offer_id=offer["id"],
+                            interaction_id=doc["_id"],
+                            agent_id=offer["agent_id"],
+                            reason="ended",
+                        )
+                    )
+                    await self.dispatch_agent(offer["agent_id"])
+            if doc.get("agent_id") and doc["agent_id"] != msg.agent_id:
+                await self.release_hold(doc["agent_id"], interaction_id=doc["_id"])
+                await self.dispatch_agent(doc["agent_id"])
+            break
+        # Always give the ender's capacity back (also when a crash left it held).
+        await self.release_hold(msg.agent_id, interaction_id=msg.interaction_id)
+        await self.dispatch_agent(msg.agent_id)

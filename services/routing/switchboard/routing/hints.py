@@ -1,0 +1,88 @@
+"""What one routing replica alone knows, to route faster: hints, never the truth.
+
+Three things live in the replica's memory and nowhere else: the order of every queue
+(:class:`QueueIndex`), the offers its dispatches are making right now (:class:`OffersInHand`)
+and when each full scan may run again (:class:`Backstop`). All three only save work: every
+candidate is read by ``_id`` before an offer and every offer is a conditional write, so a stale
+hint costs a read, never a wrong offer.
+
+The queue index has one way in, :meth:`ReplicaHints.learn`: this replica's own writes, the other
+replicas' notices (``routing.waiting.changed``) and what a dispatch finds when it reads a
+candidate all come through it; :meth:`ReplicaHints.rebuild` replaces it from a full read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
+from switchboard.routing.offers_in_hand import OffersInHand
+from switchboard.routing.queue_index import Place, QueueIndex
+
+
+class Backstop:
+    """A periodic full scan that keeps to a share of the database's time.
+
+    The sweep and the queue gauges read the whole backlog. On a database that scans for such
+    queries (the local server) a 10,000-deep queue makes one run take seconds; run every second,
+    they would crowd out the work the events do. After a run that took ``t`` seconds the next one
+    waits at least ``t * (1 / share - 1)``.
+    """
+
+    def __init__(self, share: float = 0.2) -> None:
+        self._rest = 1 / share - 1
+        self._next = 0.0
+
+    @contextlib.asynccontextmanager
+    async def run(self) -> AsyncIterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self._next = time.monotonic() + (time.monotonic() - started) * self._rest
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next
+
+
+class ReplicaHints:
+    """The queue index, the offers in hand and the backstops of one replica."""
+
+    def __init__(self) -> None:
+        self._queue = QueueIndex()
+        self.in_hand = OffersInHand()
+        self.sweeps = Backstop()
+        self.gauges = Backstop()
+        self._index_reads = Backstop(share=0.1)
+
+    # --- the queue index --------------------------------------------------------------------
+
+    def learn(self, place: Place | str) -> None:
+        """An interaction as written (its place), or the id of one found no longer live."""
+        if isinstance(place, str):
+            self._queue.drop(place)
+        else:
+            self._queue.note(place)
+
+    async def rebuild(self, read: Callable[[], Awaitable[Iterable[Place]]]) -> None:
+        """Replace the index with a full read of the waiting work (the backstop for lost
+        notices), keeping to a tenth of the database's time."""
+        if not self._index_reads.due():
+            return
+        async with self._index_reads.run():
+            since = self._queue.mark()
+            self._queue.rebuild(await read(), since)
+
+    @property
+    def built(self) -> bool:
+        """Whether a full read has been applied (before it, the index knows too little)."""
+        return self._queue.built
+
+    def head(
+        self, *, services: Iterable[str] = (), personal_agent_ids: Iterable[str] = (), limit: int
+    ) -> list[str]:
+        """Interaction ids in queue order (see :meth:`QueueIndex.head`)."""
+        return self._queue.head(
+            services=services, personal_agent_ids=personal_agent_ids, limit=limit
+        )
