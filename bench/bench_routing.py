@@ -40,7 +40,7 @@ from switchboard.contracts import EXCHANGE
 from switchboard.contracts.agents import AgentStateChanged
 from switchboard.contracts.routing import RouteRequested, ServiceDefinition
 from switchboard.routing.app import RoutingSettings, wire
-from switchboard.routing.store import derive_agent_fields, new_agent_document
+from switchboard.routing.domain import derive_agent_fields, new_agent_document
 from switchboard.runtime.localstack import backends, management_call
 
 

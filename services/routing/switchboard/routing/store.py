@@ -47,7 +47,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from switchboard.contracts.routing import ServiceDefinition
-from switchboard.routing.domain import CHANNELS, Agent, Work, interaction_of_offer
+from switchboard.routing.domain import (
+    Work,
+    derive_agent_fields,
+    interaction_of_offer,
+    new_agent_document,
+)
 from switchboard.routing.queue_index import Place
 from switchboard.runtime.mongo import retry_when_busy
 
@@ -66,53 +71,6 @@ class Conflict(RuntimeError):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def new_agent_document(agent_id: str) -> Document:
-    return {
-        "_id": agent_id,
-        "teams": [],
-        "skills": [],
-        "capacity": {},
-        "active": True,
-        "state": "logged_out",
-        "state_seq": 0,
-        "not_ready_pending": False,
-        "profile_key": None,
-        "holds": [],
-        "idle_since": None,
-        "hold_off_until": None,
-        "version": 0,
-    }
-
-
-def derive_agent_fields(doc: Document, default_capacity: int) -> None:
-    """Fields kept only so queries can find free agents quickly (``avail``, ``room_total``)."""
-    load = {ch: 0 for ch in CHANNELS}
-    for hold in doc["holds"]:
-        load[hold["c"]] = load.get(hold["c"], 0) + 1
-    doc["load"] = load
-    offerable = doc["active"] and doc["state"] in ("ready", "busy") and not doc["not_ready_pending"]
-    room = {ch: int(doc["capacity"].get(ch, default_capacity)) - load[ch] for ch in CHANNELS}
-    doc["avail"] = [ch for ch in CHANNELS if offerable and room[ch] > 0]
-    doc["room_total"] = sum(max(r, 0) for r in room.values()) if offerable else 0
-
-
-def agent_from(doc: Document, default_capacity: int, now: datetime) -> Agent:
-    held_off = doc.get("hold_off_until") is not None and doc["hold_off_until"] > now
-    return Agent(
-        agent_id=doc["_id"],
-        teams=frozenset(doc.get("teams", [])),
-        skills={s["name"]: int(s["level"]) for s in doc.get("skills", [])},
-        capacity=dict(doc.get("capacity", {})),
-        active=bool(doc.get("active", True)),
-        state="rona" if held_off else doc.get("state", "logged_out"),
-        not_ready_pending=bool(doc.get("not_ready_pending", False)),
-        load=dict(doc.get("load") or {}),
-        idle_since=doc.get("idle_since"),
-        version=int(doc.get("version", 0)),
-        default_capacity=default_capacity,
-    )
 
 
 def work_from(doc: Document) -> Work:

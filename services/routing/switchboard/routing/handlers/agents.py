@@ -17,13 +17,10 @@ from switchboard.contracts.agents import (
 from switchboard.contracts.routing import (
     OfferCancelled,
 )
-from switchboard.routing import metrics
+from switchboard.routing import domain, metrics
 from switchboard.routing.handlers.core import (
-    _SNAPSHOT_TIME,
     RouterCore,
     _event_id,
-    _profile_change,
-    _state_change,
 )
 from switchboard.routing.store import (
     Document,
@@ -46,14 +43,14 @@ class AgentsProjection(RouterCore):
             "active": msg.active,
         }
         await self.store.update_agent(
-            msg.agent_id, _profile_change(profile, [msg.profile_version, msg.occurred_at])
+            msg.agent_id, domain.profile_change(profile, [msg.profile_version, msg.occurred_at])
         )
         await self.dispatch_agent(msg.agent_id)
 
     async def state_changed(self, msg: AgentStateChanged) -> None:
         doc, _ = await self.store.update_agent(
             msg.agent_id,
-            _state_change(msg.state, msg.sequence, msg.not_ready_pending, msg.changed_at),
+            domain.state_change(msg.state, msg.sequence, msg.not_ready_pending, msg.changed_at),
         )
         if doc is not None and doc.get("profile_key") is None:
             self._learn_profile(msg.agent_id)
@@ -128,7 +125,7 @@ class AgentsProjection(RouterCore):
         changed = 0
         for item in outcome.result.get("agents", []):
             agent_id = str(item["agent_id"])
-            key = [int(item.get("profile_version", 0)), _SNAPSHOT_TIME]
+            key = [int(item.get("profile_version", 0)), domain.SNAPSHOT_TIME]
             sequence = int(item.get("sequence", 0))
             have_key, have_sequence = applied.get(agent_id, (None, 0))
             if have_key is not None and key <= have_key and sequence <= have_sequence:
@@ -143,13 +140,13 @@ class AgentsProjection(RouterCore):
                 "active": bool(item.get("active", True)),
             }
             since = item.get("since")
-            state = _state_change(
+            state = domain.state_change(
                 item["state"],
                 sequence,
                 bool(item.get("not_ready_pending", False)),
                 datetime.fromisoformat(since) if since else utcnow(),
             )
-            with_profile = _profile_change(profile, key)
+            with_profile = domain.profile_change(profile, key)
 
             def change(agent: Document, state: Any = state, profile: Any = with_profile) -> bool:
                 return bool(profile(agent) | state(agent))

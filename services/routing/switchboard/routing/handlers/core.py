@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 from aio_pika.exceptions import PublishError
@@ -49,45 +49,6 @@ def _aware(when: datetime) -> datetime:
 def _event_id(*parts: str) -> uuid.UUID:
     """A deterministic message id: a timer that fires twice publishes the same event twice."""
     return uuid.uuid5(_EVENT_NAMESPACE, "/".join(parts))
-
-
-_SNAPSHOT_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-"""The time part of a profile key taken from agent-state's answer: any event of the same
-version (same content) may still replace it."""
-
-
-def _profile_change(profile: Document, key: list[Any]) -> Callable[[Document], bool]:
-    """Apply a profile unless one at least as new (``[version, occurred_at]``) is there."""
-
-    def change(agent: Document) -> bool:
-        if agent.get("profile_key") is not None and key <= agent["profile_key"]:
-            return False
-        agent.update(profile, profile_key=key)
-        return True
-
-    return change
-
-
-def _state_change(
-    state: str, sequence: int, not_ready_pending: bool, changed_at: datetime
-) -> Callable[[Document], bool]:
-    """Apply a state unless a newer one (by agent-state's sequence) is there."""
-
-    def change(agent: Document) -> bool:
-        if sequence <= int(agent.get("state_seq", 0)):
-            return False
-        was = agent.get("state")
-        agent.update(
-            state=state,
-            state_seq=sequence,
-            not_ready_pending=not_ready_pending,
-            hold_off_until=None,
-        )
-        if state == "ready" and was != "ready":
-            agent["idle_since"] = changed_at
-        return True
-
-    return change
 
 
 class Catalog:

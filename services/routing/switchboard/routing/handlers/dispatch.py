@@ -14,7 +14,6 @@ from switchboard.routing.handlers.core import (
 )
 from switchboard.routing.store import (
     Document,
-    agent_from,
     utcnow,
     work_from,
 )
@@ -49,7 +48,7 @@ class Dispatch(RouterCore):
                 assert service is not None
                 read_at, agent_docs = await self._free_agents(work.channel, service.team)
             agents = [
-                agent_from(d, self.store.default_capacity, now)
+                domain.agent_from(d, self.store.default_capacity, now)
                 for d in agent_docs
                 if d["_id"] not in lost
             ]
@@ -84,7 +83,9 @@ class Dispatch(RouterCore):
         for _ in range(RETAKES):
             agents = [
                 a
-                for a in (agent_from(d, self.store.default_capacity, now) for d in found.values())
+                for a in (
+                    domain.agent_from(d, self.store.default_capacity, now) for d in found.values()
+                )
                 if any(a.can_take(ch) for ch in domain.CHANNELS)
             ]
             names = {
@@ -133,7 +134,7 @@ class Dispatch(RouterCore):
         if not free:
             return 0
         now = utcnow()
-        agents = [agent_from(d, self.store.default_capacity, now) for d in free]
+        agents = [domain.agent_from(d, self.store.default_capacity, now) for d in free]
         services = await self.catalog.all()
         # Only work someone free could take: a deep queue nobody serves now must not hide it.
         names = {
@@ -161,7 +162,7 @@ class Dispatch(RouterCore):
         found = await self.store.agents_by_id(wanted)
         now = utcnow()
         return {
-            agent_id: agent_from(doc, self.store.default_capacity, now).logged_in
+            agent_id: domain.agent_from(doc, self.store.default_capacity, now).logged_in
             for agent_id, doc in found.items()
         }
 

@@ -24,7 +24,6 @@ from switchboard.routing.handlers.core import (
 )
 from switchboard.routing.store import (
     Document,
-    agent_from,
     utcnow,
 )
 from switchboard.runtime.errors import Refused
@@ -47,7 +46,7 @@ class Offers(RouterCore):
         token = uuid.uuid4().hex  # this reservation's own mark: a loser releases only its own
 
         def reserve(agent: Document) -> bool:
-            view = agent_from(agent, self.store.default_capacity, now)
+            view = domain.agent_from(agent, self.store.default_capacity, now)
             if pulled:
                 if not view.logged_in or view.room(channel) <= 0:
                     return False

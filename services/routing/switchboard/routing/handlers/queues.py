@@ -19,7 +19,6 @@ from switchboard.routing.handlers.core import (
 )
 from switchboard.routing.store import (
     Document,
-    agent_from,
     utcnow,
 )
 from switchboard.runtime.errors import Refused
@@ -36,7 +35,7 @@ class Queues(RouterCore):
         doc = await self.store.get_agent(agent_id)
         if doc is None:
             raise Refused("unknown_agent", f"routing knows no agent {agent_id}", field="agent_id")
-        agent = agent_from(doc, self.store.default_capacity, utcnow())
+        agent = domain.agent_from(doc, self.store.default_capacity, utcnow())
         if not agent.logged_in:
             raise Refused("not_logged_in", f"agent {agent_id} is not logged in", field="agent_id")
         return agent
