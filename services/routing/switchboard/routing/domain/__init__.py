@@ -32,6 +32,13 @@ from switchboard.routing.domain.matching import (
     serves,
     skill_score,
 )
+from switchboard.routing.domain.work import (
+    WorkDocument,
+    new_round,
+    past_offers,
+    requeued,
+    work_due,
+)
 
 __all__ = [
     "CHANNELS",
@@ -42,6 +49,7 @@ __all__ = [
     "RankKey",
     "Service",
     "Work",
+    "WorkDocument",
     "agent_from",
     "choose_agent",
     "declined_by",
@@ -52,13 +60,17 @@ __all__ = [
     "may_offer",
     "meant_for",
     "new_agent_document",
+    "new_round",
     "next_due",
     "offer_id",
     "order_queue",
+    "past_offers",
     "plan_offers",
     "profile_change",
     "rank_key",
+    "requeued",
     "serves",
     "skill_score",
     "state_change",
+    "work_due",
 ]

@@ -74,7 +74,7 @@ class AgentsProjection(RouterCore):
                     break
                 if offer["id"] != hold["o"]:
                     break
-                updated = self._requeued(doc, offer, "cancelled", now, decline=False)
+                updated = domain.requeued(doc, offer, "cancelled", now, decline_for=None)
                 if not await self._replace_work(doc["version"], updated):
                     metrics.CAS_CONFLICTS.labels("take_back").inc()
                     continue

@@ -8,7 +8,6 @@ replicas may run this code side by side.
 from __future__ import annotations
 
 import asyncio
-import copy
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -257,49 +256,10 @@ class RouterCore:
 
     # --- shared by several concerns -------------------------------------------------------
 
-    @staticmethod
-    def _due(doc: Document, now: datetime) -> datetime | None:
-        return domain.next_due(
-            doc["status"],
-            offer_expires_at=(doc.get("offer") or {}).get("expires_at"),
-            preferred_until=doc.get("preferred_until"),
-            personal_until=doc.get("personal_until"),
-            now=now,
-        )
-
     async def _close_offer(
         self, offer: Document, doc: Document, outcome: str, now: datetime
     ) -> None:
         metrics.OFFER_OUTCOMES.labels(doc["service"], outcome).inc()
-
-    def _requeued(
-        self, doc: Document, offer: Document, outcome: str, now: datetime, *, decline: bool
-    ) -> Document:
-        """The interaction back in its queue after an offer that was not accepted, with its
-        age kept (so at the head); ``decline`` keeps it from that agent for the cooldown."""
-        updated = copy.deepcopy(doc)
-        updated.update(
-            status="waiting",
-            offer=None,
-            offer_id=None,
-            agent_id=None,
-            past_offers=self._past(doc, offer, outcome),
-            version=doc["version"] + 1,
-        )
-        if decline:
-            agent_id = offer["agent_id"]
-            updated["declined"] = [
-                *[d for d in doc.get("declined", []) if d["a"] != agent_id],
-                {"a": agent_id, "until": now + self.decline_cooldown},
-            ]
-        updated["due"] = self._due(updated, now)
-        return updated
-
-    @staticmethod
-    def _past(doc: Document, offer: Document, outcome: str) -> list[Document]:
-        """The interaction's last offers and how they ended (kept inside its document)."""
-        entry = {"id": offer["id"], "agent_id": offer["agent_id"], "outcome": outcome}
-        return [*doc.get("past_offers", [])[-19:], entry]
 
     if TYPE_CHECKING:  # defined by the concerns Router puts together (handlers/*.py)
 

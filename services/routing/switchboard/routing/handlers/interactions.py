@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -14,9 +13,8 @@ from switchboard.contracts.routing import (
     OfferCancelled,
     RouteRequested,
     RouteWithdrawn,
-    ServiceDefinition,
 )
-from switchboard.routing import metrics
+from switchboard.routing import domain, metrics
 from switchboard.routing.handlers.core import (
     RouterCore,
 )
@@ -65,7 +63,7 @@ class Interactions(RouterCore):
                     "route request for an unknown service: it waits until configured",
                     service=msg.service,
                 )
-            doc = self._new_round(msg, current or archived, service, now)
+            doc = domain.new_round(msg, current or archived, service, now)
             written = (
                 await self._insert_work(doc)
                 if current is None
@@ -86,56 +84,6 @@ class Interactions(RouterCore):
         )
         await self.dispatch_work(doc["_id"], doc)
         return {"status": "queued", "round": doc["round"]}
-
-    def _new_round(
-        self,
-        msg: RouteRequested,
-        previous: Document | None,
-        service: ServiceDefinition | None,
-        now: datetime,
-    ) -> Document:
-        queued_at = msg.requested_at or msg.occurred_at
-        preferred_wait = service.preferred_agent_wait_seconds if service else 0.0
-        overflow = service.personal_overflow_seconds if service else None
-        preferred_until = (
-            now + timedelta(seconds=preferred_wait)
-            if msg.preferred_agent_id and preferred_wait > 0
-            else None
-        )
-        personal_until = (
-            now + timedelta(seconds=overflow) if msg.personal_agent_id and overflow else None
-        )
-        priority = (
-            msg.priority if msg.priority is not None else (service.priority if service else 0)
-        )
-        doc: Document = {
-            "_id": msg.interaction_id,
-            "status": "waiting",
-            "channel": msg.channel,
-            "service": msg.service,
-            "priority": priority,
-            "reason": msg.reason,
-            "queued_at": queued_at,
-            "requested_at": queued_at,
-            "round": int(previous["round"]) + 1 if previous else 1,
-            "offers_in_round": 0,
-            "request_id": str(msg.message_id),
-            "preferred_agent_id": msg.preferred_agent_id,
-            "preferred_until": preferred_until,
-            "personal_agent_id": msg.personal_agent_id,
-            "personal_until": personal_until,
-            "declined": [],
-            "summary": msg.summary,
-            "offer_id": None,
-            "offer": None,
-            "agent_id": None,
-            "withdrawn_at": previous.get("withdrawn_at") if previous else None,
-            "ended_at": None,
-            "history": list(previous.get("history", [])) if previous else [],
-            "version": int(previous["version"]) + 1 if previous else 1,
-        }
-        doc["due"] = self._due(doc, now)
-        return doc
 
     async def withdraw(self, msg: RouteWithdrawn) -> dict[str, Any]:
         for _ in range(20):
@@ -172,7 +120,7 @@ class Interactions(RouterCore):
                 version=doc["version"] + 1,
             )
             if offer is not None:
-                updated["past_offers"] = self._past(doc, offer, "cancelled")
+                updated["past_offers"] = domain.past_offers(doc, offer, "cancelled")
             if not await self._replace_work(doc["version"], updated):
                 metrics.CAS_CONFLICTS.labels("withdraw").inc()
                 continue
@@ -209,7 +157,7 @@ class Interactions(RouterCore):
                 version=doc["version"] + 1,
             )
             if offer is not None:
-                updated["past_offers"] = self._past(doc, offer, "cancelled")
+                updated["past_offers"] = domain.past_offers(doc, offer, "cancelled")
             if not await self._replace_work(doc["version"], updated):
                 metrics.CAS_CONFLICTS.labels("end").inc()
                 continue

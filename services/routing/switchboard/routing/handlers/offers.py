@@ -87,8 +87,10 @@ class Offers(RouterCore):
             version=doc["version"] + 1,
         )
         if auto:
-            updated["past_offers"] = self._past(doc, offer, "pulled" if pulled else "auto_accepted")
-        updated["due"] = self._due(updated, now)
+            updated["past_offers"] = domain.past_offers(
+                doc, offer, "pulled" if pulled else "auto_accepted"
+            )
+        updated["due"] = domain.work_due(updated, now)
         try:
             written = await self._replace_work(doc["version"], updated)
         except Exception:
@@ -210,11 +212,13 @@ class Offers(RouterCore):
                     offer=None,
                     agent_id=msg.agent_id,
                     due=None,
-                    past_offers=self._past(doc, offer, "accepted"),
+                    past_offers=domain.past_offers(doc, offer, "accepted"),
                     version=doc["version"] + 1,
                 )
             else:
-                updated = self._requeued(doc, offer, "rejected", now, decline=True)
+                updated = domain.requeued(
+                    doc, offer, "rejected", now, decline_for=self.decline_cooldown
+                )
             if not await self._replace_work(doc["version"], updated):
                 metrics.CAS_CONFLICTS.labels("answer").inc()
                 continue

@@ -207,7 +207,7 @@ class Queues(RouterCore):
                 ],
                 version=doc["version"] + 1,
             )
-            updated["due"] = self._due(updated, now)
+            updated["due"] = domain.work_due(updated, now)
             if not await self._replace_work(doc["version"], updated):
                 metrics.CAS_CONFLICTS.labels("transfer").inc()
                 continue

@@ -11,7 +11,7 @@ from switchboard.contracts.routing import (
     InteractionQueued,
     OfferTimedOut,
 )
-from switchboard.routing import metrics
+from switchboard.routing import domain, metrics
 from switchboard.routing.handlers.core import (
     RouterCore,
     _event_id,
@@ -46,7 +46,9 @@ class Timers(RouterCore):
         updated["version"] = doc["version"] + 1
         offer = doc.get("offer")
         if doc["status"] == "offered" and offer is not None and offer["expires_at"] <= now:
-            updated = self._requeued(doc, offer, "timed_out", now, decline=True)
+            updated = domain.requeued(
+                doc, offer, "timed_out", now, decline_for=self.decline_cooldown
+            )
             if not await self._replace_work(doc["version"], updated):
                 return False  # another replica claimed it (or the agent answered)
             await self._close_offer(offer, doc, "timed_out", now)
@@ -78,7 +80,7 @@ class Timers(RouterCore):
                         {"at": now, "what": "overflowed", "from": doc.get("personal_agent_id")},
                     ],
                 )
-            updated["due"] = self._due(updated, now)
+            updated["due"] = domain.work_due(updated, now)
             if not await self._replace_work(doc["version"], updated):
                 return False
             if overflowed:
