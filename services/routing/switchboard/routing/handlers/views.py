@@ -12,7 +12,6 @@ from switchboard.routing.handlers.core import (
     RouterCore,
 )
 from switchboard.routing.store import (
-    agent_from,
     utcnow,
 )
 
@@ -76,7 +75,7 @@ class Views(RouterCore):
         doc = await self.store.get_agent(agent_id)
         if doc is None:
             return []
-        agent = agent_from(doc, self.store.default_capacity, utcnow())
+        agent = domain.agent_from(doc, self.store.default_capacity, utcnow())
         services = await self.catalog.all()
         return sorted(s.name for s in services.values() if domain.in_team(agent, s))
 
