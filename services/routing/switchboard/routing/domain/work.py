@@ -12,6 +12,8 @@ import copy
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from switchboard.contracts.routing import RouteRequested, ServiceDefinition
 from switchboard.routing.domain.matching import next_due
 
@@ -19,26 +21,68 @@ WorkDocument = dict[str, Any]
 PAST_OFFERS_KEPT = 20
 
 
+class Offer(BaseModel):
+    """An interaction's live offer (kept inside its document while it rings): to whom, made
+    when, until when, and whether it was accepted for the agent."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    agent_id: str
+    made_at: datetime | None = None
+    expires_at: datetime
+    auto_accept: bool = False
+
+    def stored(self) -> WorkDocument:
+        return self.model_dump()
+
+
+class PastOffer(BaseModel):
+    """One of an interaction's last offers and how it ended (a late answer gets a clear
+    refusal from it)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    agent_id: str
+    outcome: str
+
+
+def live_offer(doc: WorkDocument) -> Offer | None:
+    """The interaction's offer now ringing, if any."""
+    found = doc.get("offer")
+    return None if found is None else Offer.model_validate(found)
+
+
+def past_offer(doc: WorkDocument, offer_id: str) -> PastOffer | None:
+    """How the interaction's offer ``offer_id`` ended, if it is among the last ones kept."""
+    for entry in doc.get("past_offers", []):
+        if entry["id"] == offer_id:
+            return PastOffer.model_validate(entry)
+    return None
+
+
 def work_due(doc: WorkDocument, now: datetime) -> datetime | None:
     """The interaction's next timer: offer expiry, end of the preferred wait, overflow."""
+    offer = live_offer(doc)
     return next_due(
         doc["status"],
-        offer_expires_at=(doc.get("offer") or {}).get("expires_at"),
+        offer_expires_at=offer.expires_at if offer else None,
         preferred_until=doc.get("preferred_until"),
         personal_until=doc.get("personal_until"),
         now=now,
     )
 
 
-def past_offers(doc: WorkDocument, offer: WorkDocument, outcome: str) -> list[WorkDocument]:
+def past_offers(doc: WorkDocument, offer: Offer, outcome: str) -> list[WorkDocument]:
     """The interaction's last offers and how they ended (kept inside its document)."""
-    entry = {"id": offer["id"], "agent_id": offer["agent_id"], "outcome": outcome}
-    return [*doc.get("past_offers", [])[-(PAST_OFFERS_KEPT - 1) :], entry]
+    entry = PastOffer(id=offer.id, agent_id=offer.agent_id, outcome=outcome)
+    return [*doc.get("past_offers", [])[-(PAST_OFFERS_KEPT - 1) :], entry.model_dump()]
 
 
 def requeued(
     doc: WorkDocument,
-    offer: WorkDocument,
+    offer: Offer,
     outcome: str,
     now: datetime,
     *,
@@ -56,7 +100,7 @@ def requeued(
         version=doc["version"] + 1,
     )
     if decline_for is not None:
-        agent_id = offer["agent_id"]
+        agent_id = offer.agent_id
         updated["declined"] = [
             *[d for d in doc.get("declined", []) if d["a"] != agent_id],
             {"a": agent_id, "until": now + decline_for},

@@ -69,21 +69,21 @@ class AgentsProjection(RouterCore):
             for _ in range(20):
                 now = utcnow()
                 doc = await self.store.get_work(hold["i"])
-                offer = (doc or {}).get("offer")
+                offer = domain.live_offer(doc) if doc is not None else None
                 if doc is None or doc["status"] != "offered" or offer is None:
                     break
-                if offer["id"] != hold["o"]:
+                if offer.id != hold["o"]:
                     break
                 updated = domain.requeued(doc, offer, "cancelled", now, decline_for=None)
                 if not await self._replace_work(doc["version"], updated):
                     metrics.CAS_CONFLICTS.labels("take_back").inc()
                     continue
                 await self._close_offer(offer, doc, "cancelled", now)
-                await self.release_hold(agent["_id"], offer_id=offer["id"])
+                await self.release_hold(agent["_id"], offer_id=offer.id)
                 await self.emit(
                     OfferCancelled(
-                        message_id=_event_id(offer["id"], "cancelled"),
-                        offer_id=offer["id"],
+                        message_id=_event_id(offer.id, "cancelled"),
+                        offer_id=offer.id,
                         interaction_id=doc["_id"],
                         agent_id=agent["_id"],
                         reason=reason,

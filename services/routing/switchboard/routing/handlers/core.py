@@ -257,7 +257,7 @@ class RouterCore:
     # --- shared by several concerns -------------------------------------------------------
 
     async def _close_offer(
-        self, offer: Document, doc: Document, outcome: str, now: datetime
+        self, offer: domain.Offer, doc: Document, outcome: str, now: datetime
     ) -> None:
         metrics.OFFER_OUTCOMES.labels(doc["service"], outcome).inc()
 

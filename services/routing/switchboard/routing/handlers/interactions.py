@@ -110,7 +110,7 @@ class Interactions(RouterCore):
             if doc["status"] not in ("waiting", "offered"):
                 return {"status": doc["status"]}
             updated = copy.deepcopy(doc)
-            offer = doc.get("offer")
+            offer = domain.live_offer(doc)
             updated.update(
                 status="withdrawn",
                 withdrawn_at=msg.occurred_at,
@@ -126,17 +126,17 @@ class Interactions(RouterCore):
                 continue
             if offer is not None:
                 await self._close_offer(offer, doc, "cancelled", now)
-                await self.release_hold(offer["agent_id"], offer_id=offer["id"])
+                await self.release_hold(offer.agent_id, offer_id=offer.id)
                 await self.emit(
                     OfferCancelled.caused_by(
                         msg,
-                        offer_id=offer["id"],
+                        offer_id=offer.id,
                         interaction_id=doc["_id"],
-                        agent_id=offer["agent_id"],
+                        agent_id=offer.agent_id,
                         reason=msg.reason or "withdrawn",
                     )
                 )
-                await self.dispatch_agent(offer["agent_id"])
+                await self.dispatch_agent(offer.agent_id)
             return {"status": "withdrawn"}
         raise RuntimeError(f"{msg.interaction_id} kept changing while withdrawing: retry")
 
@@ -147,7 +147,7 @@ class Interactions(RouterCore):
             if doc is None or doc["status"] not in LIVE:
                 break
             updated = copy.deepcopy(doc)
-            offer = doc.get("offer") if doc["status"] == "offered" else None
+            offer = domain.live_offer(doc) if doc["status"] == "offered" else None
             updated.update(
                 status="ended",
                 ended_at=now,
@@ -167,18 +167,18 @@ class Interactions(RouterCore):
             await self.store.archive_work(updated)
             if offer is not None:
                 await self._close_offer(offer, doc, "cancelled", now)
-                await self.release_hold(offer["agent_id"], offer_id=offer["id"])
-                if offer["agent_id"] != msg.agent_id:
+                await self.release_hold(offer.agent_id, offer_id=offer.id)
+                if offer.agent_id != msg.agent_id:
                     await self.emit(
                         OfferCancelled.caused_by(
                             msg,
-                            offer_id=offer["id"],
+                            offer_id=offer.id,
                             interaction_id=doc["_id"],
-                            agent_id=offer["agent_id"],
+                            agent_id=offer.agent_id,
                             reason="ended",
                         )
                     )
-                    await self.dispatch_agent(offer["agent_id"])
+                    await self.dispatch_agent(offer.agent_id)
             if doc.get("agent_id") and doc["agent_id"] != msg.agent_id:
                 await self.release_hold(doc["agent_id"], interaction_id=doc["_id"])
                 await self.dispatch_agent(doc["agent_id"])

@@ -68,18 +68,14 @@ class Offers(RouterCore):
         auto = bool(service and service.auto_accept) or pulled
         timeout = service.offer_timeout_seconds if service else 30.0
         expires_at = now + timedelta(seconds=timeout)
-        offer = {
-            "id": offer_id,
-            "agent_id": agent_id,
-            "made_at": now,
-            "expires_at": expires_at,
-            "auto_accept": auto,
-        }
+        offer = domain.Offer(
+            id=offer_id, agent_id=agent_id, made_at=now, expires_at=expires_at, auto_accept=auto
+        )
         updated = copy.deepcopy(doc)
         updated.update(
             status="assigned" if auto else "offered",
             assigned_at=now if auto else None,
-            offer=None if auto else offer,
+            offer=None if auto else offer.stored(),
             offer_id=offer_id,
             agent_id=agent_id if auto else None,
             offers_in_round=number,
@@ -185,24 +181,22 @@ class Offers(RouterCore):
             doc = await self.store.work_by_offer(msg.offer_id)
             if doc is None:
                 raise Refused("unknown_offer", f"no offer {msg.offer_id}", field="offer_id")
-            offer = doc.get("offer")
-            if offer is None or offer["id"] != msg.offer_id:
-                past = next(
-                    (p for p in doc.get("past_offers", []) if p["id"] == msg.offer_id), None
-                )
+            offer = domain.live_offer(doc)
+            if offer is None or offer.id != msg.offer_id:
+                past = domain.past_offer(doc, msg.offer_id)
                 accepted = doc["status"] == "assigned" and doc.get("offer_id") == msg.offer_id
-                owner = past["agent_id"] if past else (doc.get("agent_id") if accepted else None)
+                owner = past.agent_id if past else (doc.get("agent_id") if accepted else None)
                 if owner is not None and owner != msg.agent_id:
                     raise Refused(
                         "not_yours", "this offer was made to another agent", field="agent_id"
                     )
                 if accepted and msg.accept:
                     return {"status": "assigned", "interaction_id": doc["_id"]}
-                outcome = past["outcome"] if past else "closed"
+                outcome = past.outcome if past else "closed"
                 raise Refused(
                     "offer_closed", f"the offer is no longer live ({outcome})", field="offer_id"
                 )
-            if offer["agent_id"] != msg.agent_id:
+            if offer.agent_id != msg.agent_id:
                 raise Refused("not_yours", "this offer was made to another agent", field="agent_id")
             updated = copy.deepcopy(doc)
             if msg.accept:

@@ -44,8 +44,8 @@ class Timers(RouterCore):
     async def _fire(self, doc: Document, now: datetime) -> bool:
         updated = copy.deepcopy(doc)
         updated["version"] = doc["version"] + 1
-        offer = doc.get("offer")
-        if doc["status"] == "offered" and offer is not None and offer["expires_at"] <= now:
+        offer = domain.live_offer(doc)
+        if doc["status"] == "offered" and offer is not None and offer.expires_at <= now:
             updated = domain.requeued(
                 doc, offer, "timed_out", now, decline_for=self.decline_cooldown
             )
@@ -53,17 +53,17 @@ class Timers(RouterCore):
                 return False  # another replica claimed it (or the agent answered)
             await self._close_offer(offer, doc, "timed_out", now)
             metrics.RONA.inc()
-            await self._rona(offer["agent_id"], offer["id"], now)
+            await self._rona(offer.agent_id, offer.id, now)
             await self.emit(
                 OfferTimedOut(
-                    message_id=_event_id(offer["id"], "timed_out"),
-                    offer_id=offer["id"],
+                    message_id=_event_id(offer.id, "timed_out"),
+                    offer_id=offer.id,
                     interaction_id=doc["_id"],
-                    agent_id=offer["agent_id"],
+                    agent_id=offer.agent_id,
                     channel=doc["channel"],
                 )
             )
-            log.info("offer timed out", interaction_id=doc["_id"], agent_id=offer["agent_id"])
+            log.info("offer timed out", interaction_id=doc["_id"], agent_id=offer.agent_id)
             await self.dispatch_work(doc["_id"])
             return True
         if doc["status"] == "waiting":
