@@ -40,7 +40,7 @@ from switchboard.contracts import EXCHANGE
 from switchboard.contracts.agents import AgentStateChanged
 from switchboard.contracts.routing import RouteRequested, ServiceDefinition
 from switchboard.routing.app import RoutingSettings, wire
-from switchboard.routing.domain import derive_agent_fields, new_agent_document
+from switchboard.routing.domain import derive_agent_fields, new_agent_document, new_round
 from switchboard.runtime.localstack import backends, management_call
 
 
@@ -170,7 +170,7 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
                 service="backlog",
                 requested_at=now - timedelta(seconds=waiting - n),
             )
-            backlog.append(router._new_round(request, None, None, now))
+            backlog.append(new_round(request, None, None, now))
         for start in range(0, len(backlog), 1000):
             await store.work.insert_many(backlog[start : start + 1000])
         setup_seconds = time.perf_counter() - t0
