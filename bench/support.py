@@ -306,4 +306,3 @@ async def wait_for(check: Callable[[], bool], seconds: float, step: float = 0.05
             return False
         await asyncio.sleep(step)
     return True
-
