@@ -99,6 +99,10 @@ def write_people(folder: Path, agents: list[str]) -> dict[str, str]:
         "SB_PASSWORD_MEMORY_KIB": "64",
         "SB_PASSWORD_PARALLELISM": "1",
         "SB_LOG_LEVEL": "WARNING",
+        # the gateway's wait for a service's answer: generous, the machine may be loaded
+        "SB_COMMAND_TIMEOUT_SECONDS": "60",
+        # every agent logs in from loopback: one address
+        "SB_LOGIN_ADDRESS_LIMIT": str(len(agents) + 50),
     }
 
 
@@ -108,7 +112,7 @@ class Desk:
     def __init__(self, stack: Stack, agent_id: str, timings: Timings) -> None:
         self.agent_id = agent_id
         self.timings = timings
-        self.http = httpx.AsyncClient(base_url=stack.url("gateway"), timeout=60)
+        self.http = httpx.AsyncClient(base_url=stack.url("gateway"), timeout=120)
         self.live_url = stack.url("gateway", "/me/live").replace("http", "ws")
         self.offers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.handled = 0
@@ -118,7 +122,9 @@ class Desk:
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         answer = await self.http.request(method, path, json={} if body is None else body)
         if answer.status_code >= 400:
-            raise RuntimeError(f"{self.agent_id}: {method} {path} -> {answer.status_code}")
+            raise RuntimeError(
+                f"{self.agent_id}: {method} {path} -> {answer.status_code} {answer.text[:300]}"
+            )
         return answer.json() if answer.content else None
 
     async def log_in(self) -> None:
@@ -245,8 +251,8 @@ async def run(found: support.Servers, args: argparse.Namespace, folder: Path) ->
     workers: list[asyncio.Task[None]] = []
     try:
         support.say(f"{len(desks)} agents log in, open their live stream and make themselves Ready")
-        for start in range(0, len(desks), 20):
-            await asyncio.gather(*(d.log_in() for d in desks[start : start + 20]))
+        for start in range(0, len(desks), 10):
+            await asyncio.gather(*(d.log_in() for d in desks[start : start + 10]))
         await asyncio.sleep(2.0)  # the Ready states reach routing before the first mail
         workers = [asyncio.create_task(d.work(args.mails > args.agents)) for d in desks]
         mails = [_mail(n, found.tag) for n in range(args.mails)]
