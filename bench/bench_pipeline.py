@@ -75,11 +75,12 @@ class TimedSink(SmtpSink):
 
 
 def write_people(folder: Path, agents: list[str]) -> dict[str, str]:
-    """The agents, in the demo files' place: agent-state's profiles and the gateway's logins."""
+    """The agents, in the demo files' place: agent-state's profiles and the gateway's logins;
+    no demo campaign (its preview records would be offered to the same agents)."""
     profiles = {
         "not_ready_reasons": ["Break"],
         "agents": [
-            {"agent_id": a, "name": a, "teams": ["support"], "capacity": {"email": 1}}
+            {"agent_id": a, "name": a, "teams": ["support"], "capacity": {"email": 1, "preview": 0}}
             for a in agents
         ],
     }
@@ -91,8 +92,10 @@ def write_people(folder: Path, agents: list[str]) -> dict[str, str]:
     }
     (folder / "agent_state.json").write_text(json.dumps(profiles))
     (folder / "gateway.json").write_text(json.dumps(people))
+    (folder / "dialer.json").write_text(json.dumps({"campaigns": []}))
     return {
         "SB_AGENTS_FILE": str(folder / "agent_state.json"),
+        "SB_CAMPAIGNS_FILE": str(folder / "dialer.json"),  # no preview records among the mails
         "SB_GATEWAY_USERS_FILE": str(folder / "gateway.json"),
         # cheap password hashing: 200 logins are not what is measured
         "SB_PASSWORD_TIME_COST": "1",
