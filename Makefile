@@ -65,8 +65,11 @@ format:
 	@$(PY) ruff format .
 	@$(PY) ruff check --fix .
 
-bench: install  ## throughput and latency figures of every service (prints, never asserts)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) python $$b || exit 1; done
+bench: install  ## the floor (bare consume-insert-publish loop), then every service beside it (prints, never asserts)
+	@echo "== bench/bench_floor.py"; $(PY) python bench/bench_floor.py --save .local/bench/floor.txt || exit 1; \
+	 export BENCH_FLOOR_MSG_S=$$(cat .local/bench/floor.txt); \
+	 for b in bench/bench_*.py; do [ $$b = bench/bench_floor.py ] && continue; \
+	   echo "== $$b"; $(PY) python $$b || exit 1; done
 
 docs: install  ## AsyncAPI documents of every service into docs/asyncapi/
 	@$(PY) python -m switchboard.runtime.asyncapi docs/asyncapi

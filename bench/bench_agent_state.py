@@ -15,21 +15,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient
+import support
 
 from switchboard.agent_state import domain
 from switchboard.agent_state.app import AgentStateSettings, build
 from switchboard.agent_state.store import AgentStore, agent_fields
 from switchboard.contracts import ConsumerQueue, Message
 from switchboard.contracts.agents import AgentStateChanged, SetNotReady, SetReady
-from switchboard.runtime.localstack import Backends, backends, management_call
 from switchboard.runtime.service import Runtime
 
 LISTENER = ConsumerQueue("bench.agent_state.changes", (AgentStateChanged.NAME,))
@@ -74,33 +70,12 @@ async def _seed_logged_in(store: AgentStore, agents: list[str]) -> None:
     await store.agents.insert_many(docs)
 
 
-def _say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-async def _bench(found: Backends, args: argparse.Namespace) -> dict[str, Any]:
-    tag = uuid.uuid4().hex[:8]
-    vhost = f"bench-{tag}"
-    amqp_url = found.amqp_url
-    if found.management_url:
-        user = found.amqp_url.split("://", 1)[1].split(":", 1)[0]
-        management_call(found.management_url, "PUT", f"/api/vhosts/{vhost}")
-        management_call(
-            found.management_url,
-            "PUT",
-            f"/api/permissions/{vhost}/{user}",
-            {"configure": ".*", "write": ".*", "read": ".*"},
-        )
-        amqp_url = found.vhost_url(vhost)
+async def _bench(found: support.Servers, args: argparse.Namespace) -> dict[str, Any]:
+    floor = await support.floor_rate(found)
     settings = AgentStateSettings(
-        amqp_url=amqp_url,
+        amqp_url=found.amqp_url,
         mongodb_url=found.mongodb_url,
-        database_prefix=f"bench{tag}",
+        database_prefix=found.prefix,
         http_port=0,
         http_host="127.0.0.1",
         log_level="WARNING",
@@ -121,9 +96,9 @@ async def _bench(found: Backends, args: argparse.Namespace) -> dict[str, Any]:
     missed: list[str] = []
     try:
         async with probe.app, service.app:
-            _say(f"seeding {len(agents)} agents")
+            support.say(f"seeding {len(agents)} agents")
             await _seed_logged_in(AgentStore(service.db), agents)
-            _say("changing states")
+            support.say("changing states")
             gate = asyncio.Semaphore(args.in_flight)
             deadline = time.perf_counter() + args.seconds
 
@@ -154,28 +129,27 @@ async def _bench(found: Backends, args: argparse.Namespace) -> dict[str, Any]:
             started = time.perf_counter()
             await asyncio.gather(*(person(a) for a in agents), return_exceptions=True)
             elapsed = time.perf_counter() - started
-            _say(f"{len(latencies)} changes seen; stopping")
+            support.say(f"{len(latencies)} changes seen; stopping")
     finally:
-        _say("cleaning up")
-        if found.management_url:
-            management_call(found.management_url, "DELETE", f"/api/vhosts/{vhost}")
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(found.mongodb_url)
-        for name in await client.list_database_names():
-            if name.startswith(f"bench{tag}"):
-                await client.drop_database(name)
-        await client.close()
+        support.say("cleaning up")
+        await support.drop_databases(
+            found.mongodb_url,
+            settings.database_name("agent_state"),
+            settings.database_name("bench_listener"),
+        )
     return {
         "agents": len(agents),
         "changes": len(latencies),
         "seconds": elapsed,
         "per_second": len(latencies) / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
-        "p95_ms": _percentile(latencies, 0.95) * 1000,
-        "p99_ms": _percentile(latencies, 0.99) * 1000,
+        "p95_ms": support.percentile(latencies, 0.95) * 1000,
+        "p99_ms": support.percentile(latencies, 0.99) * 1000,
         "max_ms": max(latencies) * 1000,
         "in_flight": args.in_flight,
         "missed": len(missed),
         "servers": found.origin,
+        "floor": floor,
     }
 
 
@@ -186,9 +160,9 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=32, help="commands in flight at most")
     parser.add_argument("--seconds", type=float, default=45.0, help="stop issuing after this")
     args = parser.parse_args()
-    with backends(Path(".local"), use_containers=False) as found:
+    with support.servers() as found:
         figures = asyncio.run(_bench(found, args))
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"command: {support.command_line()}")
     print(f"servers: {figures['servers']}")
     print(
         f"agents: {figures['agents']}  state changes: {figures['changes']}  "
@@ -201,6 +175,8 @@ def main() -> None:
         f"p50 {figures['p50_ms']:.1f} ms  p95 {figures['p95_ms']:.1f} ms  "
         f"p99 {figures['p99_ms']:.1f} ms  max {figures['max_ms']:.1f} ms"
     )
+    print("(database commands per change: bench/bench_agent_state_ops.py)")
+    print(support.ratio_line("agent_state", figures["per_second"], figures["floor"]))
 
 
 if __name__ == "__main__":

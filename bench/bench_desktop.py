@@ -17,21 +17,16 @@ import argparse
 import asyncio
 import gzip
 import shutil
-import statistics
-import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
+import support
 import uvicorn
 from playwright.async_api import async_playwright
-from pymongo import AsyncMongoClient
 
 from switchboard.contracts.routing import OfferCancelled, OfferMade
 from switchboard.gateway.app import GatewaySettings, build
-from switchboard.runtime.localstack import Backends, backends, management_call
 
 REPO = Path(__file__).resolve().parents[1]
 DIST = REPO / "web" / "dist"
@@ -55,33 +50,12 @@ def bundle_sizes() -> dict[str, int]:
     return sizes
 
 
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
-
-
-def _say(text: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-
-async def _bench(found: Backends, offers: int) -> list[float]:
-    tag = uuid.uuid4().hex[:8]
-    vhost = f"bench-{tag}"
-    amqp_url = found.amqp_url
-    if found.management_url:
-        user = found.amqp_url.split("://", 1)[1].split(":", 1)[0]
-        management_call(found.management_url, "PUT", f"/api/vhosts/{vhost}")
-        management_call(
-            found.management_url,
-            "PUT",
-            f"/api/permissions/{vhost}/{user}",
-            {"configure": ".*", "write": ".*", "read": ".*"},
-        )
-        amqp_url = found.vhost_url(vhost)
+async def _bench(found: support.Servers, offers: int) -> list[float]:
+    tag = found.tag
     settings = GatewaySettings(
-        amqp_url=amqp_url,
+        amqp_url=found.amqp_url,
         mongodb_url=found.mongodb_url,
-        database_prefix=f"bench{tag}",
+        database_prefix=found.prefix,
         log_level="WARNING",
         log_format="console",
         gateway_users_file=REPO / "deploy" / "demo" / "gateway.json",
@@ -116,7 +90,7 @@ async def _bench(found: Backends, offers: int) -> list[float]:
             await page.get_by_role("button", name="Log in").click()
             await page.get_by_text("Live", exact=True).wait_for()
             await asyncio.sleep(1.0)  # the connect snapshot (no agent-state here) settles
-            _say(f"publishing {offers} offers")
+            support.say(f"publishing {offers} offers")
             for i in range(offers):
                 subject = f"bench offer {i}"
                 shown = asyncio.ensure_future(page.evaluate(WAIT_FOR_POPUP, subject))
@@ -146,14 +120,8 @@ async def _bench(found: Backends, offers: int) -> list[float]:
     finally:
         server.should_exit = True
         await serving
-        _say("cleaning up")
-        if found.management_url:
-            management_call(found.management_url, "DELETE", f"/api/vhosts/{vhost}")
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(found.mongodb_url)
-        for name in await client.list_database_names():
-            if name.startswith(f"bench{tag}"):
-                await client.drop_database(name)
-        await client.close()
+        support.say("cleaning up")
+        await support.drop_databases(found.mongodb_url, settings.database_name("gateway"))
     return latencies
 
 
@@ -165,13 +133,13 @@ def main() -> None:
         print("skipped: needs web/dist (make install) and chromium (apt-get install chromium)")
         return
     sizes = bundle_sizes()
-    with backends(Path(".local"), use_containers=False) as found:
+    with support.servers() as found:
         latencies = asyncio.run(_bench(found, args.offers))
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"command: {support.command_line()}")
     print(
-        f"offer.made published -> pop-up visible in Chromium, {len(latencies)} offers: "
-        f"p50 {statistics.median(latencies):.0f} ms, p95 {_percentile(latencies, 0.95):.0f} ms, "
-        f"max {max(latencies):.0f} ms"
+        support.latency_line(
+            "offer.made published -> pop-up visible in Chromium", [ms / 1000 for ms in latencies]
+        )
     )
     listed = ", ".join(f"{name} {size / 1024:.1f} KB" for name, size in sizes.items())
     print(f"app JS+CSS gzipped: {sum(sizes.values()) / 1024:.1f} KB in all ({listed})")

@@ -31,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services" / "dialer"))  # in case the venv predates the package
 
+import support  # noqa: E402
 from pymongo import AsyncMongoClient  # noqa: E402
 
 from switchboard.contracts.base import Message  # noqa: E402
@@ -38,7 +39,6 @@ from switchboard.contracts.campaigns import CallingHours, CampaignSpec  # noqa: 
 from switchboard.dialer.domain import new_record_fields, number_zones  # noqa: E402
 from switchboard.dialer.handlers import DialerHandlers  # noqa: E402
 from switchboard.dialer.store import DialerStore  # noqa: E402
-from switchboard.runtime.localstack import backends  # noqa: E402
 from switchboard.runtime.logs import without_password  # noqa: E402
 
 CAMPAIGN = "bench"
@@ -157,7 +157,7 @@ async def bench_pick(
 
 
 async def run(args: argparse.Namespace) -> None:
-    with backends(ROOT / ".local") as found:
+    with support.servers(vhost=False) as found:
         mongodb_url = found.mongodb_url
         origin = found.origin.get("mongodb", "?")
         client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url, tz_aware=True)
@@ -230,7 +230,7 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             await client.drop_database(name)
             await client.close()
-    print("command: python bench/bench_dialer.py " + " ".join(sys.argv[1:]))
+    print(f"command: {support.command_line()}")
 
 
 def main() -> None:

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient, monitoring
+import support
+from pymongo import AsyncMongoClient
 
 from switchboard.contracts.base import Message
 from switchboard.contracts.campaigns import (
@@ -38,11 +36,9 @@ from switchboard.dialer.domain import Phone, record_id_for
 from switchboard.dialer.handlers import DialerHandlers
 from switchboard.dialer.importer import ParsedRow
 from switchboard.dialer.store import DialerStore
-from switchboard.runtime.localstack import backends
 
 NOW = datetime(2026, 3, 10, 15, 0, tzinfo=UTC)  # 11:00 in New York
 CAMPAIGN = "bench-ops"
-WRITES = {"insert", "update", "delete", "findAndModify"}
 
 
 class StubBus:
@@ -50,28 +46,11 @@ class StubBus:
         pass
 
 
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.database = ""
-        self.counting = False
-        self.seen: Counter[tuple[str, str]] = Counter()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if self.counting and event.database_name == self.database:
-            target = event.command.get(event.command_name)
-            self.seen[(event.command_name, str(target))] += 1
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
-async def _count(mongodb_url: str, records: int, commands: Commands) -> None:
+async def _count(mongodb_url: str, records: int, commands: support.Commands) -> None:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url, tz_aware=True)
-    commands.database = f"bench_dialer_ops_{uuid.uuid4().hex[:8]}"
-    store = DialerStore(client[commands.database])
+    database = f"bench_dialer_ops_{uuid.uuid4().hex[:8]}"
+    commands.databases = {database}
+    store = DialerStore(client[database])
     handlers = DialerHandlers(store, StubBus(), hopper_size=records, clock=lambda: NOW)  # type: ignore[arg-type]
     spec = CampaignSpec(
         name="Ops",
@@ -130,7 +109,7 @@ async def _count(mongodb_url: str, records: int, commands: Commands) -> None:
             assert done["state"] == "closed", done
         commands.counting = False
     finally:
-        await client.drop_database(commands.database)
+        await client.drop_database(database)
         await client.close()
 
 
@@ -138,20 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20)
     args = parser.parse_args()
-    commands = Commands()
-    monitoring.register(commands)
-    with backends(Path(".local"), use_containers=False) as found:
+    commands = support.count_commands()
+    with support.servers(vhost=False) as found:
         asyncio.run(_count(found.mongodb_url, args.records, commands))
-    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"command: {support.command_line()}")
     print(f"server: {found.origin.get('mongodb')} {found.mongodb_url}")
-    total = sum(commands.seen.values())
-    writes = sum(n for (name, _), n in commands.seen.items() if name in WRITES)
-    print(
-        f"per record completed: {total / args.records:.2f} database commands "
-        f"({writes / args.records:.2f} writes)"
-    )
-    for (name, collection), n in sorted(commands.seen.items(), key=lambda kv: (-kv[1], kv[0])):
-        print(f"  {name:14s} {collection:22s} {n / args.records:6.2f}")
+    print("\n".join(support.cost_lines(args.records, "record completed", commands, None)))
 
 
 if __name__ == "__main__":

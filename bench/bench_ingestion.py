@@ -21,7 +21,6 @@ import smtplib
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,16 +31,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "services" / "ingestion"))
 
 import httpx  # noqa: E402
+import support  # noqa: E402
 import uvicorn  # noqa: E402
 from faststream.rabbit import RabbitQueue  # noqa: E402
-from pymongo import AsyncMongoClient  # noqa: E402
 
 from switchboard.contracts.mail import EmailReceived  # noqa: E402
 from switchboard.ingestion.app import IngestionSettings, build  # noqa: E402
 from switchboard.runtime.bus import TOPIC_EXCHANGE  # noqa: E402
-from switchboard.runtime.localstack import backends  # noqa: E402
 
 BUDGET_SECONDS = 60.0
+COMMANDS = support.count_commands()
+PUBLISHES = support.Publishes()
 PARAGRAPH = (
     "Guten Tag, ich habe am Montag eine Bestellung aufgegeben und bisher keine "
     "Versandbestätigung erhalten. Können Sie bitte nachsehen, wo sie bleibt? "
@@ -114,8 +114,9 @@ async def http_run(base: str, mails: list[bytes], concurrency: int, token: str) 
         return len(mails) / (time.perf_counter() - started)
 
 
-async def bench(amqp_url: str, mongodb_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    prefix = f"bench{uuid.uuid4().hex[:8]}"
+async def bench(found: support.Servers, args: argparse.Namespace) -> dict[str, Any]:
+    amqp_url, mongodb_url, prefix = found.amqp_url, found.mongodb_url, found.prefix
+    floor = await support.floor_rate(found)
     settings = IngestionSettings(
         amqp_url=amqp_url,
         mongodb_url=mongodb_url,
@@ -127,6 +128,7 @@ async def bench(amqp_url: str, mongodb_url: str, args: argparse.Namespace) -> di
         mailboxes=[{"address": "support@switchboard.local", "service": "support"}],
         service_token=SERVICE_TOKEN,
     )
+    COMMANDS.databases = {settings.database_name("ingestion")}
     runtime = build(settings)
     # stands in for threading's queue, so email.received is routable; removed at the end
     probe = f"bench.email.received.{prefix}"
@@ -161,6 +163,7 @@ async def bench(amqp_url: str, mongodb_url: str, args: argparse.Namespace) -> di
         # keep each run near 8 s, so a slow (shared, loaded) backend cannot blow the time bound
         count = max(20, min(args.mails, int(warm * 8)))
         print(f"  warm-up {warm:.1f} mails/s: {count} mails per run and channel")
+        COMMANDS.counting = PUBLISHES.counting = True
         for run in range(args.runs):
             if time.monotonic() > deadline:
                 break
@@ -178,17 +181,20 @@ async def bench(amqp_url: str, mongodb_url: str, args: argparse.Namespace) -> di
                 f"   http {http_rates[-1]:7.1f} mails/s"
             )
     finally:
+        COMMANDS.counting = PUBLISHES.counting = False
         with contextlib.suppress(Exception):
             queue = await runtime.broker.declare_queue(RabbitQueue(probe, durable=False))
             await queue.delete(if_unused=False, if_empty=False)
         server.should_exit = True
         await serving
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
-        for name in await client.list_database_names():
-            if name.startswith(prefix):
-                await client.drop_database(name)
-        await client.close()
-    return {"smtp": smtp_rates, "http": http_rates, "size": size, "count": count}
+        await support.drop_databases(mongodb_url, settings.database_name("ingestion"))
+    return {
+        "smtp": smtp_rates,
+        "http": http_rates,
+        "size": size,
+        "count": count,
+        "floor": floor,
+    }
 
 
 def main() -> None:
@@ -199,9 +205,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8, help="client connections")
     args = parser.parse_args()
-    with backends(ROOT / ".local") as found:
-        print(f"servers: amqp={found.origin.get('amqp')} mongodb={found.origin.get('mongodb')}")
-        result = asyncio.run(bench(found.amqp_url, found.mongodb_url, args))
+    with support.servers() as found:
+        print(f"servers: {found.origin}")
+        result = asyncio.run(bench(found, args))
     print(
         f"ingestion throughput, {result['count']} distinct mails of {result['size']} bytes "
         f"per run, {args.concurrency} loopback clients, median of {len(result['smtp'])} runs:"
@@ -210,7 +216,11 @@ def main() -> None:
     http_rate = statistics.median(result["http"])
     print(f"  SMTP in (250 after GridFS + confirmed publish): {smtp_rate:.1f} mails/s")
     print(f"  HTTP upload (202 after the same):              {http_rate:.1f} mails/s")
-    print("reproduce: python bench/bench_ingestion.py " + " ".join(sys.argv[1:]))
+    mails = result["count"] * (len(result["smtp"]) + len(result["http"]))
+    print("\n".join(support.cost_lines(mails, "mail", COMMANDS, PUBLISHES)))
+    print(f"command: {support.command_line()}")
+    print(support.ratio_line("ingestion_smtp", smtp_rate, result["floor"]))
+    print(support.ratio_line("ingestion_http", http_rate, result["floor"]))
 
 
 if __name__ == "__main__":

@@ -23,81 +23,28 @@ import argparse
 import asyncio
 import contextlib
 import json
-import shlex
-import statistics
 import sys
 import time
-import uuid
-from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aio_pika
-from pymongo import monitoring
+import support
 
 from switchboard.contracts import EXCHANGE
 from switchboard.contracts.agents import AgentStateChanged
 from switchboard.contracts.routing import RouteRequested, ServiceDefinition
 from switchboard.routing.app import RoutingSettings, wire
 from switchboard.routing.domain import derive_agent_fields, new_agent_document, new_round
-from switchboard.runtime.localstack import backends, management_call
-
-
-class CommandTimes(monitoring.CommandListener):
-    """Where the database's time goes: total and count per command and collection."""
-
-    def __init__(self) -> None:
-        self.totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0])
-        self._names: dict[int, tuple[str, str]] = {}
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        target = event.command.get(event.command_name)
-        self._names[event.request_id] = (
-            event.command_name,
-            target if isinstance(target, str) else "",
-        )
-
-    def _ended(
-        self, event: monitoring.CommandSucceededEvent | monitoring.CommandFailedEvent
-    ) -> None:
-        key = self._names.pop(event.request_id, None)
-        if key is not None:
-            total = self.totals[key]
-            total[0] += 1
-            total[1] += event.duration_micros / 1e6
-
-    succeeded = _ended
-    failed = _ended
-
-    def report(self, top: int = 15) -> list[str]:
-        rows = sorted(self.totals.items(), key=lambda item: -item[1][1])[:top]
-        return [
-            f"  {name:<10} {collection:<20} n={int(n):>7} total={seconds:8.1f} s "
-            f"mean={seconds / n * 1000:8.1f} ms"
-            for (name, collection), (n, seconds) in rows
-        ]
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def describe(name: str, values: list[float]) -> str:
-    if not values:
-        return f"{name}: no samples"
-    ms = [v * 1000 for v in values]
-    return (
-        f"{name}: n={len(ms)} p50={percentile(ms, 50):.1f} ms p99={percentile(ms, 99):.1f} ms "
-        f"mean={statistics.fmean(ms):.1f} ms max={max(ms):.1f} ms"
-    )
+    return support.latency_line(name, values)
 
 
-async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict[str, Any]:
+async def run(args: argparse.Namespace, found: support.Servers) -> dict[str, Any]:
+    amqp_url, mongodb_url = found.amqp_url, found.mongodb_url
+    floor = await support.floor_rate(found)
     agents = max(int(1000 * args.scale), 4)
     waiting = max(int(10000 * args.scale), 10)
     live_agents = agents // 2
@@ -108,7 +55,7 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
     settings = RoutingSettings(
         amqp_url=amqp_url,
         mongodb_url=mongodb_url,
-        database_prefix=f"bench{uuid.uuid4().hex[:8]}",
+        database_prefix=found.prefix,
         http_port=0,
         log_level="WARNING",
         log_format="console",
@@ -116,6 +63,7 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
         sweep_seconds=2.0,
     )
     runtime, router = wire(settings)
+    COMMANDS.databases = {settings.database_name("routing")}
     store = router.store
     offers: dict[str, float] = {}
     offer_by_agent: dict[str, float] = {}
@@ -210,17 +158,19 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
         # --- burst: every other backlog agent Ready at once -> offers per second ---------------
         burst = backlog_ids[paced_ready:]
         before = len(offers)
+        COMMANDS.counting = PUBLISHES.counting = True
         t1 = time.perf_counter()
         await asyncio.gather(*(runtime.bus.publish(ready(a, 2)) for a in burst))
         await wait_until(lambda: all(a in offer_by_agent for a in burst), args.phase_timeout)
         burst_seconds = time.perf_counter() - t1
         burst_offers = len(offers) - before
+        COMMANDS.counting = PUBLISHES.counting = False
         view = await router.queue_view(["backlog"])
     finally:
         if started:
             await runtime.app.stop()
         await connection.close()
-        await drop(mongodb_url, settings.database_name("routing"))
+        await support.drop_databases(mongodb_url, settings.database_name("routing"))
     return {
         "agents": agents,
         "waiting": waiting,
@@ -233,6 +183,7 @@ async def run(args: argparse.Namespace, amqp_url: str, mongodb_url: str) -> dict
         "burst_seconds": burst_seconds,
         "burst_offers": burst_offers,
         "still_waiting": view["backlog"]["depth"],
+        "floor": floor,
     }
 
 
@@ -253,6 +204,8 @@ def ready(agent_id: str, sequence: int) -> AgentStateChanged:
 
 
 PROGRESS = asyncio.Event()
+COMMANDS = support.count_commands()
+PUBLISHES = support.Publishes()
 
 
 async def wait_until(check: Any, seconds: float) -> None:
@@ -267,16 +220,6 @@ async def wait_until(check: Any, seconds: float) -> None:
             await asyncio.wait_for(PROGRESS.wait(), min(remaining, 0.5))
 
 
-async def drop(mongodb_url: str, database: str) -> None:
-    from pymongo import AsyncMongoClient
-
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
-    try:
-        await client.drop_database(database)
-    finally:
-        await client.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -285,36 +228,12 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300, help="paced samples per phase")
     parser.add_argument("--rate", type=float, default=50.0, help="paced samples per second")
     parser.add_argument("--phase-timeout", type=float, default=60.0)
-    parser.add_argument(
-        "--profile", action="store_true", help="print time per database command and collection"
-    )
     args = parser.parse_args()
-    times = CommandTimes()
-    if args.profile:
-        monitoring.register(times)
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
-    with backends(Path(".local")) as found:
-        amqp_url = found.amqp_url
-        vhost = None
-        if found.management_url is not None:
-            vhost = f"bench-{uuid.uuid4().hex[:8]}"
-            user = amqp_url.split("://", 1)[1].split(":", 1)[0]
-            management_call(found.management_url, "PUT", f"/api/vhosts/{vhost}")
-            management_call(
-                found.management_url,
-                "PUT",
-                f"/api/permissions/{vhost}/{user}",
-                {"configure": ".*", "write": ".*", "read": ".*"},
-            )
-            amqp_url = found.vhost_url(vhost)
-        try:
-            started = time.perf_counter()
-            result = asyncio.run(run(args, amqp_url, found.mongodb_url))
-            total = time.perf_counter() - started
-        finally:
-            if vhost is not None and found.management_url is not None:
-                management_call(found.management_url, "DELETE", f"/api/vhosts/{vhost}")
-    print(f"command: {command}")
+    with support.servers() as found:
+        started = time.perf_counter()
+        result = asyncio.run(run(args, found))
+        total = time.perf_counter() - started
+    print(f"command: {support.command_line()}")
     print(
         f"ran: {result['agents']} agents, {result['waiting']} waiting interactions, "
         f"{result['requests']} paced requests and {result['paced_ready']} paced Ready at "
@@ -328,9 +247,12 @@ def main() -> int:
         f"offers/s: {rate:.0f} ({result['burst_offers']} offers in "
         f"{result['burst_seconds']:.2f} s); still waiting in backlog: {result['still_waiting']}"
     )
-    if args.profile:
-        print("database time by command (all phases):")
-        print("\n".join(times.report()))
+    # the bench's own Ready events are in the count: one per agent, taken off
+    PUBLISHES.count -= result["burst"]
+    print(
+        "\n".join(support.cost_lines(result["burst_offers"], "offer (burst)", COMMANDS, PUBLISHES))
+    )
+    print(support.ratio_line("routing", rate, result["floor"]))
     return 0
 
 

@@ -15,16 +15,13 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
+import support
 from pymongo import AsyncMongoClient
-
-from switchboard.runtime.localstack import backends
 
 ROUNDS = 300
 
@@ -84,8 +81,8 @@ async def _bench(url: str) -> None:
 
 
 def main() -> None:
-    with backends(Path(".local"), use_containers=False) as found:
-        print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    with support.servers(vhost=False) as found:
+        print(f"command: {support.command_line()}")
         asyncio.run(_bench(os.environ.get("MONGODB_URL") or found.mongodb_url))
 
 

@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shlex
 import statistics
 import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
+import support
 from pymongo import AsyncMongoClient
-
-from switchboard.runtime.localstack import backends
 
 
 async def median_ms(operation: Callable[[], Awaitable[Any]], repeat: int) -> float:
@@ -84,9 +81,9 @@ def main() -> int:
     parser.add_argument("--documents", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=50)
     args = parser.parse_args()
-    with backends(Path(".local")) as found:
+    with support.servers(vhost=False) as found:
         figures = asyncio.run(run(found.mongodb_url, args.documents, args.repeat))
-    print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
+    print(f"command: {support.command_line()}")
     print(f"ran: {args.documents} documents of about 1 KB; server: {found.origin['mongodb']}")
     for what, ms in figures:
         print(f"{what}: median {ms:.2f} ms")

@@ -21,14 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
-from pymongo import AsyncMongoClient
+import support
 
 from switchboard.contracts import EXCHANGE
 from switchboard.contracts.mail import Address, EmailReceived
-from switchboard.runtime.localstack import backends, management_call
 from switchboard.threading.app import ThreadingSettings, build
 
 LIMIT_SECONDS = 90.0
+COMMANDS = support.count_commands()
+PUBLISHES = support.Publishes()
 
 
 def _mail(i: int) -> EmailReceived:
@@ -49,97 +50,74 @@ def _mail(i: int) -> EmailReceived:
     )
 
 
-async def run(mails: int, prefetch: int) -> dict[str, Any]:
-    with backends(Path(".local")) as found:
-        vhost = f"bench-{uuid.uuid4().hex[:8]}"
-        amqp_url = found.amqp_url
-        if found.management_url:
-            user = found.amqp_url.split("://", 1)[1].split(":", 1)[0]
-            management_call(found.management_url, "PUT", f"/api/vhosts/{vhost}")
-            management_call(
-                found.management_url,
-                "PUT",
-                f"/api/permissions/{vhost}/{user}",
-                {"configure": ".*", "write": ".*", "read": ".*"},
-            )
-            amqp_url = found.vhost_url(vhost)
-        prefix = f"bench{uuid.uuid4().hex[:8]}"
-        settings = ThreadingSettings(
-            amqp_url=amqp_url,
-            mongodb_url=found.mongodb_url,
-            database_prefix=prefix,
-            http_port=0,
-            prefetch=prefetch,
-            log_level="WARNING",
-            threading_config_file=Path("deploy/demo/threading.json"),
-            development=True,
+async def run(found: support.Servers, mails: int, prefetch: int) -> dict[str, Any]:
+    floor = await support.floor_rate(found)
+    settings = ThreadingSettings(
+        amqp_url=found.amqp_url,
+        mongodb_url=found.mongodb_url,
+        database_prefix=found.prefix,
+        http_port=0,
+        prefetch=prefetch,
+        log_level="WARNING",
+        threading_config_file=Path("deploy/demo/threading.json"),
+        development=True,
+    )
+    COMMANDS.databases = {settings.database_name("threading")}
+    runtime = build(settings)
+    connection = await aio_pika.connect(found.amqp_url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.declare_exchange(
+            EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        runtime = build(settings)
-        connection = await aio_pika.connect(amqp_url)
-        try:
-            channel = await connection.channel()
-            exchange = await channel.declare_exchange(
-                EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
-            )
-            for name, key in (
-                ("bench.routes", "interaction.route_requested"),
-                ("bench.outbound", "email.outbound.requested"),
-                ("bench.events", "case.#"),
-            ):
-                queue = await channel.declare_queue(name, durable=True)
-                await queue.bind(exchange, routing_key=key)
-            routes = await channel.declare_queue("bench.routes", passive=True)
-            async with runtime.app:
-                batch = [_mail(i) for i in range(mails)]
-                started = time.monotonic()
-                sent_at: dict[str, float] = {}
-                for start in range(0, mails, 50):
-                    chunk = batch[start : start + 50]
-                    await asyncio.gather(*(runtime.bus.publish(m) for m in chunk))
-                    now = time.monotonic()
-                    sent_at.update({m.subject: now for m in chunk})
-                published = time.monotonic() - started
-                latencies: list[float] = []
-                seen = 0
-                while seen < mails and time.monotonic() - started < LIMIT_SECONDS:
-                    message = await routes.get(fail=False, no_ack=True)
-                    if message is None:
-                        await asyncio.sleep(0.02)
-                        continue
-                    seen += 1
-                    subject = json.loads(message.body)["summary"].get("subject", "")
-                    if subject in sent_at:
-                        latencies.append(time.monotonic() - sent_at[subject])
-                elapsed = time.monotonic() - started
-                cases = await runtime.db["cases"].count_documents({})
-        finally:
-            await connection.close()
-            client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(found.mongodb_url)
-            # By name: listing every database can stall on a busy shared FerretDB.
-            await client.drop_database(f"{prefix}_threading")
-            await client.close()
-            if found.management_url:
-                management_call(found.management_url, "DELETE", f"/api/vhosts/{vhost}")
-        return {
-            "mails": mails,
-            "prefetch": prefetch,
-            "published_in_s": round(published, 2),
-            "route_requests": seen,
-            "cases": cases,
-            "elapsed_s": round(elapsed, 2),
-            "emails_per_s": round(seen / elapsed, 1) if elapsed else 0.0,
-            "latency_p50_s": _quantile(latencies, 0.5),
-            "latency_p95_s": _quantile(latencies, 0.95),
-            "mongodb": found.origin.get("mongodb", "?"),
-            "amqp": found.origin.get("amqp", "?"),
-        }
-
-
-def _quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+        for name, key in (
+            ("bench.routes", "interaction.route_requested"),
+            ("bench.outbound", "email.outbound.requested"),
+            ("bench.events", "case.#"),
+        ):
+            queue = await channel.declare_queue(name, durable=True)
+            await queue.bind(exchange, routing_key=key)
+        routes = await channel.declare_queue("bench.routes", passive=True)
+        async with runtime.app:
+            batch = [_mail(i) for i in range(mails)]
+            COMMANDS.counting = PUBLISHES.counting = True
+            started = time.monotonic()
+            sent_at: dict[str, float] = {}
+            for start in range(0, mails, 50):
+                chunk = batch[start : start + 50]
+                await asyncio.gather(*(runtime.bus.publish(m) for m in chunk))
+                now = time.monotonic()
+                sent_at.update({m.subject: now for m in chunk})
+            published = time.monotonic() - started
+            latencies: list[float] = []
+            seen = 0
+            while seen < mails and time.monotonic() - started < LIMIT_SECONDS:
+                message = await routes.get(fail=False, no_ack=True)
+                if message is None:
+                    await asyncio.sleep(0.02)
+                    continue
+                seen += 1
+                subject = json.loads(message.body)["summary"].get("subject", "")
+                if subject in sent_at:
+                    latencies.append(time.monotonic() - sent_at[subject])
+            elapsed = time.monotonic() - started
+            COMMANDS.counting = PUBLISHES.counting = False
+            cases = await runtime.db["cases"].count_documents({})
+    finally:
+        await connection.close()
+        await support.drop_databases(found.mongodb_url, settings.database_name("threading"))
+    return {
+        "mails": mails,
+        "prefetch": prefetch,
+        "published_in_s": round(published, 2),
+        "route_requests": seen,
+        "cases": cases,
+        "elapsed_s": round(elapsed, 2),
+        "emails_per_s": round(seen / elapsed, 1) if elapsed else 0.0,
+        "latency_p50_s": round(support.percentile(latencies, 0.5), 2),
+        "latency_p95_s": round(support.percentile(latencies, 0.95), 2),
+        "floor": round(floor, 1),
+    }
 
 
 def main() -> None:
@@ -147,16 +125,19 @@ def main() -> None:
     parser.add_argument("--mails", type=int, default=200)
     parser.add_argument("--prefetch", type=int, default=16)
     args = parser.parse_args()
-    figures = asyncio.run(run(args.mails, args.prefetch))
+    with support.servers() as found:
+        figures = asyncio.run(run(found, args.mails, args.prefetch))
+    print(f"command: {support.command_line()}")
+    print(f"servers: {found.origin}")
     print("threading bench: email.received -> case stored + route request published")
     for key, value in figures.items():
         print(f"  {key:16} {value}")
-    print(
-        f"  command          python bench/bench_threading.py --mails {args.mails}"
-        f" --prefetch {args.prefetch}"
-    )
     if figures["route_requests"] < args.mails:
         print(f"  (stopped at the {LIMIT_SECONDS:.0f} s limit: the rate is over the mails filed)")
+    # the bench's own publishes of the mails are in the count: one per mail, taken off
+    PUBLISHES.count -= args.mails
+    print("\n".join(support.cost_lines(figures["route_requests"], "new mail", COMMANDS, PUBLISHES)))
+    print(support.ratio_line("threading", figures["emails_per_s"], figures["floor"]))
 
 
 if __name__ == "__main__":
