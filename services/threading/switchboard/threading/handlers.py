@@ -13,7 +13,7 @@ import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -34,10 +34,6 @@ from switchboard.contracts.mail import (
 from switchboard.contracts.queues import threading as queues
 from switchboard.contracts.routing import (
     InteractionAssigned,
-    InteractionEnded,
-    RouteReason,
-    RouteRequested,
-    RouteWithdrawn,
 )
 from switchboard.runtime.assignments import agent_services, routing_holds
 from switchboard.runtime.bus import Bus
@@ -46,6 +42,25 @@ from switchboard.threading import access, metrics, rules
 from switchboard.threading import email_identity as identity
 from switchboard.threading import templates as tpl
 from switchboard.threading.config import ServiceConfig, ThreadingConfig
+from switchboard.threading.domain.cases import (
+    UNMATCHED_AUTOMATIC,
+    add_email_to_case,
+    add_note,
+    apply_disposition,
+    file_closed,
+    new_case,
+)
+from switchboard.threading.domain.common import NS as _NS
+from switchboard.threading.domain.common import addr as _addr
+from switchboard.threading.domain.common import iso as _iso
+from switchboard.threading.domain.common import now as _now
+from switchboard.threading.domain.outbound import (
+    automatic_answer,
+    default_recipients,
+    forward_text,
+    outbound_email,
+)
+from switchboard.threading.domain.rounds import end_interaction, start_round
 from switchboard.threading.masking import (
     Span,
     mask_card_numbers,
@@ -60,10 +75,7 @@ from switchboard.threading.threadids import ThreadIds
 
 log = structlog.get_logger("switchboard.threading")
 
-THREAD_HEADER = "X-Switchboard-Thread"
 _SAMPLE_THREAD = str(tpl.SAMPLE_VALUES["thread_id"])
-UNMATCHED_AUTOMATIC = "unmatched_automatic_mail"
-_NS = uuid.UUID("6f1c2a52-5d4b-4c1e-9a43-2f7d0f3c9b11")
 
 Build = Callable[[Document], tuple[list[Message], dict[str, Any]]]
 Plan = Callable[[Document], Awaitable[Build]]
@@ -79,14 +91,6 @@ class Intake:
     """Joined by the thread identifier from an address on no earlier message of the case."""
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _addr(a: Address) -> dict[str, str]:
-    return {"name": a.name, "address": a.address}
-
-
 def _no_template(template_id: str, field: str) -> Refused:
     return Refused("unknown_template", f"there is no reply template {template_id!r}", field=field)
 
@@ -98,16 +102,6 @@ def _stale_template(template_id: str, version: int, expected: int) -> Refused:
         + (" (0: it does not exist)" if version == 0 else ""),
         field="expected_version",
     )
-
-
-def _iso(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-    if isinstance(value, dict):
-        return {k: _iso(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_iso(v) for v in value]
-    return value
 
 
 class ThreadingHandlers:
@@ -291,78 +285,6 @@ class ThreadingHandlers:
         """Remember who uploaded a file, so it may leave with their email."""
         await self.store.record_upload(command.agent_id, command.attachment.model_dump())
         return {"attachment_id": command.attachment.attachment_id}
-
-    @staticmethod
-    def _end_interaction(
-        case: Document, cause: Message, outcome: str, cfg: ServiceConfig
-    ) -> list[Message]:
-        """Messages that end the case's current routing round (and mark it ended)."""
-        interaction = case.setdefault("interaction", {"round": 0, "state": "idle"})
-        state = interaction.get("state")
-        iid = interaction.get("id")
-        messages: list[Message] = []
-        if state == "assigned" and iid:
-            messages.append(
-                InteractionEnded.caused_by(
-                    cause,
-                    key=f"end:{iid}",
-                    interaction_id=iid,
-                    agent_id=interaction["agent_id"],
-                    channel="email",
-                    wrap_up=cfg.wrap_up,
-                    outcome=outcome,
-                )
-            )
-        elif state == "routing" and iid:
-            messages.append(
-                RouteWithdrawn.caused_by(
-                    cause, key=f"withdraw:{iid}", interaction_id=iid, reason=outcome
-                )
-            )
-        if state in ("assigned", "routing"):
-            interaction.update(state="ended", ended_at=_now())
-        return messages
-
-    @staticmethod
-    def _route(
-        case: Document,
-        cause: Message,
-        *,
-        reason: RouteReason,
-        preferred_agent_id: str | None = None,
-        personal_agent_id: str | None = None,
-        summary: dict[str, Any] | None = None,
-    ) -> list[Message]:
-        """Start a new routing round unless one is under way (queued, offered or assigned)."""
-        interaction = case.setdefault("interaction", {"round": 0, "state": "idle"})
-        if interaction.get("state") in ("routing", "assigned"):
-            return []
-        round_ = int(interaction.get("round", 0)) + 1
-        iid = rules.interaction_id(case["_id"], round_)
-        interaction.update(
-            id=iid, round=round_, state="routing", agent_id=None, since=_now(), reason=reason
-        )
-        contact = case.get("contact") or {}
-        return [
-            RouteRequested.caused_by(
-                cause,
-                key=f"route:{iid}",
-                interaction_id=iid,
-                channel="email",
-                service=case["service"],
-                reason=reason,
-                preferred_agent_id=preferred_agent_id,
-                personal_agent_id=personal_agent_id,
-                summary={
-                    "case_number": case["_id"],
-                    "subject": case.get("subject", ""),
-                    "customer": contact.get("name") or contact.get("address", ""),
-                    "customer_address": contact.get("address", ""),
-                    **(summary or {}),
-                },
-                requested_at=_now(),
-            )
-        ]
 
     # =========================================================================================
     # inbound mail
@@ -587,7 +509,7 @@ class ThreadingHandlers:
         unrouted = created and rules.files_without_routing(classification)
         fresh: Document | None = None
         if created:
-            fresh = self._new_case(
+            fresh = new_case(
                 number,
                 service=event.service,
                 subject=clean_subject(email["subject"], cfg.subject_tag_format),
@@ -597,7 +519,7 @@ class ThreadingHandlers:
                 first_email=email["_id"],
             )
             if unrouted:
-                self._file_closed(fresh, classification)
+                file_closed(fresh, classification)
         answer_kind = intake.get("auto_answer")
         skipped = intake.get("auto_answer_skipped")
         auto: tuple[EmailOutboundRequested, Document] | None = None
@@ -612,7 +534,7 @@ class ThreadingHandlers:
                 case_now = await self.store.get_case(number)
             assert case_now is not None
             try:
-                auto = self._automatic_answer(
+                auto = automatic_answer(
                     event, email, case_now, cfg, answer_kind, str(case_now["thread_id"])
                 )
             except ValidationError as exc:  # never let the answer hold up the customer's mail
@@ -624,7 +546,7 @@ class ThreadingHandlers:
 
         def build(case: Document) -> tuple[list[Message], dict[str, Any]]:
             messages: list[Message] = []
-            self._add_email_to_case(case, email)
+            add_email_to_case(case, email)
             case["last_inbound_at"] = email.get("received_at") or _now()
             if created:
                 messages.append(
@@ -680,18 +602,18 @@ class ThreadingHandlers:
             )
             if action in ("created", "linked", "attached", "reopened") and case["status"] == "open":
                 if action in ("created", "linked"):
-                    messages += self._route(case, event, reason="new")
+                    messages += start_round(case, event, reason="new")
                 else:
                     preferred = None
                     case_cfg = self.service_config(case["service"])
                     if case_cfg.follow_up_to_previous_agent and case.get("agents"):
                         preferred = case["agents"][0]
-                    messages += self._route(
+                    messages += start_round(
                         case, event, reason="follow_up", preferred_agent_id=preferred
                     )
             if auto is not None:
                 request, auto_doc = auto
-                self._add_email_to_case(case, auto_doc)
+                add_email_to_case(case, auto_doc)
                 messages.append(request)
             if skipped:
                 entry = {"what": "auto_answer_skipped", "email_id": email["_id"], "reason": skipped}
@@ -720,18 +642,6 @@ class ThreadingHandlers:
             metrics.UNROUTED_CASES.labels(event.service, classification).inc()
         return dict(result)
 
-    @staticmethod
-    def _file_closed(case: Document, classification: str) -> None:
-        """A new case opened by an auto-reply or bounce that matched no case: closed at once,
-        never routed (see :func:`rules.files_without_routing`)."""
-        now = _now()
-        case.update(
-            status="closed", closed_at=now, closed_by="system", filed_unrouted=classification
-        )
-        case["history"].append(
-            {"what": "closed", "at": now, "agent_id": None, "reason": UNMATCHED_AUTOMATIC}
-        )
-
     async def _link(self, older: int, newer: int) -> None:
         def mutate(case: Document) -> bool:
             links = case.setdefault("linked_cases", [])
@@ -742,186 +652,6 @@ class ThreadingHandlers:
 
         with contextlib.suppress(CaseMissing):
             await self.store.update_case(older, mutate)
-
-    @staticmethod
-    def _add_email_to_case(case: Document, email: Document) -> None:
-        keys = case.setdefault("email_keys", [])
-        if email["_id"] not in keys:
-            keys.append(email["_id"])
-        participants = case.setdefault("participants", [])
-        people = [email.get("from") or {}, *email.get("to", []), *email.get("cc", [])]
-        people += email.get("reply_to", []) + email.get("bcc", [])
-        for person in people:
-            address = rules.address_key(person.get("address"))
-            if address and address not in participants:
-                participants.append(address)
-
-    @staticmethod
-    def _new_case(
-        number: int,
-        *,
-        service: str,
-        subject: str,
-        contact: dict[str, str],
-        origin: str,
-        linked_to: int | None,
-        first_email: str,
-        agent_id: str | None = None,
-    ) -> Document:
-        now = _now()
-        return {
-            "_id": number,
-            "number": number,
-            "status": "open",
-            "service": service,
-            "contact": contact,
-            "subject": subject,
-            "thread_id": None,
-            "origin": origin,
-            "first_email": first_email,
-            "agents": [agent_id] if agent_id else [],
-            "dispositions": [],
-            "notes": [],
-            "linked_cases": [linked_to] if linked_to else [],
-            "participants": [],
-            "email_keys": [],
-            "history": [{"what": "created", "at": now, "agent_id": agent_id}],
-            "interaction": {"round": 0, "state": "idle", "agent_id": None, "id": None},
-            "created_at": now,
-            "updated_at": now,
-            "closed_at": None,
-            "reopened_at": None,
-            "closed_by": None,
-            "final_disposition": None,
-            "last_inbound_at": None,
-            "last_outbound_at": None,
-            "outbox": {},
-            "outbox_pending": False,
-            "filed_unrouted": None,
-            "version": 0,
-        }
-
-    def _automatic_answer(
-        self,
-        event: EmailReceived,
-        email: Document,
-        case: Document,
-        cfg: ServiceConfig,
-        kind: str,
-        thread_id: str,
-    ) -> tuple[EmailOutboundRequested, Document]:
-        recipient = event.reply_to[0] if event.reply_to else event.sender
-        values = {"case_number": case["_id"], "subject": case.get("subject", "")}
-        if kind == "auto_ack":
-            subject, text = cfg.auto_ack.subject, cfg.auto_ack.text
-        else:
-            subject, text = cfg.closed_case.reject_subject, cfg.closed_case.reject_text
-        return self._outbound(
-            cause=event,
-            key=kind,
-            case=case,
-            cfg=cfg,
-            kind=kind,
-            to=[OutboundAddress(name=recipient.name, address=recipient.address)],
-            subject=outbound_subject(
-                rules.fill(subject, **values),
-                prefix="",
-                thread_id=thread_id,
-                tag_format=cfg.subject_tag_format,
-                with_tag=cfg.tag_in_subject,
-            ),
-            text=rules.fill(text, **values),
-            parent=email,
-            thread_id=thread_id,
-            automatic=True,
-        )
-
-    def _outbound(
-        self,
-        *,
-        cause: Message,
-        key: str,
-        case: Document,
-        cfg: ServiceConfig,
-        kind: str,
-        to: Sequence[OutboundAddress],
-        subject: str,
-        text: str,
-        thread_id: str | None,
-        parent: Document | None = None,
-        cc: Sequence[OutboundAddress] = (),
-        bcc: Sequence[OutboundAddress] = (),
-        html: str | None = None,
-        attachments: Sequence[AttachmentRef] = (),
-        automatic: bool = False,
-        agent_id: str | None = None,
-        template_id: str | None = None,
-        is_reply: bool = True,
-    ) -> tuple[EmailOutboundRequested, Document]:
-        """The request to the mail edge and the stored outbound email, both deterministic."""
-        number = case["_id"]
-        domain = cfg.sender.address.rpartition("@")[2]
-        token = uuid.uuid5(_NS, f"{cause.message_id}:{key}").hex
-        msg_key = f"{token}.{number}@{domain}"
-        in_reply_to = parent["message_id"] if parent is not None and is_reply else None
-        references = (
-            rules.references_for_reply(parent.get("references", []), parent["_id"])
-            if parent is not None
-            else []
-        )
-        headers = {THREAD_HEADER: thread_id} if thread_id and cfg.tag_in_header else {}
-        request = EmailOutboundRequested.caused_by(
-            cause,
-            key=f"send:{key}",
-            outbound_id=f"{number}-{token[:20]}",
-            case_number=number,
-            sender=cfg.sender,
-            to=list(to),
-            cc=list(cc),
-            bcc=list(bcc),
-            subject=subject,
-            text=text,
-            html=html,
-            attachments=list(attachments),
-            internet_message_id=rules.message_id_header(msg_key),
-            in_reply_to=in_reply_to,
-            references=references,
-            automatic=automatic,
-            extra_headers=headers,
-        )
-        doc = {
-            "_id": msg_key,
-            "message_id": request.internet_message_id,
-            "case_number": number,
-            "direction": "outbound",
-            "kind": kind,
-            "source": str(cause.message_id),
-            "outbound_id": request.outbound_id,
-            "agent_id": agent_id,
-            "template_id": template_id,
-            "service": case["service"],
-            "from": _addr(cfg.sender),
-            "to": [_addr(a) for a in to],
-            "cc": [_addr(a) for a in cc],
-            "bcc": [_addr(a) for a in bcc],
-            "reply_to": [],
-            "subject": subject,
-            "text": text,
-            "html": html,
-            "html_ref": None,
-            "html_withheld": False,
-            "attachments": [a.model_dump() for a in attachments],
-            "when": _now(),
-            "classification": "normal",
-            "automatic": automatic,
-            "in_reply_to": in_reply_to,
-            "references": references,
-            "thread_id": thread_id,
-            "masked": [],
-            "delivery": {"status": "requested", "at": _now(), "detail": ""},
-            "stored_at": _now(),
-        }
-        return request, doc
 
     # =========================================================================================
     # signals from routing and the mail edge
@@ -1143,7 +873,7 @@ class ThreadingHandlers:
 
         to: list[OutboundAddress] = pick("to", [])
         if not to and kind in ("reply", "follow_up"):
-            to = self._default_recipients(case, parent if kind == "reply" else None)
+            to = default_recipients(case, parent if kind == "reply" else None)
         if not to:
             raise Refused("no_recipient", "say whom to send it to", field="to")
         text: str = pick("text", "")
@@ -1152,7 +882,7 @@ class ThreadingHandlers:
         await self._check_attachments(attachments, command.agent_id, case)
         if kind == "forward":
             assert parent is not None
-            text = self._forward_text(text, parent)
+            text = forward_text(text, parent)
             if isinstance(command, c.ForwardEmail) and command.include_attachments:
                 attachments = attachments + [AttachmentRef(**a) for a in parent["attachments"]]
         template_id: str | None = pick("template_id", None)
@@ -1196,7 +926,7 @@ class ThreadingHandlers:
                 tag_format=cfg.subject_tag_format,
                 with_tag=cfg.tag_in_subject,
             )
-        request, doc = self._outbound(
+        request, doc = outbound_email(
             cause=command,
             key=kind,
             case=case,
@@ -1219,7 +949,7 @@ class ThreadingHandlers:
         finish = bool(getattr(command, "finish", False))
 
         def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
-            self._add_email_to_case(current, doc)
+            add_email_to_case(current, doc)
             current["last_outbound_at"] = _now()
             first.clear()
             if (
@@ -1259,7 +989,7 @@ class ThreadingHandlers:
                 )
                 closed = current["status"] == "closed"
             if finish and not closed:
-                messages += self._end_interaction(current, command, f"{kind}_sent", cfg)
+                messages += end_interaction(current, command, f"{kind}_sent", cfg)
             return messages, {
                 "case_number": current["_id"],
                 "email_id": doc["_id"],
@@ -1270,33 +1000,6 @@ class ThreadingHandlers:
             }
 
         return build
-
-    @staticmethod
-    def _default_recipients(case: Document, parent: Document | None) -> list[OutboundAddress]:
-        if parent is not None and parent.get("direction") == "inbound":
-            source = parent.get("reply_to") or [parent["from"]]
-        else:
-            source = [case.get("contact") or {}]
-        out = []
-        for person in source:
-            try:
-                out.append(OutboundAddress(name=person.get("name", ""), address=person["address"]))
-            except (KeyError, ValueError):
-                continue
-        return out
-
-    @staticmethod
-    def _forward_text(comment: str, parent: Document) -> str:
-        sender = parent.get("from") or {}
-        who = f"{sender.get('name', '')} <{sender.get('address', '')}>".strip()
-        to = ", ".join(a.get("address", "") for a in parent.get("to", []))
-        when = _iso(parent.get("when"))
-        header = (
-            "---------- Forwarded message ----------\n"
-            f"From: {who}\nDate: {when}\nSubject: {parent.get('subject', '')}\nTo: {to}\n\n"
-        )
-        intro = comment.rstrip() + "\n\n" if comment.strip() else ""
-        return intro + header + str(parent.get("text", ""))
 
     async def on_reply(self, command: c.ReplyToCase) -> dict[str, Any]:
         """Reply to the customer (the first reply mints the thread identifier)."""
@@ -1334,7 +1037,7 @@ class ThreadingHandlers:
         number = await self.store.case_number_for(f"outbound/{command.message_id}")
         contact = command.to[0]
         await self.store.insert_case(
-            self._new_case(
+            new_case(
                 number,
                 service=command.service,
                 subject=subject_of_case,
@@ -1359,7 +1062,7 @@ class ThreadingHandlers:
             tag_format=cfg.subject_tag_format,
             with_tag=cfg.tag_in_subject,
         )
-        request, doc = self._outbound(
+        request, doc = outbound_email(
             cause=command,
             key="new",
             case=case,
@@ -1380,7 +1083,7 @@ class ThreadingHandlers:
         await self.store.insert_email(doc)  # a retry finds it stored: nothing new
 
         def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
-            self._add_email_to_case(current, doc)
+            add_email_to_case(current, doc)
             current["first_email"] = doc["_id"]
             current["last_outbound_at"] = _now()
             return [
@@ -1516,52 +1219,8 @@ class ThreadingHandlers:
                 f"service {case['service']} has no disposition {name!r}",
                 field="disposition",
             )
-        case.setdefault("dispositions", []).append(
-            {
-                "name": found.name,
-                "final": found.final,
-                "email_id": email_key,
-                "agent_id": command.agent_id,
-                "at": _now(),
-            }
-        )
-        messages: list[Message] = [
-            c.CaseDispositionSet.caused_by(
-                command,
-                key="disposition",
-                case_number=case["_id"],
-                disposition=found.name,
-                final=found.final,
-                email_id=email_key,
-                agent_id=command.agent_id,
-            )
-        ]
-        if found.final and case["status"] != "closed":
-            case.update(
-                status="closed",
-                closed_at=_now(),
-                closed_by=command.agent_id,
-                final_disposition=found.name,
-            )
-            case.setdefault("history", []).append(
-                {
-                    "what": "closed",
-                    "at": _now(),
-                    "agent_id": command.agent_id,
-                    "disposition": found.name,
-                }
-            )
-            messages += self._end_interaction(case, command, "closed", cfg)
-            messages.append(
-                c.CaseClosed.caused_by(
-                    command,
-                    key="closed",
-                    case_number=case["_id"],
-                    service=case["service"],
-                    disposition=found.name,
-                    agent_id=command.agent_id,
-                )
-            )
+        messages = apply_disposition(case, command, found, email_key, cfg)
+        if any(isinstance(m, c.CaseClosed) for m in messages):
             metrics.CASES_CLOSED.labels(case["service"]).inc()
         return messages
 
@@ -1584,7 +1243,7 @@ class ThreadingHandlers:
             def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
                 messages = self._apply_disposition(current, command, command.disposition, key, cfg)
                 if command.finish and current["status"] != "closed":
-                    messages += self._end_interaction(current, command, "completed", cfg)
+                    messages += end_interaction(current, command, "completed", cfg)
                 return messages, {"case_number": current["_id"], "status": current["status"]}
 
             return build
@@ -1621,38 +1280,13 @@ class ThreadingHandlers:
             def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
                 messages: list[Message] = []
                 if command.note.strip():
-                    messages += self._note(current, command, command.note, key)
+                    messages += add_note(current, command, command.note, key)
                 messages += self._apply_disposition(current, command, found.name, key, cfg)
                 return messages, {"case_number": current["_id"], "status": current["status"]}
 
             return build
 
         return await self._case_command(command, plan)
-
-    @staticmethod
-    def _note(
-        case: Document, command: c.CaseCommand, text: str, email_key: str | None
-    ) -> list[Message]:
-        note_id = str(uuid.uuid5(_NS, f"note:{command.message_id}"))
-        case.setdefault("notes", []).append(
-            {
-                "note_id": note_id,
-                "text": text,
-                "email_id": email_key,
-                "agent_id": command.agent_id,
-                "at": _now(),
-            }
-        )
-        return [
-            c.CaseNoteAdded.caused_by(
-                command,
-                key="note",
-                case_number=case["_id"],
-                note_id=note_id,
-                email_id=email_key,
-                agent_id=command.agent_id,
-            )
-        ]
 
     async def on_add_note(self, command: c.AddCaseNote) -> dict[str, Any]:
         """A note on the case, or on one of its emails."""
@@ -1661,7 +1295,7 @@ class ThreadingHandlers:
             key = self._email_of_case(case, command.email_id, "email_id")
 
             def build(current: Document) -> tuple[list[Message], dict[str, Any]]:
-                messages = self._note(current, command, command.text, key)
+                messages = add_note(current, command, command.text, key)
                 return messages, {
                     "case_number": current["_id"],
                     "note_id": current["notes"][-1]["note_id"],
@@ -1698,8 +1332,8 @@ class ThreadingHandlers:
                 source = current["service"]
                 messages: list[Message] = []
                 if command.note.strip():
-                    messages += self._note(current, command, command.note, None)
-                messages += self._end_interaction(current, command, "transferred", cfg)
+                    messages += add_note(current, command, command.note, None)
+                messages += end_interaction(current, command, "transferred", cfg)
                 current["service"] = target
                 current.setdefault("history", []).append(
                     {
@@ -1711,7 +1345,7 @@ class ThreadingHandlers:
                         "to_agent_id": command.to_agent_id,
                     }
                 )
-                messages += self._route(
+                messages += start_round(
                     current,
                     command,
                     reason="transfer",
