@@ -6,6 +6,7 @@ Functions change the case in place (and return the messages a change causes); no
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 from switchboard.contracts import Message
 from switchboard.contracts import cases as c
@@ -18,6 +19,18 @@ from switchboard.threading.domain.rounds import end_interaction
 
 UNMATCHED_AUTOMATIC = "unmatched_automatic_mail"
 """Why an auto-reply or bounce matching no case is filed closed."""
+
+
+@dataclass(frozen=True)
+class Intake:
+    """How a received email is filed: ``action`` on case ``case_number`` (None: a new one)."""
+
+    action: str
+    case_number: int | None
+    matched_by: str = ""
+    linked_to: int | None = None
+    new_participant: bool = False
+    """Joined by the thread identifier from an address on no earlier message of the case."""
 
 
 def file_closed(case: Document, classification: str) -> None:
