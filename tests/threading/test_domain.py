@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+from pydantic import ValidationError
+
 from switchboard.contracts import cases as c
 from switchboard.contracts.mail import EmailOutboundRequested, OutboundAddress
 from switchboard.contracts.routing import InteractionEnded, RouteRequested, RouteWithdrawn
 from switchboard.threading.config import DispositionConfig, ServiceConfig
+from switchboard.threading.domain.case import Case
 from switchboard.threading.domain.cases import (
     UNMATCHED_AUTOMATIC,
     add_email_to_case,
@@ -284,3 +288,29 @@ def test_a_forward_quotes_the_original_under_the_agents_comment() -> None:
     assert text.endswith("To: support@switchboard.example\n\nWhere is my invoice?")
     assert forward_text("", parent).startswith("---------- Forwarded message")
     assert iso({"at": [when]}) == {"at": ["2026-03-01T09:30:00+00:00"]}
+
+
+# -- the typed case --------------------------------------------------------------------------
+
+
+def test_a_stored_case_reads_as_a_typed_case_and_writes_back_unchanged() -> None:
+    stored = a_case(
+        interaction={
+            "round": 2,
+            "state": "assigned",
+            "id": "case-41.2",
+            "agent_id": "agent-7",
+            "since": datetime(2026, 3, 1, tzinfo=UTC),
+        },
+        first_response_at=datetime(2026, 3, 1, 10, tzinfo=UTC),  # not modelled yet: kept
+    )
+    case = Case.load(stored)
+    assert (case.id, case.status, case.service) == (41, "open", "billing")
+    assert case.assigned_agent_id == "agent-7" and case.interaction.round == 2
+    assert case.document() == stored
+    assert Case.load(a_case()).assigned_agent_id is None
+
+
+def test_a_case_document_with_an_unknown_status_is_refused_by_name() -> None:
+    with pytest.raises(ValidationError, match="status"):
+        Case.load(a_case(status="archived"))

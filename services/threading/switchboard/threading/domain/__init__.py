@@ -1,5 +1,6 @@
 """Threading's rules as pure functions: no I/O, no framework, no store.
 
+* ``case``: the typed case aggregate (``Case``, ``Interaction``);
 * ``rounds``: a case's routing rounds (start one, end the current one);
 * ``cases``: the case document (new case, emails, notes, dispositions, closing);
 * ``outbound``: outbound mail and automatic answers, built deterministically.

@@ -12,6 +12,7 @@ from switchboard.contracts import Message
 from switchboard.contracts import cases as c
 from switchboard.threading import rules
 from switchboard.threading.config import DispositionConfig, ServiceConfig
+from switchboard.threading.domain.case import Case, Interaction
 from switchboard.threading.domain.common import NS as _NS
 from switchboard.threading.domain.common import Document
 from switchboard.threading.domain.common import now as _now
@@ -67,38 +68,25 @@ def new_case(
     first_email: str,
     agent_id: str | None = None,
 ) -> Document:
+    """A new open case, not yet routed (its ``interaction`` idle)."""
     now = _now()
-    return {
-        "_id": number,
-        "number": number,
-        "status": "open",
-        "service": service,
-        "contact": contact,
-        "subject": subject,
-        "thread_id": None,
-        "origin": origin,
-        "first_email": first_email,
-        "agents": [agent_id] if agent_id else [],
-        "dispositions": [],
-        "notes": [],
-        "linked_cases": [linked_to] if linked_to else [],
-        "participants": [],
-        "email_keys": [],
-        "history": [{"what": "created", "at": now, "agent_id": agent_id}],
-        "interaction": {"round": 0, "state": "idle", "agent_id": None, "id": None},
-        "created_at": now,
-        "updated_at": now,
-        "closed_at": None,
-        "reopened_at": None,
-        "closed_by": None,
-        "final_disposition": None,
-        "last_inbound_at": None,
-        "last_outbound_at": None,
-        "outbox": {},
-        "outbox_pending": False,
-        "filed_unrouted": None,
-        "version": 0,
-    }
+    return Case(
+        id=number,
+        number=number,
+        status="open",
+        service=service,
+        contact=contact,
+        subject=subject,
+        thread_id=None,
+        origin=origin,
+        first_email=first_email,
+        agents=[agent_id] if agent_id else [],
+        linked_cases=[linked_to] if linked_to else [],
+        history=[{"what": "created", "at": now, "agent_id": agent_id}],
+        interaction=Interaction(),
+        created_at=now,
+        updated_at=now,
+    ).document()
 
 
 def add_note(

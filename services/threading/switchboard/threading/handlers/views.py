@@ -6,6 +6,7 @@ from typing import Any
 
 from switchboard.contracts import cases as c
 from switchboard.runtime.errors import Refused
+from switchboard.threading.domain.case import Case
 from switchboard.threading.domain.common import iso as _iso
 from switchboard.threading.handlers.assignments import Assignments
 from switchboard.threading.store import Document
@@ -15,32 +16,29 @@ class Views(Assignments):
     """Cases and emails as the desktop shows them (to those who may see them)."""
 
     @staticmethod
-    def case_view(case: Document) -> dict[str, Any]:
-        interaction = case.get("interaction") or {}
+    def case_view(case: Case) -> dict[str, Any]:
         view: dict[str, Any] = _iso(
             {
-                "case_number": case["_id"],
-                "status": case["status"],
-                "service": case["service"],
-                "subject": case.get("subject", ""),
-                "contact": case.get("contact"),
-                "thread_id": case.get("thread_id"),
-                "agents": case.get("agents", []),
-                "assigned_agent_id": interaction.get("agent_id")
-                if interaction.get("state") == "assigned"
-                else None,
-                "interaction_id": interaction.get("id"),
-                "interaction_state": interaction.get("state"),
-                "dispositions": case.get("dispositions", []),
-                "final_disposition": case.get("final_disposition"),
-                "notes": case.get("notes", []),
-                "linked_cases": case.get("linked_cases", []),
-                "origin": case.get("origin"),
-                "created_at": case.get("created_at"),
-                "updated_at": case.get("updated_at"),
-                "closed_at": case.get("closed_at"),
-                "reopened_at": case.get("reopened_at"),
-                "email_count": len(case.get("email_keys", [])),
+                "case_number": case.id,
+                "status": case.status,
+                "service": case.service,
+                "subject": case.subject,
+                "contact": case.contact,
+                "thread_id": case.thread_id,
+                "agents": case.agents,
+                "assigned_agent_id": case.assigned_agent_id,
+                "interaction_id": case.interaction.id,
+                "interaction_state": case.interaction.state,
+                "dispositions": case.dispositions,
+                "final_disposition": case.final_disposition,
+                "notes": case.notes,
+                "linked_cases": case.linked_cases,
+                "origin": case.origin,
+                "created_at": case.created_at,
+                "updated_at": case.updated_at,
+                "closed_at": case.closed_at,
+                "reopened_at": case.reopened_at,
+                "email_count": len(case.email_keys),
             }
         )
         return view
@@ -88,7 +86,7 @@ class Views(Assignments):
         case = await self._may_see(case, query.agent_id, query.acting_role, query)
         emails = await self.store.emails_of_case(case["_id"])
         view = {
-            "case": self.case_view(case),
+            "case": self.case_view(Case.load(case)),
             "emails": [self.email_view(e) for e in emails],
             # what the desktop offers in its disposition list (a final one closes the case)
             "service_dispositions": [
@@ -118,4 +116,4 @@ class Views(Assignments):
                 "missing", "give a case number or a thread identifier", field="case_number"
             )
         case = await self._may_see(await self._case(number), query.agent_id, query.acting_role)
-        return {"case": self.case_view(case)}
+        return {"case": self.case_view(Case.load(case))}
