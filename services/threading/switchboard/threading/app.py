@@ -166,7 +166,6 @@ def build(settings: ThreadingSettings) -> Runtime:
         await store.purge_ack_log(timedelta(days=2))
 
     runtime.every(3600.0, "purge auto-answer rate log")(purge_ack_log)
-    runtime.every(600.0, "purge used version tickets")(store.purge_tickets)
     runtime.handlers = handlers  # type: ignore[attr-defined]
     runtime.store = store  # type: ignore[attr-defined]
     return runtime

@@ -1,45 +1,40 @@
 """The threading service's MongoDB adapter (collections described in docs/data-model.md).
 
-Portable operations only (FerretDB in tests): no arrayFilters, no positional ``$``, no ``$push``
-modifiers. Measured on FerretDB 1.24: conditional updates are *not* atomic under concurrency
-(``$inc`` hands out one value twice; a version-guarded replace can succeed for two writers),
-while inserts under a unique index are. So everything that must never happen twice rests on an
-insert: case numbers are claimed in ``case_numbers``, an email is claimed by its Message-ID
-(``emails._id``), a case is changed only while holding its lock document (``case_locks``),
-emails, drafts and reply templates move from one version to the next only for the writer that
-inserted that version's ticket (``version_claims``, :meth:`ThreadingStore.versioned_update`), and
-automatic answers take numbered quota slots (``ack_log``). On MongoDB the same code holds.
+Plain MongoDB operations that FerretDB also supports (no arrayFilters, no positional ``$``, no
+``$push`` modifiers). Every claim is one conditional write, relying on single-document atomicity
+(MongoDB; the local FerretDB is patched for it, ``switchboard.runtime.storage``): case numbers
+come from a ``Sequence`` (``$inc``), an email is claimed by its Message-ID (``emails._id``),
+and cases, emails, drafts and reply templates move from one version to the next with one
+``replace_one`` filtered on the version read (:meth:`ThreadingStore.versioned_update`); a writer
+that lost decides again on the fresh document. Automatic answers take numbered quota slots
+(``ack_log``).
 
-A case document is changed by read-modify-write under its lock (and guarded by its
-``version``); the changes of one message and the messages it causes are written together (the
+The changes of one message to a case and the messages it causes are written together (the
 case's ``outbox``), so a crash between the write and the publish is repaired by the retry or the
 outbox sweeper.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
-import random
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from switchboard.runtime.mongo import retry_when_busy
+from switchboard.runtime.storage import Sequence
+from switchboard.runtime.storage.versioned import backoff
 from switchboard.threading.masking import redact_everywhere
 
 Document = dict[str, Any]
 COUNTER_ID = "case_number"
 OUTBOX_KEEP = timedelta(hours=24)
-TICKET_LEASE = timedelta(seconds=20)
-"""A version ticket whose writer has not written within this time is given back."""
-TICKET_KEEP = timedelta(minutes=10)
 
 
 class CaseMissing(LookupError):
@@ -60,12 +55,9 @@ class ThreadingStore:
         self.drafts = db["drafts"]
         self.config = db["service_config"]
         self.ack_log = db["ack_log"]
-        self.case_numbers = db["case_numbers"]
         self.number_claims = db["case_number_claims"]
-        self.locks = db["case_locks"]
         self.published = db["outbox_published"]
         self.ledger = db["processed_messages"]
-        self.tickets = db["version_claims"]
         self.templates = db["templates"]
         self.uploads = db["uploads"]
 
@@ -78,9 +70,7 @@ class ThreadingStore:
         await self.cases.create_index("outbox_pending")
         await self.drafts.create_index("case_number")
         await self.ack_log.create_index("at")
-        await self.locks.create_index("until")
         await self.published.create_index("at")
-        await self.tickets.create_index("at")
         await self.ensure_counter(case_number_start)
 
     # -- case numbers ----------------------------------------------------------------------
@@ -96,88 +86,26 @@ class ThreadingStore:
             except DuplicateKeyError:  # another replica created it at the same moment
                 continue
 
-    async def next_case_number(self, claimed_by: str = "") -> int:
-        """A number no one else has: the counter proposes, a unique insert decides.
-
-        On MongoDB the increment alone is atomic and the first proposal always wins; on servers
-        where it is not (FerretDB), a proposal someone else claimed is skipped. Gaps may occur;
-        duplicates cannot.
-        """
-        for _ in range(1000):
-            doc = await self.counters.find_one_and_update(
-                {"_id": COUNTER_ID}, {"$inc": {"value": 1}}, return_document=ReturnDocument.AFTER
-            )
-            if doc is None:
-                raise RuntimeError("the case-number counter is missing (ensure_indexes not run)")
-            candidate = int(doc["value"])
-            try:
-                await self.case_numbers.insert_one(
-                    {"_id": candidate, "at": _now(), "claimed_by": claimed_by}
-                )
-            except DuplicateKeyError:
-                continue
-            return candidate
-        raise Contention("no free case number after 1000 proposals")
+    async def next_case_number(self) -> int:
+        """The next case number: one ``$inc`` of the counter (no number is handed out twice;
+        a number taken by a handler that then failed is a gap)."""
+        if await self.counters.find_one({"_id": COUNTER_ID}) is None:
+            raise RuntimeError("the case-number counter is missing (ensure_indexes not run)")
+        return await Sequence(self.counters, COUNTER_ID).next()
 
     async def case_number_for(self, key: str) -> int:
         """The case number claimed for one message: a retry after a crash gets the same number
         back, so it never opens a second case (an empty one) beside the first."""
         found = await self.number_claims.find_one({"_id": key})
         if found is None:
-            number = await self.next_case_number(claimed_by=key)
+            number = await self.next_case_number()
             if await _insert_new(self.number_claims, {"_id": key, "number": number, "at": _now()}):
                 return number
             found = await self.number_claims.find_one({"_id": key})
             assert found is not None
         return int(found["number"])
 
-    # -- case locks ------------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def case_lock(self, case_number: int, *, lease: float = 30.0) -> AsyncIterator[None]:
-        """Hold the case's lock document (an insert under the unique ``_id``) while changing it.
-
-        A lock whose holder died is taken over after ``lease`` seconds.
-        """
-        token = uuid.uuid4().hex
-        delay = 0.002
-        deadline = asyncio.get_running_loop().time() + 4 * lease
-        while True:
-            now = _now()
-            try:
-                await self.locks.insert_one(
-                    {"_id": case_number, "token": token, "until": now + timedelta(seconds=lease)}
-                )
-                break
-            except DuplicateKeyError:
-                held = await self.locks.find_one({"_id": case_number})
-                if held is not None and _aware(held.get("until")) < now:
-                    await self.locks.delete_one({"_id": case_number, "token": held["token"]})
-                    continue
-            if asyncio.get_running_loop().time() > deadline:
-                raise Contention(f"case {case_number} stayed locked")
-            await asyncio.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 0.1)
-        try:
-            yield
-        finally:
-            await self.locks.delete_one({"_id": case_number, "token": token})
-
-    # -- versioned writes of emails, drafts and templates ----------------------------------
-
-    async def _claim_version(self, collection: str, key: Any, version: int, token: str) -> bool:
-        """Win the right to move ``collection/key`` from ``version`` to ``version + 1``: one
-        insert under a unique ``_id``, atomic on FerretDB too. A ticket older than
-        ``TICKET_LEASE`` belongs to a writer that died (or whose document moved on): it is
-        given back, and the caller tries again."""
-        ticket = f"{collection}/{key}/{version + 1}"
-        now = _now()
-        try:
-            await self.tickets.insert_one({"_id": ticket, "token": token, "at": now})
-        except DuplicateKeyError:
-            await self.tickets.delete_one({"_id": ticket, "at": {"$lt": now - TICKET_LEASE}})
-            return False
-        return True
+    # -- versioned writes of cases, emails, drafts and templates ---------------------------
 
     async def versioned_update(
         self,
@@ -185,47 +113,38 @@ class ThreadingStore:
         key: Any,
         mutate: Callable[[Document], bool],
         *,
-        attempts: int = 400,
+        attempts: int = 100,
+        before_write: Callable[[Document], None] = lambda _: None,
     ) -> Document | None:
         """Read, change in memory, write back as the next version; None if there is no such
         document (any more).
 
-        A filtered ``replace_one`` alone is not enough on FerretDB: two writers filtered on the
-        same version can both succeed, and two ``$set`` of different fields can undo each other
-        (measured). So every writer of these documents goes through here and writes only after
-        winning the version's ticket; a loser re-reads and applies its change to the winner's
-        document. ``mutate`` changes the document in place and says whether it changed anything;
-        it may raise to refuse (nothing is written then).
+        The write is one ``replace_one`` filtered on the version read: if another writer came
+        first it matches nothing, and the change is decided again on the winner's document.
+        ``mutate`` changes the document in place and says whether it changed anything; it may
+        raise to refuse (nothing is written then).
         """
         docs = self.db[collection]
-        delay = 0.002
-        for _ in range(attempts):
+        for attempt in range(attempts):
             current = await docs.find_one({"_id": key})
             if current is None:
                 return None
             draft = copy.deepcopy(current)
             if not mutate(draft):
                 return current
+            before_write(draft)
             version = int(current.get("version", 0))
             draft["version"] = version + 1
-            token = uuid.uuid4().hex
-            if await self._claim_version(collection, key, version, token):
-                guard: Document = {"_id": key, "version": version}
-                if "version" not in current:
-                    guard = {"_id": key, "version": {"$exists": False}}
-                result = await docs.replace_one(guard, draft)
-                if result.matched_count == 1:
-                    return draft
-                # Deleted meanwhile (or written by someone not using tickets): free the ticket.
-                await self.tickets.delete_one(
-                    {"_id": f"{collection}/{key}/{version + 1}", "token": token}
-                )
-            await asyncio.sleep(delay * (1 + random.random()))
-            delay = min(delay * 2, 0.05)
+            guard: Document = {"_id": key, "version": version}
+            if "version" not in current:
+                guard = {"_id": key, "version": {"$exists": False}}
+            result = await retry_when_busy(
+                lambda: docs.replace_one(guard, draft)  # noqa: B023 (awaited here)
+            )
+            if result.matched_count == 1:
+                return draft
+            await backoff(attempt)
         raise Contention(f"{collection} {key} is changed by too many writers at once")
-
-    async def purge_tickets(self) -> None:
-        await self.tickets.delete_many({"at": {"$lt": _now() - TICKET_KEEP}})
 
     # -- emails ----------------------------------------------------------------------------
 
@@ -320,28 +239,19 @@ class ThreadingStore:
     async def update_case(
         self, case_number: int, mutate: Callable[[Document], bool], *, attempts: int = 100
     ) -> Document:
-        """Read, change in memory, write back if nobody wrote meanwhile; repeat on contention.
+        """Change the case (see :meth:`versioned_update`); its outbox is pruned and its
+        ``updated_at`` set with every write."""
 
-        ``mutate`` changes the document in place and says whether it changed anything; it may
-        raise to refuse (nothing is written then).
-        """
-        for _ in range(attempts):
-            async with self.case_lock(case_number):
-                current = await self.get_case(case_number)
-                if current is None:
-                    raise CaseMissing(case_number)
-                draft = copy.deepcopy(current)
-                if not mutate(draft):
-                    return current
-                _prune_outbox(draft)
-                draft["version"] = int(current.get("version", 0)) + 1
-                draft["updated_at"] = _now()
-                result = await self.cases.replace_one(
-                    {"_id": case_number, "version": current.get("version", 0)}, draft
-                )
-                if result.matched_count == 1:
-                    return draft
-        raise Contention(f"case {case_number} is changed by too many writers at once")
+        def stamp(draft: Document) -> None:
+            _prune_outbox(draft)
+            draft["updated_at"] = _now()
+
+        updated = await self.versioned_update(
+            "cases", case_number, mutate, attempts=attempts, before_write=stamp
+        )
+        if updated is None:
+            raise CaseMissing(case_number)
+        return updated
 
     async def mark_published(self, case_number: int, key: str) -> None:
         """Remember that an outbox entry went out: one insert, no lock (the flag in the case
