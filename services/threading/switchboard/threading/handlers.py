@@ -54,6 +54,8 @@ from switchboard.threading.masking import (
     redact_everywhere,
     span_problem,
 )
+from switchboard.threading.search_index import CaseIndex  # issue 20 hook
+from switchboard.threading.statuses import after_customer_mail  # issue 20 hook
 from switchboard.threading.store import CaseMissing, Document, ThreadingStore
 from switchboard.threading.subjects import clean_subject, outbound_subject, remove_tags
 from switchboard.threading.threadids import ThreadIds
@@ -125,6 +127,7 @@ class ThreadingHandlers:
         self.ids = thread_ids
         self.config = config or ThreadingConfig()
         self.mask_cards_default = mask_cards_default
+        self.index = CaseIndex(store.db)  # issue 20: My Cases and search read it
 
     # =========================================================================================
     # plumbing
@@ -162,6 +165,10 @@ class ThreadingHandlers:
             message = message_class(item["name"]).model_validate(item["body"])
             await self._publish(message)
 
+    async def refresh_index(self, case_number: int) -> None:
+        """Issue 20 hook: bring the case's search entry up to date after each change."""
+        await self.index.refresh(case_number)
+
     async def _commit(self, case_number: int, key: str, build: Build) -> tuple[Document, Any]:
         """Change the case and record the messages to publish, atomically; then publish."""
         found: dict[str, Document] = {}
@@ -187,6 +194,7 @@ class ThreadingHandlers:
         if not entry.get("published"):
             await self._publish_entry(entry)
             await self.store.mark_published(case_number, key)
+        await self.refresh_index(case_number)  # issue 20 hook
         return case, entry.get("result") or {}
 
     async def _commit_new(self, fresh: Document, key: str, build: Build) -> Any:
@@ -208,6 +216,7 @@ class ThreadingHandlers:
             return again
         await self._publish_entry(fresh["outbox"][key])
         await self.store.mark_published(fresh["_id"], key)
+        await self.refresh_index(fresh["_id"])  # issue 20 hook
         return result
 
     async def sweep_outbox(self) -> None:
@@ -626,6 +635,7 @@ class ThreadingHandlers:
             messages: list[Message] = []
             self._add_email_to_case(case, email)
             case["last_inbound_at"] = email.get("received_at") or _now()
+            messages += after_customer_mail(case, self.service_config(case["service"]), event)
             if created:
                 messages.append(
                     c.CaseCreated.caused_by(
@@ -2026,6 +2036,9 @@ class ThreadingHandlers:
             {
                 "case_number": case["_id"],
                 "status": case["status"],
+                "work_status": case.get("work_status") or case["status"],  # issue 20
+                "sla_pauses": case.get("sla_pauses", []),  # issue 20
+                "channel": case.get("channel", "email"),  # issue 20
                 "service": case["service"],
                 "subject": case.get("subject", ""),
                 "contact": case.get("contact"),
