@@ -80,7 +80,7 @@ def build(settings: ThreadingSettings) -> Runtime:
         mask_cards_default=settings.mask_card_numbers,
     )
 
-    casebook = Casebook(handlers.index.entries, runtime.bus, lambda: handlers.config)
+    casebook = Casebook(handlers.index, runtime.bus, lambda: handlers.config)
     desk = CaseDesk(handlers)
 
     @runtime.on_start

@@ -8,11 +8,11 @@ than it shows, which says whether another page follows.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from pymongo import DESCENDING
-from pymongo.asynchronous.collection import AsyncCollection
 
 from switchboard.contracts import casebook as cb
 from switchboard.runtime.assignments import agent_services
@@ -20,7 +20,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 from switchboard.threading import access
 from switchboard.threading.config import ThreadingConfig
-from switchboard.threading.search_index import Document, fold, query_words
+from switchboard.threading.search_index import CaseIndex, Document, fold, query_words
 
 Sort = list[tuple[str, int]]
 BY_ACTIVITY: Sort = [("last_activity", DESCENDING), ("_id", DESCENDING)]
@@ -29,11 +29,12 @@ BY_ACTIVITY: Sort = [("last_activity", DESCENDING), ("_id", DESCENDING)]
 class Casebook:
     def __init__(
         self,
-        entries: AsyncCollection[Document],
+        index: CaseIndex,
         bus: Bus,
         config: Callable[[], ThreadingConfig] = ThreadingConfig,
     ) -> None:
-        self.entries = entries
+        self.entries = index.entries
+        self.by_agent = index.by_agent
         self.bus = bus
         self._config = config
 
@@ -56,11 +57,7 @@ class Casebook:
         cursor = self.entries.find(query).sort(sort).skip(skip).limit(paging.page_size + 1)
         found = [doc async for doc in cursor]
         if not found and paging.page > 1:
-            raise Refused(
-                "bad_page",
-                f"page {paging.page} is beyond the last page of these results",
-                field="page",
-            )
+            raise _beyond(paging.page)
         return {
             "cases": [_row(doc) for doc in found[: paging.page_size]],
             "page": paging.page,
@@ -69,12 +66,26 @@ class Casebook:
         }
 
     async def on_my_cases(self, query: cb.ListMyCases) -> dict[str, Any]:
-        """The cases I hold or worked: open first, then closed, by last activity."""
-        criteria: list[Document] = [{"agents": query.agent_id}]
-        if not query.include_closed:
-            criteria.append({"open": True})
-        sort: Sort = [("open", DESCENDING), *BY_ACTIVITY]
-        return await self._page(criteria, sort, query)
+        """The cases I hold or worked: open first, then closed, by last activity. Read by
+        ``_id`` only: the agent's list, then the page's entries."""
+        mine = await self.by_agent.find_one({"_id": query.agent_id}) or {}
+        marks = [
+            (bool(mark.get("open")), mark.get("at"), int(number))
+            for number, mark in (mine.get("cases") or {}).items()
+            if query.include_closed or mark.get("open")
+        ]
+        marks.sort(key=lambda m: (m[0], m[1].timestamp() if m[1] else 0.0, m[2]), reverse=True)
+        start = (query.page - 1) * query.page_size
+        numbers = [m[2] for m in marks[start : start + query.page_size]]
+        if not numbers and query.page > 1:
+            raise _beyond(query.page)
+        entries = await asyncio.gather(*(self.entries.find_one({"_id": n}) for n in numbers))
+        return {
+            "cases": [_row(e) for e in entries if e is not None],
+            "page": query.page,
+            "page_size": query.page_size,
+            "has_more": len(marks) > start + query.page_size,
+        }
 
     def _known_service(self, service: str, field: str = "service") -> None:
         if self.config.services and not self.config.known(service):
@@ -160,6 +171,12 @@ class Casebook:
         if visible is None:
             return True
         return await self.entries.find_one({"$and": [{"_id": case_number}, visible]}) is not None
+
+
+def _beyond(page: int) -> Refused:
+    return Refused(
+        "bad_page", f"page {page} is beyond the last page of these results", field="page"
+    )
 
 
 def _all_words(field: str, text: str, asked_as: str) -> Document:

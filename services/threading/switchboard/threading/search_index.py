@@ -1,5 +1,8 @@
 """The case index: one document per case (``case_index``, ``_id`` = case number) holding the
-case's normalised words and the fields My Cases, search and contact history filter and sort on.
+case's normalised words and the fields search and contact history filter and sort on; and one
+document per agent (``agent_cases``, ``_id`` = agent id) naming the cases they held or worked
+with whether each is open and its last activity, which My Cases reads by ``_id`` alone (the one
+lookup FerretDB indexes: a filtered, sorted query there reads the whole collection).
 
 Why a collection of words and not a text index: the local MongoDB-protocol server (FerretDB)
 has no text index, and the portable path must work everywhere. The words of a case (subject,
@@ -171,6 +174,7 @@ class CaseIndex:
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.entries = db["case_index"]
+        self.by_agent = db["agent_cases"]
         self.cases = db["cases"]
         self.emails = db["emails"]
 
@@ -197,7 +201,13 @@ class CaseIndex:
         )
         found = [e for e in looked_up if e is not None]
         found.sort(key=lambda e: (_at(e.get("when")) or datetime.min.replace(tzinfo=UTC), e["_id"]))
-        await self.entries.replace_one({"_id": case_number}, entry_for(case, found), upsert=True)
+        entry = entry_for(case, found)
+        await self.entries.replace_one({"_id": case_number}, entry, upsert=True)
+        mark = {"open": entry["open"], "at": entry["last_activity"]}
+        for agent_id in entry["agents"]:
+            await self.by_agent.update_one(
+                {"_id": agent_id}, {"$set": {f"cases.{case_number}": mark}}, upsert=True
+            )
 
     async def rebuild(self) -> int:
         """Recompute every case's entry (after a restore, or to take in a new word rule)."""
