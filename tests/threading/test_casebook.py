@@ -20,6 +20,7 @@ from switchboard.runtime.errors import Refused
 from switchboard.runtime.service import Runtime
 from switchboard.threading.case_desk import CaseDesk
 from switchboard.threading.casebook import Casebook
+from switchboard.threading.search_index import entry_key
 
 from .conftest import Threading
 
@@ -45,7 +46,7 @@ async def _held(t: Threading, agent_id: str, **mail: Any) -> dict[str, Any]:
     first = await t.held_case(agent_id, **mail)
 
     async def indexed() -> bool:
-        entry = await _book(t).entries.find_one({"_id": first["case_number"]})
+        entry = await _book(t).entries.find_one({"_id": entry_key(first["case_number"])})
         return bool(entry and agent_id in entry["agents"])
 
     await eventually(indexed)

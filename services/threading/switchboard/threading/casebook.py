@@ -20,10 +20,17 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 from switchboard.threading import access
 from switchboard.threading.config import ThreadingConfig
-from switchboard.threading.search_index import CaseIndex, Document, fold, query_words
+from switchboard.threading.search_index import (
+    CaseIndex,
+    Document,
+    entry_key,
+    fold,
+    query_words,
+)
 
 Sort = list[tuple[str, int]]
 BY_ACTIVITY: Sort = [("last_activity", DESCENDING), ("_id", DESCENDING)]
+"""Newest activity first; equal times by case number (``_id`` keys sort as the numbers)."""
 
 
 class Casebook:
@@ -50,6 +57,20 @@ class Casebook:
             return None
         services = await agent_services(self.bus, agent_id) or []
         return access.finding_filter(agent_id, acting_role, services)
+
+    async def _may_see(self, entry: Document, agent_id: str, acting_role: str) -> bool:
+        """``access.case_access`` itself, on the entry's copy of the fields it reads."""
+        case = {
+            "agents": entry.get("agents") or [],
+            "service": entry.get("service"),
+            "interaction": {"state": "assigned", "agent_id": entry["holder"]}
+            if entry.get("holder")
+            else {},
+        }
+        if access.case_access(case, agent_id, acting_role) is not access.Access.NONE:
+            return True
+        services = await agent_services(self.bus, agent_id) or []
+        return access.case_access(case, agent_id, acting_role, services) is not access.Access.NONE
 
     async def _page(self, criteria: list[Document], sort: Sort, paging: cb.Paging) -> Document:
         query: Document = {"$and": criteria} if len(criteria) > 1 else (criteria or [{}])[0]
@@ -79,7 +100,9 @@ class Casebook:
         numbers = [m[2] for m in marks[start : start + query.page_size]]
         if not numbers and query.page > 1:
             raise _beyond(query.page)
-        entries = await asyncio.gather(*(self.entries.find_one({"_id": n}) for n in numbers))
+        entries = await asyncio.gather(
+            *(self.entries.find_one({"_id": entry_key(n)}) for n in numbers)
+        )
         return {
             "cases": [_row(e) for e in entries if e is not None],
             "page": query.page,
@@ -97,7 +120,7 @@ class Casebook:
         if query.since and query.until and query.until <= query.since:
             raise Refused("bad_period", "'until' must be later than 'since'", field="until")
         if query.case_number is not None:
-            criteria.append({"_id": query.case_number})
+            criteria.append({"_id": entry_key(query.case_number)})
         if query.thread_id and query.thread_id.strip():
             criteria.append({"thread_id": query.thread_id.strip().upper()})
         if query.contact and query.contact.strip():
@@ -149,9 +172,8 @@ class Casebook:
         if query.address and query.address.strip():
             addresses = [query.address.strip().casefold()]
         elif query.case_number is not None:
-            entry = await self.entries.find_one({"_id": query.case_number})
-            visible = await self._visible(query.agent_id, query.acting_role)
-            if entry is None or not await self._may_find(entry["_id"], visible):
+            entry = await self.entries.find_one({"_id": entry_key(query.case_number)})
+            if entry is None or not await self._may_see(entry, query.agent_id, query.acting_role):
                 raise Refused(
                     "no_such_case",
                     f"no case {query.case_number} you may see",
@@ -166,11 +188,6 @@ class Casebook:
             criteria.append(visible)
         page = await self._page(criteria, [("created_at", DESCENDING), ("_id", DESCENDING)], query)
         return page | {"addresses": addresses}
-
-    async def _may_find(self, case_number: int, visible: Document | None) -> bool:
-        if visible is None:
-            return True
-        return await self.entries.find_one({"$and": [{"_id": case_number}, visible]}) is not None
 
 
 def _beyond(page: int) -> Refused:

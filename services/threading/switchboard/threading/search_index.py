@@ -94,6 +94,13 @@ def query_words(text: str) -> list[str]:
     return list(dict.fromkeys(words(text)))
 
 
+def entry_key(case_number: int) -> str:
+    """The ``_id`` of a case's entry: a string (FerretDB uses its ``_id`` index for string keys
+    only; an integer ``_id`` is looked up by reading the collection), zero-padded so that the
+    keys sort as the numbers do."""
+    return f"{case_number:012d}"
+
+
 def entry_for(case: Document, emails: Iterable[Document]) -> Document:
     """The index entry of a case: pure, from the case and its emails (oldest first)."""
     emails = list(emails)
@@ -122,7 +129,8 @@ def entry_for(case: Document, emails: Iterable[Document]) -> Document:
     addresses = {str(contact.get("address") or "").casefold(), *case.get("participants", [])}
     last_in, last_out = _at(case.get("last_inbound_at")), _at(case.get("last_outbound_at"))
     return {
-        "_id": case["_id"],
+        "_id": entry_key(case["_id"]),
+        "number": case["_id"],
         "words": list(seen),
         "subject_words": query_words(str(case.get("subject") or "")),
         "name_words": query_words(str(contact.get("name") or "")),
@@ -193,7 +201,7 @@ class CaseIndex:
         """Recompute the case's entry from what is stored now (idempotent)."""
         case = await self.cases.find_one({"_id": case_number})
         if case is None:
-            await self.entries.delete_one({"_id": case_number})
+            await self.entries.delete_one({"_id": entry_key(case_number)})
             return
         # By ``_id``, one at a time: the one lookup every MongoDB-protocol server indexes.
         looked_up = await asyncio.gather(
@@ -202,7 +210,7 @@ class CaseIndex:
         found = [e for e in looked_up if e is not None]
         found.sort(key=lambda e: (_at(e.get("when")) or datetime.min.replace(tzinfo=UTC), e["_id"]))
         entry = entry_for(case, found)
-        await self.entries.replace_one({"_id": case_number}, entry, upsert=True)
+        await self.entries.replace_one({"_id": entry["_id"]}, entry, upsert=True)
         mark = {"open": entry["open"], "at": entry["last_activity"]}
         for agent_id in entry["agents"]:
             await self.by_agent.update_one(
