@@ -173,11 +173,15 @@ class Casebook:
             addresses = [query.address.strip().casefold()]
         elif query.case_number is not None:
             entry = await self.entries.find_one({"_id": entry_key(query.case_number)})
-            if entry is None or not await self._may_see(entry, query.agent_id, query.acting_role):
+            if entry is None:
                 raise Refused(
-                    "no_such_case",
-                    f"no case {query.case_number} you may see",
-                    field="case_number",
+                    "no_such_case", f"there is no case {query.case_number}", field="case_number"
+                )
+            if not await self._may_see(entry, query.agent_id, query.acting_role):
+                raise Refused(
+                    "not_assigned",  # as the thread view answers a case that is not yours
+                    f"case {query.case_number} is not yours to see",
+                    field="agent_id",
                 )
             addresses = list(entry.get("addresses") or [])
         else:
