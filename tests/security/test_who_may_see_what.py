@@ -55,6 +55,7 @@ def routes(case: int, email_id: str, attachment_id: str, thread_id: str) -> list
         Route("thread view", "GET", f"/cases/{case}", SEE),
         Route("look up by number", "GET", "/cases", SEE, params={"case_number": case}),
         Route("look up by thread id", "GET", "/cases", SEE, params={"thread_id": thread_id}),
+        Route("contact history of the case", "GET", f"/cases/{case}/history", SEE),
         Route("attachment (blob id)", "GET", f"/cases/{case}/attachments/{attachment_id}", SEE),
         Route("HTML (email id)", "GET", f"/cases/{case}/html", SEE, params={"email_id": email_id}),
         Route(
@@ -148,6 +149,14 @@ def routes(case: int, email_id: str, attachment_id: str, thread_id: str) -> list
             ok=None,
         ),
         Route(
+            "work status",
+            "POST",
+            f"/cases/{case}/status",
+            ACT,
+            json={"status": "no-such-status"},
+            ok=None,
+        ),
+        Route(
             "note",
             "POST",
             f"/cases/{case}/notes",
@@ -215,6 +224,19 @@ async def test_every_case_route_for_every_role_and_relation(stack: Stack) -> Non
             if problem:
                 wrong.append(f"{route.name} as {relation} ({person}): {problem}")
     assert not wrong, "\n".join(wrong)
+
+    # what a person finds by search is what they may see (the same rule, as a query)
+    for relation, person in PEOPLE.items():
+        for params in ({"case_number": case}, {"text": "invoice attached"}):
+            found = await stack.http.get(
+                "/cases/search", params=params, headers=stack.headers[person]
+            )
+            assert found.status_code == 200, found.text
+            numbers = [row["case_number"] for row in found.json()["cases"]]
+            if relation in SEE:
+                assert case in numbers, (relation, params, numbers)
+            else:
+                assert case not in numbers, (relation, params, numbers)
 
     # nothing in the table changed the case: still alice's, one reply, no link
     after = (await stack.http.get(f"/cases/{case}", headers=alice)).json()

@@ -79,6 +79,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/cases/by-hand": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Open a case without mail (a phone call, a letter), with its first note
+         * @description Forwards `case.open_by_hand` to threading and answers its result.
+         */
+        post: operations["OpenCaseByHand_cases_by_hand_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/cases/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search the cases I may see (words, contact, status, service, dates, disposition)
+         * @description Forwards `case.search` to threading and answers its result.
+         */
+        get: operations["SearchCases_cases_search_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/cases/{case_number}": {
         parameters: {
             query?: never;
@@ -240,6 +280,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/cases/{case_number}/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every case of this case's contact and participants, newest first
+         * @description Forwards `case.contact_history` to threading and answers its result.
+         */
+        get: operations["GetContactHistory_cases__case_number__history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/cases/{case_number}/html": {
         parameters: {
             query?: never;
@@ -337,6 +397,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/cases/{case_number}/status": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Set the case's work status (a pending one pauses the service-level clock)
+         * @description Forwards `case.status.set` to threading and answers its result.
+         */
+        post: operations["SetCaseStatus_cases__case_number__status_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/cases/{case_number}/transfer": {
         parameters: {
             query?: never;
@@ -357,6 +437,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/contacts/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every case of a contact address, newest first
+         * @description Forwards `case.contact_history` to threading and answers its result.
+         */
+        get: operations["GetContactHistory_contacts_history_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/me": {
         parameters: {
             query?: never;
@@ -366,6 +466,26 @@ export interface paths {
         };
         /** Who I am */
         get: operations["me_me_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/me/cases": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * My Cases: the cases I hold or worked, open first, by last activity
+         * @description Forwards `case.mine` to threading and answers its result.
+         */
+        get: operations["ListMyCases_me_cases_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1184,6 +1304,19 @@ export interface components {
             text: string;
         };
         /**
+         * Address
+         * @description A display name and a raw address, as the thread view shows them.
+         */
+        Address: {
+            /** Address */
+            address: string;
+            /**
+             * Name
+             * @default
+             */
+            name?: string;
+        };
+        /**
          * AttachmentRef
          * @description An attachment stored once in the raw-mail store and referenced by id.
          */
@@ -1634,6 +1767,27 @@ export interface components {
             reason?: string;
         };
         /**
+         * OpenCaseByHandBody
+         * @description Open a case for a contact without sending mail (a phone call, a letter): it gets a
+         *     number like any case, starts with the note, and is routed to the agent who opened it (who
+         *     then works, replies, transfers or closes it like any case).
+         */
+        OpenCaseByHandBody: {
+            /**
+             * Channel
+             * @default phone
+             * @enum {string}
+             */
+            channel?: "phone" | "letter" | "in_person" | "other";
+            contact: components["schemas"]["Address"];
+            /** Note */
+            note: string;
+            /** Service */
+            service: string;
+            /** Subject */
+            subject: string;
+        };
+        /**
          * OutboundAddress
          * @description An address we send to: it must be deliverable in form.
          */
@@ -2064,6 +2218,15 @@ export interface components {
             note?: string;
         };
         /**
+         * SetCaseStatusBody
+         * @description Set the case's work status to one of its service's statuses (closing stays a final
+         *     disposition).
+         */
+        SetCaseStatusBody: {
+            /** Status */
+            status: string;
+        };
+        /**
          * SetDispositionBody
          * @description Set a disposition on an email of the case; a final one closes the case.
          */
@@ -2481,6 +2644,206 @@ export interface operations {
                 "application/json": components["schemas"]["SendNewOutboundBody"];
             };
         };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    OpenCaseByHand_cases_by_hand_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description repeat a request with the same key: carried out once */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["OpenCaseByHandBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    SearchCases_cases_search_get: {
+        parameters: {
+            query?: {
+                /** @description 1 is the first page */
+                page?: number;
+                page_size?: number;
+                case_number?: number | null;
+                thread_id?: string | null;
+                /** @description a contact's address, or words of their name */
+                contact?: string | null;
+                /** @description words of the subject */
+                subject?: string | null;
+                /** @description words anywhere: subject, bodies, notes */
+                text?: string | null;
+                /** @description 'open', 'closed' or a work status */
+                status?: string | null;
+                service?: string | null;
+                disposition?: string | null;
+                /** @description last activity at or after */
+                since?: string | null;
+                /** @description last activity before */
+                until?: string | null;
+            };
+            header?: {
+                /** @description repeat a request with the same key: carried out once */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
         responses: {
             /** @description Successful Response */
             200: {
@@ -3392,6 +3755,100 @@ export interface operations {
             };
         };
     };
+    GetContactHistory_cases__case_number__history_get: {
+        parameters: {
+            query?: {
+                /** @description 1 is the first page */
+                page?: number;
+                page_size?: number;
+            };
+            header?: {
+                /** @description repeat a request with the same key: carried out once */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                case_number: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     html_cases__case_number__html_get: {
         parameters: {
             query: {
@@ -3855,6 +4312,100 @@ export interface operations {
             };
         };
     };
+    SetCaseStatus_cases__case_number__status_post: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description repeat a request with the same key: carried out once */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                case_number: number;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetCaseStatusBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     TransferCase_cases__case_number__transfer_post: {
         parameters: {
             query?: never;
@@ -3872,6 +4423,99 @@ export interface operations {
                 "application/json": components["schemas"]["TransferCaseBody"];
             };
         };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    GetContactHistory_contacts_history_get: {
+        parameters: {
+            query?: {
+                /** @description 1 is the first page */
+                page?: number;
+                page_size?: number;
+                address?: string | null;
+            };
+            header?: {
+                /** @description repeat a request with the same key: carried out once */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
         responses: {
             /** @description Successful Response */
             200: {
@@ -3987,6 +4631,99 @@ export interface operations {
             };
             /** @description the request is not valid */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    ListMyCases_me_cases_get: {
+        parameters: {
+            query?: {
+                /** @description 1 is the first page */
+                page?: number;
+                page_size?: number;
+                include_closed?: boolean;
+            };
+            header?: {
+                /** @description repeat a request with the same key: carried out once */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -44,7 +44,7 @@ class CaseCreated(Event):
     subject: str = ""
     contact: Address | None = None
     email_id: str | None = Field(default=None, description="Message-ID of the first email")
-    origin: Literal["inbound", "outbound"] = "inbound"
+    origin: Literal["inbound", "outbound", "by_hand"] = "inbound"
     linked_case_number: int | None = Field(
         default=None, description="the case this one follows from (closed-case policy, References)"
     )
@@ -139,6 +139,23 @@ class CaseMasked(Event):
     spans: int = 0
     agent_id: str | None = None
     automatic: bool = False
+
+
+class CaseStatusChanged(Event):
+    """The case's work status (one of its service's statuses) changed. A "pending" status
+    (waiting for the customer or a third party) pauses the service-level clock: reports sum the
+    intervals between a change to a pending status and the next change away from one."""
+
+    NAME = "case.status_changed"
+
+    case_number: int
+    service: str = ""
+    from_status: str
+    to_status: str
+    pending: bool = Field(description="the new status pauses the service-level clock")
+    was_pending: bool = False
+    agent_id: str | None = None
+    at: AwareDatetime
 
 
 class CaseOutboundRequested(Event):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchboard.contracts import agents, campaigns, cases, routing
+from switchboard.contracts import agents, campaigns, casebook, cases, routing
 from switchboard.gateway.routes import ME, MY_NAME, ROLE, Action, Const, PathParam, Source
 
 AGENT_STATE = "agent-state"
@@ -56,6 +56,25 @@ ACTIONS: tuple[Action, ...] = (
            "Take an email from my personal queue", {"agent_id": ME}, tag="work"),
     Action("GET", "/services", routing.ServicesListRequested, ROUTING,
            "The services (queues), e.g. to transfer to", {}, tag="work"),
+    # -- my cases, search, contact history (before /cases/{case_number}: literal paths first) ---
+    Action("GET", "/me/cases", casebook.ListMyCases, THREADING,
+           "My Cases: the cases I hold or worked, open first, by last activity",
+           {"agent_id": ME, "acting_role": ROLE}, tag="cases"),
+    Action("GET", "/cases/search", casebook.SearchCases, THREADING,
+           "Search the cases I may see (words, contact, status, service, dates, disposition)",
+           {"agent_id": ME, "acting_role": ROLE}, tag="cases"),
+    Action("GET", "/contacts/history", casebook.GetContactHistory, THREADING,
+           "Every case of a contact address, newest first",
+           {"agent_id": ME, "acting_role": ROLE, "case_number": Const(None)}, tag="cases"),
+    Action("GET", "/cases/{case_number}/history", casebook.GetContactHistory, THREADING,
+           "Every case of this case's contact and participants, newest first",
+           {**_case, "address": Const(None)}, tag="cases"),
+    Action("POST", "/cases/by-hand", casebook.OpenCaseByHand, THREADING,
+           "Open a case without mail (a phone call, a letter), with its first note",
+           {"agent_id": ME, "acting_role": ROLE}, tag="cases"),
+    Action("POST", "/cases/{case_number}/status", casebook.SetCaseStatus, THREADING,
+           "Set the case's work status (a pending one pauses the service-level clock)",
+           _case, tag="cases"),
     # -- cases -------------------------------------------------------------------------------------
     Action("GET", "/cases/{case_number}", cases.GetCaseThread, THREADING,
            "The case and its thread view", {"case_number": CASE, "agent_id": ME,

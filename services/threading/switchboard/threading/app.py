@@ -10,6 +10,7 @@ import structlog
 from pydantic import Field, SecretStr, model_validator
 
 from switchboard.contracts import Message, cases
+from switchboard.contracts import casebook as casebook_contracts
 from switchboard.contracts.mail import (
     EmailDeliveryFailed,
     EmailOutboundRequested,
@@ -25,6 +26,8 @@ from switchboard.contracts.routing import (
 )
 from switchboard.runtime.service import Runtime, serve
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.threading.case_desk import CaseDesk
+from switchboard.threading.casebook import Casebook
 from switchboard.threading.config import load_file, load_templates
 from switchboard.threading.handlers import ThreadingHandlers
 from switchboard.threading.store import ThreadingStore
@@ -77,9 +80,13 @@ def build(settings: ThreadingSettings) -> Runtime:
         mask_cards_default=settings.mask_card_numbers,
     )
 
+    casebook = Casebook(handlers.index, runtime.bus, lambda: handlers.config)
+    desk = CaseDesk(handlers)
+
     @runtime.on_start
     async def prepare() -> None:
         await store.ensure_indexes(settings.case_number_start)
+        await handlers.index.ensure_indexes()
         if settings.threading_config_file is not None:
             services = load_file(settings.threading_config_file)
             seeded = await store.seed_config(
@@ -128,6 +135,11 @@ def build(settings: ThreadingSettings) -> Runtime:
         cases.DeleteReplyTemplate: handlers.on_delete_template,
         cases.ListReplyTemplates: handlers.on_list_templates,
         cases.RecordUpload: handlers.on_record_upload,
+        casebook_contracts.ListMyCases: casebook.on_my_cases,
+        casebook_contracts.SearchCases: casebook.on_search,
+        casebook_contracts.GetContactHistory: casebook.on_contact_history,
+        casebook_contracts.OpenCaseByHand: desk.on_open_by_hand,
+        casebook_contracts.SetCaseStatus: desk.on_set_status,
     }
     every_queue = {**queues.COMMANDS, **queues.QUERIES}
     for model, handler in command_handlers.items():
@@ -148,6 +160,7 @@ def build(settings: ThreadingSettings) -> Runtime:
         cases.CaseServiceChanged,
         cases.CaseMasked,
         cases.CaseOutboundRequested,
+        cases.CaseStatusChanged,
     )
 
     runtime.every(settings.config_refresh_seconds, "reload service configuration")(
@@ -168,6 +181,8 @@ def build(settings: ThreadingSettings) -> Runtime:
     runtime.every(3600.0, "purge auto-answer rate log")(purge_ack_log)
     runtime.handlers = handlers  # type: ignore[attr-defined]
     runtime.store = store  # type: ignore[attr-defined]
+    runtime.casebook = casebook  # type: ignore[attr-defined]
+    runtime.desk = desk  # type: ignore[attr-defined]
     return runtime
 
 

@@ -29,6 +29,31 @@ class DispositionConfig(BaseModel):
     final: bool = False
 
 
+class WorkStatusConfig(BaseModel):
+    """A work status of an open case; a ``pending`` one (waiting for the customer or a third
+    party) pauses the service-level clock. "closed" is not one: a final disposition closes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1)
+    pending: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _not_closed(cls, value: str) -> str:
+        if value.strip().casefold() == "closed":
+            raise ValueError("'closed' is not a work status: a final disposition closes a case")
+        return value.strip()
+
+
+def _default_statuses() -> list[WorkStatusConfig]:
+    return [
+        WorkStatusConfig(name="open"),
+        WorkStatusConfig(name="pending customer", pending=True),
+        WorkStatusConfig(name="pending third party", pending=True),
+    ]
+
+
 class ClosedCasePolicy(BaseModel):
     """What a follow-up to a closed case does.
 
@@ -82,6 +107,10 @@ class ServiceConfig(BaseModel):
     follow_up_to_previous_agent: bool = True
     mask_card_numbers: bool = True
     wrap_up: bool = Field(default=False, description="agents go to After Call Work after email")
+    statuses: list[WorkStatusConfig] = Field(
+        default_factory=_default_statuses,
+        description="work statuses of an open case; the first is the one a case opens with",
+    )
 
     @field_validator("subject_tag_format")
     @classmethod
@@ -91,6 +120,12 @@ class ServiceConfig(BaseModel):
     def disposition(self, name: str) -> DispositionConfig | None:
         for item in self.dispositions:
             if item.name.casefold() == name.casefold():
+                return item
+        return None
+
+    def status(self, name: str) -> WorkStatusConfig | None:
+        for item in self.statuses:
+            if item.name.casefold() == name.strip().casefold():
                 return item
         return None
 

@@ -7,7 +7,7 @@ other services are thereby also kept apart: a burst of mail never delays an agen
 
 from __future__ import annotations
 
-from switchboard.contracts import cases
+from switchboard.contracts import casebook, cases
 from switchboard.contracts.base import Message
 from switchboard.contracts.mail import EmailDeliveryFailed, EmailReceived, EmailSent
 from switchboard.contracts.routing import InteractionAssigned
@@ -45,11 +45,16 @@ COMMAND_MESSAGES: tuple[type[Message], ...] = (
     cases.SaveReplyTemplate,
     cases.DeleteReplyTemplate,
     cases.RecordUpload,
+    casebook.OpenCaseByHand,
+    casebook.SetCaseStatus,
 )
 QUERY_MESSAGES: tuple[type[Message], ...] = (
     cases.GetCaseThread,
     cases.LookUpCase,
     cases.ListReplyTemplates,
+    casebook.ListMyCases,
+    casebook.SearchCases,
+    casebook.GetContactHistory,
 )
 
 COMMANDS: dict[str, ConsumerQueue] = {m.NAME: _queue_for(m) for m in COMMAND_MESSAGES}

@@ -42,6 +42,10 @@ class Case(BaseModel):
     subject: str = ""
     thread_id: str | None = None
     origin: str | None = None
+    channel: str = "email"
+    work_status: str | None = None
+    """The service's own status (custom statuses, e.g. pending customer); None: ``status``."""
+    sla_pauses: list[dict[str, Any]] = Field(default_factory=list)
     first_email: str | None = None
     agents: list[str] = Field(default_factory=list)
     dispositions: list[dict[str, Any]] = Field(default_factory=list)

@@ -33,6 +33,7 @@ from switchboard.threading.domain.cases import (
     apply_disposition,
 )
 from switchboard.threading.domain.common import now as _now
+from switchboard.threading.search_index import CaseIndex
 from switchboard.threading.store import CaseMissing, Document, ThreadingStore
 from switchboard.threading.threadids import ThreadIds
 
@@ -74,6 +75,8 @@ class HandlerBase:
         self.ids = thread_ids
         self.config = config or ThreadingConfig()
         self.mask_cards_default = mask_cards_default
+        self.index = CaseIndex(store.db)
+        """My Cases and search read it; every committed change refreshes the case's entry."""
 
     def service_config(self, service: str) -> ServiceConfig:
         return self.config.for_service(service)
@@ -107,6 +110,10 @@ class HandlerBase:
             message = message_class(item["name"]).model_validate(item["body"])
             await self._publish(message)
 
+    async def refresh_index(self, case_number: int) -> None:
+        """Bring the case's search entry up to date after each change."""
+        await self.index.refresh(case_number)
+
     async def _commit(self, case_number: int, key: str, build: Build) -> tuple[Document, Any]:
         """Change the case and record the messages to publish, atomically; then publish."""
         found: dict[str, Document] = {}
@@ -132,6 +139,7 @@ class HandlerBase:
         if not entry.get("published"):
             await self._publish_entry(entry)
             await self.store.mark_published(case_number, key)
+        await self.refresh_index(case_number)
         return case, entry.get("result") or {}
 
     async def _commit_new(self, fresh: Document, key: str, build: Build) -> Any:
@@ -153,6 +161,7 @@ class HandlerBase:
             return again
         await self._publish_entry(fresh["outbox"][key])
         await self.store.mark_published(fresh["_id"], key)
+        await self.refresh_index(fresh["_id"])
         return result
 
     async def sweep_outbox(self) -> None:

@@ -39,6 +39,7 @@ from switchboard.threading.handlers.base import (
 from switchboard.threading.masking import (
     mask_card_numbers,
 )
+from switchboard.threading.statuses import after_customer_mail
 from switchboard.threading.store import Document
 from switchboard.threading.subjects import clean_subject
 
@@ -304,6 +305,7 @@ class MailIntake(HandlerBase):
             messages: list[Message] = []
             add_email_to_case(case, email)
             case["last_inbound_at"] = email.get("received_at") or _now()
+            messages += after_customer_mail(case, self.service_config(case["service"]), event)
             if created:
                 messages.append(
                     c.CaseCreated.caused_by(

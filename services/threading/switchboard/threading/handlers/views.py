@@ -21,6 +21,9 @@ class Views(Assignments):
             {
                 "case_number": case.id,
                 "status": case.status,
+                "work_status": case.work_status or case.status,
+                "sla_pauses": case.sla_pauses,
+                "channel": case.channel,
                 "service": case.service,
                 "subject": case.subject,
                 "contact": case.contact,
