@@ -15,7 +15,6 @@ ROOTS = ("libs", "services")
 ALLOWED = {
     "services/threading/switchboard/threading/handlers.py": 2150,
     "services/routing/switchboard/routing/router.py": 1500,
-    "services/ingestion/switchboard/ingestion/parsing.py": 775,
 }
 
 
