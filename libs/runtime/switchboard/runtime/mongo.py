@@ -205,7 +205,5 @@ class ProcessedLedger:
 
     async def purge(self) -> int:
         cutoff = datetime.now(UTC) - self._keep
-        result = await self._entries.delete_many(
-            {"state": "done", "at": {"$lt": cutoff}}
-        )
+        result = await self._entries.delete_many({"state": "done", "at": {"$lt": cutoff}})
         return result.deleted_count
