@@ -2,11 +2,13 @@
 
     python bench/bench_store_lookups.py [--documents 10000] [--repeat 50]
 
-Every compare-and-set in Switchboard reads and writes one document by `_id`; routing's design
-(queue index, `timers`, writes by `_id` alone) rests on those being cheap and on filtered
-queries being avoided. This prints what they cost on the server in use (the local FerretDB, or
-`MONGODB_URL`): median of `--repeat` runs over `--documents` documents of about 1 KB, in a
-fresh database dropped afterwards.
+Every compare-and-set in Switchboard reads and writes one document by `_id`, often with a
+condition on other fields (the processed-message ledger's takeover: `_id`, `state`, `until`,
+`owner`); they must be cheap however large the collection (the local FerretDB looks those up
+by the `_id` index with `deploy/local/ferretdb-patches/03-id-pushdown.patch`). This prints
+what they cost on the server in use (the local FerretDB, or `MONGODB_URL`): median of
+`--repeat` runs over `--documents` documents of about 1 KB, in a fresh database dropped
+afterwards.
 """
 
 from __future__ import annotations
@@ -68,6 +70,16 @@ async def run(mongodb_url: str, documents: int, repeat: int) -> list[tuple[str, 
                 "find_one by _id and status (filtered)",
                 await median_ms(
                     lambda: work.find_one({"_id": last, "status": "offered"}), max(repeat // 10, 3)
+                ),
+            ),
+            (
+                "update_one by _id, status and service (a conditional write)",
+                await median_ms(
+                    lambda: work.update_one(
+                        {"_id": last, "status": "offered", "service": "backlog"},
+                        {"$set": {"s": "z" * 900}},
+                    ),
+                    max(repeat // 10, 3),
                 ),
             ),
         ]

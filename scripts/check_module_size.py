@@ -13,7 +13,6 @@ from pathlib import Path
 LIMIT = 550
 ROOTS = ("libs", "services")
 ALLOWED = {
-    "services/ingestion/switchboard/ingestion/parsing.py": 775,
 }
 
 

@@ -97,10 +97,12 @@ class ChaosAgent:
         self._http.headers["authorization"] = f"Bearer {self._token}"
 
     async def _stream(self, stop: asyncio.Event) -> None:
-        url = self.stack.url("gateway", "/me/live").replace("http", "ws") + f"?token={self._token}"
+        # the session goes in the header: the gateway refuses a token in the URL (logged)
+        url = self.stack.url("gateway", "/me/live").replace("http", "ws")
         if self._last_seq is not None:
-            url += f"&since={self._last_seq}"
-        async with websockets.connect(url, open_timeout=10) as socket:
+            url += f"?since={self._last_seq}"
+        headers = {"authorization": f"Bearer {self._token}"}
+        async with websockets.connect(url, open_timeout=10, additional_headers=headers) as socket:
             while not stop.is_set():
                 try:
                     raw = await asyncio.wait_for(socket.recv(), 1.0)

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from switchboard.contracts.html import sanitize_html
 from switchboard.contracts.mail import Address, EmailReceived
-from switchboard.ingestion.parsing import ParsedMail, Unparseable, parse, sanitize_html
+from switchboard.ingestion.parsing import ParsedMail, Unparseable, parse
 
 CORPUS = Path(__file__).parent / "corpus"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -138,26 +138,21 @@ class ProcessedLedger:
         return True
 
     async def _take_over(self, expired: Document, now: datetime) -> bool:
-        """Take over a claim whose holder died. One winner only: the winner is whoever inserts
-        the takeover ticket for that expired lease (a unique-key insert is atomic everywhere,
-        a conditional update is not on FerretDB). Every filter here is by ``_id`` alone: on
-        FerretDB any other field makes it read the whole ledger."""
-        key = expired["_id"]
-        try:
-            await retry_when_busy(
-                lambda: self._entries.insert_one(
-                    {"_id": f"{key}~{expired['until'].isoformat()}", "state": "ticket", "at": now}
-                )
-            )
-        except DuplicateKeyError:
-            return False
-        await retry_when_busy(
+        """Take over a claim whose holder died. One winner only: a single conditional update
+        that matches only the expired lease as it was read (same ``until``, same owner), so a
+        second taker, or the holder renewing meanwhile, makes it match nothing."""
+        result = await retry_when_busy(
             lambda: self._entries.update_one(
-                {"_id": key},
+                {
+                    "_id": expired["_id"],
+                    "state": "handling",
+                    "until": expired["until"],
+                    "owner": expired.get("owner"),
+                },
                 {"$set": {"until": now + self._lease, "at": now, "owner": self._owner}},
             )
         )
-        return True
+        return result.modified_count == 1
 
     @contextlib.asynccontextmanager
     async def holding(self, consumer: str, message_id: str) -> AsyncIterator[None]:
@@ -210,7 +205,5 @@ class ProcessedLedger:
 
     async def purge(self) -> int:
         cutoff = datetime.now(UTC) - self._keep
-        result = await self._entries.delete_many(
-            {"state": {"$in": ["done", "ticket"]}, "at": {"$lt": cutoff}}
-        )
+        result = await self._entries.delete_many({"state": "done", "at": {"$lt": cutoff}})
         return result.deleted_count

@@ -11,6 +11,7 @@ import re
 from email.message import Message
 
 from switchboard.contracts.mail import Classification
+from switchboard.ingestion.headers import normalize_message_id
 
 _BOUNCE_SENDERS = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@", re.I)
 _BOUNCE_SUBJECTS = re.compile(
@@ -72,8 +73,6 @@ def _is_bounce(msg: Message, sender: str, subject: str) -> bool:
 
 def bounced_message_id(msg: Message, text: str) -> str | None:
     """The Message-ID of the original mail: from the returned message or headers, else the text."""
-    from switchboard.ingestion.parsing import normalize_message_id
-
     for part in msg.walk():
         ctype = part.get_content_type()
         if ctype in {"message/rfc822", "message/global", "message/rfc822-headers"}:

@@ -22,7 +22,7 @@ from email.utils import format_datetime
 import idna
 
 from switchboard.contracts.mail import EmailOutboundRequested, OutboundAddress
-from switchboard.ingestion.parsing import normalize_message_id
+from switchboard.ingestion.headers import normalize_message_id
 
 _FIELD_NAME = re.compile(r"^[!-9;-~]{1,76}$")  # printable ASCII except ':' (RFC 5322 3.6.8)
 OWNED_HEADERS = {

@@ -19,9 +19,9 @@ import structlog
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from switchboard.ingestion import metrics
+from switchboard.ingestion.headers import guess_decode
 from switchboard.ingestion.ingest import Arrival, Ingestor
 from switchboard.ingestion.mailboxes import MailboxDirectory
-from switchboard.ingestion.parsing import guess_decode
 
 log = structlog.get_logger("switchboard.ingestion.smtp")
 # aiosmtpd logs every command (and peer) at INFO; our own log says what matters.
