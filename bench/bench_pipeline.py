@@ -124,6 +124,8 @@ class Desk:
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         answer = await self.http.request(method, path, json={} if body is None else body)
+        if answer.status_code == 504:
+            raise TimeoutError(f"{self.agent_id}: {method} {path}: {answer.text[:300]}")
         if answer.status_code >= 400:
             raise RuntimeError(
                 f"{self.agent_id}: {method} {path} -> {answer.status_code} {answer.text[:300]}"
@@ -141,8 +143,22 @@ class Desk:
             self.live_url, additional_headers={"Authorization": f"Bearer {token}"}
         )
         self._reader = asyncio.create_task(self._read())
-        await self.call("POST", "/me/log-in")
-        await self.call("POST", "/me/ready")
+        try:
+            await self.call("POST", "/me/log-in", {"initial_state": "ready"})
+        except TimeoutError:
+            await self._until_state("ready", 300)  # a loaded agent-state answers late
+
+    async def _until_state(self, wanted: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while await self.state() != wanted:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.agent_id} not {wanted} after {seconds:.0f} s")
+            await asyncio.sleep(1.0)
+
+    async def state(self) -> str:
+        answer = await self.call("GET", "/me/state")
+        agents = answer.get("agents", []) if isinstance(answer, dict) else []
+        return str(agents[0]["state"]) if agents else "unknown"
 
     async def _read(self) -> None:
         async for raw in self._socket:
@@ -174,9 +190,7 @@ class Desk:
 
     async def _ready_again(self) -> None:
         for _ in range(100):
-            state = await self.call("GET", "/me/state")
-            agents = state.get("agents", []) if isinstance(state, dict) else []
-            now = str(agents[0]["state"]) if agents else "unknown"
+            now = await self.state()
             if now == "wrap_up":
                 await self.call("POST", "/me/ready")
                 return
