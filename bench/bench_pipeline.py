@@ -109,6 +109,10 @@ def write_people(folder: Path, agents: list[str]) -> dict[str, str]:
     }
 
 
+class OfferClosed(Exception):
+    """The offer was no longer live when the agent accepted it."""
+
+
 class Desk:
     """One agent at their desktop: an API session, a live stream, answering what is offered."""
 
@@ -126,6 +130,8 @@ class Desk:
         answer = await self.http.request(method, path, json={} if body is None else body)
         if answer.status_code == 504:
             raise TimeoutError(f"{self.agent_id}: {method} {path}: {answer.text[:300]}")
+        if answer.status_code == 409 and "offer_closed" in answer.text:
+            raise OfferClosed(answer.text[:300])
         if answer.status_code >= 400:
             raise RuntimeError(
                 f"{self.agent_id}: {method} {path} -> {answer.status_code} {answer.text[:300]}"
@@ -170,13 +176,19 @@ class Desk:
                 self.timings.offered.setdefault(subject, time.monotonic())
                 await self.offers.put(frame["data"])
 
-    async def work(self, more: bool) -> None:
-        """Answer every offer: accept, reply, final disposition; Ready again when ``more``."""
+    async def work(self) -> None:
+        """Answer every offer: accept, reply, final disposition, Ready again."""
         while True:
             offer = await self.offers.get()
             subject = str(offer.get("summary", {}).get("subject", ""))
             case = offer["summary"]["case_number"]
-            await self.call("POST", f"/offers/{offer['offer_id']}/accept")
+            try:
+                await self.call("POST", f"/offers/{offer['offer_id']}/accept")
+            except OfferClosed:
+                # it timed out before the accept arrived (a loaded machine): it goes to the
+                # next agent; this one is Ready again and takes the next offer
+                await self._ready_again()
+                continue
             await self.call(
                 "POST", f"/cases/{case}/reply", {"text": "We are on it. Regards", "finish": False}
             )
@@ -185,16 +197,16 @@ class Desk:
             )
             self.timings.closed[subject] = time.monotonic()
             self.handled += 1
-            if more:
-                await self._ready_again()
+            await self._ready_again()
 
     async def _ready_again(self) -> None:
+        """Ready once the work has let go (wrap-up, or Not Ready after an offer timed out)."""
         for _ in range(100):
             now = await self.state()
-            if now == "wrap_up":
-                await self.call("POST", "/me/ready")
-                return
             if now == "ready":
+                return
+            if now != "busy":
+                await self.call("POST", "/me/ready")
                 return
             await asyncio.sleep(0.2)
 
@@ -271,7 +283,7 @@ async def run(found: support.Servers, args: argparse.Namespace, folder: Path) ->
         for start in range(0, len(desks), 10):
             await asyncio.gather(*(d.log_in() for d in desks[start : start + 10]))
         await asyncio.sleep(2.0)  # the Ready states reach routing before the first mail
-        workers = [asyncio.create_task(d.work(args.mails > args.agents)) for d in desks]
+        workers = [asyncio.create_task(d.work()) for d in desks]
         mails = [_mail(n, found.tag) for n in range(args.mails)]
         support.say(f"{len(mails)} mails in over SMTP")
         started = time.monotonic()
