@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import smtplib
 import sys
@@ -206,7 +207,8 @@ class Desk:
             if now == "ready":
                 return
             if now != "busy":
-                await self.call("POST", "/me/ready")
+                with contextlib.suppress(TimeoutError):  # a loaded agent-state answers late
+                    await self.call("POST", "/me/ready")
                 return
             await asyncio.sleep(0.2)
 
