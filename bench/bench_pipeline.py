@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import smtplib
 import sys
@@ -109,6 +110,10 @@ def write_people(folder: Path, agents: list[str]) -> dict[str, str]:
     }
 
 
+class OfferClosed(Exception):
+    """The offer was no longer live when the agent accepted it."""
+
+
 class Desk:
     """One agent at their desktop: an API session, a live stream, answering what is offered."""
 
@@ -124,6 +129,10 @@ class Desk:
 
     async def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         answer = await self.http.request(method, path, json={} if body is None else body)
+        if answer.status_code == 504:
+            raise TimeoutError(f"{self.agent_id}: {method} {path}: {answer.text[:300]}")
+        if answer.status_code == 409 and "offer_closed" in answer.text:
+            raise OfferClosed(answer.text[:300])
         if answer.status_code >= 400:
             raise RuntimeError(
                 f"{self.agent_id}: {method} {path} -> {answer.status_code} {answer.text[:300]}"
@@ -141,8 +150,22 @@ class Desk:
             self.live_url, additional_headers={"Authorization": f"Bearer {token}"}
         )
         self._reader = asyncio.create_task(self._read())
-        await self.call("POST", "/me/log-in")
-        await self.call("POST", "/me/ready")
+        try:
+            await self.call("POST", "/me/log-in", {"initial_state": "ready"})
+        except TimeoutError:
+            await self._until_state("ready", 300)  # a loaded agent-state answers late
+
+    async def _until_state(self, wanted: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while await self.state() != wanted:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.agent_id} not {wanted} after {seconds:.0f} s")
+            await asyncio.sleep(1.0)
+
+    async def state(self) -> str:
+        answer = await self.call("GET", "/me/state")
+        agents = answer.get("agents", []) if isinstance(answer, dict) else []
+        return str(agents[0]["state"]) if agents else "unknown"
 
     async def _read(self) -> None:
         async for raw in self._socket:
@@ -154,13 +177,19 @@ class Desk:
                 self.timings.offered.setdefault(subject, time.monotonic())
                 await self.offers.put(frame["data"])
 
-    async def work(self, more: bool) -> None:
-        """Answer every offer: accept, reply, final disposition; Ready again when ``more``."""
+    async def work(self) -> None:
+        """Answer every offer: accept, reply, final disposition, Ready again."""
         while True:
             offer = await self.offers.get()
             subject = str(offer.get("summary", {}).get("subject", ""))
             case = offer["summary"]["case_number"]
-            await self.call("POST", f"/offers/{offer['offer_id']}/accept")
+            try:
+                await self.call("POST", f"/offers/{offer['offer_id']}/accept")
+            except OfferClosed:
+                # it timed out before the accept arrived (a loaded machine): it goes to the
+                # next agent; this one is Ready again and takes the next offer
+                await self._ready_again()
+                continue
             await self.call(
                 "POST", f"/cases/{case}/reply", {"text": "We are on it. Regards", "finish": False}
             )
@@ -169,18 +198,17 @@ class Desk:
             )
             self.timings.closed[subject] = time.monotonic()
             self.handled += 1
-            if more:
-                await self._ready_again()
+            await self._ready_again()
 
     async def _ready_again(self) -> None:
+        """Ready once the work has let go (wrap-up, or Not Ready after an offer timed out)."""
         for _ in range(100):
-            state = await self.call("GET", "/me/state")
-            agents = state.get("agents", []) if isinstance(state, dict) else []
-            now = str(agents[0]["state"]) if agents else "unknown"
-            if now == "wrap_up":
-                await self.call("POST", "/me/ready")
-                return
+            now = await self.state()
             if now == "ready":
+                return
+            if now != "busy":
+                with contextlib.suppress(TimeoutError):  # a loaded agent-state answers late
+                    await self.call("POST", "/me/ready")
                 return
             await asyncio.sleep(0.2)
 
@@ -257,7 +285,7 @@ async def run(found: support.Servers, args: argparse.Namespace, folder: Path) ->
         for start in range(0, len(desks), 10):
             await asyncio.gather(*(d.log_in() for d in desks[start : start + 10]))
         await asyncio.sleep(2.0)  # the Ready states reach routing before the first mail
-        workers = [asyncio.create_task(d.work(args.mails > args.agents)) for d in desks]
+        workers = [asyncio.create_task(d.work()) for d in desks]
         mails = [_mail(n, found.tag) for n in range(args.mails)]
         support.say(f"{len(mails)} mails in over SMTP")
         started = time.monotonic()
