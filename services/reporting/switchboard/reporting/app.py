@@ -27,6 +27,12 @@ log = structlog.get_logger("switchboard.reporting")
 
 
 class ReportingSettings(ServiceSettings):
+    max_attempts: int = Field(
+        default=12,
+        ge=1,
+        description="tries before a message is dead; an event that overtook the one it follows "
+        "(case.closed before case.created: different queues) is tried again until it came",
+    )
     first_response_targets: dict[str, float] = Field(
         default_factory=dict,
         description='first-response target per service in seconds (JSON, e.g. {"support": 3600})',

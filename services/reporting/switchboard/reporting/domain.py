@@ -71,7 +71,12 @@ class CaseFacts:
     round: int = 1
     opened_at: datetime | None = None
     responded_at: datetime | None = None
+    closed_at: datetime | None = None
     overdue: bool = False
+
+
+class NotYetKnown(Exception):
+    """An event overtook the one it follows (they travel on different queues): try it later."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,8 @@ def _arm(facts: CaseFacts, policy: Policy) -> SlaTimer | None:
     target = policy.target(facts.service)
     if target is None or facts.opened_at is None:
         return None
+    if facts.status != "open" or facts.responded_at is not None:
+        return SlaTimer(sla_key(facts.case_number), None)
     return SlaTimer(
         sla_key(facts.case_number),
         facts.opened_at + timedelta(seconds=target),
@@ -113,6 +120,15 @@ def _arm(facts: CaseFacts, policy: Policy) -> SlaTimer | None:
         facts.opened_at,
         target,
     )
+
+
+def _known(facts: CaseFacts | None, number: int) -> CaseFacts:
+    if facts is None:
+        raise NotYetKnown(
+            f"case {number} is unknown to reporting: its case.created has not been folded "
+            "(if the case is older than reporting's journal, this event cannot be counted)"
+        )
+    return facts
 
 
 def case_opened(
@@ -126,95 +142,110 @@ def case_opened(
     return CaseStep(new, (bump,), _arm(new, policy))
 
 
-def case_reopened(facts: CaseFacts | None, at: datetime, policy: Policy) -> CaseStep:
+def case_reopened(facts: CaseFacts | None, number: int, at: datetime, policy: Policy) -> CaseStep:
     """``case.reopened``: a new round; the first-response clock starts again."""
-    if facts is None or facts.status == "open":
-        return CaseStep(None)
+    known = _known(facts, number)
+    if known.status == "open":
+        if known.opened_at == at:
+            return CaseStep(None)  # this reopening, already folded
+        raise NotYetKnown(f"case {number} reopened before its closing was folded")
     new = replace(
-        facts, status="open", round=facts.round + 1, opened_at=at, responded_at=None, overdue=False
+        known,
+        status="open",
+        round=known.round + 1,
+        opened_at=at,
+        responded_at=None,
+        closed_at=None,
+        overdue=False,
     )
-    key = f"reopened:{facts.case_number}:{new.round}"
-    bump = _service_bump(facts.service, at, key, reopened=1, backlog=1)
+    key = f"reopened:{number}:{new.round}"
+    bump = _service_bump(known.service, at, key, reopened=1, backlog=1)
     return CaseStep(new, (bump,), _arm(new, policy))
 
 
-def _overdue_bump(facts: CaseFacts, due: datetime) -> Bump:
-    return _service_bump(
-        facts.service, due, f"overdue:{facts.case_number}:{facts.round}", overdue=1
-    )
+def _overdue_bump(service: str, number: int, round_: int, due: datetime) -> Bump:
+    return _service_bump(service, due, f"overdue:{number}:{round_}", overdue=1)
 
 
-def first_response(facts: CaseFacts | None, at: datetime, policy: Policy) -> CaseStep:
-    """An outbound email on an open, unanswered round: its first response time is known."""
-    if facts is None or facts.status != "open" or facts.opened_at is None:
+def first_response(
+    facts: CaseFacts | None, number: int, service: str, at: datetime, policy: Policy
+) -> CaseStep:
+    """An outbound email answering the round: its first response time is known."""
+    known = _known(facts, number)
+    if known.opened_at is None or at < known.opened_at or known.responded_at is not None:
         return CaseStep(None)
-    if facts.responded_at is not None:
+    if known.closed_at is not None and at > known.closed_at:
         return CaseStep(None)
-    waited = max((at - facts.opened_at).total_seconds(), 0.0)
-    target = policy.target(facts.service)
+    service = service or known.service
+    waited = (at - known.opened_at).total_seconds()
+    target = policy.target(service)
     within = target is None or waited <= target
     bumps = [
         Bump(
             "service",
-            facts.service,
+            service,
             hour_of(at),
-            f"frt:{facts.case_number}:{facts.round}",
+            f"frt:{number}:{known.round}",
             counts={"first_responses": 1, "answered_within_target": int(within)},
             samples={"first_response": waited},
         )
     ]
     if target is not None and not within:
-        bumps.append(_overdue_bump(facts, facts.opened_at + timedelta(seconds=target)))
-    new = replace(facts, responded_at=at, overdue=facts.overdue or not within)
-    return CaseStep(new, tuple(bumps), SlaTimer(sla_key(facts.case_number), None))
+        due = known.opened_at + timedelta(seconds=target)
+        bumps.append(_overdue_bump(service, number, known.round, due))
+    new = replace(known, responded_at=at, overdue=known.overdue or not within)
+    return CaseStep(new, tuple(bumps), SlaTimer(sla_key(number), None))
 
 
 def case_closed(
     facts: CaseFacts | None, number: int, service: str, at: datetime, policy: Policy
 ) -> CaseStep:
     """``case.closed``: closed in its service, out of the backlog, resolution time known."""
-    if facts is None:
-        bump = _service_bump(service, at, f"closed:{number}:?", closed=1)
-        return CaseStep(None, (bump,))
-    if facts.status == "closed":
+    known = _known(facts, number)
+    if known.status == "closed" or known.opened_at is None:
         return CaseStep(None)
-    key = f"closed:{number}:{facts.round}"
-    bumps = []
-    if facts.opened_at is not None:
-        resolution = max((at - facts.opened_at).total_seconds(), 0.0)
-        bumps.append(
-            Bump(
-                "service",
-                facts.service,
-                hour_of(at),
-                key,
-                counts={"closed": 1, "backlog": -1, "resolutions": 1},
-                samples={"resolution": resolution},
-            )
+    service = service or known.service
+    resolution = max((at - known.opened_at).total_seconds(), 0.0)
+    bumps = [
+        Bump(
+            "service",
+            service,
+            hour_of(at),
+            f"closed:{number}:{known.round}",
+            counts={"closed": 1, "backlog": -1, "resolutions": 1},
+            samples={"resolution": resolution},
         )
-        target = policy.target(facts.service)
-        due = facts.opened_at + timedelta(seconds=target) if target is not None else None
-        if facts.responded_at is None and due is not None and at > due:
-            bumps.append(_overdue_bump(facts, due))
-    else:
-        bumps.append(_service_bump(facts.service, at, key, closed=1, backlog=-1))
-    new = replace(facts, status="closed")
+    ]
+    target = policy.target(service)
+    due = known.opened_at + timedelta(seconds=target) if target is not None else None
+    if known.responded_at is None and due is not None and at > due:
+        bumps.append(_overdue_bump(service, number, known.round, due))
+    new = replace(known, status="closed", closed_at=at)
     return CaseStep(new, tuple(bumps), SlaTimer(sla_key(number), None))
 
 
 def case_transferred(
-    facts: CaseFacts | None, to_service: str, at: datetime, event_key: str
+    facts: CaseFacts | None,
+    number: int,
+    from_service: str,
+    to_service: str,
+    at: datetime,
+    event_key: str,
+    policy: Policy,
 ) -> CaseStep:
-    """``case.transferred``: counted out of one service and into the other, backlog moves."""
-    if facts is None:
-        return CaseStep(None)
-    target = to_service or facts.service
-    moves = target != facts.service and facts.status == "open"
-    out = _service_bump(
-        facts.service, at, f"transfer:{event_key}", transfers_out=1, backlog=-int(moves)
+    """``case.transferred``: counted out of one service and into the other; if the case was
+    open at that moment its place in the backlog moves (whatever was folded first)."""
+    known = _known(facts, number)
+    source = from_service or known.service
+    target = to_service or source
+    open_then = (known.opened_at is None or known.opened_at <= at) and (
+        known.closed_at is None or known.closed_at > at
     )
-    into = _service_bump(target, at, f"transfer:{event_key}", transfers_in=1, backlog=int(moves))
-    return CaseStep(replace(facts, service=target), (out, into))
+    moves = int(target != source and open_then)
+    out = _service_bump(source, at, f"transfer-out:{event_key}", transfers_out=1, backlog=-moves)
+    into = _service_bump(target, at, f"transfer-in:{event_key}", transfers_in=1, backlog=moves)
+    new = replace(known, service=target)
+    return CaseStep(new, (out, into), _arm(new, policy) if moves else None)
 
 
 def sla_passed(facts: CaseFacts | None, timer_round: int, due: datetime) -> CaseStep:
@@ -227,7 +258,8 @@ def sla_passed(facts: CaseFacts | None, timer_round: int, due: datetime) -> Case
         or facts.overdue
     ):
         return CaseStep(None)
-    return CaseStep(replace(facts, overdue=True), (_overdue_bump(facts, due),))
+    bump = _overdue_bump(facts.service, facts.case_number, facts.round, due)
+    return CaseStep(replace(facts, overdue=True), (bump,))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -258,26 +290,20 @@ def split_by_hour(start: datetime, end: datetime) -> list[tuple[datetime, float]
     return pieces
 
 
-def state_changed(
-    cursor: AgentCursor | None,
-    agent_id: str,
-    state: str,
-    reason: str,
-    at: datetime,
-    sequence: int,
-) -> tuple[AgentCursor | None, tuple[Bump, ...]]:
-    """The interval the previous state lasted, in the agent's hourly buckets."""
-    if cursor is not None and sequence <= cursor.sequence:
-        return None, ()
-    bumps: tuple[Bump, ...] = ()
-    if cursor is not None and cursor.state != "logged_out":
-        name = state_field(cursor.state, cursor.reason)
-        key = f"state:{agent_id}:{cursor.sequence}"
-        bumps = tuple(
-            Bump("agent", agent_id, hour, key, seconds={name: seconds})
-            for hour, seconds in split_by_hour(cursor.since, at)
-        )
-    return AgentCursor(agent_id, state, reason, at, sequence), bumps
+def time_in_state(earlier: AgentCursor, later: AgentCursor) -> tuple[Bump, ...]:
+    """The time ``earlier`` lasted, until the change after it (``later``), in hourly buckets.
+
+    Agent-state numbers an agent's changes one by one, so change ``n`` lasts until change
+    ``n + 1``, whichever of the two was folded first.
+    """
+    if later.sequence != earlier.sequence + 1 or earlier.state == "logged_out":
+        return ()
+    name = state_field(earlier.state, earlier.reason)
+    key = f"state:{earlier.agent_id}:{earlier.sequence}"
+    return tuple(
+        Bump("agent", earlier.agent_id, hour, key, seconds={name: seconds})
+        for hour, seconds in split_by_hour(earlier.since, later.since)
+    )
 
 
 def handled(agent_id: str, interaction_id: str, assigned_at: datetime, ended_at: datetime) -> Bump:

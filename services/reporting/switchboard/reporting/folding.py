@@ -38,8 +38,11 @@ from switchboard.contracts.routing import (
     OfferTimedOut,
 )
 from switchboard.reporting import domain
-from switchboard.reporting.domain import Bump, CaseStep, Policy
+from switchboard.reporting.domain import Bump, CaseFacts, CaseStep, NotYetKnown, Policy
 from switchboard.reporting.store import ReportStore
+
+FIRST_AT_A_MOMENT = (CaseCreated, OfferMade, InteractionAssigned, DialRequested)
+"""Events that others of the same instant follow (a rebuild folds them first)."""
 
 
 class Folder:
@@ -75,17 +78,30 @@ class Folder:
     async def fold(self, event: Message) -> None:
         await self._folds[type(event)](event)
 
-    async def _write(self, step: CaseStep) -> None:
+    async def _change_case(
+        self, number: int, decide: Callable[[CaseFacts | None], CaseStep]
+    ) -> None:
+        """Decide on the case's current facts and write them with one version-guarded write
+        carrying the bumps owed; events of one case travel on several queues and are folded
+        concurrently, so a lost race decides again on the fresh facts."""
+        while True:
+            found = await self.store.case_with_version(number)
+            facts, version, owed = found if found is not None else (None, 0, [])
+            await self.store.apply(owed)
+            step = decide(facts)
+            if step.facts is None:
+                await self.store.apply(step.bumps)
+                return
+            if await self.store.save_case(step.facts, version, step.bumps):
+                break
         await self.store.apply(step.bumps)
-        if step.facts is not None:
-            await self.store.save_case(step.facts)
         timer = step.timer
         if timer is not None:
             await self.store.timers.set(
                 timer.key,
                 timer.due,
                 {
-                    "case_number": int(timer.key.split(":")[1]),
+                    "case_number": number,
                     "service": timer.service,
                     "round": timer.round,
                     "opened_at": timer.opened_at,
@@ -97,42 +113,61 @@ class Folder:
 
     async def _case_created(self, event: CaseCreated) -> None:
         await self.store.saw_service(event.service)
-        facts = await self.store.case(event.case_number)
-        await self._write(
-            domain.case_opened(
+        await self._change_case(
+            event.case_number,
+            lambda facts: domain.case_opened(
                 facts, event.case_number, event.service, event.occurred_at, self.policy
-            )
+            ),
         )
 
     async def _email_attached(self, event: CaseEmailAttached) -> None:
         facts = await self.store.case(event.case_number)
-        service = facts.service if facts is not None else event.service
+        if facts is None:
+            raise NotYetKnown(f"case {event.case_number} is not known yet")
+        service = event.service or facts.service
         await self.store.saw_service(service)
         name = "emails_in" if event.direction == "inbound" else "emails_out"
         at = event.occurred_at
         key = f"email:{event.direction}:{event.case_number}:{event.email_id}"
         await self.store.apply([Bump("service", service, domain.hour_of(at), key, {name: 1})])
         if event.direction == "outbound":
-            await self._write(domain.first_response(facts, at, self.policy))
+            await self._change_case(
+                event.case_number,
+                lambda facts: domain.first_response(
+                    facts, event.case_number, service, at, self.policy
+                ),
+            )
 
     async def _case_closed(self, event: CaseClosed) -> None:
-        facts = await self.store.case(event.case_number)
-        step = domain.case_closed(
-            facts, event.case_number, event.service, event.occurred_at, self.policy
+        await self._change_case(
+            event.case_number,
+            lambda facts: domain.case_closed(
+                facts, event.case_number, event.service, event.occurred_at, self.policy
+            ),
         )
-        await self._write(step)
 
     async def _case_reopened(self, event: CaseReopened) -> None:
-        facts = await self.store.case(event.case_number)
-        await self._write(domain.case_reopened(facts, event.occurred_at, self.policy))
+        await self._change_case(
+            event.case_number,
+            lambda facts: domain.case_reopened(
+                facts, event.case_number, event.occurred_at, self.policy
+            ),
+        )
 
     async def _case_transferred(self, event: CaseTransferred) -> None:
         await self.store.saw_service(event.to_service)
-        facts = await self.store.case(event.case_number)
-        step = domain.case_transferred(
-            facts, event.to_service, event.occurred_at, str(event.message_id)
+        await self._change_case(
+            event.case_number,
+            lambda facts: domain.case_transferred(
+                facts,
+                event.case_number,
+                event.from_service,
+                event.to_service,
+                event.occurred_at,
+                str(event.message_id),
+                self.policy,
+            ),
         )
-        await self._write(step)
 
     async def _outbound_requested(self, event: CaseOutboundRequested) -> None:
         if event.agent_id and event.kind == "reply":
@@ -147,7 +182,9 @@ class Folder:
 
     async def _offer_timed_out(self, event: OfferTimedOut) -> None:
         offer = await self.store.get("offers", event.offer_id)
-        service = str(offer["service"]) if offer is not None else None
+        if offer is None:
+            raise NotYetKnown(f"offer {event.offer_id} timed out before it was seen made")
+        service = str(offer["service"])
         await self.store.apply(
             domain.rona(event.agent_id, service, event.offer_id, event.occurred_at)
         )
@@ -164,30 +201,40 @@ class Folder:
             await self.store.put("assignments", key, {"assigned_at": event.occurred_at})
 
     async def _work_done(self, interaction_id: str, agent_id: str, event: Message) -> None:
+        """The first end of an assignment (ended, or transferred away) counts it as handled;
+        a later one (a transfer is also ended) finds it done and adds nothing."""
         key = self._work_key(interaction_id, agent_id)
         found = await self.store.get("assignments", key)
         if found is None:
-            return
-        bump = domain.handled(agent_id, interaction_id, found["assigned_at"], event.occurred_at)
+            raise NotYetKnown(f"{interaction_id} ended before its assignment to {agent_id}")
+        ended_at = found.get("ended_at") or event.occurred_at
+        bump = domain.handled(agent_id, interaction_id, found["assigned_at"], ended_at)
         await self.store.apply([bump])
-        await self.store.drop("assignments", key)
+        if "ended_at" not in found:
+            await self.store.put("assignments", key, {"ended_at": ended_at})
 
     async def _ended(self, event: InteractionEnded) -> None:
-        await self._work_done(event.interaction_id, event.agent_id, event)
+        if event.channel == "email":
+            await self._work_done(event.interaction_id, event.agent_id, event)
 
     async def _interaction_transferred(self, event: InteractionTransferred) -> None:
-        await self._work_done(event.interaction_id, event.from_agent_id, event)
+        if event.channel == "email":
+            await self._work_done(event.interaction_id, event.from_agent_id, event)
 
     # -- agents ----------------------------------------------------------------------------
 
     async def _state_changed(self, event: AgentStateChanged) -> None:
-        cursor = await self.store.cursor(event.agent_id)
-        moved, bumps = domain.state_changed(
-            cursor, event.agent_id, event.state, event.reason, event.changed_at, event.sequence
+        change = domain.AgentCursor(
+            event.agent_id, event.state, event.reason, event.changed_at, event.sequence
         )
-        await self.store.apply(bumps)
-        if moved is not None:
-            await self.store.save_cursor(moved)
+        await self.store.save_change(change)
+        before = await self.store.change(event.agent_id, event.sequence - 1)
+        after = await self.store.change(event.agent_id, event.sequence + 1)
+        if before is not None:
+            await self.store.apply(domain.time_in_state(before, change))
+        if after is not None:
+            await self.store.apply(domain.time_in_state(change, after))
+        await self.store.save_cursor(change)
 
     # -- campaigns -------------------------------------------------------------------------
 
@@ -201,10 +248,11 @@ class Folder:
         if event.status != "answered":
             return
         call = await self.store.get("calls", event.call_id)
-        if call is not None:
-            campaign_id = str(call["campaign_id"])
-            bump = domain.campaign_bump(campaign_id, f"contact:{event.call_id}", contacts=1)
-            await self.store.apply([bump])
+        if call is None:
+            raise NotYetKnown(f"call {event.call_id} progressed before it was seen dialled")
+        campaign_id = str(call["campaign_id"])
+        bump = domain.campaign_bump(campaign_id, f"contact:{event.call_id}", contacts=1)
+        await self.store.apply([bump])
 
     async def _record_event(self, event: RecordEvent) -> None:
         key = f"{event.change}:{event.message_id}"

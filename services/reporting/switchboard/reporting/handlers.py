@@ -26,7 +26,7 @@ from switchboard.contracts.reports import (
     ServiceReportRequested,
 )
 from switchboard.reporting import domain, figures
-from switchboard.reporting.folding import Folder
+from switchboard.reporting.folding import FIRST_AT_A_MOMENT, Folder
 from switchboard.reporting.metrics import FOLDED, OVERDUE
 from switchboard.reporting.store import ReportStore
 from switchboard.runtime.bus import Bus
@@ -65,8 +65,8 @@ class ReportingHandlers:
 
     def on_event(self, model: type[E]) -> Callable[[E], Awaitable[None]]:
         async def handle(event: E) -> None:
-            await self.store.remember(event)
             await self.folder.fold(event)
+            await self.store.remember(event)
             FOLDED.labels(event.NAME).inc()
 
         return handle
@@ -117,11 +117,13 @@ class ReportingHandlers:
         while (timer := await self.store.timers.claim_due(_now(), TIMER_LEASE)) is not None:
             data = timer.data
             number = int(data["case_number"])
-            facts = await self.store.case(number)
+            found = await self.store.case_with_version(number)
+            facts, version = (found[0], found[1]) if found is not None else (None, 0)
             step = domain.sla_passed(facts, int(data["round"]), timer.due)
             if step.facts is not None:
+                if not await self.store.save_case(step.facts, version, step.bumps):
+                    continue  # the case changed meanwhile: claimed again after the lease
                 await self.store.apply(step.bumps)
-                await self.store.save_case(step.facts)
                 key = f"{number}:{data['round']}"
                 await self.bus.publish(
                     CaseFirstResponseOverdue(
@@ -140,12 +142,26 @@ class ReportingHandlers:
 
     # -- rebuild ---------------------------------------------------------------------------
 
-    async def rebuild(self) -> int:
-        """Empty the read model and fold the journal again, oldest event first."""
-        await self.store.clear_derived()
+    async def rebuild(self, *, clear: bool = True) -> int:
+        """Empty the read model and fold the journal again, oldest event first (at one
+        instant, the events others follow first). ``clear=False`` folds it over the current
+        figures, which must not change them."""
+        if clear:
+            await self.store.clear_derived()
         folded = 0
+        moment: list[Message] = []
+
+        async def fold_moment() -> None:
+            moment.sort(key=lambda e: not isinstance(e, FIRST_AT_A_MOMENT))
+            for event in moment:
+                await self.folder.fold(event)
+            moment.clear()
+
         async for entry in self.store.journal_in_order():
-            model = message_class(str(entry["name"]))
-            await self.folder.fold(model.model_validate(entry["body"]))
+            event = message_class(str(entry["name"])).model_validate(entry["body"])
+            if moment and moment[0].occurred_at != event.occurred_at:
+                await fold_moment()
+            moment.append(event)
             folded += 1
+        await fold_moment()
         return folded

@@ -6,7 +6,8 @@ Collections (database ``<prefix>_reporting``):
 * ``buckets``: ``{_id: "<kind>|<subject>|<hour>", kind, subject, hour, counts, seconds,
   samples, applied}``; a bump's natural key joins ``applied`` in the same conditional write
   that adds its amounts, so a key counts once per bucket;
-* ``cases``, ``agents`` (the latest state of each), ``assignments``, ``offers``, ``calls``,
+* ``cases``, ``agents`` (the latest state of each), ``state_changes`` (each agent's changes
+  by sequence: change n lasts until n + 1), ``assignments``, ``offers``, ``calls``,
   ``records``: what the next event needs to be folded;
 * ``services``: every service seen (what a report may be asked about);
 * ``sla_timers``: the kernel's :class:`TimerQueue` of first-response targets.
@@ -20,6 +21,7 @@ from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from switchboard.contracts import Message
 from switchboard.reporting.domain import AgentCursor, Bump, CaseFacts
@@ -29,8 +31,45 @@ from switchboard.runtime.storage import TimerQueue
 
 Document = dict[str, Any]
 
-DERIVED = ("buckets", "cases", "agents", "assignments", "offers", "calls", "records", "services")
+DERIVED = (
+    "buckets",
+    "cases",
+    "agents",
+    "state_changes",
+    "assignments",
+    "offers",
+    "calls",
+    "records",
+    "services",
+)
 """What a rebuild empties and refills from the journal."""
+
+
+CASE_FIELDS = ("service", "status", "round", "opened_at", "responded_at", "closed_at", "overdue")
+
+
+def _bump_doc(bump: Bump) -> Document:
+    return {
+        "kind": bump.kind,
+        "subject": bump.subject,
+        "hour": bump.hour,
+        "key": bump.key,
+        "counts": dict(bump.counts),
+        "seconds": dict(bump.seconds),
+        "samples": dict(bump.samples),
+    }
+
+
+def _bump_of(doc: Document) -> Bump:
+    return Bump(
+        doc["kind"],
+        doc["subject"],
+        doc.get("hour"),
+        doc["key"],
+        doc.get("counts", {}),
+        doc.get("seconds", {}),
+        doc.get("samples", {}),
+    )
 
 
 def bucket_id(kind: str, subject: str, hour: datetime | None) -> str:
@@ -54,6 +93,7 @@ class ReportStore:
         self.buckets = db["buckets"]
         self.cases = db["cases"]
         self.agents = db["agents"]
+        self.state_changes = db["state_changes"]
         self.assignments = db["assignments"]
         self.offers = db["offers"]
         self.calls = db["calls"]
@@ -167,32 +207,66 @@ class ReportStore:
     # -- cases -------------------------------------------------------------------------------
 
     async def case(self, number: int) -> CaseFacts | None:
+        found = await self.case_with_version(number)
+        return found[0] if found is not None else None
+
+    async def case_with_version(self, number: int) -> tuple[CaseFacts, int, list[Bump]] | None:
+        """The case's facts, version and the bumps its last change still owes (if any)."""
         doc = await self.cases.find_one({"_id": number})
         if doc is None:
             return None
-        doc.pop("_id")
-        return CaseFacts(case_number=number, **doc)
+        owed = [_bump_of(b) for b in doc.get("owed", [])]
+        facts = CaseFacts(case_number=number, **{k: doc[k] for k in CASE_FIELDS if k in doc})
+        return facts, int(doc.get("version", 0)), owed
 
-    async def save_case(self, facts: CaseFacts) -> None:
-        fields = {
-            "service": facts.service,
-            "status": facts.status,
-            "round": facts.round,
-            "opened_at": facts.opened_at,
-            "responded_at": facts.responded_at,
-            "overdue": facts.overdue,
-        }
-        await retry_when_busy(
-            lambda: self.cases.update_one({"_id": facts.case_number}, {"$set": fields}, upsert=True)
+    async def save_case(
+        self, facts: CaseFacts, version: int | None = None, owed: Iterable[Bump] = ()
+    ) -> bool:
+        """Write the facts if still at ``version`` (None: whatever it is), with the bumps
+        this change owes (applied next, by this handler or by the next change of the case)."""
+        fields: Document = {k: getattr(facts, k) for k in CASE_FIELDS}
+        fields["owed"] = [_bump_doc(b) for b in owed]
+        if version is None:
+            await retry_when_busy(
+                lambda: self.cases.update_one(
+                    {"_id": facts.case_number},
+                    {"$set": fields, "$inc": {"version": 1}},
+                    upsert=True,
+                )
+            )
+            return True
+        if version == 0:
+            try:
+                await retry_when_busy(
+                    lambda: self.cases.insert_one(
+                        {"_id": facts.case_number, "version": 1, **fields}
+                    )
+                )
+            except DuplicateKeyError:
+                return False
+            return True
+        done = await retry_when_busy(
+            lambda: self.cases.update_one(
+                {"_id": facts.case_number, "version": version},
+                {"$set": {**fields, "version": version + 1}},
+            )
         )
+        return done.modified_count == 1
 
     # -- agents ------------------------------------------------------------------------------
 
-    async def cursor(self, agent_id: str) -> AgentCursor | None:
-        doc = await self.agents.find_one({"_id": agent_id})
+    async def save_change(self, change: AgentCursor) -> None:
+        fields = {"state": change.state, "reason": change.reason, "since": change.since}
+        key = f"{change.agent_id}:{change.sequence}"
+        await retry_when_busy(
+            lambda: self.state_changes.update_one({"_id": key}, {"$set": fields}, upsert=True)
+        )
+
+    async def change(self, agent_id: str, sequence: int) -> AgentCursor | None:
+        doc = await self.state_changes.find_one({"_id": f"{agent_id}:{sequence}"})
         if doc is None:
             return None
-        return AgentCursor(agent_id, doc["state"], doc["reason"], doc["since"], doc["sequence"])
+        return AgentCursor(agent_id, doc["state"], doc["reason"], doc["since"], sequence)
 
     async def cursors(self, agent_ids: Iterable[str] | None) -> dict[str, AgentCursor]:
         query: Document = {} if agent_ids is None else {"_id": {"$in": list(agent_ids)}}
@@ -211,13 +285,11 @@ class ReportStore:
             "since": cursor.since,
             "sequence": cursor.sequence,
         }
-        existing = await self.agents.find_one({"_id": cursor.agent_id})
-        if existing is None:
-            await retry_when_busy(
-                lambda: self.agents.update_one(
-                    {"_id": cursor.agent_id}, {"$setOnInsert": fields}, upsert=True
-                )
+        await retry_when_busy(
+            lambda: self.agents.update_one(
+                {"_id": cursor.agent_id}, {"$setOnInsert": fields}, upsert=True
             )
+        )
         await retry_when_busy(
             lambda: self.agents.update_one(
                 {"_id": cursor.agent_id, "sequence": {"$lt": cursor.sequence}}, {"$set": fields}
@@ -242,14 +314,11 @@ class ReportStore:
     ) -> None:
         """The record's latest state (an older event never overwrites a newer)."""
         fields = {"campaign_id": campaign_id, "state": state, "at": at}
-        existing = await self.records.find_one({"_id": record_id})
-        if existing is None:
-            await retry_when_busy(
-                lambda: self.records.update_one(
-                    {"_id": record_id}, {"$setOnInsert": fields}, upsert=True
-                )
+        await retry_when_busy(
+            lambda: self.records.update_one(
+                {"_id": record_id}, {"$setOnInsert": fields}, upsert=True
             )
-            return
+        )
         await retry_when_busy(
             lambda: self.records.update_one(
                 {"_id": record_id, "at": {"$lte": at}}, {"$set": fields}
