@@ -41,7 +41,7 @@ def _subset(row: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any]:
 
 async def _day(http: httpx.AsyncClient, headers: dict[str, str]) -> dict[str, dict[str, Any]]:
     answer = await http.get(
-        "/reports/services",
+        "/supervisor/reports/services",
         params={**DAY_QUERY, "service": ["support", "billing"], "granularity": "day"},
         headers=headers,
     )
@@ -103,7 +103,7 @@ async def test_a_scripted_day_gives_the_hand_computed_figures_each_event_counted
         assert _subset(day["billing"], BILLING_DAY) == BILLING_DAY
 
         hours = await gateway.get(
-            "/reports/services",
+            "/supervisor/reports/services",
             params={**DAY_QUERY, "service": "support", "granularity": "hour"},
             headers=boss,
         )
@@ -123,7 +123,9 @@ async def test_a_scripted_day_gives_the_hand_computed_figures_each_event_counted
         assert by_hour[8]["backlog_at_end"] == 0 and by_hour[23]["backlog_at_end"] == 1
 
         agents = await gateway.get(
-            "/reports/agents", params={**DAY_QUERY, "agent": ["alice", "bob"]}, headers=boss
+            "/supervisor/reports/agents",
+            params={**DAY_QUERY, "agent": ["alice", "bob"]},
+            headers=boss,
         )
         assert agents.status_code == 200, agents.text
         rows = {r["agent_id"]: r for r in agents.json()["rows"]}
@@ -132,7 +134,7 @@ async def test_a_scripted_day_gives_the_hand_computed_figures_each_event_counted
         assert bob.pop("occupancy") == pytest.approx(BOB["occupancy"])
         assert bob == {k: v for k, v in BOB.items() if k != "occupancy"}
 
-        campaigns = await gateway.get("/reports/campaigns", headers=boss)
+        campaigns = await gateway.get("/supervisor/reports/campaigns", headers=boss)
         assert campaigns.status_code == 200, campaigns.text
         [camp] = campaigns.json()["rows"]
         assert camp.pop("completion") == pytest.approx(CAMPAIGN["completion"])
@@ -187,7 +189,7 @@ async def test_an_open_case_past_its_target_is_marked_published_and_counted(
         assert [(e.case_number, e.target_seconds) for e in overdue] == [(7, 1.0)]
         hour = now.replace(minute=0, second=0, microsecond=0)
         answer = await gateway.get(
-            "/reports/services",
+            "/supervisor/reports/services",
             params={
                 "from": hour.isoformat(),
                 "to": (hour + timedelta(hours=2)).isoformat(),
@@ -229,7 +231,7 @@ async def test_bad_input_is_a_422_naming_the_field_and_asks_nothing(
 ) -> None:
     boss = await login(gateway, "boss")
     before = _forwarded("report.services")
-    answer = await gateway.get("/reports/services", params=params, headers=boss)
+    answer = await gateway.get("/supervisor/reports/services", params=params, headers=boss)
     assert answer.status_code == 422, answer.text
     problem = answer.json()
     assert problem["field"] == field and problem["code"] == "invalid" and problem["detail"]
@@ -243,12 +245,12 @@ async def test_an_unknown_service_is_a_422_naming_the_service(
     boss = await login(gateway, "boss")
     async with service.app:
         answer = await gateway.get(
-            "/reports/services", params={**DAY_QUERY, "service": "nope"}, headers=boss
+            "/supervisor/reports/services", params={**DAY_QUERY, "service": "nope"}, headers=boss
         )
         assert answer.status_code == 422, answer.text
         assert answer.json()["field"] == "service"
         known = await gateway.get(
-            "/reports/services", params={**DAY_QUERY, "service": "support"}, headers=boss
+            "/supervisor/reports/services", params={**DAY_QUERY, "service": "support"}, headers=boss
         )
         assert known.status_code == 200, known.text
 
@@ -256,9 +258,9 @@ async def test_an_unknown_service_is_a_422_naming_the_service(
 async def test_agents_may_not_read_reports(gateway: httpx.AsyncClient) -> None:
     agent = await login(gateway, "agent-1")
     for path, params in (
-        ("/reports/services", DAY_QUERY),
-        ("/reports/agents", DAY_QUERY),
-        ("/reports/campaigns", {}),
+        ("/supervisor/reports/services", DAY_QUERY),
+        ("/supervisor/reports/agents", DAY_QUERY),
+        ("/supervisor/reports/campaigns", {}),
     ):
         answer = await gateway.get(path, params=params, headers=agent)
         assert answer.status_code == 403, (path, answer.text)
@@ -279,7 +281,7 @@ async def test_csv_downloads_have_one_header_and_one_line_per_row(
             await publisher.bus.publish(event)
         await _all_folded(service, settings, len(events))
         answer = await gateway.get(
-            "/reports/services",
+            "/supervisor/reports/services",
             params={**DAY_QUERY, "service": ["support", "billing"], "format": "csv"},
             headers=boss,
         )
@@ -296,7 +298,7 @@ async def test_csv_downloads_have_one_header_and_one_line_per_row(
         assert support["service_level"] == "0.5"
 
         agents = await gateway.get(
-            "/reports/agents",
+            "/supervisor/reports/agents",
             params={**DAY_QUERY, "agent": ["alice", "bob"], "format": "csv"},
             headers=boss,
         )

@@ -107,7 +107,7 @@ def report_router(forwarder: Forwarder, supervisor: Callable[..., Any]) -> APIRo
         return await forwarder.send(command, owner="reporting")
 
     @router.get(
-        "/reports/services",
+        "/supervisor/reports/services",
         response_model=ServiceReport,
         summary="Per service and hour or day: cases, emails, response times, service level",
         description="Supervisors only. `from` and `to` are whole UTC hours (ISO 8601 with a "
@@ -136,7 +136,7 @@ def report_router(forwarder: Forwarder, supervisor: Callable[..., Any]) -> APIRo
         return result
 
     @router.get(
-        "/reports/agents",
+        "/supervisor/reports/agents",
         response_model=AgentReport,
         summary="Per agent: handled, replies, handle time, time in each state, occupancy",
         description="Supervisors only. `from` and `to` are whole UTC hours; at most 366 days.",
@@ -156,7 +156,7 @@ def report_router(forwarder: Forwarder, supervisor: Callable[..., Any]) -> APIRo
         return result
 
     @router.get(
-        "/reports/campaigns",
+        "/supervisor/reports/campaigns",
         response_model=CampaignReport,
         summary="Per campaign: records by status, attempts, contacts, skips, completion",
         description="Supervisors only.",

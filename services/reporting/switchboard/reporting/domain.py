@@ -73,6 +73,17 @@ class CaseFacts:
     responded_at: datetime | None = None
     closed_at: datetime | None = None
     overdue: bool = False
+    earlier: tuple[EarlierRound, ...] = ()
+
+
+@dataclass(frozen=True)
+class EarlierRound:
+    """A round closed before the case was reopened (an answer to it may still be folded)."""
+
+    round: int
+    opened_at: datetime
+    closed_at: datetime
+    responded_at: datetime | None = None
 
 
 class NotYetKnown(Exception):
@@ -149,8 +160,12 @@ def case_reopened(facts: CaseFacts | None, number: int, at: datetime, policy: Po
         if known.opened_at == at:
             return CaseStep(None)  # this reopening, already folded
         raise NotYetKnown(f"case {number} reopened before its closing was folded")
+    past = EarlierRound(
+        known.round, known.opened_at or at, known.closed_at or at, known.responded_at
+    )
     new = replace(
         known,
+        earlier=(*known.earlier, past),
         status="open",
         round=known.round + 1,
         opened_at=at,
@@ -172,29 +187,49 @@ def first_response(
 ) -> CaseStep:
     """An outbound email answering the round: its first response time is known."""
     known = _known(facts, number)
-    if known.opened_at is None or at < known.opened_at or known.responded_at is not None:
+    if known.opened_at is not None and at < known.opened_at:
+        return _earlier_response(known, number, service or known.service, at, policy)
+    if known.opened_at is None or known.responded_at is not None:
         return CaseStep(None)
     if known.closed_at is not None and at > known.closed_at:
         return CaseStep(None)
     service = service or known.service
-    waited = (at - known.opened_at).total_seconds()
+    bumps = _response_bumps(service, number, known.round, known.opened_at, at, policy)
+    within = len(bumps) == 1
+    new = replace(known, responded_at=at, overdue=known.overdue or not within)
+    return CaseStep(new, bumps, SlaTimer(sla_key(number), None))
+
+
+def _response_bumps(
+    service: str, number: int, round_: int, opened_at: datetime, at: datetime, policy: Policy
+) -> tuple[Bump, ...]:
+    waited = (at - opened_at).total_seconds()
     target = policy.target(service)
     within = target is None or waited <= target
-    bumps = [
-        Bump(
-            "service",
-            service,
-            hour_of(at),
-            f"frt:{number}:{known.round}",
-            counts={"first_responses": 1, "answered_within_target": int(within)},
-            samples={"first_response": waited},
-        )
-    ]
-    if target is not None and not within:
-        due = known.opened_at + timedelta(seconds=target)
-        bumps.append(_overdue_bump(service, number, known.round, due))
-    new = replace(known, responded_at=at, overdue=known.overdue or not within)
-    return CaseStep(new, tuple(bumps), SlaTimer(sla_key(number), None))
+    first = Bump(
+        "service",
+        service,
+        hour_of(at),
+        f"frt:{number}:{round_}",
+        counts={"first_responses": 1, "answered_within_target": int(within)},
+        samples={"first_response": waited},
+    )
+    if target is None or within:
+        return (first,)
+    return first, _overdue_bump(service, number, round_, opened_at + timedelta(seconds=target))
+
+
+def _earlier_response(
+    facts: CaseFacts, number: int, service: str, at: datetime, policy: Policy
+) -> CaseStep:
+    """An answer folded after the case was closed and reopened: it answers an earlier round."""
+    for index, past in enumerate(facts.earlier):
+        if past.opened_at <= at <= past.closed_at and past.responded_at is None:
+            bumps = _response_bumps(service, number, past.round, past.opened_at, at, policy)
+            earlier = list(facts.earlier)
+            earlier[index] = replace(past, responded_at=at)
+            return CaseStep(replace(facts, earlier=tuple(earlier)), bumps)
+    return CaseStep(None)
 
 
 def case_closed(

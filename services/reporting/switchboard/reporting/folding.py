@@ -79,20 +79,25 @@ class Folder:
         await self._folds[type(event)](event)
 
     async def _change_case(
-        self, number: int, decide: Callable[[CaseFacts | None], CaseStep]
+        self, number: int, event: Message, decide: Callable[[CaseFacts | None], CaseStep]
     ) -> None:
         """Decide on the case's current facts and write them with one version-guarded write
         carrying the bumps owed; events of one case travel on several queues and are folded
         concurrently, so a lost race decides again on the fresh facts."""
+        event_id = str(event.message_id)
         while True:
             found = await self.store.case_with_version(number)
-            facts, version, owed = found if found is not None else (None, 0, [])
-            await self.store.apply(owed)
-            step = decide(facts)
+            if found is not None:
+                await self.store.apply(found.owed)
+                if event_id in found.seen:
+                    return  # folded already (a case remembers the events it folded)
+            step = decide(found.facts if found is not None else None)
             if step.facts is None:
                 await self.store.apply(step.bumps)
                 return
-            if await self.store.save_case(step.facts, version, step.bumps):
+            version = found.version if found is not None else 0
+            seen = {*found.seen, event_id} if found is not None else {event_id}
+            if await self.store.save_case(step.facts, version, step.bumps, seen):
                 break
         await self.store.apply(step.bumps)
         timer = step.timer
@@ -115,6 +120,7 @@ class Folder:
         await self.store.saw_service(event.service)
         await self._change_case(
             event.case_number,
+            event,
             lambda facts: domain.case_opened(
                 facts, event.case_number, event.service, event.occurred_at, self.policy
             ),
@@ -133,6 +139,7 @@ class Folder:
         if event.direction == "outbound":
             await self._change_case(
                 event.case_number,
+                event,
                 lambda facts: domain.first_response(
                     facts, event.case_number, service, at, self.policy
                 ),
@@ -141,6 +148,7 @@ class Folder:
     async def _case_closed(self, event: CaseClosed) -> None:
         await self._change_case(
             event.case_number,
+            event,
             lambda facts: domain.case_closed(
                 facts, event.case_number, event.service, event.occurred_at, self.policy
             ),
@@ -149,6 +157,7 @@ class Folder:
     async def _case_reopened(self, event: CaseReopened) -> None:
         await self._change_case(
             event.case_number,
+            event,
             lambda facts: domain.case_reopened(
                 facts, event.case_number, event.occurred_at, self.policy
             ),
@@ -158,6 +167,7 @@ class Folder:
         await self.store.saw_service(event.to_service)
         await self._change_case(
             event.case_number,
+            event,
             lambda facts: domain.case_transferred(
                 facts,
                 event.case_number,

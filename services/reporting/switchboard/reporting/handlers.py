@@ -118,10 +118,13 @@ class ReportingHandlers:
             data = timer.data
             number = int(data["case_number"])
             found = await self.store.case_with_version(number)
-            facts, version = (found[0], found[1]) if found is not None else (None, 0)
+            facts = found.facts if found is not None else None
             step = domain.sla_passed(facts, int(data["round"]), timer.due)
-            if step.facts is not None:
-                if not await self.store.save_case(step.facts, version, step.bumps):
+            if found is not None and step.facts is not None:
+                saved = await self.store.save_case(
+                    step.facts, found.version, step.bumps, found.seen
+                )
+                if not saved:
                     continue  # the case changed meanwhile: claimed again after the lease
                 await self.store.apply(step.bumps)
                 key = f"{number}:{data['round']}"

@@ -16,6 +16,7 @@ Collections (database ``<prefix>_reporting``):
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from switchboard.contracts import Message
-from switchboard.reporting.domain import AgentCursor, Bump, CaseFacts
+from switchboard.reporting.domain import AgentCursor, Bump, CaseFacts, EarlierRound
 from switchboard.reporting.figures import Bucket
 from switchboard.runtime.mongo import retry_when_busy
 from switchboard.runtime.storage import TimerQueue
@@ -70,6 +71,16 @@ def _bump_of(doc: Document) -> Bump:
         doc.get("seconds", {}),
         doc.get("samples", {}),
     )
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    """A case as stored: its facts, version, the bumps still owed and the events folded."""
+
+    facts: CaseFacts
+    version: int
+    owed: list[Bump]
+    seen: frozenset[str]
 
 
 def bucket_id(kind: str, subject: str, hour: datetime | None) -> str:
@@ -208,33 +219,34 @@ class ReportStore:
 
     async def case(self, number: int) -> CaseFacts | None:
         found = await self.case_with_version(number)
-        return found[0] if found is not None else None
+        return found.facts if found is not None else None
 
-    async def case_with_version(self, number: int) -> tuple[CaseFacts, int, list[Bump]] | None:
+    async def case_with_version(self, number: int) -> CaseRow | None:
         """The case's facts, version and the bumps its last change still owes (if any)."""
         doc = await self.cases.find_one({"_id": number})
         if doc is None:
             return None
         owed = [_bump_of(b) for b in doc.get("owed", [])]
-        facts = CaseFacts(case_number=number, **{k: doc[k] for k in CASE_FIELDS if k in doc})
-        return facts, int(doc.get("version", 0)), owed
+        facts = CaseFacts(
+            case_number=number,
+            earlier=tuple(EarlierRound(**r) for r in doc.get("earlier", [])),
+            **{k: doc[k] for k in CASE_FIELDS if k in doc},
+        )
+        return CaseRow(facts, int(doc.get("version", 0)), owed, frozenset(doc.get("seen", [])))
 
     async def save_case(
-        self, facts: CaseFacts, version: int | None = None, owed: Iterable[Bump] = ()
+        self,
+        facts: CaseFacts,
+        version: int,
+        owed: Iterable[Bump] = (),
+        seen: Iterable[str] = (),
     ) -> bool:
-        """Write the facts if still at ``version`` (None: whatever it is), with the bumps
-        this change owes (applied next, by this handler or by the next change of the case)."""
+        """Write the facts if still at ``version``, with the bumps this change owes (applied
+        next, by this handler or by the next change of the case) and the events folded."""
         fields: Document = {k: getattr(facts, k) for k in CASE_FIELDS}
+        fields["earlier"] = [asdict(r) for r in facts.earlier]
         fields["owed"] = [_bump_doc(b) for b in owed]
-        if version is None:
-            await retry_when_busy(
-                lambda: self.cases.update_one(
-                    {"_id": facts.case_number},
-                    {"$set": fields, "$inc": {"version": 1}},
-                    upsert=True,
-                )
-            )
-            return True
+        fields["seen"] = sorted(seen)
         if version == 0:
             try:
                 await retry_when_busy(
