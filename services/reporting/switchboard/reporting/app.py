@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+from pathlib import Path
 
 import structlog
 from pydantic import Field
@@ -42,11 +44,21 @@ class ReportingSettings(ServiceSettings):
         gt=0,
         description="the target of a service not listed; unset: no target (no SLA timer)",
     )
+    reporting_config_file: Path | None = Field(
+        default=None,
+        description="JSON with first_response_targets (seconds per service), added to the "
+        "targets set here (the demo's file)",
+    )
     sla_poll_seconds: float = Field(default=5.0, gt=0, description="how often due targets fire")
 
 
 def policy_of(settings: ReportingSettings) -> Policy:
-    return Policy(settings.first_response_targets, settings.default_first_response_seconds)
+    targets: dict[str, float] = {}
+    if settings.reporting_config_file is not None:
+        data = json.loads(settings.reporting_config_file.read_text(encoding="utf-8"))
+        targets = {str(k): float(v) for k, v in data.get("first_response_targets", {}).items()}
+    targets |= settings.first_response_targets
+    return Policy(targets, settings.default_first_response_seconds)
 
 
 def build(settings: ReportingSettings) -> Runtime:
