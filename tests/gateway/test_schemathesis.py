@@ -25,6 +25,11 @@ from schemathesis.core.result import Ok
 
 from switchboard.contracts import Command, ConsumerQueue
 from switchboard.contracts.cases import RecordUpload
+from switchboard.contracts.reports import (
+    AgentReportRequested,
+    CampaignReportRequested,
+    ServiceReportRequested,
+)
 from switchboard.gateway.actions import ACTIONS
 from switchboard.gateway.app import GatewaySettings, build
 from switchboard.runtime.errors import Refused
@@ -36,6 +41,7 @@ from .test_files import fake_mail_store
 EXAMPLES_PER_OPERATION = 6
 BUDGET_SECONDS = 50.0
 AT_LEAST = 25
+DAY = "2026-03-02T00:00:00Z"
 """Operations that must be covered even on a loaded machine (all are, normally)."""
 
 
@@ -96,6 +102,12 @@ async def test_no_operation_answers_a_server_error(
     # every forwarded command, and the upload record the file route sends threading
     names = tuple(sorted({action.command.NAME for action in ACTIONS} | {RecordUpload.NAME}))
     stand_ins.answer(ConsumerQueue("standin.everything", names), AnyCommand, answer)
+
+    async def empty_report(command: AnyCommand) -> dict[str, Any]:
+        return {"granularity": "day", "start": DAY, "end": DAY, "rows": []}
+
+    reports = (ServiceReportRequested.NAME, AgentReportRequested.NAME, CampaignReportRequested.NAME)
+    stand_ins.answer(ConsumerQueue("standin.reports", reports), AnyCommand, empty_report)
 
     async with stand_ins.runtime.app, runtime.app:
         transport = httpx.ASGITransport(app=runtime.api)

@@ -1172,6 +1172,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/supervisor/reports/agents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Per agent: handled, replies, handle time, time in each state, occupancy
+         * @description Supervisors only. `from` and `to` are whole UTC hours; at most 366 days.
+         */
+        get: operations["agents_report_supervisor_reports_agents_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/supervisor/reports/campaigns": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Per campaign: records by status, attempts, contacts, skips, completion
+         * @description Supervisors only.
+         */
+        get: operations["campaigns_report_supervisor_reports_campaigns_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/supervisor/reports/services": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Per service and hour or day: cases, emails, response times, service level
+         * @description Supervisors only. `from` and `to` are whole UTC hours (ISO 8601 with a zone); at most 31 days by hour, 366 by day. `format=csv` downloads the rows.
+         */
+        get: operations["services_report_supervisor_reports_services_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/supervisor/services": {
         parameters: {
             query?: never;
@@ -1317,6 +1377,66 @@ export interface components {
             name?: string;
         };
         /**
+         * AgentFigures
+         * @description One agent over the period. Times are in seconds.
+         */
+        AgentFigures: {
+            /** Agent Id */
+            agent_id: string;
+            /**
+             * Average Handle Seconds
+             * @description accept to final disposition or transfer, averaged over handled
+             */
+            average_handle_seconds: number | null;
+            /** Busy Seconds */
+            busy_seconds: number;
+            /**
+             * Handled
+             * @description email interactions ended or transferred by the agent
+             */
+            handled: number;
+            /**
+             * Not Ready Seconds
+             * @description by reason
+             */
+            not_ready_seconds: {
+                [key: string]: number;
+            };
+            /**
+             * Occupancy
+             * @description (busy + wrap-up) / (ready + busy + wrap-up)
+             */
+            occupancy: number | null;
+            /** Ready Seconds */
+            ready_seconds: number;
+            /** Replies */
+            replies: number;
+            /**
+             * Rona
+             * @description offers this agent let time out
+             */
+            rona: number;
+            /** Rona Seconds */
+            rona_seconds: number;
+            /** Wrap Up Seconds */
+            wrap_up_seconds: number;
+        };
+        /** AgentReport */
+        AgentReport: {
+            /**
+             * End
+             * Format: date-time
+             */
+            end: string;
+            /** Rows */
+            rows: components["schemas"]["AgentFigures"][];
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+        };
+        /**
          * AttachmentRef
          * @description An attachment stored once in the raw-mail store and referenced by id.
          */
@@ -1360,6 +1480,48 @@ export interface components {
              * @default 08:00
              */
             start?: string;
+        };
+        /** CampaignFigures */
+        CampaignFigures: {
+            /**
+             * Attempts
+             * @description calls dialled
+             */
+            attempts: number;
+            /** Campaign Id */
+            campaign_id: string;
+            /** Completed */
+            completed: number;
+            /**
+             * Completion
+             * @description records completed or closed / records
+             */
+            completion: number | null;
+            /**
+             * Contacts
+             * @description calls answered
+             */
+            contacts: number;
+            /** Dispositions */
+            dispositions: {
+                [key: string]: number;
+            };
+            /**
+             * Records
+             * @description records the events have named
+             */
+            records: number;
+            /** Records By Status */
+            records_by_status: {
+                [key: string]: number;
+            };
+            /** Skips */
+            skips: number;
+        };
+        /** CampaignReport */
+        CampaignReport: {
+            /** Rows */
+            rows: components["schemas"]["CampaignFigures"][];
         };
         /**
          * CampaignSpec
@@ -2203,6 +2365,101 @@ export interface components {
              * @description only members of this team; none: anyone
              */
             team?: string | null;
+        };
+        /**
+         * ServicePeriod
+         * @description One service over one hour or day.
+         */
+        ServicePeriod: {
+            /** Answered Within Target */
+            answered_within_target: number;
+            /**
+             * Backlog At End
+             * @description cases open in this service at the period's end
+             */
+            backlog_at_end: number;
+            /** Closed */
+            closed: number;
+            /** Emails In */
+            emails_in: number;
+            /** Emails Out */
+            emails_out: number;
+            /**
+             * End
+             * Format: date-time
+             */
+            end: string;
+            /** First Response P50 Seconds */
+            first_response_p50_seconds: number | null;
+            /** First Response P90 Seconds */
+            first_response_p90_seconds: number | null;
+            /**
+             * First Responses
+             * @description rounds first answered in the period
+             */
+            first_responses: number;
+            /**
+             * Opened
+             * @description cases created in the period
+             */
+            opened: number;
+            /**
+             * Overdue
+             * @description rounds that passed the first-response target unanswered
+             */
+            overdue: number;
+            /** Reopened */
+            reopened: number;
+            /** Resolution P50 Seconds */
+            resolution_p50_seconds: number | null;
+            /** Resolution P90 Seconds */
+            resolution_p90_seconds: number | null;
+            /**
+             * Resolutions
+             * @description closings with a known opening
+             */
+            resolutions: number;
+            /**
+             * Rona
+             * @description offers of this service not answered in time
+             */
+            rona: number;
+            /** Service */
+            service: string;
+            /**
+             * Service Level
+             * @description answered_within_target / first_responses; none without responses
+             */
+            service_level: number | null;
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            /** Transfers In */
+            transfers_in: number;
+            /** Transfers Out */
+            transfers_out: number;
+        };
+        /** ServiceReport */
+        ServiceReport: {
+            /**
+             * End
+             * Format: date-time
+             */
+            end: string;
+            /**
+             * Granularity
+             * @enum {string}
+             */
+            granularity: "hour" | "day";
+            /** Rows */
+            rows: components["schemas"]["ServicePeriod"][];
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
         };
         /**
          * SetCallDispositionBody
@@ -7750,6 +8007,272 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    agents_report_supervisor_reports_agents_get: {
+        parameters: {
+            query: {
+                from: string;
+                to: string;
+                agent?: string[] | null;
+                format?: "json" | "csv";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    campaigns_report_supervisor_reports_campaigns_get: {
+        parameters: {
+            query?: {
+                campaign?: string[] | null;
+                format?: "json" | "csv";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CampaignReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    services_report_supervisor_reports_services_get: {
+        parameters: {
+            query: {
+                from: string;
+                to: string;
+                service?: string[] | null;
+                granularity?: "hour" | "day";
+                format?: "json" | "csv";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the report */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ServiceReport"];
+                    "text/csv": string;
                 };
             };
             /** @description no token, or an expired or revoked one */

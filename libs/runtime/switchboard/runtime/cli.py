@@ -21,6 +21,7 @@ DEMO_SETTINGS = {
     "SB_AGENTS_FILE": "agent_state.json",
     "SB_ROUTING_CONFIG_FILE": "routing.json",
     "SB_CAMPAIGNS_FILE": "dialer.json",
+    "SB_REPORTING_CONFIG_FILE": "reporting.json",
     "SB_GATEWAY_USERS_FILE": "gateway.json",
 }
 

@@ -19,7 +19,15 @@ import structlog
 
 log = structlog.get_logger("switchboard.supervisor")
 
-SERVICE_ORDER = ("agent_state", "routing", "threading", "ingestion", "dialer", "gateway")
+SERVICE_ORDER = (
+    "agent_state",
+    "routing",
+    "threading",
+    "ingestion",
+    "dialer",
+    "reporting",
+    "gateway",
+)
 """Start order: who others talk to comes first. Only installed services are started."""
 
 FIRST_HTTP_PORT = 8101

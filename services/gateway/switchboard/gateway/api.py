@@ -36,6 +36,7 @@ from switchboard.gateway.forward import Forwarder
 from switchboard.gateway.live import replay, snapshot
 from switchboard.gateway.metrics import LOGINS
 from switchboard.gateway.push import Connection, PushHub
+from switchboard.gateway.reports import report_router
 from switchboard.gateway.routes import register
 from switchboard.gateway.web import (
     SESSION_COOKIE,
@@ -316,6 +317,7 @@ def build_api(
     app.include_router(actions)
     app.include_router(file_router(forwarder, mail_store, current))
     app.include_router(quarantine_router(mail_store, supervisor))
+    app.include_router(report_router(forwarder, supervisor))
 
     # -- live stream ------------------------------------------------------------------------------
 

@@ -1,0 +1,1 @@
+"""Reporting: the supervisors' read model, folded from the events the services publish."""

@@ -1,0 +1,3 @@
+from switchboard.reporting.app import main
+
+main()
