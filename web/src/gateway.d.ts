@@ -913,6 +913,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/supervisor/campaigns": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every campaign with its live figures
+         * @description Forwards `campaign.list` to dialer and answers its result.
+         *
+         *     Supervisors only.
+         */
+        get: operations["ListCampaigns_supervisor_campaigns_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/supervisor/campaigns/{campaign_id}": {
         parameters: {
             query?: never;
@@ -1183,6 +1205,82 @@ export interface components {
             /** Text */
             text: string;
         };
+        /** AgentStates */
+        AgentStates: {
+            /** Agents */
+            agents: components["schemas"]["AgentView"][];
+            /** Not Ready Reasons */
+            not_ready_reasons?: string[];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * AgentView
+         * @description An agent as agent-state describes it: profile, state and time in it.
+         */
+        AgentView: {
+            /**
+             * Active
+             * @default true
+             */
+            active?: boolean;
+            /** Agent Id */
+            agent_id: string;
+            /** Capacity */
+            capacity?: {
+                [key: string]: number;
+            };
+            /**
+             * Connection Lost
+             * @default false
+             */
+            connection_lost?: boolean;
+            /** Live */
+            live?: {
+                [key: string]: number;
+            };
+            /**
+             * Name
+             * @default
+             */
+            name?: string;
+            /**
+             * Not Ready Pending
+             * @default false
+             */
+            not_ready_pending?: boolean;
+            /** Pending Reason */
+            pending_reason?: string | null;
+            /**
+             * Reason
+             * @default
+             */
+            reason?: string;
+            /** Since */
+            since?: string | null;
+            /** Skills */
+            skills?: components["schemas"]["Skill"][];
+            /** State */
+            state: string;
+            /** Teams */
+            teams?: string[];
+            /** Wrap Up Due */
+            wrap_up_due?: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** Assignments */
+        Assignments: {
+            /**
+             * Assignments
+             * @description agent id -> interaction ids held
+             */
+            assignments: {
+                [key: string]: string[];
+            };
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * AttachmentRef
          * @description An attachment stored once in the raw-mail store and referenced by id.
@@ -1227,6 +1325,127 @@ export interface components {
              * @default 08:00
              */
             start?: string;
+        };
+        /** CampaignFigures */
+        CampaignFigures: {
+            /**
+             * Active
+             * @default false
+             */
+            active?: boolean;
+            /**
+             * Attempts
+             * @default 0
+             */
+            attempts?: number;
+            /** By Disposition */
+            by_disposition?: {
+                [key: string]: number;
+            };
+            /** By Result */
+            by_result?: {
+                [key: string]: number;
+            };
+            /** By State */
+            by_state?: {
+                [key: string]: number;
+            };
+            /** Campaign Id */
+            campaign_id: string;
+            /**
+             * Contact Rate
+             * @default 0
+             */
+            contact_rate?: number;
+            /**
+             * Contacts
+             * @default 0
+             */
+            contacts?: number;
+            /**
+             * Name
+             * @default
+             */
+            name?: string;
+            /**
+             * Records
+             * @default 0
+             */
+            records?: number;
+            /**
+             * Skips
+             * @default 0
+             */
+            skips?: number;
+            /** Skips By Agent */
+            skips_by_agent?: {
+                [key: string]: number;
+            };
+        } & {
+            [key: string]: unknown;
+        };
+        /** CampaignList */
+        CampaignList: {
+            /** Campaigns */
+            campaigns: components["schemas"]["CampaignFigures"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * CampaignReport
+         * @description A campaign's figures: records by state, attempts, contacts, skips.
+         */
+        CampaignReport: {
+            /**
+             * Attempts
+             * @default 0
+             */
+            attempts?: number;
+            /** By Disposition */
+            by_disposition?: {
+                [key: string]: number;
+            };
+            /** By Result */
+            by_result?: {
+                [key: string]: number;
+            };
+            /** By State */
+            by_state?: {
+                [key: string]: number;
+            };
+            /** Campaign Id */
+            campaign_id: string;
+            /**
+             * Contact Rate
+             * @default 0
+             */
+            contact_rate?: number;
+            /**
+             * Contacts
+             * @default 0
+             */
+            contacts?: number;
+            /**
+             * Name
+             * @default
+             */
+            name?: string;
+            /**
+             * Records
+             * @default 0
+             */
+            records?: number;
+            /**
+             * Skips
+             * @default 0
+             */
+            skips?: number;
+            /** Skips By Agent */
+            skips_by_agent?: {
+                [key: string]: number;
+            };
+        } & {
+            [key: string]: unknown;
         };
         /**
          * CampaignSpec
@@ -1763,6 +1982,48 @@ export interface components {
             size?: number | null;
         };
         /**
+         * QueueFigures
+         * @description One service's queue: waiting (team and personal), offered, assigned.
+         */
+        QueueFigures: {
+            /**
+             * Assigned
+             * @default 0
+             */
+            assigned?: number;
+            /**
+             * Depth
+             * @default 0
+             */
+            depth?: number;
+            /**
+             * Offered
+             * @default 0
+             */
+            offered?: number;
+            /**
+             * Oldest Wait Seconds
+             * @default 0
+             */
+            oldest_wait_seconds?: number;
+            /**
+             * Personal
+             * @default 0
+             */
+            personal?: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** QueueView */
+        QueueView: {
+            /** Services */
+            services: {
+                [key: string]: components["schemas"]["QueueFigures"];
+            };
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * RegisterAgentBody
          * @description Register an agent or replace their profile (supervisor only). Answers the profile.
          */
@@ -2050,6 +2311,13 @@ export interface components {
              */
             team?: string | null;
         };
+        /** ServiceList */
+        ServiceList: {
+            /** Services */
+            services: components["schemas"]["ServiceDefinition"][];
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * SetCallDispositionBody
          * @description Say how the last call went (required after a call before completing or skipping).
@@ -2139,6 +2407,24 @@ export interface components {
             /** Service */
             service?: string | null;
         };
+        /** TemplateList */
+        TemplateList: {
+            /** Templates */
+            templates: components["schemas"]["TemplateView"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /** TemplateView */
+        TemplateView: {
+            /** Name */
+            name: string;
+            /** Template Id */
+            template_id: string;
+            /** Text */
+            text: string;
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * TransferCaseBody
          * @description Hand the case to another service queue, or to a named agent's personal queue.
@@ -2169,6 +2455,45 @@ export interface components {
             content?: components["schemas"]["Composition"];
             /** Expected Version */
             expected_version?: number | null;
+        };
+        /** WaitingItem */
+        WaitingItem: {
+            /** Channel */
+            channel: string;
+            /** Interaction Id */
+            interaction_id: string;
+            /**
+             * Priority
+             * @default 0
+             */
+            priority?: number;
+            /** Queued At */
+            queued_at: string;
+            /**
+             * Reason
+             * @default new
+             */
+            reason?: string;
+            /** Service */
+            service: string;
+            /** Summary */
+            summary?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Waited Seconds
+             * @default 0
+             */
+            waited_seconds?: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** WaitingList */
+        WaitingList: {
+            /** Items */
+            items: components["schemas"]["WaitingItem"][];
+        } & {
+            [key: string]: unknown;
         };
     };
     responses: never;
@@ -4378,9 +4703,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["AgentStates"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -4801,9 +5124,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WaitingList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -4985,9 +5306,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WaitingList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -5909,9 +6228,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ServiceList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -6001,9 +6318,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["AgentStates"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -6280,9 +6595,93 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Assignments"];
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    ListCampaigns_supervisor_campaigns_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description repeat a request with the same key: carried out once */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CampaignList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -6370,9 +6769,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CampaignReport"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -7010,9 +7407,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["QueueView"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -7098,9 +7493,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ServiceList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -7653,9 +8046,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["TemplateList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
