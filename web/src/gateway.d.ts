@@ -1210,7 +1210,7 @@ export interface components {
             /** Agents */
             agents: components["schemas"]["AgentView"][];
             /** Not Ready Reasons */
-            not_ready_reasons?: string[];
+            not_ready_reasons: string[];
         } & {
             [key: string]: unknown;
         };
@@ -1223,49 +1223,54 @@ export interface components {
              * Active
              * @default true
              */
-            active?: boolean;
+            active: boolean;
             /** Agent Id */
             agent_id: string;
             /** Capacity */
-            capacity?: {
+            capacity: {
                 [key: string]: number;
             };
             /**
              * Connection Lost
              * @default false
              */
-            connection_lost?: boolean;
+            connection_lost: boolean;
             /** Live */
-            live?: {
+            live: {
                 [key: string]: number;
             };
             /**
              * Name
              * @default
              */
-            name?: string;
+            name: string;
             /**
              * Not Ready Pending
              * @default false
              */
-            not_ready_pending?: boolean;
+            not_ready_pending: boolean;
             /** Pending Reason */
-            pending_reason?: string | null;
+            pending_reason: string | null;
             /**
              * Reason
              * @default
              */
-            reason?: string;
+            reason: string;
+            /**
+             * Sequence
+             * @default 0
+             */
+            sequence: number;
             /** Since */
-            since?: string | null;
+            since: string | null;
             /** Skills */
-            skills?: components["schemas"]["Skill"][];
+            skills: components["schemas"]["Skill"][];
             /** State */
             state: string;
             /** Teams */
-            teams?: string[];
+            teams: string[];
             /** Wrap Up Due */
-            wrap_up_due?: string | null;
+            wrap_up_due: string | null;
         } & {
             [key: string]: unknown;
         };
@@ -1332,22 +1337,22 @@ export interface components {
              * Active
              * @default false
              */
-            active?: boolean;
+            active: boolean;
             /**
              * Attempts
              * @default 0
              */
-            attempts?: number;
+            attempts: number;
             /** By Disposition */
-            by_disposition?: {
+            by_disposition: {
                 [key: string]: number;
             };
             /** By Result */
-            by_result?: {
+            by_result: {
                 [key: string]: number;
             };
             /** By State */
-            by_state?: {
+            by_state: {
                 [key: string]: number;
             };
             /** Campaign Id */
@@ -1356,29 +1361,29 @@ export interface components {
              * Contact Rate
              * @default 0
              */
-            contact_rate?: number;
+            contact_rate: number;
             /**
              * Contacts
              * @default 0
              */
-            contacts?: number;
+            contacts: number;
             /**
              * Name
              * @default
              */
-            name?: string;
+            name: string;
             /**
              * Records
              * @default 0
              */
-            records?: number;
+            records: number;
             /**
              * Skips
              * @default 0
              */
-            skips?: number;
+            skips: number;
             /** Skips By Agent */
-            skips_by_agent?: {
+            skips_by_agent: {
                 [key: string]: number;
             };
         } & {
@@ -1400,17 +1405,17 @@ export interface components {
              * Attempts
              * @default 0
              */
-            attempts?: number;
+            attempts: number;
             /** By Disposition */
-            by_disposition?: {
+            by_disposition: {
                 [key: string]: number;
             };
             /** By Result */
-            by_result?: {
+            by_result: {
                 [key: string]: number;
             };
             /** By State */
-            by_state?: {
+            by_state: {
                 [key: string]: number;
             };
             /** Campaign Id */
@@ -1419,29 +1424,29 @@ export interface components {
              * Contact Rate
              * @default 0
              */
-            contact_rate?: number;
+            contact_rate: number;
             /**
              * Contacts
              * @default 0
              */
-            contacts?: number;
+            contacts: number;
             /**
              * Name
              * @default
              */
-            name?: string;
+            name: string;
             /**
              * Records
              * @default 0
              */
-            records?: number;
+            records: number;
             /**
              * Skips
              * @default 0
              */
-            skips?: number;
+            skips: number;
             /** Skips By Agent */
-            skips_by_agent?: {
+            skips_by_agent: {
                 [key: string]: number;
             };
         } & {
@@ -1897,22 +1902,22 @@ export interface components {
              * Active
              * @default true
              */
-            active?: boolean;
+            active: boolean;
             /** Id */
             id: string;
             /**
              * Name
              * @default
              */
-            name?: string;
+            name: string;
             /**
              * Role
              * @default agent
              * @enum {string}
              */
-            role?: "agent" | "supervisor";
+            role: "agent" | "supervisor";
             /** Teams */
-            teams?: string[];
+            teams: string[];
         };
         /** PersonView */
         PersonView: {
@@ -1990,27 +1995,27 @@ export interface components {
              * Assigned
              * @default 0
              */
-            assigned?: number;
+            assigned: number;
             /**
              * Depth
              * @default 0
              */
-            depth?: number;
+            depth: number;
             /**
              * Offered
              * @default 0
              */
-            offered?: number;
+            offered: number;
             /**
              * Oldest Wait Seconds
              * @default 0
              */
-            oldest_wait_seconds?: number;
+            oldest_wait_seconds: number;
             /**
              * Personal
              * @default 0
              */
-            personal?: number;
+            personal: number;
         } & {
             [key: string]: unknown;
         };
@@ -2466,25 +2471,25 @@ export interface components {
              * Priority
              * @default 0
              */
-            priority?: number;
+            priority: number;
             /** Queued At */
             queued_at: string;
             /**
              * Reason
              * @default new
              */
-            reason?: string;
+            reason: string;
             /** Service */
             service: string;
             /** Summary */
-            summary?: {
+            summary: {
                 [key: string]: unknown;
             };
             /**
              * Waited Seconds
              * @default 0
              */
-            waited_seconds?: number;
+            waited_seconds: number;
         } & {
             [key: string]: unknown;
         };

@@ -14,7 +14,8 @@ from switchboard.contracts.routing import ServiceDefinition
 
 
 class Answer(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # a field with a default is always in the answer: required in the document's answers
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
 
 
 class AgentView(Answer):
@@ -29,6 +30,7 @@ class AgentView(Answer):
     state: str
     reason: str = ""
     since: str | None = None
+    sequence: int = 0
     not_ready_pending: bool = False
     pending_reason: str | None = None
     live: dict[str, int] = Field(default_factory=dict)
