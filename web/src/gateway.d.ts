@@ -1205,6 +1205,21 @@ export interface components {
             /** Text */
             text: string;
         };
+        /**
+         * AddressView
+         * @description An address as filed (not checked again: a customer's may be odd).
+         */
+        AddressView: {
+            /** Address */
+            address: string;
+            /**
+             * Name
+             * @default
+             */
+            name: string | null;
+        } & {
+            [key: string]: unknown;
+        };
         /** AgentStates */
         AgentStates: {
             /** Agents */
@@ -1306,6 +1321,66 @@ export interface components {
             inline?: boolean;
             /** Size */
             size: number;
+        };
+        /** AttachmentView */
+        AttachmentView: {
+            /** Attachment Id */
+            attachment_id: string;
+            /**
+             * Content Type
+             * @default application/octet-stream
+             */
+            content_type: string;
+            /** Filename */
+            filename: string;
+            /**
+             * Size
+             * @default 0
+             */
+            size: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * AttemptView
+         * @description One call of the record: its number, when, how it went, its disposition.
+         */
+        AttemptView: {
+            /** Agent Id */
+            agent_id: string | null;
+            /**
+             * Answered
+             * @default false
+             */
+            answered: boolean;
+            /** At */
+            at: string | null;
+            /**
+             * Call Id
+             * @default
+             */
+            call_id: string;
+            /** Disposition */
+            disposition: string | null;
+            /** Ended At */
+            ended_at: string | null;
+            /**
+             * Note
+             * @default
+             */
+            note: string;
+            /**
+             * Number
+             * @default
+             */
+            number: string;
+            /**
+             * Status
+             * @default requested
+             */
+            status: string;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * CallNumberBody
@@ -1538,6 +1613,55 @@ export interface components {
             service: string;
             skip_policy?: components["schemas"]["SkipPolicy"];
         };
+        /** CaseSummary */
+        CaseSummary: {
+            /** Agents */
+            agents: string[];
+            /** Assigned Agent Id */
+            assigned_agent_id: string | null;
+            /** Case Number */
+            case_number: number;
+            /** Closed At */
+            closed_at: string | null;
+            contact: components["schemas"]["AddressView"] | null;
+            /** Created At */
+            created_at: string | null;
+            /** Dispositions */
+            dispositions: components["schemas"]["DispositionMark"][];
+            /** Final Disposition */
+            final_disposition: string | null;
+            /** Linked Cases */
+            linked_cases: number[];
+            /** Notes */
+            notes: components["schemas"]["NoteView"][];
+            /** Service */
+            service: string;
+            /** Status */
+            status: string;
+            /**
+             * Subject
+             * @default
+             */
+            subject: string;
+            /** Thread Id */
+            thread_id: string | null;
+            /** Updated At */
+            updated_at: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** CaseThread */
+        CaseThread: {
+            case: components["schemas"]["CaseSummary"];
+            /** Drafts */
+            drafts: components["schemas"]["DraftView"][];
+            /** Emails */
+            emails: components["schemas"]["EmailView"][];
+            /** Service Dispositions */
+            service_dispositions: components["schemas"]["DispositionChoice"][];
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * ChangeCaseServiceBody
          * @description The case was classified wrongly: it belongs to another service (the agent keeps it).
@@ -1637,6 +1761,17 @@ export interface components {
             /** Expected Version */
             expected_version?: number | null;
         };
+        /** Delivery */
+        Delivery: {
+            /** At */
+            at: string | null;
+            /** Detail */
+            detail: string | null;
+            /** Status */
+            status: string;
+        } & {
+            [key: string]: unknown;
+        };
         /** Disposition */
         Disposition: {
             /**
@@ -1657,6 +1792,140 @@ export interface components {
              * @description retry/reschedule: wait this long (campaign default else)
              */
             retry_delay_seconds?: number | null;
+        };
+        /** DispositionChoice */
+        DispositionChoice: {
+            /**
+             * Final
+             * @default false
+             */
+            final: boolean;
+            /** Name */
+            name: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** DispositionMark */
+        DispositionMark: {
+            /** Agent Id */
+            agent_id: string | null;
+            /** At */
+            at: string | null;
+            /**
+             * Final
+             * @default false
+             */
+            final: boolean;
+            /** Name */
+            name: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** DraftContent */
+        DraftContent: {
+            /** Attachments */
+            attachments: components["schemas"]["AttachmentView"][];
+            /** Bcc */
+            bcc: components["schemas"]["AddressView"][];
+            /** Cc */
+            cc: components["schemas"]["AddressView"][];
+            /** Subject */
+            subject: string | null;
+            /** Template Id */
+            template_id: string | null;
+            /**
+             * Text
+             * @default
+             */
+            text: string;
+            /** To */
+            to: components["schemas"]["AddressView"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /** DraftSaved */
+        DraftSaved: {
+            /** Draft Id */
+            draft_id: string;
+            /**
+             * Version
+             * @default 1
+             */
+            version: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** DraftView */
+        DraftView: {
+            content: components["schemas"]["DraftContent"];
+            /** Draft Id */
+            draft_id: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "reply" | "forward" | "follow_up";
+            /** Reply To Email Id */
+            reply_to_email_id: string | null;
+            /**
+             * Version
+             * @default 0
+             */
+            version: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** EmailView */
+        EmailView: {
+            /** Agent Id */
+            agent_id: string | null;
+            /** Attachments */
+            attachments: components["schemas"]["AttachmentView"][];
+            /** Bcc */
+            bcc: components["schemas"]["AddressView"][];
+            /** Cc */
+            cc: components["schemas"]["AddressView"][];
+            delivery: components["schemas"]["Delivery"] | null;
+            /**
+             * Direction
+             * @enum {string}
+             */
+            direction: "inbound" | "outbound";
+            /** Email Id */
+            email_id: string;
+            from: components["schemas"]["AddressView"] | null;
+            /** Html */
+            html: string | null;
+            /** Html Ref */
+            html_ref: string | null;
+            /**
+             * Html Withheld
+             * @default false
+             */
+            html_withheld: boolean;
+            /** Kind */
+            kind: string | null;
+            /**
+             * Masked
+             * @default false
+             */
+            masked: boolean;
+            /**
+             * Subject
+             * @default
+             */
+            subject: string;
+            /**
+             * Text
+             * @default
+             */
+            text: string;
+            /** To */
+            to: components["schemas"]["AddressView"][];
+            /** When */
+            when: string | null;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * FieldError
@@ -1828,6 +2097,19 @@ export interface components {
             /** Start */
             start: number;
         };
+        /** NoteView */
+        NoteView: {
+            /** Agent Id */
+            agent_id: string | null;
+            /** At */
+            at: string | null;
+            /** Created At */
+            created_at: string | null;
+            /** Text */
+            text: string;
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * NumberRule
          * @description Recommend a number of this type when the party's local time is within [start, end).
@@ -1845,6 +2127,40 @@ export interface components {
              * @default 00:00
              */
             start?: string;
+        };
+        /** NumberView */
+        NumberView: {
+            /**
+             * Attempts
+             * @default 0
+             */
+            attempts: number;
+            /**
+             * Callable Now
+             * @default false
+             */
+            callable_now: boolean;
+            /**
+             * Local Time
+             * @default
+             */
+            local_time: string;
+            /** Number */
+            number: string;
+            /**
+             * Recommended
+             * @default false
+             */
+            recommended: boolean;
+            /**
+             * Type
+             * @default
+             */
+            type: string;
+            /** Why Not */
+            why_not: string | null;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * OfferAnswerBody
@@ -2025,6 +2341,61 @@ export interface components {
             services: {
                 [key: string]: components["schemas"]["QueueFigures"];
             };
+        } & {
+            [key: string]: unknown;
+        };
+        /** RecordDisposition */
+        RecordDisposition: {
+            /**
+             * Kind
+             * @default
+             */
+            kind: string;
+            /** Name */
+            name: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** RecordPreview */
+        RecordPreview: {
+            active_call: components["schemas"]["AttemptView"] | null;
+            /** Attempts */
+            attempts: components["schemas"]["AttemptView"][];
+            /**
+             * Campaign
+             * @default
+             */
+            campaign: string;
+            /** Campaign Id */
+            campaign_id: string;
+            /** Customer */
+            customer: string | null;
+            /** Dispositions */
+            dispositions: components["schemas"]["RecordDisposition"][];
+            /** Fields */
+            fields: {
+                [key: string]: unknown;
+            };
+            /**
+             * Needs Disposition
+             * @default false
+             */
+            needs_disposition: boolean;
+            /** Numbers */
+            numbers: components["schemas"]["NumberView"][];
+            /** Recommended */
+            recommended: string | null;
+            /** Record Id */
+            record_id: string;
+            /** Review Due */
+            review_due: string | null;
+            /**
+             * Skips
+             * @default 0
+             */
+            skips: number;
+            /** State */
+            state: string;
         } & {
             [key: string]: unknown;
         };
@@ -2910,9 +3281,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CaseThread"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -3278,9 +3647,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["DraftSaved"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -5491,9 +5858,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["RecordPreview"];
                 };
             };
             /** @description no token, or an expired or revoked one */

@@ -62,7 +62,8 @@ ACTIONS: tuple[Action, ...] = (
     # -- cases -------------------------------------------------------------------------------------
     Action("GET", "/cases/{case_number}", cases.GetCaseThread, THREADING,
            "The case and its thread view", {"case_number": CASE, "agent_id": ME,
-                                             "acting_role": ROLE}, tag="cases"),
+                                             "acting_role": ROLE}, tag="cases",
+           answer=answers.CaseThread),
     Action("GET", "/cases", cases.LookUpCase, THREADING,
            "Find a case by number or thread identifier",
            {"agent_id": ME, "acting_role": ROLE}, tag="cases"),
@@ -79,7 +80,7 @@ ACTIONS: tuple[Action, ...] = (
            "The reply templates I may use (optionally of one service)",
            {"agent_id": ME}, tag="cases", answer=answers.TemplateList),
     Action("POST", "/cases/{case_number}/drafts", cases.SaveDraft, THREADING, "Save a draft",
-           _case, tag="cases"),
+           _case, tag="cases", answer=answers.DraftSaved),
     Action("PUT", "/cases/{case_number}/drafts/{draft_id}", cases.UpdateDraft, THREADING,
            "Change a draft", {**_case, "draft_id": DRAFT}, tag="cases"),
     Action("DELETE", "/cases/{case_number}/drafts/{draft_id}", cases.DiscardDraft, THREADING,
@@ -98,7 +99,8 @@ ACTIONS: tuple[Action, ...] = (
            _case, tag="cases"),
     # -- preview records -------------------------------------------------------------------------
     Action("GET", "/records/{record_id}", campaigns.GetRecord, DIALER,
-           "The preview record: customer, numbers, history", _seen_record, tag="records"),
+           "The preview record: customer, numbers, history", _seen_record, tag="records",
+           answer=answers.RecordPreview),
     Action("POST", "/records/{record_id}/accept", campaigns.AcceptRecord, DIALER,
            "Accept the preview", _record, tag="records"),
     Action("POST", "/records/{record_id}/reject", campaigns.RejectRecord, DIALER,
