@@ -18,6 +18,7 @@ from switchboard.contracts.campaigns import (
     CompleteRecord,
     GetCampaignReport,
     GetRecord,
+    ListCampaigns,
     RescheduleRecord,
     SetCallDisposition,
     SkipRecord,
@@ -177,6 +178,11 @@ async def test_call_disposition_and_complete(dialer: Runtime, routing: Any) -> N
     report = await ok(dialer, GetCampaignReport(campaign_id="spring"))
     assert report["attempts"] == 1 and report["contacts"] == 1 and report["contact_rate"] == 1.0
     assert report["by_state"] == {"closed": 1} and report["by_disposition"] == {"Success": 1}
+    listed = await ok(dialer, ListCampaigns())  # the wallboard's list: the same figures
+    assert [(c["campaign_id"], c["name"], c["active"]) for c in listed["campaigns"]] == [
+        ("spring", "Spring renewals", True)
+    ]
+    assert {k: v for k, v in listed["campaigns"][0].items() if k in report} == report
 
 
 async def test_a_busy_number_is_retried_later_and_a_wrong_number_never_recommended(

@@ -50,7 +50,7 @@ def fake_mail_store() -> Starlette:
 
 
 THREAD = {
-    "case": {"case_number": 14355, "status": "open", "subject": "Invoice"},
+    "case": {"case_number": 14355, "status": "open", "service": "support", "subject": "Invoice"},
     "emails": [
         {
             "email_id": "<a@x>",

@@ -15,11 +15,12 @@ import random
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import httpx
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from pydantic import BaseModel
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.core.result import Ok
 
@@ -49,6 +50,28 @@ class AnyCommand(Command):
     """Whatever command arrives (the stand-in only answers it)."""
 
     NAME = "test.gateway.any_command"
+
+
+def minimal(model: type[BaseModel]) -> dict[str, Any]:
+    """The smallest answer of ``model``'s shape: its required fields, each as plain as it gets."""
+
+    def value(annotation: Any) -> Any:
+        origin, args = get_origin(annotation), get_args(annotation)
+        if origin is Literal:
+            return args[0]
+        if origin is list:
+            return []
+        if origin is dict:
+            return {}
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return minimal(annotation)
+        return {str: "x", int: 1, float: 0.0, bool: False}.get(annotation)
+
+    return {
+        info.alias or name: value(info.annotation)
+        for name, info in model.model_fields.items()
+        if info.is_required()
+    }
 
 
 def bridge(app: ASGIApp, loop: asyncio.AbstractEventLoop) -> ASGIApp:
@@ -93,15 +116,23 @@ async def test_no_operation_answers_a_server_error(
     runtime = build(settings, mail_transport=httpx.ASGITransport(app=fake_mail_store()))
     answered = {"count": 0}
 
-    async def answer(command: AnyCommand) -> dict[str, Any]:
-        answered["count"] += 1
-        if answered["count"] % 2:
-            raise Refused("not_yours", "the stand-in refuses every other command", field=None)
-        return {"echo": command.message_id.hex}
+    def answering(shape: dict[str, Any]) -> Callable[[AnyCommand], Awaitable[dict[str, Any]]]:
+        async def answer(command: AnyCommand) -> dict[str, Any]:
+            answered["count"] += 1
+            if answered["count"] % 2:
+                raise Refused("not_yours", "the stand-in refuses every other command", field=None)
+            return {**shape, "echo": command.message_id.hex}
 
-    # every forwarded command, and the upload record the file route sends threading
-    names = tuple(sorted({action.command.NAME for action in ACTIONS} | {RecordUpload.NAME}))
-    stand_ins.answer(ConsumerQueue("standin.everything", names), AnyCommand, answer)
+        return answer
+
+    # an owner answers in the shape its route declares (typed answers); the others, anything
+    typed = {a.command.NAME: minimal(a.answer) for a in ACTIONS if a.answer is not None}
+    for name, shape in typed.items():
+        stand_ins.answer(ConsumerQueue(f"standin.{name}", (name,)), AnyCommand, answering(shape))
+    # every other forwarded command, and the upload record the file route sends threading
+    names = {action.command.NAME for action in ACTIONS} | {RecordUpload.NAME}
+    rest = tuple(sorted(names - set(typed)))
+    stand_ins.answer(ConsumerQueue("standin.everything", rest), AnyCommand, answering({}))
 
     async def empty_report(command: AnyCommand) -> dict[str, Any]:
         return {"granularity": "day", "start": DAY, "end": DAY, "rows": []}

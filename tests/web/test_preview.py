@@ -28,6 +28,19 @@ def start_campaign(base_url: str) -> str:
     return str(campaign["campaign_id"])
 
 
+def import_record(base_url: str, campaign_id: str, record: dict[str, object]) -> None:
+    """One more calling record for the campaign (the demo file has one, used up above)."""
+    login, password = demo_login("supervisor-1")
+    with httpx.Client(base_url=base_url, timeout=30) as http:
+        token = http.post("/auth/login", json={"login": login, "password": password}).json()
+        http.headers["Authorization"] = f"Bearer {token['token']}"
+        answer = http.post(
+            f"/supervisor/campaigns/{campaign_id}/records",
+            json={"format": "jsonl", "content": json.dumps(record)},
+        )
+        assert answer.status_code < 400, answer.text
+
+
 def test_a_preview_record_is_skipped_offered_again_called_and_completed(
     page: Page, browser: Browser, base_url: str, browser_context_args: dict[str, object]
 ) -> None:
@@ -38,9 +51,8 @@ def test_a_preview_record_is_skipped_offered_again_called_and_completed(
         log_in(page, base_url, "emma")
         go_ready(page)
         campaign_id = start_campaign(base_url)
-        boss.get_by_role("textbox", name="Campaign").fill(campaign_id)
-        boss.get_by_role("button", name="+").click()
-        progress = boss.locator(f"[data-campaign='{campaign_id}']")
+        progress = boss.get_by_test_id("wb-campaigns").locator(f"[data-campaign='{campaign_id}']")
+        expect(progress).to_contain_text("Demo renewals")  # every campaign is listed
         expect(progress.get_by_test_id("wb-attempts")).to_have_text("0")
 
         offer = page.get_by_role("alertdialog")
@@ -48,7 +60,7 @@ def test_a_preview_record_is_skipped_offered_again_called_and_completed(
         customer = offer.get_by_test_id("offer-customer").inner_text()
         offer.get_by_role("button", name="Accept").click()
         record = page.get_by_test_id("record-view")
-        expect(record).to_be_visible()
+        expect(record).to_be_visible(timeout=20_000)
         record.get_by_role("textbox", name="Reason").fill("not now")
         record.get_by_role("button", name="Skip").click()
         expect(record).to_be_hidden()
@@ -69,6 +81,47 @@ def test_a_preview_record_is_skipped_offered_again_called_and_completed(
 
         expect(progress.get_by_test_id("wb-attempts")).to_have_text("1", timeout=15_000)
         shot(boss, "wallboard-campaign")
+    finally:
+        boss_context.close()
+    state = page.get_by_test_id("agent-state")
+    expect(state).not_to_have_attribute("data-state", "busy", timeout=15_000)
+    leave(page)
+
+
+def test_a_preview_record_is_rescheduled_for_the_agent(
+    page: Page, browser: Browser, base_url: str, browser_context_args: dict[str, object]
+) -> None:
+    boss_context = browser.new_context(**browser_context_args)  # type: ignore[arg-type]
+    try:
+        boss = boss_context.new_page()
+        log_in(boss, base_url, "supervisor-1")
+        campaign_id = start_campaign(base_url)
+        import_record(
+            base_url,
+            campaign_id,
+            {
+                "external_id": "WEB-RESCHEDULE",
+                "name": "Charles Babbage",
+                "phones": [{"number": "+1 212 555 0177", "type": "mobile"}],
+            },
+        )
+        pending = boss.get_by_test_id("wb-campaigns").locator(
+            f"[data-campaign='{campaign_id}'] li[data-state='pending']"
+        )
+        log_in(page, base_url, "emma")
+        go_ready(page)
+        offer = page.get_by_role("alertdialog")
+        expect(offer).to_be_visible(timeout=30_000)
+        offer.get_by_role("button", name="Accept").click()
+        record = page.get_by_test_id("record-view")
+        expect(record).to_be_visible(timeout=20_000)
+
+        record.get_by_label("Reschedule").fill("2030-01-07T10:00")
+        expect(record.get_by_role("checkbox", name="for me")).to_be_checked()
+        record.get_by_role("button", name="Reschedule").click()
+        expect(record).to_be_hidden(timeout=15_000)
+        # back with the dialer, waiting for its time in 2030 (the wallboard follows)
+        expect(pending).to_have_text("pending: 1", timeout=15_000)
     finally:
         boss_context.close()
     state = page.get_by_test_id("agent-state")

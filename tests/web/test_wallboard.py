@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from browser import go_ready, leave, log_in, shot
 from playwright.sync_api import Browser, Page, expect
@@ -12,11 +10,43 @@ from scenario import demo_login
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 
+# Stamps each live frame with the page's own clock as it arrives, before the app handles it.
+STAMP_FRAMES = """
+window.__sbFrames = [];
+const Socket = window.WebSocket;
+window.WebSocket = class extends Socket {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", (message) => {
+      try {
+        const frame = JSON.parse(message.data);
+        const at = performance.now();
+        window.__sbFrames.push({ event: frame.event, state: frame.data?.state, at });
+      } catch {}
+    });
+  }
+};
+"""
+
+# Stamps the moment the state bar first shows Not Ready, with the same clock.
+WATCH_STATE = """
+window.__sbShown = null;
+new MutationObserver(() => {
+  const bar = document.querySelector("[data-testid=agent-state]");
+  if (window.__sbShown === null && bar?.getAttribute("data-state") === "not_ready") {
+    window.__sbShown = performance.now();
+  }
+}).observe(document.body, { attributes: true, subtree: true, childList: true });
+"""
+
+
 def test_a_supervisor_forces_an_agent_not_ready_and_the_agent_screen_shows_it_live(
     page: Page, browser: Browser, base_url: str, browser_context_args: dict[str, object]
 ) -> None:
+    page.add_init_script(STAMP_FRAMES)
     log_in(page, base_url, "bruno")
     go_ready(page)
+    page.evaluate(WATCH_STATE)
 
     boss_context = browser.new_context(**browser_context_args)  # type: ignore[arg-type]
     try:
@@ -30,18 +60,51 @@ def test_a_supervisor_forces_an_agent_not_ready_and_the_agent_screen_shows_it_li
 
         row.get_by_role("combobox").select_option("Meeting")
         row.get_by_role("button", name="Force Not Ready").click()
-        forced_at = time.monotonic()
         state = page.get_by_test_id("agent-state")
-        # pushed, not polled: the page asks nothing; the time it took is printed, not asserted
-        # (speed is measured by bench/bench_desktop.py)
-        expect(state).to_have_attribute("data-state", "not_ready", timeout=5_000)
-        took = time.monotonic() - forced_at
-        print(f"forced Not Ready shown on the agent's screen after {took:.2f} s")
+        expect(state).to_have_attribute("data-state", "not_ready")
         expect(state).to_contain_text("Meeting")
+        # pushed, not polled: from the frame reaching the page to the screen showing it, by
+        # the page's own clock (the path through the services is the bench's figure)
+        pushed = page.evaluate(
+            """() => window.__sbFrames.find(
+                (f) => f.event === "agent.state_changed" && f.state === "not_ready")?.at ?? null"""
+        )
+        shown = page.evaluate("() => window.__sbShown")
+        assert pushed is not None, "the Not Ready came by no live frame"
+        assert shown is not None
+        assert 0 <= shown - pushed < 1000, f"shown {shown - pushed:.0f} ms after the frame"
         expect(row.get_by_test_id("wb-state")).to_have_text("Not Ready")
     finally:
         boss_context.close()
     leave(page)
+
+
+def test_a_supervisor_changes_an_agents_teams_services_and_skills(
+    page: Page, base_url: str
+) -> None:
+    log_in(page, base_url, "supervisor-1")
+    page.get_by_role("link", name="People").click()
+    row = page.locator("tr[data-person='dmitri']")
+    expect(row.get_by_test_id("person-teams")).to_have_text("sales")
+    row.get_by_role("button", name="Edit dmitri").click()
+    form = page.get_by_role("form", name="Save person")
+    expect(form.get_by_label("Id")).to_have_value("dmitri")
+    support = form.get_by_role("checkbox", name="support")
+    expect(support).not_to_be_checked()
+    support.check()  # the support service is its team's: ticking it adds the team
+    expect(form.get_by_label("Teams")).to_have_value("sales, support")
+    form.get_by_label("Skills").fill("english:6, russian:9")
+    form.get_by_role("button", name="Save person").click()
+    expect(form.get_by_role("status")).to_have_text("dmitri ✓")
+    page.reload()  # what the owners now hold, read again
+    row = page.locator("tr[data-person='dmitri']")
+    expect(row.get_by_test_id("person-teams")).to_have_text("sales, support")
+    expect(row.get_by_test_id("person-skills")).to_have_text("english:6, russian:9")
+    shot(page, "people")
+    row.get_by_role("button", name="Edit dmitri").click()
+    form.get_by_role("checkbox", name="support").uncheck()
+    form.get_by_role("button", name="Save person").click()
+    expect(row.get_by_test_id("person-teams")).to_have_text("sales")
 
 
 def test_the_app_speaks_the_browser_language_and_switches_on_request(

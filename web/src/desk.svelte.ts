@@ -103,11 +103,8 @@ class Desk {
   }
 
   async loadState(): Promise<void> {
-    const answer = (await get("/me/state")) as {
-      agents?: AgentState[];
-      not_ready_reasons?: string[];
-    };
-    this.state = answer.agents?.[0] ?? null;
+    const answer = await get("/me/state");
+    this.state = (answer.agents[0] as AgentState | undefined) ?? null;
     if (answer.not_ready_reasons) this.reasons = answer.not_ready_reasons;
   }
 

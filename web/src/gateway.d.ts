@@ -1033,6 +1033,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/supervisor/campaigns": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every campaign with its live figures
+         * @description Forwards `campaign.list` to dialer and answers its result.
+         *
+         *     Supervisors only.
+         */
+        get: operations["ListCampaigns_supervisor_campaigns_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/supervisor/campaigns/{campaign_id}": {
         parameters: {
             query?: never;
@@ -1377,6 +1399,21 @@ export interface components {
             name?: string;
         };
         /**
+         * AddressView
+         * @description An address as filed (not checked again: a customer's may be odd).
+         */
+        AddressView: {
+            /** Address */
+            address: string;
+            /**
+             * Name
+             * @default
+             */
+            name: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * AgentFigures
          * @description One agent over the period. Times are in seconds.
          */
@@ -1436,6 +1473,87 @@ export interface components {
              */
             start: string;
         };
+        /** AgentStates */
+        AgentStates: {
+            /** Agents */
+            agents: components["schemas"]["AgentView"][];
+            /** Not Ready Reasons */
+            not_ready_reasons: string[];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * AgentView
+         * @description An agent as agent-state describes it: profile, state and time in it.
+         */
+        AgentView: {
+            /**
+             * Active
+             * @default true
+             */
+            active: boolean;
+            /** Agent Id */
+            agent_id: string;
+            /** Capacity */
+            capacity: {
+                [key: string]: number;
+            };
+            /**
+             * Connection Lost
+             * @default false
+             */
+            connection_lost: boolean;
+            /** Live */
+            live: {
+                [key: string]: number;
+            };
+            /**
+             * Name
+             * @default
+             */
+            name: string;
+            /**
+             * Not Ready Pending
+             * @default false
+             */
+            not_ready_pending: boolean;
+            /** Pending Reason */
+            pending_reason: string | null;
+            /**
+             * Reason
+             * @default
+             */
+            reason: string;
+            /**
+             * Sequence
+             * @default 0
+             */
+            sequence: number;
+            /** Since */
+            since: string | null;
+            /** Skills */
+            skills: components["schemas"]["Skill"][];
+            /** State */
+            state: string;
+            /** Teams */
+            teams: string[];
+            /** Wrap Up Due */
+            wrap_up_due: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** Assignments */
+        Assignments: {
+            /**
+             * Assignments
+             * @description agent id -> interaction ids held
+             */
+            assignments: {
+                [key: string]: string[];
+            };
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * AttachmentRef
          * @description An attachment stored once in the raw-mail store and referenced by id.
@@ -1456,6 +1574,66 @@ export interface components {
             inline?: boolean;
             /** Size */
             size: number;
+        };
+        /** AttachmentView */
+        AttachmentView: {
+            /** Attachment Id */
+            attachment_id: string;
+            /**
+             * Content Type
+             * @default application/octet-stream
+             */
+            content_type: string;
+            /** Filename */
+            filename: string;
+            /**
+             * Size
+             * @default 0
+             */
+            size: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * AttemptView
+         * @description One call of the record: its number, when, how it went, its disposition.
+         */
+        AttemptView: {
+            /** Agent Id */
+            agent_id: string | null;
+            /**
+             * Answered
+             * @default false
+             */
+            answered: boolean;
+            /** At */
+            at: string | null;
+            /**
+             * Call Id
+             * @default
+             */
+            call_id: string;
+            /** Disposition */
+            disposition: string | null;
+            /** Ended At */
+            ended_at: string | null;
+            /**
+             * Note
+             * @default
+             */
+            note: string;
+            /**
+             * Number
+             * @default
+             */
+            number: string;
+            /**
+             * Status
+             * @default requested
+             */
+            status: string;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * CallNumberBody
@@ -1517,6 +1695,127 @@ export interface components {
             };
             /** Skips */
             skips: number;
+        };
+        /** CampaignList */
+        CampaignList: {
+            /** Campaigns */
+            campaigns: components["schemas"]["CampaignListed"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /** CampaignListed */
+        CampaignListed: {
+            /**
+             * Active
+             * @default false
+             */
+            active: boolean;
+            /**
+             * Attempts
+             * @default 0
+             */
+            attempts: number;
+            /** By Disposition */
+            by_disposition: {
+                [key: string]: number;
+            };
+            /** By Result */
+            by_result: {
+                [key: string]: number;
+            };
+            /** By State */
+            by_state: {
+                [key: string]: number;
+            };
+            /** Campaign Id */
+            campaign_id: string;
+            /**
+             * Contact Rate
+             * @default 0
+             */
+            contact_rate: number;
+            /**
+             * Contacts
+             * @default 0
+             */
+            contacts: number;
+            /**
+             * Name
+             * @default
+             */
+            name: string;
+            /**
+             * Records
+             * @default 0
+             */
+            records: number;
+            /**
+             * Skips
+             * @default 0
+             */
+            skips: number;
+            /** Skips By Agent */
+            skips_by_agent: {
+                [key: string]: number;
+            };
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * CampaignProgress
+         * @description A campaign's figures: records by state, attempts, contacts, skips.
+         */
+        CampaignProgress: {
+            /**
+             * Attempts
+             * @default 0
+             */
+            attempts: number;
+            /** By Disposition */
+            by_disposition: {
+                [key: string]: number;
+            };
+            /** By Result */
+            by_result: {
+                [key: string]: number;
+            };
+            /** By State */
+            by_state: {
+                [key: string]: number;
+            };
+            /** Campaign Id */
+            campaign_id: string;
+            /**
+             * Contact Rate
+             * @default 0
+             */
+            contact_rate: number;
+            /**
+             * Contacts
+             * @default 0
+             */
+            contacts: number;
+            /**
+             * Name
+             * @default
+             */
+            name: string;
+            /**
+             * Records
+             * @default 0
+             */
+            records: number;
+            /**
+             * Skips
+             * @default 0
+             */
+            skips: number;
+            /** Skips By Agent */
+            skips_by_agent: {
+                [key: string]: number;
+            };
+        } & {
+            [key: string]: unknown;
         };
         /** CampaignReport */
         CampaignReport: {
@@ -1608,6 +1907,55 @@ export interface components {
              */
             service: string;
             skip_policy?: components["schemas"]["SkipPolicy"];
+        };
+        /** CaseSummary */
+        CaseSummary: {
+            /** Agents */
+            agents: string[];
+            /** Assigned Agent Id */
+            assigned_agent_id: string | null;
+            /** Case Number */
+            case_number: number;
+            /** Closed At */
+            closed_at: string | null;
+            contact: components["schemas"]["AddressView"] | null;
+            /** Created At */
+            created_at: string | null;
+            /** Dispositions */
+            dispositions: components["schemas"]["DispositionMark"][];
+            /** Final Disposition */
+            final_disposition: string | null;
+            /** Linked Cases */
+            linked_cases: number[];
+            /** Notes */
+            notes: components["schemas"]["NoteView"][];
+            /** Service */
+            service: string;
+            /** Status */
+            status: string;
+            /**
+             * Subject
+             * @default
+             */
+            subject: string;
+            /** Thread Id */
+            thread_id: string | null;
+            /** Updated At */
+            updated_at: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /** CaseThread */
+        CaseThread: {
+            case: components["schemas"]["CaseSummary"];
+            /** Drafts */
+            drafts: components["schemas"]["DraftView"][];
+            /** Emails */
+            emails: components["schemas"]["EmailView"][];
+            /** Service Dispositions */
+            service_dispositions: components["schemas"]["DispositionChoice"][];
+        } & {
+            [key: string]: unknown;
         };
         /**
          * ChangeCaseServiceBody
@@ -1708,6 +2056,17 @@ export interface components {
             /** Expected Version */
             expected_version?: number | null;
         };
+        /** Delivery */
+        Delivery: {
+            /** At */
+            at: string | null;
+            /** Detail */
+            detail: string | null;
+            /** Status */
+            status: string;
+        } & {
+            [key: string]: unknown;
+        };
         /** Disposition */
         Disposition: {
             /**
@@ -1728,6 +2087,140 @@ export interface components {
              * @description retry/reschedule: wait this long (campaign default else)
              */
             retry_delay_seconds?: number | null;
+        };
+        /** DispositionChoice */
+        DispositionChoice: {
+            /**
+             * Final
+             * @default false
+             */
+            final: boolean;
+            /** Name */
+            name: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** DispositionMark */
+        DispositionMark: {
+            /** Agent Id */
+            agent_id: string | null;
+            /** At */
+            at: string | null;
+            /**
+             * Final
+             * @default false
+             */
+            final: boolean;
+            /** Name */
+            name: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** DraftContent */
+        DraftContent: {
+            /** Attachments */
+            attachments: components["schemas"]["AttachmentView"][];
+            /** Bcc */
+            bcc: components["schemas"]["AddressView"][];
+            /** Cc */
+            cc: components["schemas"]["AddressView"][];
+            /** Subject */
+            subject: string | null;
+            /** Template Id */
+            template_id: string | null;
+            /**
+             * Text
+             * @default
+             */
+            text: string;
+            /** To */
+            to: components["schemas"]["AddressView"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /** DraftSaved */
+        DraftSaved: {
+            /** Draft Id */
+            draft_id: string;
+            /**
+             * Version
+             * @default 1
+             */
+            version: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** DraftView */
+        DraftView: {
+            content: components["schemas"]["DraftContent"];
+            /** Draft Id */
+            draft_id: string;
+            /**
+             * Kind
+             * @enum {string}
+             */
+            kind: "reply" | "forward" | "follow_up";
+            /** Reply To Email Id */
+            reply_to_email_id: string | null;
+            /**
+             * Version
+             * @default 0
+             */
+            version: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** EmailView */
+        EmailView: {
+            /** Agent Id */
+            agent_id: string | null;
+            /** Attachments */
+            attachments: components["schemas"]["AttachmentView"][];
+            /** Bcc */
+            bcc: components["schemas"]["AddressView"][];
+            /** Cc */
+            cc: components["schemas"]["AddressView"][];
+            delivery: components["schemas"]["Delivery"] | null;
+            /**
+             * Direction
+             * @enum {string}
+             */
+            direction: "inbound" | "outbound";
+            /** Email Id */
+            email_id: string;
+            from: components["schemas"]["AddressView"] | null;
+            /** Html */
+            html: string | null;
+            /** Html Ref */
+            html_ref: string | null;
+            /**
+             * Html Withheld
+             * @default false
+             */
+            html_withheld: boolean;
+            /** Kind */
+            kind: string | null;
+            /**
+             * Masked
+             * @default false
+             */
+            masked: boolean;
+            /**
+             * Subject
+             * @default
+             */
+            subject: string;
+            /**
+             * Text
+             * @default
+             */
+            text: string;
+            /** To */
+            to: components["schemas"]["AddressView"][];
+            /** When */
+            when: string | null;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * FieldError
@@ -1899,6 +2392,19 @@ export interface components {
             /** Start */
             start: number;
         };
+        /** NoteView */
+        NoteView: {
+            /** Agent Id */
+            agent_id: string | null;
+            /** At */
+            at: string | null;
+            /** Created At */
+            created_at: string | null;
+            /** Text */
+            text: string;
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * NumberRule
          * @description Recommend a number of this type when the party's local time is within [start, end).
@@ -1916,6 +2422,40 @@ export interface components {
              * @default 00:00
              */
             start?: string;
+        };
+        /** NumberView */
+        NumberView: {
+            /**
+             * Attempts
+             * @default 0
+             */
+            attempts: number;
+            /**
+             * Callable Now
+             * @default false
+             */
+            callable_now: boolean;
+            /**
+             * Local Time
+             * @default
+             */
+            local_time: string;
+            /** Number */
+            number: string;
+            /**
+             * Recommended
+             * @default false
+             */
+            recommended: boolean;
+            /**
+             * Type
+             * @default
+             */
+            type: string;
+            /** Why Not */
+            why_not: string | null;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * OfferAnswerBody
@@ -1994,22 +2534,22 @@ export interface components {
              * Active
              * @default true
              */
-            active?: boolean;
+            active: boolean;
             /** Id */
             id: string;
             /**
              * Name
              * @default
              */
-            name?: string;
+            name: string;
             /**
              * Role
              * @default agent
              * @enum {string}
              */
-            role?: "agent" | "supervisor";
+            role: "agent" | "supervisor";
             /** Teams */
-            teams?: string[];
+            teams: string[];
         };
         /** PersonView */
         PersonView: {
@@ -2077,6 +2617,103 @@ export interface components {
             service?: string | null;
             /** Size */
             size?: number | null;
+        };
+        /**
+         * QueueFigures
+         * @description One service's queue: waiting (team and personal), offered, assigned.
+         */
+        QueueFigures: {
+            /**
+             * Assigned
+             * @default 0
+             */
+            assigned: number;
+            /**
+             * Depth
+             * @default 0
+             */
+            depth: number;
+            /**
+             * Offered
+             * @default 0
+             */
+            offered: number;
+            /**
+             * Oldest Wait Seconds
+             * @default 0
+             */
+            oldest_wait_seconds: number;
+            /**
+             * Personal
+             * @default 0
+             */
+            personal: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** QueueView */
+        QueueView: {
+            /** Services */
+            services: {
+                [key: string]: components["schemas"]["QueueFigures"];
+            };
+        } & {
+            [key: string]: unknown;
+        };
+        /** RecordDisposition */
+        RecordDisposition: {
+            /**
+             * Kind
+             * @default
+             */
+            kind: string;
+            /** Name */
+            name: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /** RecordPreview */
+        RecordPreview: {
+            active_call: components["schemas"]["AttemptView"] | null;
+            /** Attempts */
+            attempts: components["schemas"]["AttemptView"][];
+            /**
+             * Campaign
+             * @default
+             */
+            campaign: string;
+            /** Campaign Id */
+            campaign_id: string;
+            /** Customer */
+            customer: string | null;
+            /** Dispositions */
+            dispositions: components["schemas"]["RecordDisposition"][];
+            /** Fields */
+            fields: {
+                [key: string]: unknown;
+            };
+            /**
+             * Needs Disposition
+             * @default false
+             */
+            needs_disposition: boolean;
+            /** Numbers */
+            numbers: components["schemas"]["NumberView"][];
+            /** Recommended */
+            recommended: string | null;
+            /** Record Id */
+            record_id: string;
+            /** Review Due */
+            review_due: string | null;
+            /**
+             * Skips
+             * @default 0
+             */
+            skips: number;
+            /** State */
+            state: string;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * RegisterAgentBody
@@ -2366,6 +3003,13 @@ export interface components {
              */
             team?: string | null;
         };
+        /** ServiceList */
+        ServiceList: {
+            /** Services */
+            services: components["schemas"]["ServiceDefinition"][];
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * ServicePeriod
          * @description One service over one hour or day.
@@ -2559,6 +3203,24 @@ export interface components {
             /** Service */
             service?: string | null;
         };
+        /** TemplateList */
+        TemplateList: {
+            /** Templates */
+            templates: components["schemas"]["TemplateView"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /** TemplateView */
+        TemplateView: {
+            /** Name */
+            name: string;
+            /** Template Id */
+            template_id: string;
+            /** Text */
+            text: string;
+        } & {
+            [key: string]: unknown;
+        };
         /**
          * TransferCaseBody
          * @description Hand the case to another service queue, or to a named agent's personal queue.
@@ -2589,6 +3251,45 @@ export interface components {
             content?: components["schemas"]["Composition"];
             /** Expected Version */
             expected_version?: number | null;
+        };
+        /** WaitingItem */
+        WaitingItem: {
+            /** Channel */
+            channel: string;
+            /** Interaction Id */
+            interaction_id: string;
+            /**
+             * Priority
+             * @default 0
+             */
+            priority: number;
+            /** Queued At */
+            queued_at: string;
+            /**
+             * Reason
+             * @default new
+             */
+            reason: string;
+            /** Service */
+            service: string;
+            /** Summary */
+            summary: {
+                [key: string]: unknown;
+            };
+            /**
+             * Waited Seconds
+             * @default 0
+             */
+            waited_seconds: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** WaitingList */
+        WaitingList: {
+            /** Items */
+            items: components["schemas"]["WaitingItem"][];
+        } & {
+            [key: string]: unknown;
         };
     };
     responses: never;
@@ -3200,9 +3901,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CaseThread"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -3568,9 +4267,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["DraftSaved"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -5372,9 +6069,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["AgentStates"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -5795,9 +6490,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WaitingList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -5979,9 +6672,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["WaitingList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -6161,9 +6852,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["RecordPreview"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -6903,9 +7592,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ServiceList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -6995,9 +7682,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["AgentStates"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -7274,9 +7959,93 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["Assignments"];
+                };
+            };
+            /** @description no token, or an expired or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not yours (the owning service's reason) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the thing named in the URL does not exist */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description refused in the current state */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service is not running */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description the owning service did not answer in time */
+            504: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    ListCampaigns_supervisor_campaigns_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description repeat a request with the same key: carried out once */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CampaignList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -7364,9 +8133,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CampaignProgress"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -8004,9 +8771,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["QueueView"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -8358,9 +9123,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["ServiceList"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -8913,9 +9676,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["TemplateList"];
                 };
             };
             /** @description no token, or an expired or revoked one */

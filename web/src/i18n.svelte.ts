@@ -41,7 +41,7 @@ const en = {
   name: "Name", role: "Role", teams: "Teams", skills: "Skills", active: "Active",
   shortcuts: "Shortcuts: Alt+A accept · Alt+J reject · Alt+R reply · Ctrl+Enter send · Alt+D disposition · Alt+Y ready",
   error: "Error", loading: "Loading…", noCase: "Open a case from My work.",
-  reloaded: "Views reloaded", doneWithEmail: "Done with this email", offered: "Offered", received: "Received", nothing: "Nothing",
+  reloaded: "Views reloaded", doneWithEmail: "Done with this email", offered: "Offered", received: "Received", nothing: "Nothing", records: "Records", edit: "Edit", services: "Services",
 };
 export type Words = typeof en;
 export type Word = keyof Words;
@@ -87,7 +87,7 @@ const fr: Words = {
   name: "Nom", role: "Rôle", teams: "Équipes", skills: "Compétences", active: "Actif",
   shortcuts: "Raccourcis : Alt+A accepter · Alt+J refuser · Alt+R répondre · Ctrl+Entrée envoyer · Alt+D qualifier · Alt+Y disponible",
   error: "Erreur", loading: "Chargement…", noCase: "Ouvrez un dossier depuis Mon travail.",
-  reloaded: "Vues rechargées", doneWithEmail: "Traitement de l'e-mail terminé", offered: "Proposés", received: "Reçu", nothing: "Rien",
+  reloaded: "Vues rechargées", doneWithEmail: "Traitement de l'e-mail terminé", offered: "Proposés", received: "Reçu", nothing: "Rien", records: "Fiches", edit: "Modifier", services: "Services",
 };
 
 const de: Words = {
@@ -131,7 +131,7 @@ const de: Words = {
   name: "Name", role: "Rolle", teams: "Teams", skills: "Fähigkeiten", active: "Aktiv",
   shortcuts: "Tastenkürzel: Alt+A annehmen · Alt+J ablehnen · Alt+R antworten · Strg+Enter senden · Alt+D Abschlusscode · Alt+Y bereit",
   error: "Fehler", loading: "Lädt…", noCase: "Öffnen Sie einen Fall aus Meine Arbeit.",
-  reloaded: "Ansichten neu geladen", doneWithEmail: "E-Mail erledigt", offered: "Angeboten", received: "Empfangen", nothing: "Nichts",
+  reloaded: "Ansichten neu geladen", doneWithEmail: "E-Mail erledigt", offered: "Angeboten", received: "Empfangen", nothing: "Nichts", records: "Datensätze", edit: "Bearbeiten", services: "Services",
 };
 
 export const LANGUAGES = { en, fr, de } as const;

@@ -1,86 +1,21 @@
-// Shapes of the owners' answers the desktop reads. The gateway passes each owner's result through
-// unchanged and its OpenAPI document types them as free objects, so the app names only the
-// fields it shows (request bodies are typed from the generated api.d.ts).
+// The owners' answers the desktop reads, as the gateway's OpenAPI document types them
+// (gateway.d.ts is generated from it; `make lint` checks it is up to date).
 import type { Schemas } from "../api";
 
 export type Address = Schemas["OutboundAddress"];
 export type AttachmentRef = Schemas["AttachmentRef"];
-
-export interface Email {
-  email_id: string;
-  direction: "inbound" | "outbound";
-  kind: string;
-  from: Address;
-  when: string;
-  to: Address[];
-  cc: Address[];
-  bcc: Address[];
-  subject: string;
-  text: string;
-  html_ref: string | null;
-  html: string | null;
-  html_withheld: boolean;
-  attachments: AttachmentRef[];
-  masked: boolean;
-  delivery: { status: string; detail?: string; at?: string } | null;
-  agent_id: string | null;
-}
-
-export interface Note {
-  text: string;
-  agent_id?: string;
-  at?: string;
-  created_at?: string;
-}
-
-export interface DispositionMark {
-  disposition: string;
-  agent_id?: string;
-  at?: string;
-  final?: boolean;
-}
-
-export interface CaseSummary {
-  case_number: number;
-  status: string;
-  service: string;
-  subject: string;
-  contact: Address;
-  thread_id: string;
-  agents: string[];
-  assigned_agent_id: string | null;
-  dispositions: DispositionMark[];
-  final_disposition: string | null;
-  notes: Note[];
-  linked_cases: number[];
-  created_at: string;
-  updated_at: string;
-  closed_at: string | null;
-}
-
-export interface Draft {
-  draft_id: string;
-  kind: "reply" | "forward" | "follow_up";
-  reply_to_email_id?: string | null;
-  content?: Partial<Schemas["Composition"]>;
-  version?: number;
-}
-
-export interface DispositionChoice {
-  name: string;
-  final: boolean;
-}
-
-export interface Thread {
-  case: CaseSummary;
-  emails: Email[];
-  drafts: Draft[];
-  service_dispositions: DispositionChoice[];
-}
+export type Email = Schemas["EmailView"];
+export type Note = Schemas["NoteView"];
+export type DispositionMark = Schemas["DispositionMark"];
+export type CaseSummary = Schemas["CaseSummary"];
+export type Draft = Schemas["DraftView"];
+export type DispositionChoice = Schemas["DispositionChoice"];
+export type Thread = Schemas["CaseThread"];
 
 export type ComposeMode = "reply" | "reply_all" | "forward" | "follow_up" | "new";
 
-export function showAddress(a: Address | null | undefined): string {
+/** An address as shown: a filed one may have no name (or a null one). */
+export function showAddress(a: { name?: string | null; address: string } | null | undefined): string {
   if (!a) return "";
   return a.name ? `${a.name} <${a.address}>` : a.address;
 }

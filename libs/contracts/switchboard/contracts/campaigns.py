@@ -199,6 +199,16 @@ class GetCampaignReport(Command):
     campaign_id: str
 
 
+class ListCampaigns(Command):
+    """Every campaign with its live figures (the wallboard's campaign list).
+
+    ``result = {"campaigns": [report, ...]}``: each a :class:`GetCampaignReport` answer plus
+    ``active``.
+    """
+
+    NAME = "campaign.list"
+
+
 # -- agent commands ----------------------------------------------------------------------------
 
 

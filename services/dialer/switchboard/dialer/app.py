@@ -27,6 +27,7 @@ from switchboard.contracts.campaigns import (
     GetImport,
     GetRecord,
     ImportRecords,
+    ListCampaigns,
     RecordClosed,
     RecordCompleted,
     RecordDispositioned,
@@ -122,6 +123,7 @@ def build(settings: DialerSettings) -> Runtime:
     consume(queues.IMPORT_RECORDS, ImportRecords, handlers.import_records)
     consume(queues.GET_IMPORT, GetImport, handlers.get_import)
     consume(queues.GET_REPORT, GetCampaignReport, handlers.report)
+    consume(queues.LIST_CAMPAIGNS, ListCampaigns, handlers.list_campaigns)
 
     consume(queues.ACCEPT_RECORD, AcceptRecord, handlers.accept)
     consume(queues.REJECT_RECORD, RejectRecord, handlers.reject)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from switchboard.contracts import agents, campaigns, casebook, cases, routing
+from switchboard.gateway import answers
 from switchboard.gateway.routes import ME, MY_NAME, ROLE, Action, Const, PathParam, Source
 
 AGENT_STATE = "agent-state"
@@ -39,7 +40,7 @@ ACTIONS: tuple[Action, ...] = (
            "Make myself Not Ready with a reason", _me_agent, tag="state"),
     Action("GET", "/me/state", agents.AgentStatesRequested, AGENT_STATE, "My current state",
            {"actor_id": ME, "actor_role": ROLE, "agent_ids": Const([]), "team": Const(None)},
-           tag="state"),
+           tag="state", answer=answers.AgentStates),
     # -- offers and queues ----------------------------------------------------------------------
     Action("POST", "/offers/{offer_id}/accept", routing.OfferAnswer, ROUTING, "Accept an offer",
            {"offer_id": OFFER, "agent_id": ME, "accept": Const(True), "reason": Const("")},
@@ -47,15 +48,17 @@ ACTIONS: tuple[Action, ...] = (
     Action("POST", "/offers/{offer_id}/reject", routing.OfferAnswer, ROUTING, "Reject an offer",
            {"offer_id": OFFER, "agent_id": ME, "accept": Const(False)}, tag="work"),
     Action("GET", "/queues/team", routing.TeamQueueListRequested, ROUTING,
-           "The team queue: emails waiting in my services", {"agent_id": ME}, tag="work"),
+           "The team queue: emails waiting in my services", {"agent_id": ME}, tag="work",
+           answer=answers.WaitingList),
     Action("POST", "/queues/team/pull", routing.TeamQueuePull, ROUTING,
            "Take an email from the team queue", {"agent_id": ME}, tag="work"),
     Action("GET", "/queues/personal", routing.PersonalQueueListRequested, ROUTING,
-           "My personal queue", {"agent_id": ME}, tag="work"),
+           "My personal queue", {"agent_id": ME}, tag="work", answer=answers.WaitingList),
     Action("POST", "/queues/personal/pull", routing.PersonalQueuePull, ROUTING,
            "Take an email from my personal queue", {"agent_id": ME}, tag="work"),
     Action("GET", "/services", routing.ServicesListRequested, ROUTING,
-           "The services (queues), e.g. to transfer to", {}, tag="work"),
+           "The services (queues), e.g. to transfer to", {}, tag="work",
+           answer=answers.ServiceList),
     # -- my cases, search, contact history (before /cases/{case_number}: literal paths first) ---
     Action("GET", "/me/cases", casebook.ListMyCases, THREADING,
            "My Cases: the cases I hold or worked, open first, by last activity",
@@ -78,7 +81,8 @@ ACTIONS: tuple[Action, ...] = (
     # -- cases -------------------------------------------------------------------------------------
     Action("GET", "/cases/{case_number}", cases.GetCaseThread, THREADING,
            "The case and its thread view", {"case_number": CASE, "agent_id": ME,
-                                             "acting_role": ROLE}, tag="cases"),
+                                             "acting_role": ROLE}, tag="cases",
+           answer=answers.CaseThread),
     Action("GET", "/cases", cases.LookUpCase, THREADING,
            "Find a case by number or thread identifier",
            {"agent_id": ME, "acting_role": ROLE}, tag="cases"),
@@ -93,9 +97,9 @@ ACTIONS: tuple[Action, ...] = (
            {"agent_id": ME, "acting_role": ROLE, "agent_name": MY_NAME}, tag="cases"),
     Action("GET", "/templates", cases.ListReplyTemplates, THREADING,
            "The reply templates I may use (optionally of one service)",
-           {"agent_id": ME}, tag="cases"),
+           {"agent_id": ME}, tag="cases", answer=answers.TemplateList),
     Action("POST", "/cases/{case_number}/drafts", cases.SaveDraft, THREADING, "Save a draft",
-           _case, tag="cases"),
+           _case, tag="cases", answer=answers.DraftSaved),
     Action("PUT", "/cases/{case_number}/drafts/{draft_id}", cases.UpdateDraft, THREADING,
            "Change a draft", {**_case, "draft_id": DRAFT}, tag="cases"),
     Action("DELETE", "/cases/{case_number}/drafts/{draft_id}", cases.DiscardDraft, THREADING,
@@ -114,7 +118,8 @@ ACTIONS: tuple[Action, ...] = (
            _case, tag="cases"),
     # -- preview records -------------------------------------------------------------------------
     Action("GET", "/records/{record_id}", campaigns.GetRecord, DIALER,
-           "The preview record: customer, numbers, history", _seen_record, tag="records"),
+           "The preview record: customer, numbers, history", _seen_record, tag="records",
+           answer=answers.RecordPreview),
     Action("POST", "/records/{record_id}/accept", campaigns.AcceptRecord, DIALER,
            "Accept the preview", _record, tag="records"),
     Action("POST", "/records/{record_id}/reject", campaigns.RejectRecord, DIALER,
@@ -133,7 +138,7 @@ ACTIONS: tuple[Action, ...] = (
     # -- supervisors ----------------------------------------------------------------------------
     Action("GET", "/supervisor/agents", agents.AgentStatesRequested, AGENT_STATE,
            "Agents and their states", {"actor_id": ME, "actor_role": ROLE},
-           tag="supervisor", supervisor_only=True),
+           tag="supervisor", supervisor_only=True, answer=answers.AgentStates),
     Action("POST", "/supervisor/agents/{agent_id}/state", agents.ForceAgentState, AGENT_STATE,
            "Force an agent's state", {"agent_id": AGENT, "actor_id": ME, "actor_role": ROLE},
            tag="supervisor", supervisor_only=True),
@@ -141,20 +146,25 @@ ACTIONS: tuple[Action, ...] = (
            "Time in each state per agent and interval", {"actor_id": ME, "actor_role": ROLE},
            tag="supervisor", supervisor_only=True),
     Action("GET", "/supervisor/queues", routing.QueueViewRequested, ROUTING,
-           "Queues with depth and oldest wait", {}, tag="supervisor", supervisor_only=True),
+           "Queues with depth and oldest wait", {}, tag="supervisor", supervisor_only=True,
+           answer=answers.QueueView),
     Action("GET", "/supervisor/assignments", routing.LiveAssignmentsRequested, ROUTING,
            "What each agent holds now (interaction ids per agent; the wallboard's 'holds')",
-           {}, tag="supervisor", supervisor_only=True),
+           {}, tag="supervisor", supervisor_only=True, answer=answers.Assignments),
+    Action("GET", "/supervisor/campaigns", campaigns.ListCampaigns, DIALER,
+           "Every campaign with its live figures", {}, tag="supervisor",
+           supervisor_only=True, answer=answers.CampaignList),
     Action("GET", "/supervisor/campaigns/{campaign_id}", campaigns.GetCampaignReport, DIALER,
            "Campaign progress", {"campaign_id": CAMPAIGN}, tag="supervisor",
-           supervisor_only=True),
+           supervisor_only=True, answer=answers.CampaignProgress),
     # -- supervisor administration (not in the seeds, but the desktop's supervisor needs them) --
     Action("PUT", "/supervisor/agents/{agent_id}/profile", agents.RegisterAgent, AGENT_STATE,
            "Register an agent or replace their profile (teams, skills, capacity)",
            {"agent_id": AGENT, "actor_id": ME, "actor_role": ROLE}, tag="admin",
            supervisor_only=True),
     Action("GET", "/supervisor/services", routing.ServicesListRequested, ROUTING,
-           "The routing services", {}, tag="admin", supervisor_only=True),
+           "The routing services", {}, tag="admin", supervisor_only=True,
+           answer=answers.ServiceList),
     Action("POST", "/supervisor/services", routing.ServiceConfigured, ROUTING,
            "Create or replace a routing service", {"actor": ME}, tag="admin",
            supervisor_only=True),

@@ -107,6 +107,8 @@ class PersonBody(BaseModel):
 
 
 class PersonRecord(BaseModel):
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     id: str
     name: str = ""
     role: Role = "agent"

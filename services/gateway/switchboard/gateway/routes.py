@@ -57,6 +57,7 @@ class Action:
     tag: str = "agent"
     supervisor_only: bool = False
     status_code: int = 200
+    answer: type[BaseModel] | None = None  # the owner's result as the OpenAPI document shows it
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -181,5 +182,5 @@ def register(
         tags=[action.tag],
         responses=ERROR_RESPONSES,
         status_code=action.status_code,
-        response_model=dict[str, Any],
+        response_model=action.answer or dict[str, Any],
     )

@@ -23,6 +23,7 @@ CHANGE_DNC = _one(c.ChangeDoNotCall)
 IMPORT_RECORDS = _one(c.ImportRecords)
 GET_IMPORT = _one(c.GetImport)
 GET_REPORT = _one(c.GetCampaignReport)
+LIST_CAMPAIGNS = _one(c.ListCampaigns)
 
 ACCEPT_RECORD = _one(c.AcceptRecord)
 REJECT_RECORD = _one(c.RejectRecord)

@@ -16,6 +16,7 @@ from switchboard.contracts.campaigns import (
     GetCampaignReport,
     GetImport,
     ImportRecords,
+    ListCampaigns,
     RecordEvent,
     UpdateCampaign,
 )
@@ -151,6 +152,15 @@ class CampaignHandlers(HandlerBase):
     async def report(self, command: GetCampaignReport) -> dict[str, Any]:
         spec = await self._campaign(command.campaign_id)
         return {"name": spec.name, **await self.store.report(command.campaign_id)}
+
+    async def list_campaigns(self, _: ListCampaigns) -> dict[str, Any]:
+        campaigns = sorted(await self.store.all_campaigns(), key=lambda found: found[0])
+        return {
+            "campaigns": [
+                {"name": spec.name, "active": spec.active, **await self.store.report(campaign_id)}
+                for campaign_id, spec in campaigns
+            ]
+        }
 
     async def on_record_event(self, event: RecordEvent) -> None:
         await self.store.add_journal(
