@@ -227,7 +227,7 @@ class ThreadingHandlers:
     async def _case(self, case_number: int, field: str = "case_number") -> Document:
         case = await self.store.get_case(case_number)
         if case is None:
-            raise Refused("no_such_case", f"there is no case {case_number}", field=field)
+            raise access.hidden_case(case_number, field)
         return case
 
     @staticmethod
@@ -241,9 +241,11 @@ class ThreadingHandlers:
         case: Document,
         agent_id: str | None,
         acting_role: str,
-        query: c.GetCaseThread | None = None,
+        query: c.GetCaseThread | c.CaseCommand | None = None,
+        hidden: Refused | None = None,
     ) -> Document:
-        """The case if this person may see it (``access.case_access``), else ``not_yours``.
+        """The case if this person may see it (``access.case_access``), else the answer of a
+        case that is not there (``access.hidden_case``).
         Routing is asked only when needed: whether the agent holds it already (``query``
         given), then which services the agent belongs to."""
         agent = agent_id or ""
@@ -255,12 +257,7 @@ class ThreadingHandlers:
                 return case
         services = await agent_services(self.bus, agent) if agent else None
         if access.case_access(case, agent, acting_role, services or ()) is access.Access.NONE:
-            raise Refused(
-                "not_assigned",  # the code clients already know for "not your case"
-                f"case {case['_id']} is not yours to see (not held or worked by {agent or 'you'},"
-                " not of your services)",
-                field="agent_id",
-            )
+            raise hidden or access.hidden_case(case["_id"])
         return case
 
     async def _check_attachments(
@@ -1007,7 +1004,7 @@ class ThreadingHandlers:
         if str(command.message_id) in (case.get("outbox") or {}):
             return case, True
         if rules.holder_problem(case, command.agent_id, command.acting_role):
-            case = await self._catch_up_assignment(case, command)
+            case = await self._may_see(case, command.agent_id, command.acting_role, command)
         self._authorise(case, command.agent_id, command.acting_role)
         return case, False
 
@@ -1316,7 +1313,8 @@ class ThreadingHandlers:
             raise Refused("unknown_service", f"no service {command.service!r}", field="service")
         if command.linked_case_number is not None:
             linked = await self._case(command.linked_case_number, field="linked_case_number")
-            await self._may_see(linked, command.agent_id, command.acting_role)
+            hidden = access.hidden_case(linked["_id"], "linked_case_number")
+            await self._may_see(linked, command.agent_id, command.acting_role, hidden=hidden)
         await self._check_attachments(command.attachments, command.agent_id, None)
         cfg = self.service_config(command.service)
         subject_of_case = clean_subject(command.subject, cfg.subject_tag_format)
@@ -2110,17 +2108,21 @@ class ThreadingHandlers:
     async def on_lookup(self, query: c.LookUpCase) -> dict[str, Any]:
         """A case by number or thread identifier: summary only."""
         number = query.case_number
+        hidden = None
         if number is None and query.thread_id:
+            hidden = Refused(
+                "no_such_case", "no case has this thread identifier", field="thread_id"
+            )
             if not self.ids.verify(query.thread_id):
                 raise Refused("no_such_case", "not a thread identifier of ours", field="thread_id")
             number = await self.store.case_for_thread(query.thread_id.strip().upper())
             if number is None:
-                raise Refused(
-                    "no_such_case", "no case has this thread identifier", field="thread_id"
-                )
+                raise hidden
         if number is None:
             raise Refused(
                 "missing", "give a case number or a thread identifier", field="case_number"
             )
-        case = await self._may_see(await self._case(number), query.agent_id, query.acting_role)
+        case = await self._may_see(
+            await self._case(number), query.agent_id, query.acting_role, hidden=hidden
+        )
         return {"case": self.case_view(case)}
