@@ -48,6 +48,7 @@ from switchboard.threading import templates as tpl
 from switchboard.threading.config import ServiceConfig, ThreadingConfig
 from switchboard.threading.masking import (
     Span,
+    marked_text,
     mask_card_numbers,
     mask_spans,
     propagation_pieces,
@@ -1788,6 +1789,10 @@ class ThreadingHandlers:
                 problem = span_problem(email.get(span.field) or "", span.start, span.end)
                 if problem:
                     raise Refused("bad_span", problem, field=f"spans.{index}")
+            marked = [
+                marked_text(emails[rules.message_id_key(s.email_id)], s) for s in command.spans
+            ]
+            await self.bus.scrub_masked_text(propagation_pieces(marked))  # dead letters, retries
             fragments: list[str] = []
             me = str(command.message_id)
             for key, spans in by_email.items():
