@@ -91,7 +91,8 @@ async def test_authorisation_and_validation_refusals(threading: Threading) -> No
         await t.command(
             c.SaveDraft(case_number=number, agent_id="a2", content=c.Composition(text="x"))
         ),
-        "agent_id",
+        "case_number",
+        "no_such_case",
     )
     after = await t.case(number)
     assert after["version"] == before["version"]  # refusals change nothing

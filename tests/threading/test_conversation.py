@@ -107,7 +107,8 @@ async def test_a_conversation_over_several_replies(threading: Threading) -> None
     assert stranger.error.message == "no case has this thread identifier"
     # Through the broker, as the gateway asks: a refusal names the field.
     late = await t.request(c.AddCaseNote(case_number=number, agent_id="a2", text="x"))
-    assert not late.ok and late.error is not None and late.error.field == "agent_id"
+    assert not late.ok and late.error is not None and late.error.field == "case_number"
+    assert late.error.code == "no_such_case"  # a2 may not see the case: not told it exists
 
 
 async def test_a_crash_between_write_and_publish_loses_nothing(threading: Threading) -> None:

@@ -3,8 +3,8 @@
 * An agent sees a record, and acts on it (accept, reject, call, disposition, skip, reschedule,
   complete, notes), only while it is offered to or held by them.
 * A supervisor sees every record; they act only on a record offered to or held by them.
-* Nobody else: they get the answer of a record that is not there (:func:`hidden_record`), so
-  a record id does not tell whether the record exists or whose it is.
+* Nobody else: they get the answer of a record that is not there (``hidden_record`` in
+  ``handlers.record_commands``), so a record id does not tell whether it exists or whose it is.
 
 Every agent command and the preview go through :func:`record_access`
 (``handlers.record_commands``), like threading's ``access.case_access`` for cases.
@@ -15,7 +15,6 @@ from __future__ import annotations
 from enum import IntEnum
 
 from switchboard.dialer.domain import Record
-from switchboard.runtime.errors import Refused
 
 WORKED_STATES = ("offered", "held")
 """The states in which a record is in an agent's hands."""
@@ -34,8 +33,3 @@ def record_access(record: Record, agent_id: str, acting_role: str) -> Access:
     if acting_role == "supervisor":
         return Access.SEE
     return Access.NONE
-
-
-def hidden_record(record_id: str) -> Refused:
-    """The one answer for a record that is not there and for one this person may not see."""
-    return Refused("unknown_record", f"no record {record_id!r}", field="record_id")

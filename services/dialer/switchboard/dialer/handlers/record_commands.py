@@ -46,7 +46,7 @@ from switchboard.dialer.domain import (
     Problem,
     Record,
 )
-from switchboard.dialer.domain.access import Access, hidden_record, record_access
+from switchboard.dialer.domain.access import Access, record_access
 from switchboard.dialer.domain.holding import dialled, disposed, handed_back, rescheduled
 from switchboard.dialer.handlers.base import (
     _json,
@@ -475,6 +475,12 @@ class RecordCommands(RoutingSide):
             channel="preview",
             outcome=outcome,
         )
+
+
+def hidden_record(record_id: str) -> Refused:
+    """The one answer for a record that is not there and for one this person may not see
+    (``domain.access``): same code, words and field."""
+    return Refused("unknown_record", f"no record {record_id!r}", field="record_id")
 
 
 def _record_event(
