@@ -15,6 +15,7 @@ are idempotent and a dead letter twice is harmless.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import pkgutil
@@ -31,6 +32,8 @@ from switchboard.contracts import queues as queue_modules
 
 log = structlog.get_logger("switchboard.dead_letters")
 MASK = "*"
+PARALLEL_QUEUES = 16
+"""Queues read at once (each on a channel of its own: a missing queue closes its channel)."""
 
 
 def every_consumer_queue() -> list[ConsumerQueue]:
@@ -104,6 +107,8 @@ async def _scrub_queue(
             queue = await channel.declare_queue(name, passive=True)
         except ChannelClosed:
             return 0  # no such queue in this deployment
+        if not queue.declaration_result.message_count:
+            return 0
         held: list[AbstractIncomingMessage] = []
         while (message := await queue.get(no_ack=False, fail=False)) is not None:
             held.append(message)
@@ -125,12 +130,20 @@ async def scrub_masked_text(
     """Star ``pieces`` in every dead letter and waiting retry; how many messages changed."""
     if not pieces:
         return 0
-    changed = 0
+    names = [
+        name
+        for queue in (queues if queues is not None else every_consumer_queue())
+        for name in (queue.dead, queue.retry)
+    ]
+    at_once = asyncio.Semaphore(PARALLEL_QUEUES)
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        for queue in queues if queues is not None else every_consumer_queue():
-            for name in (queue.dead, queue.retry):
-                changed += await _scrub_queue(connection, name, pieces)
+
+        async def one(name: str) -> int:
+            async with at_once:
+                return await _scrub_queue(connection, name, pieces)
+
+        changed = sum(await asyncio.gather(*(one(name) for name in names)))
     if changed:
         log.info("masked text starred in dead letters and retries", messages=changed)
     return changed
