@@ -129,7 +129,9 @@ async def test_only_the_holding_agent_may_act(dialer: Runtime, routing: Any) -> 
     ):
         outcome = await ask(dialer, command)
         assert not outcome.ok and outcome.error is not None
-        assert outcome.error.code == "not_held" and outcome.error.field == "agent_id"
+        # another agent's record is answered like a record that is not there
+        assert outcome.error.code == "unknown_record" and outcome.error.field == "record_id"
+        assert outcome.error.message == f"no record {record_id!r}"
     unknown = await ask(dialer, GetRecord(agent_id="agent-1", record_id="nope"))
     assert unknown.error is not None and unknown.error.field == "record_id"
     accept = await ok(dialer, AcceptRecord(agent_id="agent-1", record_id=record_id))

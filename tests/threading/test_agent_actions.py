@@ -33,9 +33,10 @@ async def test_authorisation_and_validation_refusals(threading: Threading) -> No
     first = await _held_case(t)
     number = first["case_number"]
     before = await t.case(number)
+    # a2 neither holds nor worked the case, nor is in its service: told it does not exist
     other = await t.command(c.ReplyToCase(case_number=number, agent_id="a2", text="Hi"))
-    _refused(other, "agent_id", "not_assigned")
-    assert "another agent" in other.error.message  # type: ignore[union-attr]
+    _refused(other, "case_number", "no_such_case")
+    assert other.error.message == f"there is no case {number}"  # type: ignore[union-attr]
     _refused(
         await t.command(c.AddCaseNote(case_number=99999, agent_id="a1", text="x")),
         "case_number",
@@ -90,7 +91,8 @@ async def test_authorisation_and_validation_refusals(threading: Threading) -> No
         await t.command(
             c.SaveDraft(case_number=number, agent_id="a2", content=c.Composition(text="x"))
         ),
-        "agent_id",
+        "case_number",
+        "no_such_case",
     )
     after = await t.case(number)
     assert after["version"] == before["version"]  # refusals change nothing
@@ -333,7 +335,7 @@ async def test_only_agents_who_worked_a_case_may_read_its_thread(threading: Thre
         c.GetCaseThread(case_number=number, agent_id="s1", acting_role="supervisor")
     )
     assert holder.ok and holder.result["emails"][0]["subject"] == first["subject"]
-    _refused(stranger, "agent_id", "not_assigned")
+    _refused(stranger, "case_number", "no_such_case")  # not told that the case exists
     assert "emails" not in stranger.result
     assert supervisor.ok
 
@@ -358,7 +360,7 @@ async def test_an_agent_ahead_of_interaction_assigned_is_let_in_once_routing_con
         assert view.ok, view.error
         assert view.result["emails"][0]["subject"] == "Printer broken"
         stranger = await t.request(c.GetCaseThread(case_number=number, agent_id="a2"))
-        _refused(stranger, "agent_id", "not_assigned")
+        _refused(stranger, "case_number", "no_such_case")
     assert (await t.case(number))["interaction"]["agent_id"] == "a1"
 
 

@@ -103,10 +103,12 @@ async def test_a_conversation_over_several_replies(threading: Threading) -> None
     # only for whoever may see the case (docs/security.md)
     stranger = await t.command(c.LookUpCase(thread_id=thread_id, agent_id="a9"))
     assert not stranger.ok and stranger.error is not None
-    assert stranger.error.code == "not_assigned"
+    assert stranger.error.code == "no_such_case"  # as for a thread id that names no case
+    assert stranger.error.message == "no case has this thread identifier"
     # Through the broker, as the gateway asks: a refusal names the field.
     late = await t.request(c.AddCaseNote(case_number=number, agent_id="a2", text="x"))
-    assert not late.ok and late.error is not None and late.error.field == "agent_id"
+    assert not late.ok and late.error is not None and late.error.field == "case_number"
+    assert late.error.code == "no_such_case"  # a2 may not see the case: not told it exists
 
 
 async def test_a_crash_between_write_and_publish_loses_nothing(threading: Threading) -> None:

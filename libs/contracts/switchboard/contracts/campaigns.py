@@ -215,6 +215,10 @@ class ListCampaigns(Command):
 class RecordCommand(Command):
     agent_id: str
     record_id: str
+    acting_role: Literal["agent", "supervisor"] = Field(
+        default="agent",
+        description="supervisors see every record; agents only one offered to or held by them",
+    )
 
 
 class AcceptRecord(RecordCommand):
@@ -235,10 +239,6 @@ class GetRecord(RecordCommand):
     """The preview: campaign, customer, numbers (the recommended one marked), history."""
 
     NAME = "campaign.record.get"
-
-    acting_role: Literal["agent", "supervisor"] = Field(
-        default="agent", description="supervisors see every record; agents the ones they hold"
-    )
 
 
 class CompleteRecord(RecordCommand):

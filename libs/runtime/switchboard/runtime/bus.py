@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from switchboard.contracts import ConsumerQueue, Message, Outcome
 from switchboard.contracts import topology as names
+from switchboard.runtime.dead_letters import scrub_masked_text
 from switchboard.runtime.errors import InHandElsewhere, Refused, describe_validation_error
 from switchboard.runtime.metrics import (
     BUSY_RETRIED,
@@ -207,6 +208,10 @@ class Bus:
                 schema=message,
                 persist=True,
             )
+
+    async def scrub_masked_text(self, pieces: Sequence[str]) -> int:
+        """Star text an agent masked in every dead letter and waiting retry (``dead_letters``)."""
+        return await scrub_masked_text(self._settings.amqp_url.get_secret_value(), pieces)
 
     async def declare_topology(self) -> None:
         """Declare the exchange and every consumer's queue, retry queue and dead queue."""

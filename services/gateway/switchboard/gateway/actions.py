@@ -24,8 +24,7 @@ IMPORT = PathParam("import_id")
 _me_agent: dict[str, Source] = {"agent_id": ME, "actor_id": ME, "actor_role": ROLE}
 _case: dict[str, Source] = {"case_number": CASE, "agent_id": ME, "acting_role": ROLE}
 _signed_case: dict[str, Source] = {**_case, "agent_name": MY_NAME}
-_record: dict[str, Source] = {"record_id": RECORD, "agent_id": ME}
-_seen_record: dict[str, Source] = {**_record, "acting_role": ROLE}
+_record: dict[str, Source] = {"record_id": RECORD, "agent_id": ME, "acting_role": ROLE}
 
 # fmt: off
 ACTIONS: tuple[Action, ...] = (
@@ -118,7 +117,7 @@ ACTIONS: tuple[Action, ...] = (
            _case, tag="cases"),
     # -- preview records -------------------------------------------------------------------------
     Action("GET", "/records/{record_id}", campaigns.GetRecord, DIALER,
-           "The preview record: customer, numbers, history", _seen_record, tag="records",
+           "The preview record: customer, numbers, history", _record, tag="records",
            answer=answers.RecordPreview),
     Action("POST", "/records/{record_id}/accept", campaigns.AcceptRecord, DIALER,
            "Accept the preview", _record, tag="records"),

@@ -139,6 +139,9 @@ def register(
             inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
         )
     path_names = {p.name for p in path_params}
+    if body is not None and action.method == "GET":
+        # what a GET asks for by query (``?case_number=``) is named like a path: not there is 404
+        path_names |= set(body.model_fields)
     identity = {name for name, source in fills.items() if source in (ME, ROLE, MY_NAME)}
 
     async def endpoint(**kwargs: Any) -> dict[str, Any]:

@@ -2,11 +2,13 @@
 
 Every text form a person could read a number from is looked at: the Subject of the mail (and of
 mails attached to it), every text part that is not an attachment (plain and HTML: the HTML's
-text is in its source), and attachment file names. Where a number is found, that part is
-written again with the number masked (last four digits kept) and the raw copy that is stored,
-parsed, served and published is the masked one; a mail without a number is kept byte for byte.
-The stored mail document records how many were masked (``cards_masked``) and threading records
-the fact on the email (who: the system, when, what kind).
+text is in its source), attachment file names, and the content of attachments
+(``attachment_cards``: text files masked, a PDF holding a number withheld). Where a number is
+found, that part is written again with the number masked (last four digits kept) and the raw
+copy that is stored, parsed, served and published is the masked one; a mail without a number
+is kept byte for byte. The stored mail document records how many were masked
+(``cards_masked``) and threading records the fact on the email (who: the system, when, what
+kind).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
+from switchboard.ingestion.attachment_cards import mask_attachment
 from switchboard.runtime.cards import mask_card_numbers
 
 
@@ -70,7 +73,7 @@ def redact_card_numbers(raw: bytes) -> tuple[bytes, int]:
             count += _mask_header(part, "Subject")
             count += _mask_filename(part)
             if not part.is_multipart():
-                count += _mask_text_part(part)
+                count += _mask_text_part(part) + mask_attachment(part)
         if not count:
             return raw, 0
         return msg.as_bytes(), count

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from switchboard.contracts.cases import MaskSpan
 from switchboard.runtime.cards import MASK, luhn_valid, mask_card_numbers
 
 __all__ = ["MASK", "luhn_valid", "mask_card_numbers"]
@@ -45,6 +46,11 @@ def mask_spans(text: str, spans: Iterable[Span]) -> tuple[str, list[str]]:
             if chars[i] not in "\r\n":
                 chars[i] = MASK
     return "".join(chars), fragments
+
+
+def marked_text(email: dict[str, Any], span: MaskSpan) -> str:
+    """The text a span of an email marks (before it is starred)."""
+    return str(email.get(span.field) or "")[span.start : span.end]
 
 
 def propagation_pieces(fragments: Iterable[str]) -> list[str]:

@@ -46,6 +46,7 @@ from switchboard.dialer.domain import (
     Problem,
     Record,
 )
+from switchboard.dialer.domain.access import Access, record_access
 from switchboard.dialer.domain.holding import dialled, disposed, handed_back, rescheduled
 from switchboard.dialer.handlers.base import (
     _json,
@@ -86,11 +87,14 @@ class RecordCommands(RoutingSide):
         record = await self.store.record(command.record_id)
         if record is None:
             metrics.REFUSED.labels("unknown_record").inc()
-            raise Refused("unknown_record", f"no record {command.record_id!r}", field="record_id")
+            raise hidden_record(command.record_id)
         if record.last_command == str(command.message_id):
             raise _Replay(record)
         if "held" in states and record.state in ("ready", "offered"):
             record = await self._catch_up_assignment(record, command)
+        if record_access(record, command.agent_id, command.acting_role) is Access.NONE:
+            metrics.REFUSED.labels("unknown_record").inc()
+            raise hidden_record(command.record_id)  # not theirs: not there, as far as they know
         if record.state not in states or record.agent_id != command.agent_id:
             metrics.REFUSED.labels("not_held").inc()
             what = "offered to" if states == ("offered",) else "held by"
@@ -181,13 +185,12 @@ class RecordCommands(RoutingSide):
         return {"offer_id": record.offer_id, "accepted": accept}
 
     async def get_record(self, command: GetRecord) -> dict[str, Any]:
-        """The preview: to the agent it is offered to or held by, and to supervisors."""
+        """The preview: to the agent it is offered to or held by, and to supervisors
+        (``domain.access``)."""
         if command.acting_role == "supervisor":
             record = await self.store.record(command.record_id)
             if record is None:
-                raise Refused(
-                    "unknown_record", f"no record {command.record_id!r}", field="record_id"
-                )
+                raise hidden_record(command.record_id)
             campaign = await self.store.campaign(record.campaign_id)
             if campaign is None:
                 raise Refused("unknown_campaign", f"campaign {record.campaign_id!r} is gone")
@@ -472,6 +475,12 @@ class RecordCommands(RoutingSide):
             channel="preview",
             outcome=outcome,
         )
+
+
+def hidden_record(record_id: str) -> Refused:
+    """The one answer for a record that is not there and for one this person may not see
+    (``domain.access``): same code, words and field."""
+    return Refused("unknown_record", f"no record {record_id!r}", field="record_id")
 
 
 def _record_event(

@@ -87,9 +87,11 @@ class Assignments(HandlerBase):
         case: Document,
         agent_id: str | None,
         acting_role: str,
-        query: c.GetCaseThread | None = None,
+        query: c.GetCaseThread | c.CaseCommand | None = None,
+        hidden: Refused | None = None,
     ) -> Document:
-        """The case if this person may see it (``access.case_access``), else ``not_yours``.
+        """The case if this person may see it (``access.case_access``), else the answer of a
+        case that is not there (``access.hidden_case``).
         Routing is asked only when needed: whether the agent holds it already (``query``
         given), then which services the agent belongs to."""
         agent = agent_id or ""
@@ -101,12 +103,7 @@ class Assignments(HandlerBase):
                 return case
         services = await agent_services(self.bus, agent) if agent else None
         if access.case_access(case, agent, acting_role, services or ()) is access.Access.NONE:
-            raise Refused(
-                "not_assigned",  # the code clients already know for "not your case"
-                f"case {case['_id']} is not yours to see (not held or worked by {agent or 'you'},"
-                " not of your services)",
-                field="agent_id",
-            )
+            raise hidden or access.hidden_case(case["_id"])
         return case
 
     async def _prepare(self, command: c.CaseCommand) -> tuple[Document, bool]:
@@ -115,7 +112,7 @@ class Assignments(HandlerBase):
         if str(command.message_id) in (case.get("outbox") or {}):
             return case, True
         if rules.holder_problem(case, command.agent_id, command.acting_role):
-            case = await self._catch_up_assignment(case, command)
+            case = await self._may_see(case, command.agent_id, command.acting_role, command)
         self._authorise(case, command.agent_id, command.acting_role)
         return case, False
 

@@ -181,7 +181,7 @@ class HandlerBase:
     async def _case(self, case_number: int, field: str = "case_number") -> Document:
         case = await self.store.get_case(case_number)
         if case is None:
-            raise Refused("no_such_case", f"there is no case {case_number}", field=field)
+            raise access.hidden_case(case_number, field)
         return case
 
     @staticmethod

@@ -21,6 +21,7 @@ from switchboard.threading.handlers.base import (
 )
 from switchboard.threading.masking import (
     Span,
+    marked_text,
     mask_spans,
     propagation_pieces,
     redact_everywhere,
@@ -228,6 +229,10 @@ class CaseCommands(Assignments):
                 problem = span_problem(email.get(span.field) or "", span.start, span.end)
                 if problem:
                     raise Refused("bad_span", problem, field=f"spans.{index}")
+            marked = [
+                marked_text(emails[rules.message_id_key(s.email_id)], s) for s in command.spans
+            ]
+            await self.bus.scrub_masked_text(propagation_pieces(marked))  # dead letters, retries
             fragments: list[str] = []
             me = str(command.message_id)
             for key, spans in by_email.items():

@@ -13,7 +13,7 @@ from switchboard.contracts.mail import (
     OutboundAddress,
 )
 from switchboard.runtime.errors import Refused
-from switchboard.threading import metrics, rules
+from switchboard.threading import access, metrics, rules
 from switchboard.threading import templates as tpl
 from switchboard.threading.domain.cases import (
     add_email_to_case,
@@ -249,7 +249,8 @@ class Outbound(Assignments):
             raise Refused("unknown_service", f"no service {command.service!r}", field="service")
         if command.linked_case_number is not None:
             linked = await self._case(command.linked_case_number, field="linked_case_number")
-            await self._may_see(linked, command.agent_id, command.acting_role)
+            hidden = access.hidden_case(linked["_id"], "linked_case_number")
+            await self._may_see(linked, command.agent_id, command.acting_role, hidden=hidden)
         await self._check_attachments(command.attachments, command.agent_id, None)
         cfg = self.service_config(command.service)
         subject_of_case = clean_subject(command.subject, cfg.subject_tag_format)

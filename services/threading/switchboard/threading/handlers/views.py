@@ -106,17 +106,21 @@ class Views(Assignments):
     async def on_lookup(self, query: c.LookUpCase) -> dict[str, Any]:
         """A case by number or thread identifier: summary only."""
         number = query.case_number
+        hidden = None
         if number is None and query.thread_id:
+            hidden = Refused(
+                "no_such_case", "no case has this thread identifier", field="thread_id"
+            )
             if not self.ids.verify(query.thread_id):
                 raise Refused("no_such_case", "not a thread identifier of ours", field="thread_id")
             number = await self.store.case_for_thread(query.thread_id.strip().upper())
             if number is None:
-                raise Refused(
-                    "no_such_case", "no case has this thread identifier", field="thread_id"
-                )
+                raise hidden
         if number is None:
             raise Refused(
                 "missing", "give a case number or a thread identifier", field="case_number"
             )
-        case = await self._may_see(await self._case(number), query.agent_id, query.acting_role)
+        case = await self._may_see(
+            await self._case(number), query.agent_id, query.acting_role, hidden=hidden
+        )
         return {"case": self.case_view(Case.load(case))}
