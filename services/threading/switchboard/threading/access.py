@@ -5,7 +5,7 @@
 * An agent **sees** the cases they hold or have worked (``case.agents``) and the cases of their
   services (the services of their teams, as routing's projection of their profile says).
 * Nobody else sees a case, not even that it exists: they get the answer of a case that is not
-  there (:func:`hidden_case`, the 404 of an unknown case number), never "not yours".
+  there (``handlers.base.hidden_case``, the 404 of an unknown case number), never "not yours".
 
 Every query or command naming a case, a thread identifier or an email of a case goes through
 :func:`case_access` (threading's handlers), and so do the gateway's file routes, which first ask
@@ -20,7 +20,6 @@ from enum import IntEnum
 from typing import Any
 
 from switchboard.contracts.mail import AttachmentRef
-from switchboard.runtime.errors import Refused
 
 Document = dict[str, Any]
 
@@ -54,12 +53,6 @@ def finding_filter(
     if acting_role == "supervisor":
         return None
     return {"$or": [{"agents": agent_id}, {"service": {"$in": sorted(services)}}]}
-
-
-def hidden_case(case_number: int, field: str = "case_number") -> Refused:
-    """The one answer for a case that is not there *and* for a case this person may not see:
-    the same code, words and field, so the answer does not tell that the case exists."""
-    return Refused("no_such_case", f"there is no case {case_number}", field=field)
 
 
 def act_problem(case: Document, agent_id: str, acting_role: str) -> str | None:

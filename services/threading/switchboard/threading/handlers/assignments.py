@@ -17,6 +17,7 @@ from switchboard.threading.domain.common import now as _now
 from switchboard.threading.handlers.base import (
     HandlerBase,
     Plan,
+    hidden_case,
     log,
 )
 from switchboard.threading.store import CaseMissing, Document
@@ -91,7 +92,7 @@ class Assignments(HandlerBase):
         hidden: Refused | None = None,
     ) -> Document:
         """The case if this person may see it (``access.case_access``), else the answer of a
-        case that is not there (``access.hidden_case``).
+        case that is not there (``hidden_case``).
         Routing is asked only when needed: whether the agent holds it already (``query``
         given), then which services the agent belongs to."""
         agent = agent_id or ""
@@ -103,7 +104,7 @@ class Assignments(HandlerBase):
                 return case
         services = await agent_services(self.bus, agent) if agent else None
         if access.case_access(case, agent, acting_role, services or ()) is access.Access.NONE:
-            raise hidden or access.hidden_case(case["_id"])
+            raise hidden or hidden_case(case["_id"])
         return case
 
     async def _prepare(self, command: c.CaseCommand) -> tuple[Document, bool]:

@@ -58,6 +58,12 @@ def _stale_template(template_id: str, version: int, expected: int) -> Refused:
     )
 
 
+def hidden_case(case_number: int, field: str = "case_number") -> Refused:
+    """The one answer for a case that is not there *and* for a case this person may not see:
+    the same code, words and field, so the answer does not tell that the case exists."""
+    return Refused("no_such_case", f"there is no case {case_number}", field=field)
+
+
 class HandlerBase:
     """Threading's dependencies and the plumbing every concern's handlers extend."""
 
@@ -181,7 +187,7 @@ class HandlerBase:
     async def _case(self, case_number: int, field: str = "case_number") -> Document:
         case = await self.store.get_case(case_number)
         if case is None:
-            raise access.hidden_case(case_number, field)
+            raise hidden_case(case_number, field)
         return case
 
     @staticmethod

@@ -13,7 +13,7 @@ from switchboard.contracts.mail import (
     OutboundAddress,
 )
 from switchboard.runtime.errors import Refused
-from switchboard.threading import access, metrics, rules
+from switchboard.threading import metrics, rules
 from switchboard.threading import templates as tpl
 from switchboard.threading.domain.cases import (
     add_email_to_case,
@@ -31,6 +31,7 @@ from switchboard.threading.handlers.assignments import Assignments
 from switchboard.threading.handlers.base import (
     _SAMPLE_THREAD,
     Build,
+    hidden_case,
 )
 from switchboard.threading.store import Document
 from switchboard.threading.subjects import clean_subject, outbound_subject, remove_tags
@@ -249,7 +250,7 @@ class Outbound(Assignments):
             raise Refused("unknown_service", f"no service {command.service!r}", field="service")
         if command.linked_case_number is not None:
             linked = await self._case(command.linked_case_number, field="linked_case_number")
-            hidden = access.hidden_case(linked["_id"], "linked_case_number")
+            hidden = hidden_case(linked["_id"], "linked_case_number")
             await self._may_see(linked, command.agent_id, command.acting_role, hidden=hidden)
         await self._check_attachments(command.attachments, command.agent_id, None)
         cfg = self.service_config(command.service)
