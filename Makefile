@@ -72,7 +72,7 @@ bench: install  ## the floor (bare consume-insert-publish loop), then every serv
 	   echo "== $$b"; $(PY) python $$b || exit 1; done
 
 docs: install  ## AsyncAPI documents of every service into docs/asyncapi/
-	@$(PY) python -m switchboard.runtime.asyncapi docs/asyncapi
+	@SB_DEVELOPMENT=true $(PY) python -m switchboard.runtime.asyncapi docs/asyncapi
 
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 BACKUP_DIR = backups/$(shell date -u +%Y%m%dT%H%M%SZ)
