@@ -69,6 +69,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     504: {"model": Problem, "description": "the owning service did not answer in time"},
 }
 
+NAMING_QUERY_FIELDS = frozenset(
+    {"case_number", "thread_id", "email_id", "record_id", "campaign_id", "offer_id"}
+)
+"""Query fields of a GET that name the thing asked for, like a path does (not there: 404);
+other query fields are filters or options (an unknown value is bad input: 422)."""
+
 IDEMPOTENCY_NAMESPACE = uuid.UUID("0f5d8a3e-6c1b-4f0e-9a55-2d7f3c7b9e10")
 
 
@@ -141,7 +147,7 @@ def register(
     path_names = {p.name for p in path_params}
     if body is not None and action.method == "GET":
         # what a GET asks for by query (``?case_number=``) is named like a path: not there is 404
-        path_names |= set(body.model_fields)
+        path_names |= set(body.model_fields) & NAMING_QUERY_FIELDS
     identity = {name for name, source in fills.items() if source in (ME, ROLE, MY_NAME)}
 
     async def endpoint(**kwargs: Any) -> dict[str, Any]:
