@@ -1,7 +1,10 @@
 """My Cases and case search in a real browser (issue 20): the case an agent accepted is in
-their list, a search by its words finds it with a preview, and a result opens the case."""
+their list, a search by its words finds it with a preview, a result opens the case with its
+contact's history, and a search by number, status and service finds it again."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from browser import go_ready, log_in
@@ -34,3 +37,17 @@ def test_my_cases_and_search_find_the_accepted_case_and_open_it(
     expect(row).to_contain_text("Your case number is")
     row.click()
     expect(page.get_by_test_id("case-view")).to_contain_text("my parcel vanished")
+    expect(page.get_by_test_id("contact-history")).to_contain_text("Parcel lost near Quimper")
+
+    number = re.search(r"Case (\d+)", row.inner_text())
+    assert number is not None
+    search = page.get_by_role("region", name="Search cases")
+    search.get_by_role("searchbox", name="Words").fill("")
+    search.get_by_text("More criteria").click()
+    search.get_by_role("spinbutton", name="Case").fill(number.group(1))
+    search.get_by_role("combobox", name="Status").fill("open")
+    search.get_by_role("combobox", name="Service").select_option("support")
+    search.get_by_role("button", name="Search", exact=True).click()
+    found = results.get_by_role("button")
+    expect(found).to_have_count(1)
+    expect(found).to_contain_text("Parcel lost near Quimper")

@@ -1908,6 +1908,66 @@ export interface components {
             service: string;
             skip_policy?: components["schemas"]["SkipPolicy"];
         };
+        /**
+         * CasePage
+         * @description A page of cases, newest activity first; ``has_more`` when a next page exists.
+         */
+        CasePage: {
+            /** Cases */
+            cases: components["schemas"]["CaseRow"][];
+            /**
+             * Has More
+             * @default false
+             */
+            has_more: boolean;
+            /** Page */
+            page: number;
+            /** Page Size */
+            page_size: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * CaseRow
+         * @description One case in a page (``switchboard.contracts.casebook.CaseRow``).
+         */
+        CaseRow: {
+            /** Case Number */
+            case_number: number;
+            contact: components["schemas"]["AddressView"] | null;
+            /** Final Disposition */
+            final_disposition: string | null;
+            /** Last Activity */
+            last_activity: string | null;
+            /**
+             * New Mail Waiting
+             * @default false
+             */
+            new_mail_waiting: boolean;
+            /**
+             * Preview
+             * @default
+             */
+            preview: string;
+            /** Service */
+            service: string;
+            /** Status */
+            status: string;
+            /**
+             * Subject
+             * @default
+             */
+            subject: string;
+            /** Thread Id */
+            thread_id: string | null;
+            /**
+             * Work Status
+             * @default
+             */
+            work_status: string;
+        } & {
+            [key: string]: unknown;
+        };
         /** CaseSummary */
         CaseSummary: {
             /** Agents */
@@ -3809,9 +3869,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CasePage"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -4733,9 +4791,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CasePage"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -5477,9 +5533,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CasePage"];
                 };
             };
             /** @description no token, or an expired or revoked one */
@@ -5617,9 +5671,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CasePage"];
                 };
             };
             /** @description no token, or an expired or revoked one */

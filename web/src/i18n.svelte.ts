@@ -42,6 +42,16 @@ const en = {
   shortcuts: "Shortcuts: Alt+A accept · Alt+J reject · Alt+R reply · Ctrl+Enter send · Alt+D disposition · Alt+Y ready",
   error: "Error", loading: "Loading…", noCase: "Open a case from My work.",
   reloaded: "Views reloaded", doneWithEmail: "Done with this email", offered: "Offered", received: "Received", nothing: "Nothing", records: "Records", edit: "Edit", services: "Services",
+  reports: "Reports", period: "Period", granularity: "By", byDay: "day", byHour: "hour",
+  anyService: "All services", show: "Show", downloadCsv: "Download CSV", required: "Required",
+  opened: "Opened", closedCount: "Closed", reopened: "Reopened", emailsIn: "Emails in",
+  emailsOut: "Emails out", firstResponse: "First response", resolution: "Resolution",
+  serviceLevel: "Service level", overdue: "Overdue", backlog: "Backlog",
+  transfersIn: "Transfers in", transfersOut: "Transfers out", agent: "Agent", handled: "Handled",
+  replies: "Replies", averageHandle: "Average handle time", ronaCount: "RONA count",
+  occupancy: "Occupancy", contacts: "Contacts", completed: "Completed", completion: "Completion",
+  moreCriteria: "More criteria", threadId: "Thread id", activeSince: "Active from",
+  activeUntil: "Active until",
 };
 export type Words = typeof en;
 export type Word = keyof Words;
@@ -88,6 +98,17 @@ const fr: Words = {
   shortcuts: "Raccourcis : Alt+A accepter · Alt+J refuser · Alt+R répondre · Ctrl+Entrée envoyer · Alt+D qualifier · Alt+Y disponible",
   error: "Erreur", loading: "Chargement…", noCase: "Ouvrez un dossier depuis Mon travail.",
   reloaded: "Vues rechargées", doneWithEmail: "Traitement de l'e-mail terminé", offered: "Proposés", received: "Reçu", nothing: "Rien", records: "Fiches", edit: "Modifier", services: "Services",
+  reports: "Rapports", period: "Période", granularity: "Par", byDay: "jour", byHour: "heure",
+  anyService: "Tous les services", show: "Afficher", downloadCsv: "Télécharger le CSV",
+  required: "Obligatoire", opened: "Ouverts", closedCount: "Clos", reopened: "Rouverts",
+  emailsIn: "E-mails reçus", emailsOut: "E-mails envoyés", firstResponse: "Première réponse",
+  resolution: "Résolution", serviceLevel: "Niveau de service", overdue: "En retard",
+  backlog: "Stock", transfersIn: "Transferts reçus", transfersOut: "Transferts émis",
+  agent: "Agent", handled: "Traités", replies: "Réponses",
+  averageHandle: "Durée moyenne de traitement", ronaCount: "Sans réponse (nombre)",
+  occupancy: "Occupation", contacts: "Contacts", completed: "Terminées", completion: "Avancement",
+  moreCriteria: "Plus de critères", threadId: "Identifiant du fil", activeSince: "Actif depuis le",
+  activeUntil: "Actif jusqu'au",
 };
 
 const de: Words = {
@@ -132,6 +153,17 @@ const de: Words = {
   shortcuts: "Tastenkürzel: Alt+A annehmen · Alt+J ablehnen · Alt+R antworten · Strg+Enter senden · Alt+D Abschlusscode · Alt+Y bereit",
   error: "Fehler", loading: "Lädt…", noCase: "Öffnen Sie einen Fall aus Meine Arbeit.",
   reloaded: "Ansichten neu geladen", doneWithEmail: "E-Mail erledigt", offered: "Angeboten", received: "Empfangen", nothing: "Nichts", records: "Datensätze", edit: "Bearbeiten", services: "Services",
+  reports: "Berichte", period: "Zeitraum", granularity: "Pro", byDay: "Tag", byHour: "Stunde",
+  anyService: "Alle Services", show: "Anzeigen", downloadCsv: "CSV herunterladen",
+  required: "Pflichtfeld", opened: "Eröffnet", closedCount: "Geschlossen",
+  reopened: "Wiedereröffnet", emailsIn: "E-Mails ein", emailsOut: "E-Mails aus",
+  firstResponse: "Erste Antwort", resolution: "Lösung", serviceLevel: "Servicelevel",
+  overdue: "Überfällig", backlog: "Bestand", transfersIn: "Übergaben ein",
+  transfersOut: "Übergaben aus", agent: "Agent", handled: "Bearbeitet", replies: "Antworten",
+  averageHandle: "Mittlere Bearbeitungszeit", ronaCount: "Keine Antwort (Anzahl)",
+  occupancy: "Auslastung", contacts: "Kontakte", completed: "Abgeschlossen",
+  completion: "Fortschritt", moreCriteria: "Weitere Kriterien", threadId: "Verlaufs-ID",
+  activeSince: "Aktiv ab", activeUntil: "Aktiv bis",
 };
 
 export const LANGUAGES = { en, fr, de } as const;

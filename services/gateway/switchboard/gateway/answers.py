@@ -226,6 +226,34 @@ class CaseThread(Answer):
     service_dispositions: list[DispositionChoice] = Field(default_factory=list)
 
 
+# -- My Cases, search, contact history (threading's case.mine / case.search / case.contact_history)
+
+
+class CaseRow(Answer):
+    """One case in a page (``switchboard.contracts.casebook.CaseRow``)."""
+
+    case_number: int
+    subject: str = ""
+    contact: AddressView | None = None
+    service: str
+    status: str
+    work_status: str = ""
+    last_activity: str | None = None
+    new_mail_waiting: bool = False
+    thread_id: str | None = None
+    final_disposition: str | None = None
+    preview: str = ""
+
+
+class CasePage(Answer):
+    """A page of cases, newest activity first; ``has_more`` when a next page exists."""
+
+    cases: list[CaseRow]
+    page: int
+    page_size: int
+    has_more: bool = False
+
+
 # -- a preview record (the dialer's campaign.record.get) --------------------------------------
 
 
