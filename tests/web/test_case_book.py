@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browser import go_ready, log_in
+from browser import close_without_reply, go_ready, leave, log_in
 from mail import customer_mail
 from playwright.sync_api import Page, expect
 from stack import Stack
@@ -51,3 +51,7 @@ def test_my_cases_and_search_find_the_accepted_case_and_open_it(
     found = results.get_by_role("button")
     expect(found).to_have_count(1)
     expect(found).to_contain_text("Parcel lost near Quimper")
+
+    # the floor back for the next test: the case finished, the working session ended
+    close_without_reply(page)
+    leave(page)

@@ -28,15 +28,28 @@ window.WebSocket = class extends Socket {
 };
 """
 
-# Stamps the moment the state bar first shows Not Ready, with the same clock.
+# Stamps the moment the state bar first shows Not Ready, with the same clock, and on the
+# machine's wall clock (epoch ms) to compare with the supervisor's click in another page.
 WATCH_STATE = """
 window.__sbShown = null;
+window.__sbShownEpoch = null;
 new MutationObserver(() => {
   const bar = document.querySelector("[data-testid=agent-state]");
   if (window.__sbShown === null && bar?.getAttribute("data-state") === "not_ready") {
     window.__sbShown = performance.now();
+    window.__sbShownEpoch = performance.timeOrigin + performance.now();
   }
 }).observe(document.body, { attributes: true, subtree: true, childList: true });
+"""
+
+# Stamps (epoch ms) the supervisor's click on a force button, as the page receives it.
+STAMP_FORCE = """
+window.__sbForcedAt = null;
+document.addEventListener("click", (event) => {
+  if (event.target.closest("button")?.textContent?.includes("Force Not Ready")) {
+    window.__sbForcedAt = performance.timeOrigin + performance.now();
+  }
+}, true);
 """
 
 
@@ -59,12 +72,13 @@ def test_a_supervisor_forces_an_agent_not_ready_and_the_agent_screen_shows_it_li
         shot(boss, "wallboard")
 
         row.get_by_role("combobox").select_option("Meeting")
+        boss.evaluate(STAMP_FORCE)
         row.get_by_role("button", name="Force Not Ready").click()
         state = page.get_by_test_id("agent-state")
         expect(state).to_have_attribute("data-state", "not_ready")
         expect(state).to_contain_text("Meeting")
         # pushed, not polled: from the frame reaching the page to the screen showing it, by
-        # the page's own clock (the path through the services is the bench's figure)
+        # the page's own clock
         pushed = page.evaluate(
             """() => window.__sbFrames.find(
                 (f) => f.event === "agent.state_changed" && f.state === "not_ready")?.at ?? null"""
@@ -73,6 +87,11 @@ def test_a_supervisor_forces_an_agent_not_ready_and_the_agent_screen_shows_it_li
         assert pushed is not None, "the Not Ready came by no live frame"
         assert shown is not None
         assert 0 <= shown - pushed < 1000, f"shown {shown - pushed:.0f} ms after the frame"
+        # and what the supervisor sees: from the click to the agent's screen (one machine clock)
+        forced_at = boss.evaluate("() => window.__sbForcedAt")
+        shown_at = page.evaluate("() => window.__sbShownEpoch")
+        assert forced_at is not None and shown_at is not None
+        assert shown_at - forced_at < 1000, f"shown {shown_at - forced_at:.0f} ms after the click"
         expect(row.get_by_test_id("wb-state")).to_have_text("Not Ready")
     finally:
         boss_context.close()

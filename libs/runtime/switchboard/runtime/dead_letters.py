@@ -33,7 +33,7 @@ from switchboard.contracts import queues as queue_modules
 log = structlog.get_logger("switchboard.dead_letters")
 MASK = "*"
 PARALLEL_QUEUES = 16
-"""Queues read at once (each on a channel of its own: a missing queue closes its channel)."""
+"""Queues with messages read at once, each on a channel of its own."""
 
 
 def every_consumer_queue() -> list[ConsumerQueue]:
@@ -124,6 +124,32 @@ async def _scrub_queue(
             await channel.close()
 
 
+async def _holding_messages(
+    connection: aio_pika.abc.AbstractConnection, names: Sequence[str]
+) -> list[str]:
+    """The queues among ``names`` that exist and hold messages.
+
+    Asked one after another on one channel: a missing queue makes the broker close the channel,
+    and opening channels while others are being closed by the broker can reuse a number it
+    still holds ("second 'channel.open' seen", which closes the whole connection).
+    """
+    found: list[str] = []
+    channel = await connection.channel()
+    try:
+        for name in names:
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except ChannelClosed:
+                channel = await connection.channel()  # no such queue in this deployment
+                continue
+            if queue.declaration_result.message_count:
+                found.append(name)
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return found
+
+
 async def scrub_masked_text(
     amqp_url: str, pieces: Sequence[str], queues: Iterable[ConsumerQueue] | None = None
 ) -> int:
@@ -138,12 +164,13 @@ async def scrub_masked_text(
     at_once = asyncio.Semaphore(PARALLEL_QUEUES)
     connection = await aio_pika.connect(amqp_url)
     async with connection:
+        holding = await _holding_messages(connection, names)
 
         async def one(name: str) -> int:
             async with at_once:
                 return await _scrub_queue(connection, name, pieces)
 
-        changed = sum(await asyncio.gather(*(one(name) for name in names)))
+        changed = sum(await asyncio.gather(*(one(name) for name in holding)))
     if changed:
         log.info("masked text starred in dead letters and retries", messages=changed)
     return changed

@@ -20,6 +20,7 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 from switchboard.threading import access
 from switchboard.threading.config import ThreadingConfig
+from switchboard.threading.refusals import hidden_case
 from switchboard.threading.search_index import (
     CaseIndex,
     Document,
@@ -173,16 +174,8 @@ class Casebook:
             addresses = [query.address.strip().casefold()]
         elif query.case_number is not None:
             entry = await self.entries.find_one({"_id": entry_key(query.case_number)})
-            if entry is None:
-                raise Refused(
-                    "no_such_case", f"there is no case {query.case_number}", field="case_number"
-                )
-            if not await self._may_see(entry, query.agent_id, query.acting_role):
-                raise Refused(
-                    "not_assigned",  # as the thread view answers a case that is not yours
-                    f"case {query.case_number} is not yours to see",
-                    field="agent_id",
-                )
+            if entry is None or not await self._may_see(entry, query.agent_id, query.acting_role):
+                raise hidden_case(query.case_number)  # a case not yours is a case not there
             addresses = list(entry.get("addresses") or [])
         else:
             raise Refused("missing", "give an address or a case number", field="address")

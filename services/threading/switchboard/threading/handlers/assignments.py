@@ -17,9 +17,9 @@ from switchboard.threading.domain.common import now as _now
 from switchboard.threading.handlers.base import (
     HandlerBase,
     Plan,
-    hidden_case,
     log,
 )
+from switchboard.threading.refusals import hidden_case
 from switchboard.threading.store import CaseMissing, Document
 
 

@@ -33,6 +33,7 @@ from switchboard.threading.domain.cases import (
     apply_disposition,
 )
 from switchboard.threading.domain.common import now as _now
+from switchboard.threading.refusals import hidden_case
 from switchboard.threading.search_index import CaseIndex
 from switchboard.threading.store import CaseMissing, Document, ThreadingStore
 from switchboard.threading.threadids import ThreadIds
@@ -56,12 +57,6 @@ def _stale_template(template_id: str, version: int, expected: int) -> Refused:
         + (" (0: it does not exist)" if version == 0 else ""),
         field="expected_version",
     )
-
-
-def hidden_case(case_number: int, field: str = "case_number") -> Refused:
-    """The one answer for a case that is not there *and* for a case this person may not see:
-    the same code, words and field, so the answer does not tell that the case exists."""
-    return Refused("no_such_case", f"there is no case {case_number}", field=field)
 
 
 class HandlerBase:

@@ -31,8 +31,8 @@ from switchboard.threading.handlers.assignments import Assignments
 from switchboard.threading.handlers.base import (
     _SAMPLE_THREAD,
     Build,
-    hidden_case,
 )
+from switchboard.threading.refusals import hidden_case
 from switchboard.threading.store import Document
 from switchboard.threading.subjects import clean_subject, outbound_subject, remove_tags
 
