@@ -5,7 +5,8 @@
 Every compare-and-set in Switchboard reads and writes one document by `_id`, often with a
 condition on other fields (the processed-message ledger's takeover: `_id`, `state`, `until`,
 `owner`); they must be cheap however large the collection (the local FerretDB looks those up
-by the `_id` index with `deploy/local/ferretdb-patches/03-id-pushdown.patch`). This prints
+by the `_id` index with `deploy/local/ferretdb-patches/03-id-pushdown.patch`, and numeric
+`_id`s such as Threading's case numbers with `04-int-id-pushdown.patch`). This prints
 what they cost on the server in use (the local FerretDB, or `MONGODB_URL`): median of
 `--repeat` runs over `--documents` documents of about 1 KB, in a fresh database dropped
 afterwards.
@@ -39,6 +40,7 @@ async def run(mongodb_url: str, documents: int, repeat: int) -> list[tuple[str, 
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
     name = f"bench{uuid.uuid4().hex[:8]}_lookups"
     work = client[name]["work"]
+    cases = client[name]["cases"]
     first, last = "w00000", f"w{documents - 1:05d}"
     try:
         for start in range(0, documents, 1000):
@@ -46,6 +48,12 @@ async def run(mongodb_url: str, documents: int, repeat: int) -> list[tuple[str, 
                 [
                     {"_id": f"w{n:05d}", "status": "waiting", "service": "backlog", "s": "y" * 900}
                     for n in range(start, min(start + 1000, documents))
+                ]
+            )
+            await cases.insert_many(
+                [
+                    {"_id": n, "status": "open", "s": "y" * 900}
+                    for n in range(start + 1, min(start + 1000, documents) + 1)
                 ]
             )
         replacement = {"_id": last, "status": "offered", "service": "backlog", "s": "y" * 900}
@@ -78,6 +86,19 @@ async def run(mongodb_url: str, documents: int, repeat: int) -> list[tuple[str, 
                     lambda: work.update_one(
                         {"_id": last, "status": "offered", "service": "backlog"},
                         {"$set": {"s": "z" * 900}},
+                    ),
+                    max(repeat // 10, 3),
+                ),
+            ),
+            (
+                "find_one by integer _id (a case number), last case",
+                await median_ms(lambda: cases.find_one({"_id": documents}), max(repeat // 10, 3)),
+            ),
+            (
+                "update_one by integer _id and status (a conditional write)",
+                await median_ms(
+                    lambda: cases.update_one(
+                        {"_id": documents, "status": "open"}, {"$set": {"s": "z" * 900}}
                     ),
                     max(repeat // 10, 3),
                 ),

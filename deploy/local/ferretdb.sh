@@ -13,7 +13,7 @@ MODULE=github.com/FerretDB/FerretDB
 # Local patches applied at build, in order (see each file's header for why). The cache
 # directory names them all, so a binary built without one of them is never reused.
 PATCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ferretdb-patches"
-PATCHES=(01-id-index 02-write-lock 03-id-pushdown)
+PATCHES=(01-id-index 02-write-lock 03-id-pushdown 04-int-id-pushdown)
 CACHE_DIR="${SWITCHBOARD_CACHE:-$HOME/.cache/switchboard}/ferretdb-$VERSION-$(IFS=+; echo "${PATCHES[*]}")"
 # What the server reports as `ferretdbVersion` (buildInfo): the harness refuses to reuse a
 # server on the local port that reports anything else (an older build, stock FerretDB).

@@ -1,6 +1,6 @@
 """The local FerretDB: it starts over data a killed server left half-written, reports the build
-it is (the harness reuses no other), and finds a document by ``_id`` through the ``_id`` index
-rather than by reading the whole collection."""
+it is (the harness reuses no other), and finds a document by ``_id`` (a string or a number)
+through the ``_id`` index rather than by reading the whole collection."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bson import Int64
 from pymongo import MongoClient
 
 from switchboard.runtime.localstack import FERRETDB_SCRIPT, _refuse_another_build
@@ -67,6 +68,26 @@ def test_a_read_by_id_uses_the_id_index(data_dir: Path) -> None:
         steps = plan["queryPlanner"]["Plan"]
         assert any("USING INDEX" in step for step in steps), steps
         assert work.find_one({"_id": "I-7"}) == {"_id": "I-7", "state": "waiting"}
+
+
+@pytest.mark.parametrize("case_number", [7, Int64(2**40), 7.0], ids=["int", "long", "double"])
+def test_a_read_by_a_numeric_id_uses_the_id_index(data_dir: Path, case_number: object) -> None:
+    """Threading keys cases by case number: FerretDB 1.24 as released reads the whole collection
+    for a numeric ``_id`` (``04-int-id-pushdown`` looks it up by the index), also when the
+    filter holds a condition besides the ``_id``, as every conditional write does."""
+    with MongoClient(_start(data_dir), serverSelectionTimeoutMS=10_000) as client:
+        cases = client["threading"]["cases"]
+        cases.insert_many([{"_id": n, "state": "open"} for n in range(1, 50)])
+        cases.insert_one({"_id": Int64(2**40), "state": "open"})
+
+        plan = client["threading"].command(
+            "explain", {"find": "cases", "filter": {"_id": case_number, "state": "open"}}
+        )
+
+        steps = plan["queryPlanner"]["Plan"]
+        assert any("USING INDEX" in step for step in steps), steps
+        found = cases.find_one({"_id": case_number, "state": "open"})
+        assert found is not None and found["_id"] == case_number
 
 
 def test_the_local_build_reports_its_patches_and_the_harness_accepts_it(data_dir: Path) -> None:
