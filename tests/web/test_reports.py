@@ -53,7 +53,8 @@ def test_a_supervisor_sees_todays_opened_case_in_reports_and_downloads_it_as_csv
         services.get_by_role("link", name="Download CSV").click()
     text = Path(download.value.path()).read_text(encoding="utf-8")
     rows = [r for r in csv.DictReader(text.splitlines()) if r["service"] == "support"]
-    assert [int(r["opened"]) for r in rows] == [now], text
+    # the same figure, or higher when another case opened meanwhile (figures only grow)
+    assert len(rows) == 1 and int(rows[0]["opened"]) >= now, text
 
     # a period that ends before it begins: the gateway's 422 names `to`, shown beside it
     period = page.get_by_role("form", name="Period")
