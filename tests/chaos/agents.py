@@ -22,6 +22,11 @@ import websockets
 from stack import Stack
 
 RETRY_FOR_SECONDS = 180.0
+RECONNECT_PAUSES = (0.25, 0.5, 1.0, 2.0, 5.0)
+"""How long a desk waits before opening its live stream again, after each failure in a row
+(paces reconnections while the gateway is down; a stream that worked starts over)."""
+STATE_BACKSTOP_SECONDS = 10.0
+"""Read the agent's state even without news from the stream (frames lost while it was down)."""
 
 
 @dataclass
@@ -62,6 +67,9 @@ class ChaosAgent:
         self._last_seq: int | None = None
         self._working: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._state_news = asyncio.Event()
+        """Set by a state frame of this agent on the live stream: time to look at the state."""
+        self._failures = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._retrying(self._log_in)
@@ -77,10 +85,10 @@ class ChaosAgent:
                         break
                     if "4401" in str(exc):
                         await self._retrying(self._log_in)
-                    await asyncio.sleep(1.0)
+                    await self._reconnect_pause()
                 except Exception as exc:  # a frame this desk did not understand: keep working
                     self.desk.errors.append(f"{self.person_id}: live stream: {exc!r}")
-                    await asyncio.sleep(1.0)
+                    await self._reconnect_pause()
         finally:
             keeper.cancel()
             for task in list(self._tasks):
@@ -96,6 +104,10 @@ class ChaosAgent:
         self._token = answer.json()["token"]
         self._http.headers["authorization"] = f"Bearer {self._token}"
 
+    async def _reconnect_pause(self) -> None:
+        self._failures += 1
+        await asyncio.sleep(RECONNECT_PAUSES[min(self._failures, len(RECONNECT_PAUSES)) - 1])
+
     async def _stream(self, stop: asyncio.Event) -> None:
         # the session goes in the header: the gateway refuses a token in the URL (logged)
         url = self.stack.url("gateway", "/me/live").replace("http", "ws")
@@ -108,6 +120,7 @@ class ChaosAgent:
                     raw = await asyncio.wait_for(socket.recv(), 1.0)
                 except TimeoutError:
                     continue
+                self._failures = 0
                 self._on_frame(json.loads(raw))
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
@@ -118,6 +131,8 @@ class ChaosAgent:
         event = frame.get("event")
         if event == "hello" and self._last_seq is None:
             self._last_seq = data.get("last_seq")
+        elif event == "agent.state_changed" and data.get("agent_id") == self.person_id:
+            self._state_news.set()
         elif event == "offer.made" and data.get("agent_id") == self.person_id:
             self._take(data)
         elif event == "snapshot":
@@ -198,7 +213,9 @@ class ChaosAgent:
         """What a person does at the desktop: back to Ready after wrap-up, and after the system
         made them Not Ready or logged them out (each such surprise is written down)."""
         while not stop.is_set():
-            await asyncio.sleep(2.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._state_news.wait(), STATE_BACKSTOP_SECONDS)
+            self._state_news.clear()
             try:
                 answer = await self._call("GET", "/me/state")
             except (httpx.HTTPError, AssertionError):
