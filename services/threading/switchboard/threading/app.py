@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import structlog
 from pydantic import Field, SecretStr, model_validator
 
-from switchboard.contracts import Message, cases
 from switchboard.contracts import casebook as casebook_contracts
+from switchboard.contracts import cases
 from switchboard.contracts.mail import (
     EmailDeliveryFailed,
     EmailOutboundRequested,
@@ -24,6 +23,8 @@ from switchboard.contracts.routing import (
     RouteRequested,
     RouteWithdrawn,
 )
+from switchboard.runtime.consumers import Consumer, consume_table
+from switchboard.runtime.jobs import PeriodicJob
 from switchboard.runtime.service import Runtime, serve
 from switchboard.runtime.settings import ServiceSettings
 from switchboard.threading.case_desk import CaseDesk
@@ -110,42 +111,42 @@ def build(settings: ThreadingSettings) -> Runtime:
                 log.info("reply templates seeded", count=len(templates))
         await handlers.reload_config()
 
-    bus = runtime.bus
-    bus.consume(queues.EMAILS_RECEIVED, EmailReceived, handlers.on_email_received)
-    bus.consume(queues.ASSIGNMENTS, InteractionAssigned, handlers.on_interaction_assigned)
-    bus.consume(queues.EMAILS_SENT, EmailSent, handlers.on_email_sent)
-    bus.consume(queues.DELIVERY_FAILED, EmailDeliveryFailed, handlers.on_delivery_failed)
-    command_handlers: dict[type[Message], Any] = {
-        cases.ReplyToCase: handlers.on_reply,
-        cases.ForwardEmail: handlers.on_forward,
-        cases.SendFollowUp: handlers.on_follow_up,
-        cases.SendNewOutbound: handlers.on_new_outbound,
-        cases.SaveDraft: handlers.on_save_draft,
-        cases.UpdateDraft: handlers.on_update_draft,
-        cases.DiscardDraft: handlers.on_discard_draft,
-        cases.CloseCase: handlers.on_close,
-        cases.TransferCase: handlers.on_transfer,
-        cases.ChangeCaseService: handlers.on_change_service,
-        cases.MaskCaseData: handlers.on_mask,
-        cases.AddCaseNote: handlers.on_add_note,
-        cases.SetDisposition: handlers.on_set_disposition,
-        cases.GetCaseThread: handlers.on_get_thread,
-        cases.LookUpCase: handlers.on_lookup,
-        cases.SaveReplyTemplate: handlers.on_save_template,
-        cases.DeleteReplyTemplate: handlers.on_delete_template,
-        cases.ListReplyTemplates: handlers.on_list_templates,
-        cases.RecordUpload: handlers.on_record_upload,
-        casebook_contracts.ListMyCases: casebook.on_my_cases,
-        casebook_contracts.SearchCases: casebook.on_search,
-        casebook_contracts.GetContactHistory: casebook.on_contact_history,
-        casebook_contracts.OpenCaseByHand: desk.on_open_by_hand,
-        casebook_contracts.SetCaseStatus: desk.on_set_status,
-    }
-    every_queue = {**queues.COMMANDS, **queues.QUERIES}
-    for model, handler in command_handlers.items():
-        bus.consume(every_queue[model.NAME], model, handler)
+    consume_table(
+        runtime.bus,
+        queues.ALL,
+        [
+            Consumer(EmailReceived, handlers.on_email_received),
+            Consumer(InteractionAssigned, handlers.on_interaction_assigned),
+            Consumer(EmailSent, handlers.on_email_sent),
+            Consumer(EmailDeliveryFailed, handlers.on_delivery_failed),
+            Consumer(cases.ReplyToCase, handlers.on_reply),
+            Consumer(cases.ForwardEmail, handlers.on_forward),
+            Consumer(cases.SendFollowUp, handlers.on_follow_up),
+            Consumer(cases.SendNewOutbound, handlers.on_new_outbound),
+            Consumer(cases.SaveDraft, handlers.on_save_draft),
+            Consumer(cases.UpdateDraft, handlers.on_update_draft),
+            Consumer(cases.DiscardDraft, handlers.on_discard_draft),
+            Consumer(cases.CloseCase, handlers.on_close),
+            Consumer(cases.TransferCase, handlers.on_transfer),
+            Consumer(cases.ChangeCaseService, handlers.on_change_service),
+            Consumer(cases.MaskCaseData, handlers.on_mask),
+            Consumer(cases.AddCaseNote, handlers.on_add_note),
+            Consumer(cases.SetDisposition, handlers.on_set_disposition),
+            Consumer(cases.GetCaseThread, handlers.on_get_thread),
+            Consumer(cases.LookUpCase, handlers.on_lookup),
+            Consumer(cases.SaveReplyTemplate, handlers.on_save_template),
+            Consumer(cases.DeleteReplyTemplate, handlers.on_delete_template),
+            Consumer(cases.ListReplyTemplates, handlers.on_list_templates),
+            Consumer(cases.RecordUpload, handlers.on_record_upload),
+            Consumer(casebook_contracts.ListMyCases, casebook.on_my_cases),
+            Consumer(casebook_contracts.SearchCases, casebook.on_search),
+            Consumer(casebook_contracts.GetContactHistory, casebook.on_contact_history),
+            Consumer(casebook_contracts.OpenCaseByHand, desk.on_open_by_hand),
+            Consumer(casebook_contracts.SetCaseStatus, desk.on_set_status),
+        ],
+    )
 
-    bus.publishes(
+    runtime.bus.publishes(
         RouteRequested,
         RouteWithdrawn,
         InteractionEnded,
@@ -163,22 +164,28 @@ def build(settings: ThreadingSettings) -> Runtime:
         cases.CaseStatusChanged,
     )
 
-    runtime.every(settings.config_refresh_seconds, "reload service configuration")(
-        handlers.reload_config
-    )
-    runtime.every(settings.outbox_sweep_seconds, "publish unpublished case outbox")(
-        handlers.sweep_outbox
-    )
-
     async def forget_query_answers() -> None:
         await store.forget_answers([q.name for q in queues.QUERIES.values()])
-
-    runtime.every(300.0, "forget stored query answers")(forget_query_answers)
 
     async def purge_ack_log() -> None:
         await store.purge_ack_log(timedelta(days=2))
 
-    runtime.every(3600.0, "purge auto-answer rate log")(purge_ack_log)
+    runtime.jobs(
+        [
+            PeriodicJob(
+                "reload service configuration",
+                settings.config_refresh_seconds,
+                handlers.reload_config,
+            ),
+            PeriodicJob(
+                "publish unpublished case outbox",
+                settings.outbox_sweep_seconds,
+                handlers.sweep_outbox,
+            ),
+            PeriodicJob("forget stored query answers", 300.0, forget_query_answers),
+            PeriodicJob("purge auto-answer rate log", 3600.0, purge_ack_log),
+        ]
+    )
     runtime.handlers = handlers  # type: ignore[attr-defined]
     runtime.store = store  # type: ignore[attr-defined]
     runtime.casebook = casebook  # type: ignore[attr-defined]
