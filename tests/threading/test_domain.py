@@ -314,3 +314,51 @@ def test_a_stored_case_reads_as_a_typed_case_and_writes_back_unchanged() -> None
 def test_a_case_document_with_an_unknown_status_is_refused_by_name() -> None:
     with pytest.raises(ValidationError, match="status"):
         Case.load(a_case(status="archived"))
+
+
+def test_an_inbound_email_is_built_typed_and_stored_with_the_fields_the_thread_view_reads() -> None:
+    from switchboard.contracts.mail import Address, EmailReceived
+    from switchboard.threading.domain.cases import Intake
+    from switchboard.threading.domain.email import Email, inbound_email
+
+    now = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    event = EmailReceived(
+        email_id="e" * 64,
+        channel="smtp",
+        mailbox="support@acme.example",
+        service="billing",
+        received_at=now,
+        size=10,
+        internet_message_id="<m1@example.com>",
+        sender=Address(name="Ann", address="ann@example.com"),
+        to=[Address(name="Support", address="support@acme.example")],
+        subject="Invoice",
+        sent_at=now,
+        text="Hello",
+    )
+    email = inbound_email(
+        event,
+        key="m1@example.com",
+        header="<m1@example.com>",
+        content_key="k",
+        reused=False,
+        case_number=41,
+        subject="Invoice",
+        text="Card ****",
+        withhold_html=True,
+        cards_masked=1,
+        defects=[],
+        intake=Intake("created", None),
+        auto_answer="auto_ack",
+        auto_answer_skipped=None,
+    )
+    doc = email.document()
+    assert doc["_id"] == "m1@example.com" and doc["case_number"] == 41
+    assert doc["from"] == {"name": "Ann", "address": "ann@example.com"}
+    assert doc["direction"] == "inbound" and doc["html_withheld"] is True
+    assert doc["masked"][0]["count"] == 1 and doc["intake"]["auto_answer"] == "auto_ack"
+    assert doc["raw_email_ids"] == ["e" * 64] and doc["mailboxes"] == ["support@acme.example"]
+    assert "version" not in doc and "bcc" not in doc  # only what intake always stored
+    assert Email.load(doc).document() == doc
+    with pytest.raises(ValidationError, match="direction"):
+        Email.load({**doc, "direction": "sideways"})

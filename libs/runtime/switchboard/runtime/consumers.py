@@ -49,6 +49,6 @@ def consume_table(
             raise ValueError(f"{name!r} is declared twice in the consumer table")
         taken.add(name)
         bus.consume(queue, row.message, row.handler)
-    missing = sorted(set(by_message) - taken)
+    missing = sorted(queue.name for name, queue in by_message.items() if name not in taken)
     if missing:
         raise ValueError(f"queues nobody consumes: {', '.join(missing)}")

@@ -1,10 +1,10 @@
 """The threading service's MongoDB adapter (collections described in docs/data-model.md).
 
-Plain MongoDB operations that FerretDB also supports (no arrayFilters, no positional ``$``, no
-``$push`` modifiers). Every claim is one conditional write, relying on single-document atomicity
-(MongoDB; the local FerretDB is patched for it, ``switchboard.runtime.storage``): case numbers
-come from a ``Sequence`` (``$inc``), an email is claimed by its Message-ID (``emails._id``),
-and cases, emails, drafts and reply templates move from one version to the next with one
+Plain MongoDB; every claim is one conditional write (the server's single-document atomicity,
+``switchboard.runtime.storage``). Case numbers come from a ``Sequence`` (``$inc``); an inbound
+email is claimed by its Message-ID (``emails._id``), which also keeps the case number it was
+given, so a retried mail finds its number there. Cases move from one version to the next
+through a ``VersionedCollection[Case]``; emails, drafts and reply templates with one
 ``replace_one`` filtered on the version read (:meth:`ThreadingStore.versioned_update`); a writer
 that lost decides again on the fresh document. Automatic answers take numbered quota slots
 (``ack_log``).
@@ -22,14 +22,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ConfigDict
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from switchboard.runtime.mongo import retry_when_busy
-from switchboard.runtime.storage import Sequence
+from switchboard.runtime.storage import NotFound, Sequence, Versioned, VersionedCollection
 from switchboard.runtime.storage.versioned import backoff
+from switchboard.threading.domain.case import Case
 from switchboard.threading.masking import redact_everywhere
 
 Document = dict[str, Any]
@@ -41,6 +43,12 @@ class CaseMissing(LookupError):
     pass
 
 
+class CaseRecord(Case, Versioned):
+    """A case as the kernel's :class:`VersionedCollection` stores it (keyed by its number)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+
 class Contention(RuntimeError):
     pass
 
@@ -49,6 +57,7 @@ class ThreadingStore:
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.db = db
         self.cases = db["cases"]
+        self.case_records = VersionedCollection(self.cases, CaseRecord, attempts=100)
         self.emails = db["emails"]
         self.counters = db["counters"]
         self.thread_ids = db["thread_ids"]
@@ -87,15 +96,15 @@ class ThreadingStore:
                 continue
 
     async def next_case_number(self) -> int:
-        """The next case number: one ``$inc`` of the counter (no number is handed out twice;
-        a number taken by a handler that then failed is a gap)."""
-        if await self.counters.find_one({"_id": COUNTER_ID}) is None:
-            raise RuntimeError("the case-number counter is missing (ensure_indexes not run)")
+        """The next case number: one ``$inc`` of the counter (created by :meth:`ensure_counter`
+        at start; no number is handed out twice; a number taken by a handler that then failed
+        is a gap)."""
         return await Sequence(self.counters, COUNTER_ID).next()
 
     async def case_number_for(self, key: str) -> int:
-        """The case number claimed for one message: a retry after a crash gets the same number
-        back, so it never opens a second case (an empty one) beside the first."""
+        """The case number claimed for one command that opens a case (by hand, outbound): a
+        retry after a crash gets the same number back, so it never opens a second case (an
+        empty one) beside the first. Inbound mail needs no such claim: its stored email is."""
         found = await self.number_claims.find_one({"_id": key})
         if found is None:
             number = await self.next_case_number()
@@ -236,22 +245,25 @@ class ThreadingStore:
     async def insert_case(self, doc: Document) -> bool:
         return await _insert_new(self.cases, doc)
 
-    async def update_case(
-        self, case_number: int, mutate: Callable[[Document], bool], *, attempts: int = 100
-    ) -> Document:
-        """Change the case (see :meth:`versioned_update`); its outbox is pruned and its
-        ``updated_at`` set with every write."""
+    async def update_case(self, case_number: int, mutate: Callable[[Document], bool]) -> Document:
+        """Change the case as its next version (:meth:`VersionedCollection.update`): ``mutate``
+        changes the case document in place and says whether it changed anything; it may raise
+        to refuse (nothing is written then). The outbox is pruned and ``updated_at`` set with
+        every write. Returns the case as stored."""
 
-        def stamp(draft: Document) -> None:
+        def change(case: CaseRecord) -> tuple[CaseRecord | None, None]:
+            draft = copy.deepcopy(case.document())
+            if not mutate(draft):
+                return None, None
             _prune_outbox(draft)
             draft["updated_at"] = _now()
+            return CaseRecord.model_validate(draft), None
 
-        updated = await self.versioned_update(
-            "cases", case_number, mutate, attempts=attempts, before_write=stamp
-        )
-        if updated is None:
-            raise CaseMissing(case_number)
-        return updated
+        try:
+            done = await self.case_records.update(case_number, change)
+        except NotFound as exc:
+            raise CaseMissing(case_number) from exc
+        return done.aggregate.document()
 
     async def mark_published(self, case_number: int, key: str) -> None:
         """Remember that an outbox entry went out: one insert, no lock (the flag in the case
@@ -405,8 +417,7 @@ class ThreadingStore:
 
 
 async def _insert_new(collection: AsyncCollection[Document], doc: Document) -> bool:
-    """Insert under a unique ``_id``; False when that ``_id`` is taken (the one atomic claim
-    FerretDB offers)."""
+    """Insert under a unique ``_id``; False when that ``_id`` is taken (a claim by key)."""
     try:
         await collection.insert_one(doc)
     except DuplicateKeyError:

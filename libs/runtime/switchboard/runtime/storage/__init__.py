@@ -16,6 +16,7 @@ from switchboard.runtime.storage.versioned import (
     NotFound,
     TooMuchContention,
     Updated,
+    Versioned,
     VersionedCollection,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "TimerQueue",
     "TooMuchContention",
     "Updated",
+    "Versioned",
     "VersionedCollection",
     "WithOutbox",
     "delete_older_than",

@@ -21,27 +21,35 @@ from pymongo.errors import DuplicateKeyError
 from switchboard.runtime.mongo import retry_when_busy
 
 Document = dict[str, Any]
+Key = str | int
+"""An aggregate's ``_id``: a string, or a number people read (a case number)."""
 MAX_ATTEMPTS = 40
 
 
-class Aggregate(BaseModel):
-    """A stored aggregate: ``_id`` and the ``version`` every write is guarded by."""
+class Versioned(BaseModel):
+    """What :class:`VersionedCollection` needs of a stored model: the ``version`` every write is
+    guarded by. A subclass declares its own ``id`` (aliased ``_id``) of type :data:`Key`."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
-    id: str = Field(alias="_id")
     version: int = 0
 
     def document(self) -> Document:
         return self.model_dump(by_alias=True)
 
 
-A = TypeVar("A", bound=Aggregate)
+class Aggregate(Versioned):
+    """A stored aggregate keyed by a string ``_id``."""
+
+    id: str = Field(alias="_id")
+
+
+A = TypeVar("A", bound=Versioned)
 R = TypeVar("R")
 
 
 class NotFound(LookupError):
-    def __init__(self, key: str) -> None:
+    def __init__(self, key: Key) -> None:
         super().__init__(f"no document {key!r}")
         self.key = key
 
@@ -76,7 +84,7 @@ class VersionedCollection(Generic[A]):
         self.attempts = attempts
         self.on_conflict = on_conflict
 
-    async def get(self, key: str) -> A | None:
+    async def get(self, key: Key) -> A | None:
         doc = await self.collection.find_one({"_id": key})
         return None if doc is None else self.model.model_validate(doc)
 
@@ -92,7 +100,7 @@ class VersionedCollection(Generic[A]):
             return False
         return True
 
-    async def update(self, key: str, change: Callable[[A], tuple[A | None, R]]) -> Updated[A, R]:
+    async def update(self, key: Key, change: Callable[[A], tuple[A | None, R]]) -> Updated[A, R]:
         """Apply ``change`` (pure: aggregate -> (new aggregate or None, result)) and write the
         new aggregate at ``version + 1`` if nobody wrote since it was read; else decide again.
 

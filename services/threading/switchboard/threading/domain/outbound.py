@@ -23,6 +23,7 @@ from switchboard.threading.domain.common import Document
 from switchboard.threading.domain.common import addr as _addr
 from switchboard.threading.domain.common import iso as _iso
 from switchboard.threading.domain.common import now as _now
+from switchboard.threading.domain.email import Email
 from switchboard.threading.subjects import outbound_subject
 
 THREAD_HEADER = "X-Switchboard-Thread"
@@ -84,7 +85,8 @@ def outbound_email(
     template_id: str | None = None,
     is_reply: bool = True,
 ) -> tuple[EmailOutboundRequested, Document]:
-    """The request to the mail edge and the stored outbound email, both deterministic."""
+    """The request to the mail edge and the stored outbound email (a typed :class:`Email`,
+    as its document), both deterministic."""
     number = case["_id"]
     domain = cfg.sender.address.rpartition("@")[2]
     token = uuid.uuid5(_NS, f"{cause.message_id}:{key}").hex
@@ -115,39 +117,41 @@ def outbound_email(
         automatic=automatic,
         extra_headers=headers,
     )
-    doc = {
-        "_id": msg_key,
-        "message_id": request.internet_message_id,
-        "case_number": number,
-        "direction": "outbound",
-        "kind": kind,
-        "source": str(cause.message_id),
-        "outbound_id": request.outbound_id,
-        "agent_id": agent_id,
-        "template_id": template_id,
-        "service": case["service"],
-        "from": _addr(cfg.sender),
-        "to": [_addr(a) for a in to],
-        "cc": [_addr(a) for a in cc],
-        "bcc": [_addr(a) for a in bcc],
-        "reply_to": [],
-        "subject": subject,
-        "text": text,
-        "html": html,
-        "html_ref": None,
-        "html_withheld": False,
-        "attachments": [a.model_dump() for a in attachments],
-        "when": _now(),
-        "classification": "normal",
-        "automatic": automatic,
-        "in_reply_to": in_reply_to,
-        "references": references,
-        "thread_id": thread_id,
-        "masked": [],
-        "delivery": {"status": "requested", "at": _now(), "detail": ""},
-        "stored_at": _now(),
-    }
-    return request, doc
+    email = Email.model_validate(
+        {
+            "_id": msg_key,
+            "message_id": request.internet_message_id,
+            "case_number": number,
+            "direction": "outbound",
+            "kind": kind,
+            "source": str(cause.message_id),
+            "outbound_id": request.outbound_id,
+            "agent_id": agent_id,
+            "template_id": template_id,
+            "service": case["service"],
+            "from": _addr(cfg.sender),
+            "to": [_addr(a) for a in to],
+            "cc": [_addr(a) for a in cc],
+            "bcc": [_addr(a) for a in bcc],
+            "reply_to": [],
+            "subject": subject,
+            "text": text,
+            "html": html,
+            "html_ref": None,
+            "html_withheld": False,
+            "attachments": [a.model_dump() for a in attachments],
+            "when": _now(),
+            "classification": "normal",
+            "automatic": automatic,
+            "in_reply_to": in_reply_to,
+            "references": references,
+            "thread_id": thread_id,
+            "masked": [],
+            "delivery": {"status": "requested", "at": _now(), "detail": ""},
+            "stored_at": _now(),
+        }
+    )
+    return request, email.document()
 
 
 def default_recipients(case: Document, parent: Document | None) -> list[OutboundAddress]:

@@ -26,8 +26,8 @@ from switchboard.threading.domain.cases import (
     file_closed,
     new_case,
 )
-from switchboard.threading.domain.common import addr as _addr
 from switchboard.threading.domain.common import now as _now
+from switchboard.threading.domain.email import inbound_email
 from switchboard.threading.domain.outbound import (
     automatic_answer,
 )
@@ -84,62 +84,29 @@ class MailIntake(HandlerBase):
 
         intake = await self._decide(event, cfg, subject)
         number = intake.case_number
-        if number is None:
-            number = await self.store.case_number_for(key)
+        if number is None:  # the email stored below claims it (a retry reads it there)
+            number = await self.store.next_case_number()
         answer, answer_skipped = await self._auto_answer_kind(event, intake, cfg)
         defects = list(event.defects)
         if reused:
             metrics.REUSED_MESSAGE_IDS.inc()
             defects.append(f"message_id_reused: {header} is also on another, different email")
-        doc = {
-            "_id": key,
-            "message_id": header,
-            "content_key": content,
-            "message_id_reused": reused,
-            "case_number": number,
-            "direction": "inbound",
-            "kind": "inbound",
-            "source": str(event.message_id),
-            "raw_email_ids": [event.email_id],
-            "mailboxes": [event.mailbox],
-            "channel": event.channel,
-            "service": event.service,
-            "from": _addr(event.sender),
-            "to": [_addr(a) for a in event.to],
-            "cc": [_addr(a) for a in event.cc],
-            "reply_to": [_addr(a) for a in event.reply_to],
-            "subject": subject,
-            "text": text,
-            "text_truncated": event.text_truncated,
-            "text_ref": getattr(event, "text_ref", None),
-            "html_ref": event.html_ref,
-            "html_withheld": withhold_html,
-            "attachments": [a.model_dump() for a in event.attachments],
-            "when": event.sent_at,
-            "sent_at_flagged": event.sent_at_flagged,
-            "received_at": event.received_at,
-            "classification": event.classification,
-            "in_reply_to": event.in_reply_to,
-            "references": list(event.references),
-            "thread_header": event.thread_header,
-            "bounced_message_id": event.bounced_message_id,
-            "defects": defects,
-            "masked": (
-                [{"by": "system", "what": "card_numbers", "count": cards, "at": _now()}]
-                if cards
-                else []
-            ),
-            "intake": {
-                "action": intake.action,
-                "matched_by": intake.matched_by,
-                "linked_to": intake.linked_to,
-                "auto_answer": answer,
-                "auto_answer_skipped": answer_skipped,
-                "new_participant": intake.new_participant,
-            },
-            "new_participant": intake.new_participant,
-            "stored_at": _now(),
-        }
+        doc = inbound_email(
+            event,
+            key=key,
+            header=header,
+            content_key=content,
+            reused=reused,
+            case_number=number,
+            subject=subject,
+            text=text,
+            withhold_html=withhold_html,
+            cards_masked=cards,
+            defects=defects,
+            intake=intake,
+            auto_answer=answer,
+            auto_answer_skipped=answer_skipped,
+        ).document()
         if not await self.store.insert_email(doc):
             winner = await self.store.get_email(key)
             assert winner is not None
