@@ -252,3 +252,15 @@ async def test_periodic_jobs_run_while_the_service_is_up_and_are_measured(
     assert last is not None and last >= runs[0]
     duration = REGISTRY.get_sample_value("switchboard_job_duration_seconds", {"task": "tick"})
     assert duration is not None and duration >= 0
+
+
+async def test_slots_of_a_passing_window_are_dropped_by_age(db: AsyncDatabase[Document]) -> None:
+    old, current = Slots(db["windows"], "ann|100"), Slots(db["windows"], "ann|101")
+    assert await old.take(capacity=2) and await current.take(capacity=2)
+    await db["windows"].update_one(
+        {"_id": "ann|100"}, {"$set": {"created_at": datetime.now(UTC) - timedelta(days=3)}}
+    )
+
+    assert await delete_older_than(db["windows"], "created_at", timedelta(days=2)) == 1
+    assert await old.used() == 0 and await current.used() == 1
+    assert await old.take(capacity=2), "a dropped window starts over"

@@ -6,8 +6,8 @@ email is claimed by its Message-ID (``emails._id``), which also keeps the case n
 given, so a retried mail finds its number there. Cases move from one version to the next
 through a ``VersionedCollection[Case]``; emails, drafts and reply templates with one
 ``replace_one`` filtered on the version read (:meth:`ThreadingStore.versioned_update`); a writer
-that lost decides again on the fresh document. Automatic answers take numbered quota slots
-(``ack_log``).
+that lost decides again on the fresh document. Automatic answers are counted per recipient and
+window by the kernel's ``Slots`` (``ack_log``).
 
 The changes of one message to a case and the messages it causes are written together (the
 case's ``outbox``), so a crash between the write and the publish is repaired by the retry or the
@@ -29,7 +29,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from switchboard.runtime.mongo import retry_when_busy
-from switchboard.runtime.storage import NotFound, Sequence, Versioned, VersionedCollection
+from switchboard.runtime.storage import (
+    NotFound,
+    Sequence,
+    Slots,
+    Versioned,
+    VersionedCollection,
+    delete_older_than,
+)
 from switchboard.runtime.storage.versioned import backoff
 from switchboard.threading.domain.case import Case
 from switchboard.threading.masking import redact_everywhere
@@ -79,6 +86,7 @@ class ThreadingStore:
         await self.cases.create_index("outbox_pending")
         await self.drafts.create_index("case_number")
         await self.ack_log.create_index("at")
+        await self.ack_log.create_index("created_at")
         await self.published.create_index("at")
         await self.ensure_counter(case_number_start)
 
@@ -399,20 +407,13 @@ class ThreadingStore:
     # -- automatic answers -----------------------------------------------------------------
 
     async def take_ack_quota(self, recipient: str, window: str, limit: int) -> bool:
-        """Take one of ``limit`` numbered slots for ``recipient`` in this window (inserts, so
-        two replicas never take one slot); False when every slot is taken."""
-        for slot in range(1, limit + 1):
-            try:
-                await self.ack_log.insert_one(
-                    {"_id": f"{recipient}|{window}|{slot}", "recipient": recipient, "at": _now()}
-                )
-            except DuplicateKeyError:
-                continue
-            return True
-        return False
+        """Take one of ``limit`` automatic answers for ``recipient`` in this window (the
+        kernel's ``Slots``: one conditional ``$inc``); False when all are taken."""
+        return await Slots(self.ack_log, f"{recipient}|{window}").take(limit)
 
     async def purge_ack_log(self, older_than: timedelta) -> None:
-        await self.ack_log.delete_many({"at": {"$lt": _now() - older_than}})
+        await delete_older_than(self.ack_log, "created_at", older_than)
+        await self.ack_log.delete_many({"at": {"$lt": _now() - older_than}})  # numbered slots
         await self.published.delete_many({"at": {"$lt": _now() - 2 * OUTBOX_KEEP}})
 
 

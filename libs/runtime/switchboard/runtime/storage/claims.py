@@ -89,7 +89,11 @@ class Lease:
 
 
 class Slots:
-    """A counter that never goes over a capacity nor under zero (quotas, backlog places)."""
+    """A counter that never goes over a capacity nor under zero (quotas, backlog places).
+
+    The counter's document remembers when it was made (``created_at``), so counters of
+    passing windows (``"<who>|<window>"``) can be dropped with :func:`delete_older_than`.
+    """
 
     def __init__(self, collection: AsyncCollection[Document], name: str) -> None:
         self.collection = collection
@@ -103,7 +107,7 @@ class Slots:
             done = await retry_when_busy(
                 lambda: self.collection.update_one(
                     {"_id": self.name, "used": {"$lte": capacity - count}},
-                    {"$inc": {"used": count}},
+                    {"$inc": {"used": count}, "$setOnInsert": {"created_at": datetime.now(UTC)}},
                     upsert=True,
                 )
             )
