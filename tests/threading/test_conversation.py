@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from switchboard.contracts import cases as c
 from switchboard.contracts.mail import Address
 
@@ -150,3 +152,28 @@ async def test_the_sweeper_publishes_an_entry_left_behind(threading: Threading) 
     assert len({r["message_id"] for r in t.sinks.seen["route"]}) == 1
     case = await t.case(number)
     assert case["outbox"][mail["source"]]["published"] is True
+
+
+async def test_a_crash_after_the_email_is_stored_files_it_under_the_number_it_was_given(
+    threading: Threading,
+) -> None:
+    """The stored email is the mail's claim on its case number: a retry after a crash between
+    the email and its case finds the number there and opens that case, not a second one."""
+    t = threading
+    real = t.store.claim_thread_id
+    failures = {"left": 1}
+
+    async def flaky(case_number: int, mint: Any) -> str:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise ConnectionError("database went away after the email was stored")
+        return await real(case_number, mint)
+
+    t.store.claim_thread_id = flaky  # type: ignore[method-assign]
+    mail = await t.file(t.mail(subject="Crash after the email", service="billing"))
+    assert failures["left"] == 0, "the crash happened"
+    routes = await t.drain("route")
+    assert [r["interaction_id"] for r in routes] == [f"case-{mail['case_number']}"]
+    assert await t.store.cases.count_documents({}) == 1
+    case = await t.case(mail["case_number"])
+    assert case["email_keys"][0] == mail["_id"] and case["thread_id"]
