@@ -94,17 +94,20 @@ class Desk:
             if frame.get("event") == "agent.state_changed":
                 await self.frames.put((str(frame["data"]["state"]), time.monotonic()))
 
-    async def act(self, path: str, body: dict[str, Any], state: str) -> tuple[float, float]:
-        """One action; seconds to the HTTP answer and to the frame with ``state``."""
+    async def act(self, path: str, body: dict[str, Any], state: str) -> tuple[float | None, float]:
+        """One action; seconds to the HTTP answer (None: the gateway gave up waiting for
+        agent-state, 504, which still carries it out) and to the frame with ``state``."""
         started = time.monotonic()
         answer = await self.http.post(path, json=body)
-        answered = time.monotonic()
-        if answer.status_code >= 400:
+        answered: float | None = time.monotonic() - started
+        if answer.status_code == 504:
+            answered = None
+        elif answer.status_code >= 400:
             raise RuntimeError(f"{self.agent_id}: {path} -> {answer.status_code} {answer.text}")
         while True:
-            seen, at = await asyncio.wait_for(self.frames.get(), 120)
+            seen, at = await asyncio.wait_for(self.frames.get(), 300)
             if seen == state:
-                return answered - started, at - started
+                return answered, at - started
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -131,6 +134,8 @@ async def run(found: support.Servers, args: argparse.Namespace, folder: Path) ->
     desks = [Desk(stack, a) for a in agents]
     answers: list[float] = []
     frames: list[float] = []
+    late: list[float] = []
+    """Actions the gateway answered 504 (agent-state answered after its wait)."""
 
     async def work(desk: Desk) -> None:
         for _ in range(args.rounds):
@@ -139,7 +144,10 @@ async def run(found: support.Servers, args: argparse.Namespace, folder: Path) ->
                 ("/me/ready", {}, "ready"),
             ):
                 answer, frame = await desk.act(path, body, state)
-                answers.append(answer)
+                if answer is None:
+                    late.append(frame)
+                else:
+                    answers.append(answer)
                 frames.append(frame)
 
     try:
@@ -155,7 +163,7 @@ async def run(found: support.Servers, args: argparse.Namespace, folder: Path) ->
             await desk.close()
         await asyncio.to_thread(stack.stop)
         await support.drop_databases(found.mongodb_url, *(f"{found.prefix}_{s}" for s in SERVICES))
-    return {"floor": floor, "seconds": seconds, "answers": answers, "frames": frames}
+    return {"floor": floor, "seconds": seconds, "answers": answers, "frames": frames, "late": late}
 
 
 def main() -> None:
@@ -171,6 +179,8 @@ def main() -> None:
     print(f"servers: {found.origin}")
     print(f"agents: {args.agents}  actions: {actions}  in {result['seconds']:.1f} s")
     print(support.latency_line("request -> HTTP answer", result["answers"]))
+    if result["late"]:
+        print(f"answered 504 (agent-state later than the gateway's wait): {len(result['late'])}")
     print(support.latency_line("request -> frame on the live stream", result["frames"]))
     print(support.ratio_line("gateway_action", rate, result["floor"]))
 
