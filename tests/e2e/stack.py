@@ -121,6 +121,7 @@ class Stack:
             if self.process.poll() is not None:
                 raise RuntimeError(f"switchboard run exited early; see {self.log_path}")
             if time.monotonic() > deadline:
+                self.stop()  # not left running behind the caller's back
                 raise RuntimeError(f"not ready in {timeout:.0f} s: {sorted(waiting)}")
             for service in list(waiting):
                 try:
