@@ -329,8 +329,8 @@ async def run(
     finally:
         for worker in workers:
             worker.cancel()
-        for desk in desks:
-            await desk.close()
+        # all at once: a socket's closing handshake may wait on a loaded gateway
+        await asyncio.gather(*(d.close() for d in desks), return_exceptions=True)
         await asyncio.to_thread(stack.stop)
         sink.stop()
         support.say("dropping the databases")
