@@ -11,7 +11,8 @@ loopback connections; each is filed under a case, offered, accepted, answered wi
 must reach the sink, and dispositioned (final: the case closes), each by the agent it was
 offered to. Prints mails/s sustained (first SMTP 250 to last disposition), p50/p95/p99 from
 SMTP 250 to the offer on the agent's stream and to the reply at the sink, each service's
-resident memory after the run, and last ``pipeline/floor = 0.NN``. ``--replicas 1,2,3`` runs it
+resident memory after the run, the CPU time each used per mail, and last
+``pipeline/floor = 0.NN``. ``--replicas 1,2,3`` runs it
 once per count with threading and routing at that many processes (a fresh stack each) and
 prints the scaling curve; the last line is then the first count's ratio.
 """
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import smtplib
 import sys
 import tempfile
@@ -263,16 +265,32 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def resident_memory(stack: Stack, replicas: dict[str, list[int]]) -> dict[str, float]:
-    """Each service's resident set size (MiB), from /proc; extra replicas as ``name#2``…"""
-    sizes: dict[str, float] = {}
+def processes(stack: Stack, replicas: dict[str, list[int]]) -> dict[str, int]:
+    """Each service's process id; extra replicas as ``name#2``…"""
+    found: dict[str, int] = {}
     for service in installed_services():
         pid = stack.service_pid(service)
         if pid is not None:
-            sizes[service] = _rss_mib(pid)
+            found[service] = pid
         for n, extra in enumerate(replicas.get(service, []), start=2):
-            sizes[f"{service}#{n}"] = _rss_mib(extra)
-    return sizes
+            found[f"{service}#{n}"] = extra
+    return found
+
+
+def resident_memory(pids: dict[str, int]) -> dict[str, float]:
+    """Each process's resident set size (MiB), from /proc."""
+    return {name: _rss_mib(pid) for name, pid in pids.items()}
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) each process has used so far, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
 
 
 async def run(
@@ -314,6 +332,8 @@ async def run(
         mails = [_mail(n, found.tag) for n in range(args.mails)]
         support.say(f"{len(mails)} mails in over SMTP")
         started = time.monotonic()
+        pids = processes(stack, extra)
+        cpu_before = cpu_seconds(pids)
         sending = asyncio.create_task(
             asyncio.to_thread(send_mails, stack.smtp_port, mails, timings)
         )
@@ -325,7 +345,9 @@ async def run(
         for worker in failed[:3]:
             support.say(f"an agent stopped: {worker.exception()!r}")
         last = max(timings.closed.values(), default=started)
-        memory = resident_memory(stack, extra)
+        memory = resident_memory(pids)
+        cpu_after = cpu_seconds(pids)
+        cpu = {n: cpu_after[n] - cpu_before[n] for n in cpu_after if n in cpu_before}
     finally:
         for worker in workers:
             worker.cancel()
@@ -346,6 +368,7 @@ async def run(
         "to_offer": timings.since_accepted(timings.offered),
         "to_reply": timings.since_accepted(timings.replied),
         "memory": memory,
+        "cpu": cpu,
         "log": stack.log_path,
         "replicas": replicas,
     }
@@ -367,6 +390,11 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> float:
     print(
         "resident memory after the run: "
         + ", ".join(f"{s} {mib:.0f} MB" for s, mib in sorted(memory.items()))
+    )
+    closed = max(result["closed"], 1)
+    print(
+        "CPU per mail (user + system, while the mails went through): "
+        + ", ".join(f"{s} {sec / closed * 1000:.0f} ms" for s, sec in sorted(result["cpu"].items()))
     )
     print(f"floor = {result['floor']:.1f} msg/s")
     return rate
