@@ -1,6 +1,6 @@
 """End to end: mails through SMTP into the whole stack, answered by agents on their desktops.
 
-    python bench/bench_pipeline.py [--mails 200] [--agents 200] [--seconds 300]
+    python bench/bench_pipeline.py [--mails 200] [--agents 200] [--seconds 300] [--replicas 1,2,3]
 
 The whole stack as ``switchboard run`` starts it (every service its own process, on free
 loopback ports, a virtual host and database prefix of its own), an SMTP sink (aiosmtpd)
@@ -11,7 +11,10 @@ loopback connections; each is filed under a case, offered, accepted, answered wi
 must reach the sink, and dispositioned (final: the case closes), each by the agent it was
 offered to. Prints mails/s sustained (first SMTP 250 to last disposition), p50/p95/p99 from
 SMTP 250 to the offer on the agent's stream and to the reply at the sink, each service's
-resident memory after the run, and last ``pipeline/floor = 0.NN``.
+resident memory after the run, the CPU time each used per mail, and last
+``pipeline/floor = 0.NN``. ``--replicas 1,2,3`` runs it
+once per count with threading and routing at that many processes (a fresh stack each) and
+prints the scaling curve; the last line is then the first count's ratio.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import smtplib
 import sys
 import tempfile
@@ -39,10 +43,13 @@ import websockets
 sys.path.insert(0, str(support.REPO / "tests" / "e2e"))
 from stack import SmtpSink, Stack
 
+from switchboard.runtime.service_token import new_service_token
 from switchboard.runtime.supervisor import installed_services
 
 SUPPORT = "support@switchboard.local"
 PASSWORD = "bench-agent-pass"
+SCALED = ("threading", "routing")
+"""The services ``--replicas`` runs at more than one process."""
 DISPOSITION = "Customer confirmed"
 """A final disposition of the demo's support service (deploy/demo/threading.json)."""
 
@@ -157,7 +164,10 @@ class Desk:
 
     async def _until_state(self, wanted: str, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        while await self.state() != wanted:
+        while True:
+            with contextlib.suppress(TimeoutError):  # a loaded agent-state answers late
+                if await self.state() == wanted:
+                    return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.agent_id} not {wanted} after {seconds:.0f} s")
             await asyncio.sleep(1.0)
@@ -248,20 +258,44 @@ def send_mails(port: int, mails: list[EmailMessage], timings: Timings, clients: 
         list(pool.map(client, _chunks(mails, clients)))
 
 
-def resident_memory(stack: Stack) -> dict[str, float]:
-    """Each service's resident set size (MiB), from /proc."""
-    sizes: dict[str, float] = {}
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def processes(stack: Stack, replicas: dict[str, list[int]]) -> dict[str, int]:
+    """Each service's process id; extra replicas as ``name#2``…"""
+    found: dict[str, int] = {}
     for service in installed_services():
         pid = stack.service_pid(service)
-        if pid is None:
-            continue
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                sizes[service] = int(line.split()[1]) / 1024
-    return sizes
+        if pid is not None:
+            found[service] = pid
+        for n, extra in enumerate(replicas.get(service, []), start=2):
+            found[f"{service}#{n}"] = extra
+    return found
 
 
-async def run(found: support.Servers, args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+def resident_memory(pids: dict[str, int]) -> dict[str, float]:
+    """Each process's resident set size (MiB), from /proc."""
+    return {name: _rss_mib(pid) for name, pid in pids.items()}
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) each process has used so far, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for name, pid in pids.items():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+async def run(
+    found: support.Servers, args: argparse.Namespace, folder: Path, replicas: int = 1
+) -> dict[str, Any]:
     floor = await support.floor_rate(found)
     timings = Timings()
     sink = TimedSink()
@@ -274,10 +308,19 @@ async def run(found: support.Servers, args: argparse.Namespace, folder: Path) ->
         database_prefix=found.prefix,
         relay_port=sink.port,
         log_path=support.REPO / ".local" / "bench" / "pipeline-stack.log",
-        extra_env=write_people(folder, agents),
+        # one service token for the supervisor's processes and the extra replicas
+        extra_env={**write_people(folder, agents), "SB_SERVICE_TOKEN": new_service_token()},
     )
     support.say(f"starting the stack (logs: {stack.log_path})")
-    await asyncio.to_thread(stack.start)
+    await asyncio.to_thread(stack.start, 600.0)  # a loaded machine starts seven processes slowly
+    extra: dict[str, list[int]] = {}
+    for service in SCALED if replicas > 1 else ():
+        for _ in range(replicas - 1):
+            extra.setdefault(service, []).append(
+                await asyncio.to_thread(stack.start_replica, service, 600.0)
+            )
+    if extra:
+        support.say(f"{', '.join(SCALED)} at {replicas} replicas each")
     desks = [Desk(stack, a, timings) for a in agents]
     workers: list[asyncio.Task[None]] = []
     try:
@@ -289,6 +332,8 @@ async def run(found: support.Servers, args: argparse.Namespace, folder: Path) ->
         mails = [_mail(n, found.tag) for n in range(args.mails)]
         support.say(f"{len(mails)} mails in over SMTP")
         started = time.monotonic()
+        pids = processes(stack, extra)
+        cpu_before = cpu_seconds(pids)
         sending = asyncio.create_task(
             asyncio.to_thread(send_mails, stack.smtp_port, mails, timings)
         )
@@ -300,12 +345,14 @@ async def run(found: support.Servers, args: argparse.Namespace, folder: Path) ->
         for worker in failed[:3]:
             support.say(f"an agent stopped: {worker.exception()!r}")
         last = max(timings.closed.values(), default=started)
-        memory = resident_memory(stack)
+        memory = resident_memory(pids)
+        cpu_after = cpu_seconds(pids)
+        cpu = {n: cpu_after[n] - cpu_before[n] for n in cpu_after if n in cpu_before}
     finally:
         for worker in workers:
             worker.cancel()
-        for desk in desks:
-            await desk.close()
+        # all at once: a socket's closing handshake may wait on a loaded gateway
+        await asyncio.gather(*(d.close() for d in desks), return_exceptions=True)
         await asyncio.to_thread(stack.stop)
         sink.stop()
         support.say("dropping the databases")
@@ -321,23 +368,18 @@ async def run(found: support.Servers, args: argparse.Namespace, folder: Path) ->
         "to_offer": timings.since_accepted(timings.offered),
         "to_reply": timings.since_accepted(timings.replied),
         "memory": memory,
+        "cpu": cpu,
         "log": stack.log_path,
+        "replicas": replicas,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mails", type=int, default=200)
-    parser.add_argument("--agents", type=int, default=200)
-    parser.add_argument("--seconds", type=float, default=300.0, help="give up after this")
-    args = parser.parse_args()
-    with support.servers() as found, tempfile.TemporaryDirectory() as folder:
-        result = asyncio.run(run(found, args, Path(folder)))
+def report(args: argparse.Namespace, result: dict[str, Any]) -> float:
+    """Print one run's figures; its mails/s."""
     rate = result["closed"] / result["seconds"] if result["seconds"] > 0 else 0.0
-    print(f"command: {support.command_line()}")
-    print(f"servers: {found.origin}; the services' logs: {result['log']}")
     print(
-        f"{args.mails} mails, {args.agents} agents Ready with live streams: "
+        f"{args.mails} mails, {args.agents} agents Ready with live streams, threading and "
+        f"routing at {result['replicas']} replica(s): "
         f"{result['closed']} filed, offered, accepted, answered and dispositioned in "
         f"{result['seconds']:.1f} s = {rate:.2f} mails/s sustained"
         + ("" if result["finished"] else f" (stopped at the {args.seconds:.0f} s limit)")
@@ -349,9 +391,41 @@ def main() -> None:
         "resident memory after the run: "
         + ", ".join(f"{s} {mib:.0f} MB" for s, mib in sorted(memory.items()))
     )
+    closed = max(result["closed"], 1)
+    print(
+        "CPU per mail (user + system, while the mails went through): "
+        + ", ".join(f"{s} {sec / closed * 1000:.0f} ms" for s, sec in sorted(result["cpu"].items()))
+    )
     print(f"floor = {result['floor']:.1f} msg/s")
-    share = rate / result["floor"] if result["floor"] else float("nan")
-    print(f"pipeline/floor = {share:.2f}")
+    return rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mails", type=int, default=200)
+    parser.add_argument("--agents", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=300.0, help="give up after this")
+    parser.add_argument(
+        "--replicas",
+        default="1",
+        help="threading and routing at each of these replica counts, e.g. 1,2,3 (a run each)",
+    )
+    args = parser.parse_args()
+    counts = [int(n) for n in args.replicas.split(",")]
+    print(f"command: {support.command_line()}")
+    curve: list[tuple[int, float, float]] = []
+    for replicas in counts:
+        with support.servers() as found, tempfile.TemporaryDirectory() as folder:
+            result = asyncio.run(run(found, args, Path(folder), replicas))
+        print(f"servers: {found.origin}; the services' logs: {result['log']}")
+        curve.append((replicas, report(args, result), result["floor"]))
+    if len(curve) > 1:
+        print("scaling (threading and routing replicas -> mails/s, x/floor):")
+        for replicas, rate, floor in curve:
+            share = rate / floor if floor else float("nan")
+            print(f"  {replicas}: {rate:.2f} mails/s  {share:.2f}")
+    _, rate, floor = curve[0]
+    print(f"pipeline/floor = {rate / floor if floor else float('nan'):.2f}")
 
 
 if __name__ == "__main__":

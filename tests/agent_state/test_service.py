@@ -14,6 +14,7 @@ from switchboard.agent_state.app import AgentStateSettings, build
 from switchboard.agent_state.store import AgentStore
 from switchboard.contracts import Message
 from switchboard.contracts.agents import (
+    AgentStateChanged,
     AgentStatesRequested,
     ForceAgentState,
     LogIn,
@@ -235,6 +236,51 @@ async def test_events_not_published_because_the_broker_failed_are_published_late
             return doc is not None and not doc["unpublished"] and not doc["profile_unpublished"]
 
         await probe.eventually(marked_published)
+
+
+async def test_a_change_publishes_only_its_own_event_and_a_replica_sweeps_an_earlier_one(
+    probe: Any, agent_settings: Settings
+) -> None:
+    """One change's publish fails; the next change publishes its own event, not the earlier
+    one again; that one stays in the outbox until another replica's sweep publishes it."""
+    hours = 3600.0
+    service = build(agent_settings(outbox_relay_seconds=hours, outbox_sweep_seconds=hours))
+    real_publish = service.bus.publish
+    attempts: list[int] = []
+
+    async def publish_failing_once(message: Message, **options: Any) -> None:
+        if isinstance(message, AgentStateChanged):
+            attempts.append(message.sequence)
+            if message.sequence == 2 and attempts.count(2) == 1:
+                raise ConnectionError("broker unreachable")
+        await real_publish(message, **options)
+
+    service.bus.publish = publish_failing_once  # type: ignore[method-assign]
+    store = AgentStore(service.db)
+    async with service.app:
+        await probe.register("ann")
+        await probe.ok(LogIn(**me("ann")))
+        await probe.ok(SetReady(**me("ann")))
+        await probe.ok(SetNotReady(**me("ann"), reason="Break"))
+        await probe.eventually(lambda: [c.sequence for c in probe.of("ann")] == [1, 3])
+
+        assert attempts == [1, 2, 3], "each change published its own event once"
+        doc = await store.get("ann")
+        assert doc is not None and doc["unpublished"]
+        assert [e["sequence"] for e in doc["outbox"]] == [2], "the failed one is kept"
+        assert doc["published_sequence"] == 1, "not marked past the event still unsent"
+
+    sweeper = build(agent_settings(outbox_sweep_seconds=0.5))
+    async with sweeper.app:
+        store = AgentStore(sweeper.db)
+        await probe.eventually(lambda: [c.sequence for c in probe.of("ann")] == [1, 2, 3])
+
+        async def marked_published() -> bool:
+            doc = await store.get("ann")
+            return doc is not None and not doc["unpublished"] and doc["outbox"] == []
+
+        await probe.eventually(marked_published)
+        assert probe.states("ann") == ["not_ready", "ready", "not_ready"]
 
 
 async def test_demo_agents_are_seeded_once_with_their_reasons(

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from switchboard.runtime.cli import DEMO_DIR, DEMO_SETTINGS
 from switchboard.runtime.supervisor import installed_services
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,13 +78,17 @@ class Stack:
     smtp_port: int = field(default_factory=free_port)
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    only: list[str] | None = None
+    """These services alone (``switchboard run --only``); every installed one by default."""
+    replicas: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    """Extra processes of a service beside the supervisor's (:meth:`start_replica`)."""
 
     def url(self, service: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[service]}{path}"
 
-    def start(self, timeout: float = 120.0) -> None:
-        self.ports = {service: free_port() for service in installed_services()}
-        env = {
+    def environment(self) -> dict[str, str]:
+        """What every process of this stack is started with (after :meth:`start`)."""
+        return {
             **os.environ,
             "SB_AMQP_URL": self.amqp_url,
             "SB_MONGODB_URL": self.mongodb_url,
@@ -96,10 +101,15 @@ class Stack:
             **{f"SB_{s.upper()}_HTTP_PORT": str(p) for s, p in self.ports.items()},
             **self.extra_env,
         }
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.ports = {service: free_port() for service in self.only or installed_services()}
+        env = self.environment()
+        only = ["--only", ",".join(self.only)] if self.only else []
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "switchboard.runtime.cli", "run"],
+            [sys.executable, "-m", "switchboard.runtime.cli", "run", *only],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -111,6 +121,7 @@ class Stack:
             if self.process.poll() is not None:
                 raise RuntimeError(f"switchboard run exited early; see {self.log_path}")
             if time.monotonic() > deadline:
+                self.stop()  # not left running behind the caller's back
                 raise RuntimeError(f"not ready in {timeout:.0f} s: {sorted(waiting)}")
             for service in list(waiting):
                 try:
@@ -138,6 +149,40 @@ class Stack:
                 return int(entry.name)
         return None
 
+    def start_replica(self, service: str, timeout: float = 120.0) -> int:
+        """One more process of ``service`` on a port of its own, sharing the stack's queues and
+        databases (to measure scaling); stopped with the stack. Its process id."""
+        port = free_port()
+        env = {
+            **self.environment(),
+            **{k: str(DEMO_DIR / name) for k, name in DEMO_SETTINGS.items() if k not in os.environ},
+            "SB_DEVELOPMENT": os.environ.get("SB_DEVELOPMENT", "true"),  # as `switchboard run`
+            **self.extra_env,
+            f"SB_{service.upper()}_HTTP_PORT": str(port),
+            "SB_HTTP_PORT": str(port),
+            "PYTHONUNBUFFERED": "1",
+        }
+        with self.log_path.open("ab") as log:
+            replica = subprocess.Popen(
+                [sys.executable, "-m", f"switchboard.{service}"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.replicas.append(replica)
+        deadline = time.monotonic() + timeout
+        while True:
+            if replica.poll() is not None:
+                raise RuntimeError(f"a {service} replica exited early; see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2):
+                    return replica.pid
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{service} replica not ready in {timeout:.0f} s") from None
+                time.sleep(0.5)
+
     def kill_service(self, service: str) -> int:
         """kill -9 the service's process, as a crash would; the supervisor starts a new one."""
         pid = self.service_pid(service)
@@ -155,6 +200,14 @@ class Stack:
 
     def stop(self, timeout: float = 60.0) -> int:
         """Ctrl-C, as a person would; returns the supervisor's exit code."""
+        for replica in self.replicas:
+            if replica.poll() is None:
+                replica.send_signal(signal.SIGINT)
+        for replica in self.replicas:
+            try:
+                replica.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(replica.pid, signal.SIGKILL)
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGINT)

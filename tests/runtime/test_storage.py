@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from testkit import eventually
 
 from switchboard.runtime.jobs import PeriodicJob
 from switchboard.runtime.localstack import Backends
+from switchboard.runtime.mongo import Claim, ProcessedLedger
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.storage import (
     Lease,
@@ -138,6 +139,98 @@ async def test_the_outbox_publishes_after_the_write_and_the_sweep_finds_what_a_c
     stored = await queues.get("billing")
     assert stored is not None and stored.outbox == [] and not stored.unpublished
     assert await outbox.sweep() == 0
+
+
+class Reads(VersionedCollection[Queue]):
+    """Counts the reads ``update`` makes."""
+
+    reads = 0
+
+    async def get(self, key: str) -> Queue | None:
+        self.reads += 1
+        return await super().get(key)
+
+
+async def test_the_outbox_marks_what_it_published_in_one_write_without_reading(
+    db: AsyncDatabase[Document],
+) -> None:
+    queues = Reads(db["queues"], Queue)
+    published: list[Document] = []
+
+    async def publish(message: Document) -> None:
+        if message["item"] == "C-2" and {"item": "refused"} not in published:
+            published.append({"item": "refused"})
+            raise ConnectionError("broker refused C-2")
+        published.append(message)
+
+    outbox = Outbox(queues, publish, grace=timedelta(0))
+    await queues.insert(Queue(id="billing", version=1))
+    for item in ("C-1", "C-2", "C-3"):
+        done = await queues.update("billing", add(item))
+    queues.reads = 0
+
+    with pytest.raises(ConnectionError):
+        await outbox.flush("billing", done.aggregate.unsent(), written=done.aggregate)
+
+    assert queues.reads == 0, "the aggregate just written is not read again"
+    stored = await queues.get("billing")
+    assert stored is not None and stored.version == done.aggregate.version + 1, "one write"
+    assert [m["item"] for m in stored.outbox] == ["C-2"] and stored.unpublished
+
+    await queues.update("billing", add("C-4"))  # somebody writes: what this process knew is stale
+    queues.reads = 0
+    await outbox.flush("billing", stored.unsent(), written=stored)
+    assert queues.reads == 1, "a stale aggregate is read again before the mark"
+    fresh = await queues.get("billing")
+    assert fresh is not None and [m["item"] for m in fresh.outbox] == ["C-4"]
+    assert [m["item"] for m in published] == ["C-1", "refused", "C-3", "C-2"]
+
+
+class Inserts(monitoring.CommandListener):
+    """The insert and update commands a client sends (one bulk write is one command)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in {"insert", "update"}:
+            self.seen.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_claims_and_completions_arriving_together_go_as_one_write_each_answered_alone(
+    real_servers: Backends,
+) -> None:
+    listener = Inserts()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        real_servers.mongodb_url, tz_aware=True, event_listeners=[listener]
+    )
+    name = f"t{uuid.uuid4().hex[:10]}_ledger"
+    ledger = ProcessedLedger(client[name], keep=timedelta(days=1), lease=timedelta(minutes=1))
+    try:
+        await ledger.claim("scans", "old")
+        await ledger.complete("scans", "old", {"ok": True})
+        listener.seen.clear()
+        ids = ["old", *(f"m{n}" for n in range(16))]
+
+        claims = await asyncio.gather(*(ledger.claim("scans", i) for i in ids))
+
+        assert [c for c, _ in claims] == [Claim.DONE] + [Claim.NEW] * 16
+        assert claims[0][1] == {"ok": True}, "the done one answers what it answered before"
+        assert 1 <= listener.seen.count("insert") <= 3, listener.seen
+        listener.seen.clear()
+        await asyncio.gather(*(ledger.complete("scans", i, None) for i in ids[1:]))
+        assert 1 <= listener.seen.count("update") <= 3, listener.seen
+        again = await asyncio.gather(*(ledger.claim("scans", i) for i in ids))
+        assert {c for c, _ in again} == {Claim.DONE}
+    finally:
+        await client.drop_database(name)
+        await client.close()
 
 
 async def test_a_sequence_gives_each_number_once(db: AsyncDatabase[Document]) -> None:

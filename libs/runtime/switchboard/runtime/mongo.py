@@ -16,15 +16,17 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, DeleteOne, InsertOne, UpdateOne
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 
 from switchboard.runtime.settings import ServiceSettings
 
 Document = dict[str, Any]
 T = TypeVar("T")
 BUSY_ATTEMPTS = 8
+Write = InsertOne[Document] | UpdateOne | DeleteOne
 
 
 def make_mongo_client(settings: ServiceSettings, *, app_name: str) -> AsyncMongoClient[Document]:
@@ -46,10 +48,90 @@ async def retry_when_busy(operation: Callable[[], Awaitable[T]]) -> T:
         try:
             return await operation()
         except OperationFailure as exc:
-            if "SQLITE_BUSY" not in str(exc) or attempt == BUSY_ATTEMPTS - 1:
+            if not _busy(str(exc)) or attempt == BUSY_ATTEMPTS - 1:
                 raise
-            await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+            await _pause(attempt)
     raise AssertionError("unreachable")
+
+
+def _busy(text: str) -> bool:
+    return "SQLITE_BUSY" in text
+
+
+async def _pause(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+
+
+class GroupedWrites:
+    """Single-document writes of many concurrent handlers to one collection, sent together.
+
+    While one bulk write is on its way, the writes that come meanwhile wait and then go as the
+    next one (a group commit: no timer, so an idle server sees each write at once). One bulk
+    write of a dozen costs the server about what one write costs, FerretDB's single writer
+    most of all. Each caller gets its own write's outcome: :class:`DuplicateKeyError` for an
+    insert of a key that exists, the server's error otherwise; a write the server found busy
+    is sent again, like :func:`retry_when_busy` does.
+    """
+
+    def __init__(self, collection: AsyncCollection[Document], *, most: int = 500) -> None:
+        self._collection = collection
+        self._most = most
+        self._waiting: list[tuple[Write, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def write(self, operation: Write) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((operation, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all(), name="grouped writes")
+        await done
+
+    async def _send_all(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[: self._most], self._waiting[self._most :]
+            try:
+                await self._send(batch)
+            except asyncio.CancelledError:
+                for _, done in batch:
+                    done.cancel()
+                raise
+            except Exception as exc:  # not left waiting, whatever happened
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+
+    async def _send(self, batch: list[tuple[Write, asyncio.Future[None]]]) -> None:
+        for attempt in range(BUSY_ATTEMPTS):
+            last = attempt == BUSY_ATTEMPTS - 1
+            errors: dict[int, Document] = {}
+            try:
+                await self._collection.bulk_write([op for op, _ in batch], ordered=False)
+            except BulkWriteError as exc:
+                errors = {int(e["index"]): e for e in exc.details.get("writeErrors", [])}
+            except OperationFailure as exc:
+                if not _busy(str(exc)) or last:
+                    raise
+                await _pause(attempt)
+                continue
+            again: list[tuple[Write, asyncio.Future[None]]] = []
+            for index, (operation, done) in enumerate(batch):
+                error = errors.get(index)
+                if done.done():  # its caller was cancelled
+                    continue
+                if error is None:
+                    done.set_result(None)
+                elif _busy(str(error.get("errmsg"))) and not last:
+                    again.append((operation, done))
+                elif error.get("code") == 11000:
+                    done.set_exception(DuplicateKeyError(str(error.get("errmsg")), 11000, error))
+                else:
+                    done.set_exception(
+                        OperationFailure(str(error.get("errmsg")), error.get("code"), error)
+                    )
+            if not again:
+                return
+            batch = again
+            await _pause(attempt)
 
 
 class Claim(Enum):
@@ -76,6 +158,8 @@ class ProcessedLedger:
         self, database: AsyncDatabase[Document], *, keep: timedelta, lease: timedelta
     ) -> None:
         self._entries = database["processed_messages"]
+        self._writes = GroupedWrites(self._entries)
+        """Claims, completions and releases of concurrent handlers go as one bulk write."""
         self._keep = keep
         self._lease = lease
         self._owner = uuid.uuid4().hex
@@ -102,8 +186,8 @@ class ProcessedLedger:
     async def _claim(self, key: str) -> tuple[Claim, Document | None]:
         now = datetime.now(UTC)
         try:
-            await retry_when_busy(
-                lambda: self._entries.insert_one(
+            await self._writes.write(
+                InsertOne(
                     {
                         "_id": key,
                         "state": "handling",
@@ -181,8 +265,8 @@ class ProcessedLedger:
 
     async def complete(self, consumer: str, message_id: str, answer: Document | None) -> None:
         try:
-            await retry_when_busy(
-                lambda: self._entries.update_one(
+            await self._writes.write(
+                UpdateOne(
                     {"_id": f"{consumer}/{message_id}"},
                     {"$set": {"state": "done", "answer": answer, "at": datetime.now(UTC)}},
                     upsert=True,
@@ -195,10 +279,8 @@ class ProcessedLedger:
         """Give a claim back after a failure, so the retried copy can be handled. Should the
         delete fail, the claim is still known here as this process's leftover."""
         try:
-            await retry_when_busy(
-                lambda: self._entries.delete_one(
-                    {"_id": f"{consumer}/{message_id}", "state": "handling"}
-                )
+            await self._writes.write(
+                DeleteOne({"_id": f"{consumer}/{message_id}", "state": "handling"})
             )
         finally:
             self._held.discard(f"{consumer}/{message_id}")

@@ -326,7 +326,7 @@ class AgentStateHandlers:
             if record is None or not record.unpublished:
                 self._retry_states.discard(agent_id)
                 continue
-            if not await self._flush(agent_id, record.unsent()):
+            if not await self._flush(agent_id, record.unsent(), record):
                 return
         for agent_id in sorted(self._retry_profiles):
             record = await self.store.record(agent_id)
@@ -341,7 +341,7 @@ class AgentStateHandlers:
         left = await self.outbox.left()
         OUTBOX.set(len(left))
         for record in left:
-            if not await self._flush(record.id, record.unsent()):
+            if not await self._flush(record.id, record.unsent(), record):
                 return
         for record in await self.store.unpublished_profiles():
             if not await self._publish_profile(record):
@@ -393,7 +393,7 @@ class AgentStateHandlers:
                 RECONCILED.labels("dropped").inc()
                 log.warning("busy without live work in routing: moved on", agent_id=agent_id)
             self._count(applied)
-            await self._flush(agent_id, applied.outbox)
+            await self._flush(agent_id, applied.outbox, applied.record)
 
     async def refresh_gauges(self) -> None:
         counts, earliest = await self.store.states_summary()
@@ -459,7 +459,7 @@ class AgentStateHandlers:
             REFUSED.labels(exc.code).inc()
             raise Refused(exc.code, exc.message, field=exc.field) from exc
         self._count(applied)
-        await self._flush(command.agent_id, applied.outbox)
+        await self._flush(command.agent_id, applied.outbox, applied.record)
         if applied.decision.change is not None:
             HANDLING.observe(time.perf_counter() - started)
         return describe(applied.agent, applied.profile)
@@ -471,7 +471,7 @@ class AgentStateHandlers:
             log.warning("event about an unknown agent ignored", agent_id=agent_id)
             return None
         self._count(applied)
-        await self._flush(agent_id, applied.outbox)
+        await self._flush(agent_id, applied.outbox, applied.record)
         return applied
 
     async def _fire(
@@ -496,7 +496,7 @@ class AgentStateHandlers:
                     state=applied.decision.change.state,
                 )
             self._count(applied)
-            await self._flush(agent_id, applied.outbox)
+            await self._flush(agent_id, applied.outbox, applied.record)
 
     @staticmethod
     def _count(applied: Applied) -> None:
@@ -504,10 +504,15 @@ class AgentStateHandlers:
         if change is not None:
             TRANSITIONS.labels(change.previous, change.state).inc()
 
-    async def _flush(self, agent_id: str, outbox: list[Document]) -> bool:
-        """Record history and publish each event in order; False when the broker refused."""
+    async def _flush(
+        self, agent_id: str, outbox: list[Document], record: AgentRecord | None = None
+    ) -> bool:
+        """Record history and publish the events (oldest first), then mark them published with
+        one write (no read when ``record`` is what this process just stored or read); False
+        when the broker refused."""
         try:
-            await self.outbox.flush(agent_id, sorted(outbox, key=lambda e: int(e["sequence"])))
+            ordered = sorted(outbox, key=lambda e: int(e["sequence"]))
+            await self.outbox.flush(agent_id, ordered, written=record)
         except Exception as exc:
             self._retry_states.add(agent_id)
             PUBLISH_FAILED.inc()

@@ -6,14 +6,16 @@ when another replica won the race the change is decided again on the fresh recor
 replicas serialise the changes to one agent: none is lost, none is applied twice.
 
 Outbox: a state change stores the event it must announce in that same write (the record's
-``outbox``). The event is published after the write and then marked published; the kernel's
-:class:`Outbox` sweep publishes whatever a crash left behind. History rows for reports are
+``outbox``). That event alone is published after the write and then marked published; an
+earlier one left unsent is the relay's, and the kernel's :class:`Outbox` sweep publishes
+whatever a crash left behind. History rows for reports are
 written from the same outbox with natural keys, so repeating them has no second effect.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -105,13 +107,19 @@ class AgentRecord(WithOutbox):
         )
 
     def published(self, message: Document) -> Self | None:
+        """Take ``message`` out of the outbox. ``published_sequence`` is the mark below which
+        every event went out: it passes an event still unsent only once that one went too."""
         sequence = int(message["sequence"])
-        if self.published_sequence >= sequence:
+        unsent = self.unsent()
+        if all(int(e["sequence"]) != sequence for e in unsent):
             return None
+        rest = [e for e in unsent if int(e["sequence"]) != sequence]
+        mark = min(int(e["sequence"]) for e in rest) - 1 if rest else sequence
         return self.model_copy(
             update={
-                "published_sequence": sequence,
-                "unpublished": self.unpublished and self.sequence != sequence,
+                "outbox": rest,
+                "published_sequence": max(self.published_sequence, mark),
+                "unpublished": bool(rest),
             }
         )
 
@@ -124,7 +132,11 @@ class Applied:
     agent: domain.Agent
     profile: Document
     outbox: list[Document]
+    """What to publish now: the event this change added (earlier unsent events are the
+    relay's and the sweep's, not republished by every change)."""
     repeated: bool = False
+    record: AgentRecord | None = None
+    """The record as this change stored it (None: nothing written), to mark without a read."""
 
 
 def _utc(value: Any) -> datetime | None:
@@ -311,14 +323,13 @@ class AgentStore:
             if decision.agent == agent and decision.change is None:
                 return None, (Applied(decision, agent, record.profile, []), agent)
             changes: Document = {**agent_fields(decision.agent), "changed_at": datetime.now(UTC)}
-            outbox = record.unsent()
+            added: list[Document] = []
             if decision.change is not None:
-                event = state_event(record, decision.change, parent)
-                outbox.append(event.model_dump(mode="json"))
-                changes |= {"outbox": outbox, "unpublished": True}
+                added = [state_event(record, decision.change, parent).model_dump(mode="json")]
+                changes |= {"outbox": [*record.unsent(), *added], "unpublished": True}
             if command_id is not None:
                 changes["applied"] = [*record.applied, command_id][-APPLIED_MEMORY:]
-            applied = Applied(decision, decision.agent, record.profile, outbox)
+            applied = Applied(decision, decision.agent, record.profile, added)
             return record.model_copy(update=changes), (applied, agent)
 
         try:
@@ -326,9 +337,10 @@ class AgentStore:
         except NotFound as exc:
             raise UnknownAgent(agent_id) from exc
         applied, before = done.result
-        if done.written:
-            await self.sync_timers(applied.agent, before=before)
-        return applied
+        if not done.written:
+            return applied
+        await self.sync_timers(applied.agent, before=before)
+        return dataclasses.replace(applied, record=done.aggregate)
 
     async def record_history(self, event: AgentStateChanged) -> None:
         row = {

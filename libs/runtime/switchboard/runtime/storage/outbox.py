@@ -3,13 +3,16 @@
 The aggregate carries its own outbox (:class:`WithOutbox`): the version-guarded write that
 changes it also stores the messages it must announce, so a change is never stored without
 its messages nor announced without being stored. After the write the messages are published
-in order and each is then marked published (another guarded write). A process that dies in
+together (confirms pipelined) and then marked published (one more guarded write, without a
+read when the writer still knows the aggregate). A process that dies in
 between leaves ``unpublished`` set: :meth:`Outbox.sweep`, run periodically, publishes what
 any replica left behind. Consumers drop the repeat a crash may cause by message id.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Self, TypeVar
@@ -61,21 +64,35 @@ class Outbox(Generic[W]):
     async def ensure_indexes(self) -> None:
         await self.records.collection.create_index("unpublished")
 
-    async def flush(self, key: str, messages: list[Document]) -> None:
-        """Publish ``messages`` of aggregate ``key`` in order, marking each published.
+    async def flush(self, key: str, messages: list[Document], *, written: W | None = None) -> None:
+        """Publish ``messages`` of aggregate ``key``, then mark them published in one write.
 
-        A failed publish raises and leaves the rest in the outbox for a retry or the sweep.
+        The publishes start in the messages' order and their confirms are awaited together
+        (pipelined, not one round trip each), so they may arrive out of order: a consumer that
+        cares orders by the message's own sequence. ``written`` is the aggregate as this
+        process just stored or read it: the mark is then one guarded write without a read.
+        A failed publish raises after the others are marked, and leaves its message in the
+        outbox for a retry or the sweep.
         """
-        for message in messages:
-            await self.publish(message)
+        if not messages:
+            return
+        results = await asyncio.gather(
+            *(self.publish(message) for message in messages), return_exceptions=True
+        )
+        sent = [m for m, result in zip(messages, results, strict=True) if result is None]
+        failed = [r for r in results if isinstance(r, BaseException)]
 
-            def mark(aggregate: W, sent: Document = message) -> tuple[W | None, None]:
-                return aggregate.published(sent), None
+        def mark(aggregate: W) -> tuple[W | None, None]:
+            marked: W | None = None
+            for message in sent:
+                marked = (marked or aggregate).published(message) or marked
+            return marked, None
 
-            try:
-                await self.records.update(key, mark)
-            except NotFound:
-                return
+        if sent:
+            with contextlib.suppress(NotFound):
+                await self.records.update(key, mark, known=written)
+        if failed:
+            raise failed[0]
 
     async def left(self, limit: int = 200) -> list[W]:
         """Aggregates changed more than ``grace`` ago that still hold unpublished messages."""

@@ -100,15 +100,21 @@ class VersionedCollection(Generic[A]):
             return False
         return True
 
-    async def update(self, key: Key, change: Callable[[A], tuple[A | None, R]]) -> Updated[A, R]:
+    async def update(
+        self, key: Key, change: Callable[[A], tuple[A | None, R]], *, known: A | None = None
+    ) -> Updated[A, R]:
         """Apply ``change`` (pure: aggregate -> (new aggregate or None, result)) and write the
         new aggregate at ``version + 1`` if nobody wrote since it was read; else decide again.
+
+        ``known`` is the aggregate as this process last read or wrote it: the first attempt
+        decides on it without reading (one write instead of a read and a write); if somebody
+        wrote since, the guard matches nothing and the change is decided again on a fresh read.
 
         Raises :class:`NotFound` for a missing aggregate and :class:`TooMuchContention` after
         ``attempts`` lost races.
         """
         for attempt in range(self.attempts):
-            current = await self.get(key)
+            current = known if attempt == 0 and known is not None else await self.get(key)
             if current is None:
                 raise NotFound(key)
             new, result = change(current)
