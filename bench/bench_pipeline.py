@@ -39,7 +39,7 @@ import websockets
 sys.path.insert(0, str(support.REPO / "tests" / "e2e"))
 from stack import SmtpSink, Stack
 
-from switchboard.runtime.supervisor import installed_services
+from switchboard.app.supervisor import installed_services
 
 SUPPORT = "support@switchboard.local"
 PASSWORD = "bench-agent-pass"

@@ -23,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from switchboard.runtime.supervisor import installed_services
+from switchboard.app.supervisor import installed_services
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,7 +99,7 @@ class Stack:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "switchboard.runtime.cli", "run"],
+            [sys.executable, "-m", "switchboard.app.cli", "run"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -14,8 +14,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from testkit import eventually
 
+from switchboard.app.localstack import Backends
 from switchboard.runtime.jobs import PeriodicJob
-from switchboard.runtime.localstack import Backends
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.storage import (
     Lease,
