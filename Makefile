@@ -3,7 +3,7 @@ SHELL := bash
 export UV_PYTHON_DOWNLOADS := never
 UV = $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PY = $(UV) run --frozen
-PACKAGES := $(shell for d in libs/*/switchboard/* services/*/switchboard/*; do [ -d $$d ] && echo -p switchboard.$$(basename $$d); done)
+PACKAGES := $(shell for d in libs/*/switchboard/* services/*/switchboard/* apps/*/switchboard/*; do [ -d $$d ] && echo -p switchboard.$$(basename $$d); done)
 
 .PHONY: install services run demo e2e chaos test test-only lint lint-web web web-types format bench docs secrets up backup check-deploy clean
 
@@ -72,7 +72,7 @@ bench: install  ## the floor (bare consume-insert-publish loop), then every serv
 	   echo "== $$b"; $(PY) python $$b || exit 1; done
 
 docs: install  ## AsyncAPI documents of every service into docs/asyncapi/
-	@SB_DEVELOPMENT=true $(PY) python -m switchboard.runtime.asyncapi docs/asyncapi
+	@SB_DEVELOPMENT=true $(PY) python -m switchboard.app.asyncapi docs/asyncapi
 
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 BACKUP_DIR = backups/$(shell date -u +%Y%m%dT%H%M%SZ)

@@ -27,8 +27,8 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
+from switchboard.app.localstack import backends
 from switchboard.contracts import casebook as cb
-from switchboard.runtime.localstack import backends
 from switchboard.threading import access
 from switchboard.threading.casebook import Casebook
 from switchboard.threading.search_index import CaseIndex, Document, entry_for

@@ -4,7 +4,7 @@ records, the floor), and the time to pick the next record.
     python bench/bench_dialer.py                       # 100k import; pick with up to 1M loaded
     python bench/bench_dialer.py --records 1000000 --load-budget 0   # all of them, no budget
 
-Servers come from ``switchboard.runtime.localstack.backends`` (MONGODB_URL for a real MongoDB,
+Servers come from ``switchboard.app.localstack.backends`` (MONGODB_URL for a real MongoDB,
 else the local FerretDB), on loopback. The import goes through the same streamed path as the
 HTTP upload (parse, normalise to E.164, batched writes, progress). The pick is the dispatcher's
 step: take an entry of the campaign's hopper, read the record by ``_id`` and re-check it (still

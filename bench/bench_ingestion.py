@@ -2,7 +2,7 @@
 
     python bench/bench_ingestion.py [--mails 400] [--runs 3] [--concurrency 8]
 
-Finds or starts the local RabbitMQ and FerretDB (``switchboard.runtime.localstack``), runs the
+Finds or starts the local RabbitMQ and FerretDB (``switchboard.app.localstack``), runs the
 ingestion service in this process behind uvicorn (exactly as ``serve()`` does), and pushes
 distinct mails through it from loopback clients: ``smtplib`` connections in threads, and an
 ``httpx`` client against the upload endpoint. A mail counts when its sender got the answer

@@ -43,8 +43,8 @@ import websockets
 sys.path.insert(0, str(support.REPO / "tests" / "e2e"))
 from stack import SmtpSink, Stack
 
+from switchboard.app.supervisor import installed_services
 from switchboard.runtime.service_token import new_service_token
-from switchboard.runtime.supervisor import installed_services
 
 SUPPORT = "support@switchboard.local"
 PASSWORD = "bench-agent-pass"

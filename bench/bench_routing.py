@@ -4,7 +4,7 @@
     python bench/bench_routing.py --scale 0.2  # a smaller run (prints what it ran)
 
 Runs one routing replica in-process against the local RabbitMQ and MongoDB-protocol server
-(``switchboard.runtime.localstack``, loopback only), in a fresh virtual host and database.
+(``switchboard.app.localstack``, loopback only), in a fresh virtual host and database.
 
 1. Setup: ``agents`` agents (half in team "live" and Ready, half in team "backlog" and Not
    Ready) and ``waiting`` interactions waiting in service "backlog" (written straight into

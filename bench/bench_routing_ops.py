@@ -32,6 +32,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
 
+from switchboard.app.localstack import Backends, backends, management_call
 from switchboard.contracts import ConsumerQueue
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
 from switchboard.contracts.routing import (
@@ -44,7 +45,6 @@ from switchboard.contracts.routing import (
     ServiceDefinition,
 )
 from switchboard.routing.app import RoutingSettings, build
-from switchboard.runtime.localstack import Backends, backends, management_call
 from switchboard.runtime.service import Runtime
 
 WRITES = {"insert", "update", "delete", "findAndModify"}

@@ -30,7 +30,7 @@ from typing import Any
 import aio_pika
 from pymongo import AsyncMongoClient, monitoring
 
-from switchboard.runtime.localstack import backends, management_call
+from switchboard.app.localstack import backends, management_call
 
 REPO = Path(__file__).resolve().parents[1]
 FLOOR_ENV = "BENCH_FLOOR_MSG_S"

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from pymongo import AsyncMongoClient
 
-from switchboard.runtime.localstack import (
+from switchboard.app.localstack import (
     REPO_ROOT,
     Backends,
     BackendUnavailable,

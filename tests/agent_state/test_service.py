@@ -12,6 +12,7 @@ import httpx
 
 from switchboard.agent_state.app import AgentStateSettings, build
 from switchboard.agent_state.store import AgentStore
+from switchboard.app.localstack import REPO_ROOT
 from switchboard.contracts import Message
 from switchboard.contracts.agents import (
     AgentStateChanged,
@@ -25,7 +26,6 @@ from switchboard.contracts.agents import (
     StateReportRequested,
 )
 from switchboard.contracts.routing import InteractionAssigned, InteractionEnded, OfferTimedOut
-from switchboard.runtime.localstack import REPO_ROOT
 from switchboard.runtime.service import Runtime
 
 Settings = Callable[..., AgentStateSettings]

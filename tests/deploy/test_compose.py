@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from switchboard.app.supervisor import installed_services
 from switchboard.runtime.settings import ServiceSettings
-from switchboard.runtime.supervisor import installed_services
 
 from .conftest import DEPLOY, REPO, compose
 

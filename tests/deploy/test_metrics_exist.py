@@ -22,8 +22,8 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
-from switchboard.runtime.localstack import Backends
-from switchboard.runtime.supervisor import SERVICE_ORDER, installed_services
+from switchboard.app.localstack import Backends
+from switchboard.app.supervisor import SERVICE_ORDER, installed_services
 
 from .conftest import dashboard_queries, metric_names, rule_queries
 

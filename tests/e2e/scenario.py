@@ -302,7 +302,7 @@ async def _mail_to(
 
 
 async def main() -> int:
-    from switchboard.runtime.localstack import backends, management_call
+    from switchboard.app.localstack import backends, management_call
 
     sink = SmtpSink()
     sink.start()

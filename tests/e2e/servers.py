@@ -1,6 +1,6 @@
 """A RabbitMQ node and a FerretDB server of one run's own, that it may kill and restart.
 
-The shared servers of the test suite (`switchboard.runtime.localstack`) are used by everyone on
+The shared servers of the test suite (`switchboard.app.localstack`) are used by everyone on
 the machine; a fault-injection run must not kill them. These run on free loopback ports with
 their own data directories, and are stopped when the run ends.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from stack import REPO
 
-from switchboard.runtime.localstack import management_call
+from switchboard.app.localstack import management_call
 
 FERRETDB_SCRIPT = REPO / "deploy" / "local" / "ferretdb.sh"
 

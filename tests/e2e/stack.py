@@ -23,8 +23,8 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from switchboard.runtime.cli import DEMO_DIR, DEMO_SETTINGS
-from switchboard.runtime.supervisor import installed_services
+from switchboard.app.cli import DEMO_DIR, DEMO_SETTINGS
+from switchboard.app.supervisor import installed_services
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -109,7 +109,7 @@ class Stack:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "switchboard.runtime.cli", "run", *only],
+            [sys.executable, "-m", "switchboard.app.cli", "run", *only],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

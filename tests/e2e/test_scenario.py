@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from switchboard.runtime.localstack import Backends
-from switchboard.runtime.supervisor import SERVICE_ORDER
+from switchboard.app.localstack import Backends
+from switchboard.app.supervisor import SERVICE_ORDER
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scenario import CAMPAIGN_FILE, SECRETS_USED, run_scenario

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from testkit import eventually
 
 from switchboard.gateway.app import GatewayRuntime
 
@@ -72,16 +73,14 @@ def customer_mail() -> bytes:
     return mail.as_bytes()
 
 
-async def eventually(
-    attempt: Callable[[], Any], seconds: float = 30.0, every: float = 0.3
-) -> httpx.Response:
-    """Retry ``attempt`` (an HTTP call) until it answers 2xx; the last answer otherwise."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
+def succeeded(attempt: Callable[[], Any]) -> Callable[[], Any]:
+    """``attempt`` (an HTTP call) as a check for ``eventually``: its answer once 2xx."""
+
+    async def check() -> httpx.Response | None:
         answer: httpx.Response = await attempt()
-        if answer.is_success or asyncio.get_running_loop().time() > deadline:
-            return answer
-        await asyncio.sleep(every)
+        return answer if answer.is_success else None
+
+    return check
 
 
 async def test_attachment_html_and_upload_through_the_gateway_against_real_ingestion(
@@ -143,12 +142,15 @@ async def test_attachment_html_and_upload_through_the_gateway_against_real_inges
 
             # alice takes it from her team queue: routing assigns it, threading learns it
             pulled = await eventually(
-                lambda: http.post("/queues/team/pull", json={}, headers=alice)
+                succeeded(lambda: http.post("/queues/team/pull", json={}, headers=alice)),
+                every=0.3,
             )
             assert pulled.status_code == 200, pulled.text
             case_number = int(pulled.json()["interaction_id"].removeprefix("case-"))
 
-            view = await eventually(lambda: http.get(f"/cases/{case_number}", headers=alice))
+            view = await eventually(
+                succeeded(lambda: http.get(f"/cases/{case_number}", headers=alice)), every=0.3
+            )
             assert view.status_code == 200, view.text
             inbound = next(e for e in view.json()["emails"] if e["direction"] == "inbound")
             (attachment,) = inbound["attachments"]

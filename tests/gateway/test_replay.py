@@ -229,3 +229,21 @@ async def _one_chain(journal: LiveJournal) -> None:
     assert (await replay(journal, "ann", first)).complete is False
     resumed = await replay(journal, "ann", kept[-3].seq)
     assert resumed.complete and [f.data["n"] for f in resumed.frames] == [48, 49]
+
+
+async def test_frames_older_than_the_journals_age_are_purged(
+    make_settings: Callable[..., Any],
+) -> None:
+    runtime = Runtime("gateway", make_settings())
+    journal = LiveJournal(runtime.db, max_age=timedelta(hours=1), max_frames=20)
+    try:
+        await journal.ensure_indexes()
+        old = await journal.append("ann", "event-old", "offer.made", {"n": 1})
+        await journal.append("ann", "event-new", "offer.made", {"n": 2})
+        two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+        await journal.frames.update_one({"seq": old}, {"$set": {"at": two_hours_ago}})
+        await journal.purge()
+        assert [f.data["n"] for f in await journal.after("ann", 0)] == [2]
+    finally:
+        await runtime.mongo.drop_database(runtime.db.name)
+        await runtime.mongo.close()

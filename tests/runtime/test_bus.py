@@ -13,14 +13,14 @@ import httpx
 import pytest
 from testkit import eventually as _eventually
 
-from switchboard.contracts import Command, ConsumerQueue, Event
-from switchboard.contracts import topology as names
-from switchboard.runtime.errors import Refused
-from switchboard.runtime.localstack import (
+from switchboard.app.localstack import (
     Backends,
     start_local_rabbitmq_app,
     stop_local_rabbitmq_app,
 )
+from switchboard.contracts import Command, ConsumerQueue, Event
+from switchboard.contracts import topology as names
+from switchboard.runtime.errors import Refused
 from switchboard.runtime.service import Runtime
 
 
@@ -391,7 +391,7 @@ async def test_a_handler_cut_off_by_a_dropped_connection_is_handled_again_at_onc
     is handled as soon as the service is reconnected, not after the claim's lease."""
     from urllib.parse import quote
 
-    from switchboard.runtime.localstack import management_call
+    from switchboard.app.localstack import management_call
 
     if real_servers.management_url is None:
         pytest.skip(reason="closing a connection needs RabbitMQ's management API")

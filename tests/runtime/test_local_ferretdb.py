@@ -14,7 +14,7 @@ import pytest
 from bson import Int64
 from pymongo import MongoClient
 
-from switchboard.runtime.localstack import FERRETDB_SCRIPT, _refuse_another_build
+from switchboard.app.localstack import FERRETDB_SCRIPT, _refuse_another_build
 
 
 def _free_port() -> int:

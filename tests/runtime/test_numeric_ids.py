@@ -18,7 +18,7 @@ from bson import Int64
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from switchboard.runtime.localstack import Backends
+from switchboard.app.localstack import Backends
 
 # Stored `_id` -> every query value equal to it (Python int < 2^31 is sent as an int, larger
 # as a long; Int64 forces a long).

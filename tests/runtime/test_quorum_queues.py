@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from switchboard.app.localstack import Backends, management_call
 from switchboard.contracts import topology as names
-from switchboard.runtime.localstack import Backends, management_call
 from switchboard.runtime.service import Runtime
 
 from .test_bus import SCANS, ParcelScanned, Recorder, _count_is, _eventually, _queue_messages

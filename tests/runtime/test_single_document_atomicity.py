@@ -16,7 +16,7 @@ import pytest
 from pymongo import AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
-from switchboard.runtime.localstack import Backends
+from switchboard.app.localstack import Backends
 
 TRIALS = 20
 RACERS = 4

@@ -14,8 +14,8 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from testkit import eventually
 
+from switchboard.app.localstack import Backends
 from switchboard.runtime.jobs import PeriodicJob
-from switchboard.runtime.localstack import Backends
 from switchboard.runtime.mongo import Claim, ProcessedLedger
 from switchboard.runtime.service import Runtime
 from switchboard.runtime.storage import (

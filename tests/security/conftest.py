@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from testkit import eventually
 
 from switchboard.gateway.app import GatewayRuntime, GatewaySettings, build
 from tests.gateway.conftest import DEMO, demo_login, serving
@@ -109,16 +110,9 @@ class Stack:
         return number
 
 
-async def until(attempt: Callable[[], Any], seconds: float = 40.0, every: float = 0.3) -> Any:
-    """The first truthy answer of ``attempt`` (fails after ``seconds``)."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        found = await attempt()
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"nothing came within {seconds} s")
-        await asyncio.sleep(every)
+async def until(attempt: Callable[[], Any], seconds: float = 40.0) -> Any:
+    """The first truthy answer of ``attempt``: testkit's ``eventually`` at this stack's pace."""
+    return await eventually(attempt, seconds, every=0.3)
 
 
 async def until_ok(attempt: Callable[[], Any], seconds: float = 40.0) -> httpx.Response:

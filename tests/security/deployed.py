@@ -24,8 +24,8 @@ import httpx
 import pytest
 from pymongo import MongoClient
 
-from switchboard.runtime.localstack import Backends, management_call
-from switchboard.runtime.supervisor import SERVICE_ORDER
+from switchboard.app.localstack import Backends, management_call
+from switchboard.app.supervisor import SERVICE_ORDER
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from stack import REPO, SmtpSink, Stack

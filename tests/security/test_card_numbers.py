@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from switchboard.runtime.localstack import Backends, management_call
+from switchboard.app.localstack import Backends, management_call
 from tests.security.conftest import Stack, customer_mail, until, until_ok
 
 SUBJECT_CARD = "5555 5555 5555 4444"

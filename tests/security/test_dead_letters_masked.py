@@ -16,11 +16,11 @@ from typing import Any
 import aio_pika
 import pytest
 
+from switchboard.app.localstack import Backends, management_call
 from switchboard.contracts import EXCHANGE
 from switchboard.contracts import topology as names
 from switchboard.contracts.mail import EmailReceived
 from switchboard.contracts.queues import threading as threading_queues
-from switchboard.runtime.localstack import Backends, management_call
 from tests.security.conftest import Stack, customer_mail, until
 from tests.security.test_card_numbers import leaks, needles
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.runtime.localstack import Backends
+from switchboard.app.localstack import Backends
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from stack import free_port
@@ -35,7 +35,7 @@ def test_make_run_masks_the_mongodb_password(real_servers: Backends, amqp_url: s
         "SB_LOG_FORMAT": "json",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "switchboard.runtime.cli", "run", "--only", "agent_state"],
+        [sys.executable, "-m", "switchboard.app.cli", "run", "--only", "agent_state"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

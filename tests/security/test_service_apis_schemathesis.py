@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.core.result import Ok
 
+from switchboard.app.localstack import Backends
 from switchboard.dialer.openapi import OPENAPI as DIALER_API
 from switchboard.ingestion.openapi import OPENAPI as MAIL_API
-from switchboard.runtime.localstack import Backends
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from stack import REPO, free_port
@@ -77,7 +77,7 @@ def test_a_service_api_answers_as_its_document_declares(
         "SB_LOG_FORMAT": "json",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "switchboard.runtime.cli", "serve", service],
+        [sys.executable, "-m", "switchboard.app.cli", "serve", service],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from switchboard.runtime.localstack import Backends
+from switchboard.app.localstack import Backends
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 from stack import free_port
@@ -54,7 +54,7 @@ def _env(amqp_url: str, mongodb_url: str, prefix: str, port: int, **extra: str) 
 
 def _serve(service: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "switchboard.runtime.cli", "serve", service],
+        [sys.executable, "-m", "switchboard.app.cli", "serve", service],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

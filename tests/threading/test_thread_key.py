@@ -23,7 +23,7 @@ def _production_env() -> dict[str, str]:
 
 def test_the_service_refuses_to_start_without_a_key_and_names_the_variable() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "switchboard.runtime.cli", "serve", "threading"],
+        [sys.executable, "-m", "switchboard.app.cli", "serve", "threading"],
         env=_production_env(),
         capture_output=True,
         text=True,

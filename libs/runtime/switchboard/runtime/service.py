@@ -32,6 +32,7 @@ from switchboard.runtime.service_token import (
     service_token,
 )
 from switchboard.runtime.settings import ServiceSettings
+from switchboard.runtime.storage.retired import drop_retired
 from switchboard.runtime.tracing import stop_tracing, tracer_provider
 from switchboard.runtime.types import ASGIApp
 
@@ -57,7 +58,7 @@ class Runtime:
             lease=timedelta(seconds=settings.handling_lease_seconds),
         )
         self.bus = Bus(self.broker, settings, self.ledger, service=service)
-        self._start_hooks: list[Hook] = [self.ledger.ensure_indexes]
+        self._start_hooks: list[Hook] = [self.ledger.ensure_indexes, self._drop_retired]
         self._stop_hooks: list[Hook] = []
         self._periodic: list[PeriodicJob] = [
             PeriodicJob("purge processed-message ledger", 3600.0, self._purge_ledger),
@@ -189,6 +190,9 @@ class Runtime:
             LAST_RUN.labels(job.name, outcome).set(time.time())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), job.seconds)
+
+    async def _drop_retired(self) -> None:
+        await drop_retired(self.db)
 
     async def _purge_ledger(self) -> None:
         await self.ledger.purge()

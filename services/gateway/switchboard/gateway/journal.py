@@ -6,8 +6,8 @@ queue), so every replica journals every event for every agent it concerns, conne
 the copies meet in one chain per agent and only the first is kept.
 
 One chain per agent. A frame's ``_id`` is ``<agent>/<seq of the frame before it>``, so two writers
-that read the same tail cannot both append after it: only an insert under a unique key is atomic
-on FerretDB (see docs/developing.md), and this one makes the chain linear. The loser reads the
+that read the same tail cannot both append after it: the second insert under the same unique key
+is refused, which keeps the chain linear. The loser reads the
 new tail, sees whether the winner journaled the same event (by its message id) and, if not,
 appends after it. Hence:
 
@@ -17,7 +17,8 @@ appends after it. Hence:
   milliseconds, above any number handed out before, and its first frame has ``prev = 0``: a
   reader whose ``since`` is not the ``prev`` of the next frame knows frames were lost.
 
-Bounded: frames older than ``max_age`` are deleted periodically (no TTL index on FerretDB), and
+Bounded: frames older than ``max_age`` are deleted periodically (the kernel's
+:func:`~switchboard.runtime.storage.delete_older_than`), and
 an agent's chain is cut to its last ``max_frames`` as it grows.
 
 Masking: each frame records the case it concerns; when a case is masked (``case.masked``) its
@@ -40,6 +41,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from switchboard.gateway.store import case_number_of
+from switchboard.runtime.storage import delete_older_than
 
 Document = dict[str, Any]
 
@@ -203,8 +205,7 @@ class LiveJournal:
     async def purge(self) -> None:
         """Delete frames older than ``max_age`` (a periodic hook; shielded like the sessions'
         purge, so a stop that cancels the hook does not cancel it inside a PyMongo call)."""
-        cutoff = datetime.now(UTC) - self.max_age
-        work = asyncio.ensure_future(self.frames.delete_many({"at": {"$lt": cutoff}}))
+        work = asyncio.ensure_future(delete_older_than(self.frames, "at", self.max_age))
         work.add_done_callback(_consume_outcome)
         await asyncio.shield(work)
 

@@ -1,8 +1,8 @@
 """The gateway's own MongoDB collections: people, sessions (token hashes), login attempts, and
 the projection of who holds which interaction (for pushing new mail to the right agent).
 
-Only portable operations (FerretDB has no TTL indexes): expired sessions and old attempt windows
-are removed by a periodic :meth:`GatewayStore.purge`.
+Expired sessions and old attempt windows are removed by a periodic :meth:`GatewayStore.purge`
+(expiry without a TTL index: see :mod:`switchboard.runtime.storage.expiry`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,11 @@ leaves the message untouched). Every step is idempotent, keyed by the SHA-256 of
   mailboxes it is for (``targets``) and those already published (``published_for``);
 * once published for a mailbox, a later copy for that mailbox is only counted as a duplicate.
 
-A mail stored but never published (process killed in between) is published by a periodic sweep.
+The mail's document (:class:`~switchboard.ingestion.mail.Mail`) is written once, after its
+events were confirmed: one write per mail. A publish that fails leaves its events in the mail's
+outbox (the kernel's :class:`~switchboard.runtime.storage.Outbox`) and the sender is told to
+try again; the sender's retry or the periodic sweep publishes them. A process killed between
+storing the raw bytes and that write has answered nothing yet: the sender still holds the mail.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -36,6 +40,7 @@ from switchboard.contracts.mail import (
     EmailReceived,
 )
 from switchboard.ingestion import metrics
+from switchboard.ingestion.mail import Mail, Target, pending_event
 from switchboard.ingestion.mailboxes import Mailbox
 from switchboard.ingestion.parsing import ParsedMail, Unparseable, parse
 from switchboard.ingestion.redaction import redact_card_numbers
@@ -46,6 +51,10 @@ log = structlog.get_logger("switchboard.ingestion")
 
 EVENT_NAMESPACE = uuid.UUID("6f1c7a52-0c1e-4c55-9d0f-3a8b61a2f0e1")
 PARSE_IN_THREAD_BYTES = 256 * 1024
+EVENTS: dict[str, type[EmailReceived] | type[EmailQuarantined]] = {
+    EmailReceived.NAME: EmailReceived,
+    EmailQuarantined.NAME: EmailQuarantined,
+}
 
 
 async def publish_taken(bus: Bus, message: Message) -> None:
@@ -66,22 +75,6 @@ def received_event_id(email_id: str, mailbox: str, first_mailbox: str) -> uuid.U
     return event_id(email_id, f"received/{mailbox}")
 
 
-def targets_of(doc: Document) -> list[Document]:
-    """The mailboxes (with their service) a stored mail is for."""
-    targets = doc.get("targets")
-    if targets:
-        return list(targets)
-    return [{"mailbox": doc["mailbox"], "service": doc["service"]}]
-
-
-def published_for(doc: Document) -> set[str]:
-    """The mailboxes whose event is confirmed (documents older than ``published_for`` count
-    their one mailbox once done)."""
-    if "published_for" in doc:
-        return set(doc["published_for"])
-    return {str(doc["mailbox"])} if doc.get("state") == "done" else set()
-
-
 @dataclass(frozen=True)
 class Arrival:
     """How one copy of a mail reached us."""
@@ -100,6 +93,10 @@ class Arrival:
         for mailbox in (self.mailbox, *self.also):
             seen.setdefault(mailbox.address, mailbox)
         return list(seen.values())
+
+
+def _source(arrival: Arrival) -> Document:
+    return {"channel": arrival.channel, "source": arrival.source}
 
 
 @dataclass(frozen=True)
@@ -123,6 +120,7 @@ class Ingestor:
         self._bus = bus
         self._max_text = max_event_text_chars
         self._mask_cards = mask_card_numbers
+        self.outbox = store.outbox(self._publish_pending)
 
     async def ingest(self, raw: bytes, arrival: Arrival) -> Ingested:
         started = time.perf_counter()
@@ -132,102 +130,133 @@ class Ingestor:
             raw, cards = redact_card_numbers(raw)
         email_id = sha256_hex(raw)
         await self._store.put_raw(email_id, raw)
-        wanted = [{"mailbox": m.address, "service": m.service} for m in arrival.mailboxes]
-        doc = await self._store.arrive(
-            email_id,
-            {
-                "size": len(raw),
-                "channel": arrival.channel,
-                "mailbox": arrival.mailbox.address,
-                "service": arrival.mailbox.service,
-                "targets": wanted,
-                "received_at": datetime.now(UTC),
-                "envelope_sender": arrival.envelope_sender,
-                "recipients": list(arrival.recipients),
-                "source": arrival.source,
-                "cards_masked": cards,
-            },
-        )
-        done = published_for(doc)
-        missing = [t for t in wanted if t["mailbox"] not in done]
-        if not missing:
+        wanted = [Target(mailbox=m.address, service=m.service) for m in arrival.mailboxes]
+        mail = await self._store.records.get(email_id)
+        if mail is None:
+            mail = Mail(
+                id=email_id,
+                size=len(raw),
+                channel=arrival.channel,
+                mailbox=arrival.mailbox.address,
+                service=arrival.mailbox.service,
+                targets=[],
+                received_at=datetime.now(UTC),
+                envelope_sender=arrival.envelope_sender,
+                recipients=list(arrival.recipients),
+                source=arrival.source,
+                cards_masked=cards,
+            )
+            result = await self._announce(raw, mail, wanted, first=True)
+        elif not mail.missing(wanted):
             metrics.DUPLICATES.labels(arrival.channel).inc()
-            await self._store.note_source(
-                email_id, {"channel": arrival.channel, "source": arrival.source}
-            )
+            await self._store.change_mail(email_id, lambda m: m.seen_again(_source(arrival)))
             log.info("duplicate mail: already stored and published", email_id=email_id)
-            return Ingested(email_id, True, str(doc.get("event", "")), doc.get("reason"))
-        known = {t["mailbox"] for t in targets_of(doc)}
-        if any(t["mailbox"] not in known for t in missing):
-            # The same bytes, now also for another mailbox: record it durably first, so the
-            # sweep publishes it should this attempt die.
-            doc = await self._store.add_targets(
-                email_id,
-                [*targets_of(doc), *missing],
-                already=sorted(done),
-                grace=timedelta(seconds=120),
-            )
-            await self._store.note_source(
-                email_id, {"channel": arrival.channel, "source": arrival.source}
-            )
-        result = await self._publish(raw, doc)
-        for target in missing:
-            metrics.RECEIVED.labels(arrival.channel, target["mailbox"]).inc()
+            return Ingested(email_id, True, mail.event or "", mail.reason)
+        else:
+            if mail.outbox:  # a failed attempt left them: this retry publishes them now
+                await self.outbox.flush(email_id, mail.unsent())
+            new = mail.unannounced(wanted)
+            result = await self._announce(raw, mail, new, first=False, also=_source(arrival))
+            if not new:
+                result = Ingested(email_id, False, mail.event or "", mail.reason)
+        for target in mail.missing(wanted):
+            metrics.RECEIVED.labels(arrival.channel, target.mailbox).inc()
         metrics.RECEIVED_BYTES.labels(arrival.channel).inc(len(raw))
         metrics.INGEST_SECONDS.labels(arrival.channel).observe(time.perf_counter() - started)
         return result
 
     async def republish_stale(self) -> int:
-        """Publish mails stored by an attempt that died before its event was confirmed."""
-        done = 0
-        while True:
-            doc = await self._store.claim_stale_pending(
-                older_than=timedelta(seconds=60), lease=timedelta(seconds=120)
-            )
-            if doc is None:
-                return done
-            raw = await self._store.raw.get(doc["_id"])
-            await self._publish(raw, doc)
-            log.warning("stored mail published by the sweep", email_id=doc["_id"])
-            done += 1
+        """Publish the events a failed attempt left in the mails' outbox; how many mails."""
+        return await self.outbox.sweep()
 
-    async def _publish(self, raw: bytes, doc: Document) -> Ingested:
-        email_id = str(doc["_id"])
-        received_at: datetime = doc["received_at"]
-        if received_at.tzinfo is None:
-            received_at = received_at.replace(tzinfo=UTC)
+    async def _publish_pending(self, message: Document) -> None:
+        event = EVENTS[message["name"]].model_validate(message["body"])
+        await publish_taken(self._bus, event)
+
+    async def _announce(
+        self,
+        raw: bytes,
+        mail: Mail,
+        targets: list[Target],
+        *,
+        first: bool,
+        also: Document | None = None,
+    ) -> Ingested:
+        """Publish the events of ``mail`` for ``targets``, then store the mail with one write
+        (the events a failed publish left in its outbox); a failed publish raises after that."""
+        if not targets:
+            return Ingested(mail.id, False, "")
+        events, facts = await self._events(raw, mail, targets)
+        sent: list[Document] = []
+        failure: Exception | None = None
+        for message in events:
+            try:
+                await self._publish_pending(message)
+            except Exception as exc:  # kept in the outbox; the caller answers "try again"
+                failure = exc
+                break
+            sent.append(message)
+        unsent = events[len(sent) :]
+
+        def settle(stored: Mail) -> Mail:
+            settled = stored.model_copy(update=facts).after_publishing(targets, sent, unsent)
+            return settled if also is None else settled.seen_again(also)
+
+        if not first or not await self._store.add_mail(settle(mail)):
+            # stored before (or by another arrival of the same bytes just now)
+            await self._store.change_mail(mail.id, settle)
+        if failure is not None:
+            raise failure
+        event, reason = facts["event"], facts.get("reason")
+        if event == EmailQuarantined.NAME:
+            metrics.QUARANTINED.labels(mail.channel).inc()
+            log.warning("mail quarantined", email_id=mail.id, reason=reason)
+        else:
+            for defect in facts["defects"]:
+                metrics.DEFECTS.labels(defect.split(":", 1)[0]).inc()
+            log.info(
+                "mail received",
+                email_id=mail.id,
+                mailboxes=[t.mailbox for t in targets],
+                classification=facts["classification"],
+                defects=len(facts["defects"]),
+            )
+        return Ingested(mail.id, False, event, reason)
+
+    async def _events(
+        self, raw: bytes, mail: Mail, targets: list[Target]
+    ) -> tuple[list[Document], Document]:
+        """The events announcing ``mail`` to ``targets`` (as outbox entries), and the facts the
+        parse found, to keep on the mail."""
+        received_at = mail.received_at
+        sender = mail.envelope_sender
         if len(raw) > PARSE_IN_THREAD_BYTES:
             parsed = await asyncio.to_thread(
-                parse, raw, received_at=received_at, envelope_sender=doc.get("envelope_sender")
+                parse, raw, received_at=received_at, envelope_sender=sender
             )
         else:
-            parsed = parse(raw, received_at=received_at, envelope_sender=doc.get("envelope_sender"))
+            parsed = parse(raw, received_at=received_at, envelope_sender=sender)
         common: dict[str, Any] = {
-            "email_id": email_id,
-            "channel": doc["channel"],
-            "mailbox": doc["mailbox"],
-            "service": doc["service"],
+            "email_id": mail.id,
+            "channel": mail.channel,
+            "mailbox": mail.mailbox,
+            "service": mail.service,
             "received_at": received_at,
-            "size": int(doc["size"]),
+            "size": mail.size,
         }
-        cards = int(doc.get("cards_masked") or 0)
+        now = datetime.now(UTC)
         if isinstance(parsed, Unparseable):
             quarantined = EmailQuarantined(
-                message_id=event_id(email_id, "quarantined"), reason=parsed.reason, **common
+                message_id=event_id(mail.id, "quarantined"), reason=parsed.reason, **common
             )
             # Not a mail: one event for the operators, whatever mailboxes it was sent to.
-            await publish_taken(self._bus, quarantined)
-            for target in targets_of(doc):
-                await self._store.published_to(email_id, target["mailbox"])
-            await self._store.published(
-                email_id, {"event": EmailQuarantined.NAME, "reason": parsed.reason}
-            )
-            metrics.QUARANTINED.labels(doc["channel"]).inc()
-            log.warning("mail quarantined", email_id=email_id, reason=parsed.reason)
-            return Ingested(email_id, False, EmailQuarantined.NAME, parsed.reason)
+            body = quarantined.model_dump(mode="json")
+            entry = pending_event(EmailQuarantined.NAME, [t.mailbox for t in targets], body)
+            facts = {"event": EmailQuarantined.NAME, "reason": parsed.reason, "published_at": now}
+            return [entry], facts
         base = await self._received_event(parsed, common)
-        if cards:
-            base = base.model_copy(update={"cards_masked": cards})
+        if mail.cards_masked:
+            base = base.model_copy(update={"cards_masked": mail.cards_masked})
         facts = {
             "event": EmailReceived.NAME,
             "internet_message_id": parsed.internet_message_id,
@@ -235,32 +264,20 @@ class Ingestor:
             "defects": parsed.defects,
             "html_ref": base.html_ref,
             "text_ref": base.text_ref,
+            "published_at": now,
         }
-        done = published_for(doc)
-        first = str(doc["mailbox"])
-        for target in targets_of(doc):
-            if target["mailbox"] in done:
-                continue
+        entries = []
+        for target in targets:
             event = base.model_copy(
                 update={
-                    "message_id": received_event_id(email_id, target["mailbox"], first),
-                    "mailbox": target["mailbox"],
-                    "service": target["service"],
+                    "message_id": received_event_id(mail.id, target.mailbox, mail.mailbox),
+                    "mailbox": target.mailbox,
+                    "service": target.service,
                 }
             )
-            await publish_taken(self._bus, event)
-            await self._store.published_to(email_id, target["mailbox"])
-        await self._store.published(email_id, facts)
-        for defect in parsed.defects:
-            metrics.DEFECTS.labels(defect.split(":", 1)[0]).inc()
-        log.info(
-            "mail received",
-            email_id=email_id,
-            mailboxes=[t["mailbox"] for t in targets_of(doc)],
-            classification=parsed.classification,
-            defects=len(parsed.defects),
-        )
-        return Ingested(email_id, False, EmailReceived.NAME)
+            body = event.model_dump(mode="json")
+            entries.append(pending_event(EmailReceived.NAME, [target.mailbox], body))
+        return entries, facts
 
     async def _received_event(self, parsed: ParsedMail, common: dict[str, Any]) -> EmailReceived:
         attachments = []

@@ -64,9 +64,9 @@ class MaskFollower:
                     raw = None
                 if raw is not None:
                     refs = _refs_by_parsing(raw, doc)
-            await self._store.lock("raw", doc["_id"], facts)
             for ref in refs:
                 await self._store.lock("blob", ref, facts)
+            await self._store.lock("raw", doc["_id"], facts)  # last: once it shows, all do
             # locked first (served as 410 from here on), then the bytes go
             await self._store.raw.destroy(doc["_id"])
             for ref in refs:

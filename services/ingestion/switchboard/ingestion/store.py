@@ -3,24 +3,24 @@
 * ``raw`` bucket: every received message exactly as its bytes arrived, ``_id`` = SHA-256 hex.
 * ``blobs`` bucket: attachments, sanitised HTML and full texts, ``_id`` = SHA-256 of the content,
   so the same attachment sent a hundred times is stored once.
-* ``mails``: one document per distinct raw message (same ``_id``): where it first came from,
-  the mailboxes it is for (``targets``) and those whose event is confirmed (``published_for``),
-  ``state`` pending -> done once every target's event is.
+* ``mails``: one :class:`~switchboard.ingestion.mail.Mail` per distinct raw message (same
+  ``_id``), a versioned aggregate: where it first came from, the mailboxes it is for
+  (``targets``), those whose event is confirmed (``published_for``), and in its outbox the
+  events a failed attempt left to publish; ``state`` pending -> done once every target's is.
 * ``outbound``: one document per ``outbound_id``; the record that makes a send happen once.
 * ``imap_state``: last seen UID per mailbox folder and its UIDVALIDITY.
-* ``imap_leases``: which replica polls an IMAP mailbox: one ticket per holder in turn,
-  ``_id`` = ``<mailbox key>/<epoch>`` (see :mod:`switchboard.ingestion.lease`).
+* ``mailbox_leases``: which replica polls an IMAP mailbox (the kernel's
+  :class:`~switchboard.runtime.storage.Lease`, ``_id`` = mailbox key).
 * ``quarantine``: the operators' list of mail that could not be parsed.
 * ``locks``: raw mails and blobs destroyed because threading masked the email they held
   (``raw/<id>``, ``blob/<id>``): the fact (case, who, when), never the bytes; served as 410.
-
-Only portable operations (FerretDB): no TTL, no partial indexes, no positional updates.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +29,10 @@ from gridfs.errors import FileExists, NoFile
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+
+from switchboard.ingestion.mail import Mail
+from switchboard.runtime.storage import Lease, Outbox, VersionedCollection
+from switchboard.runtime.storage.outbox import Publish
 
 Document = dict[str, Any]
 CHUNK_SIZE = 255 * 1024  # GridFS's default chunk size
@@ -120,17 +124,19 @@ class MailStore:
         self.mails = db["mails"]
         self.outbound = db["outbound"]
         self.imap_state = db["imap_state"]
-        self.imap_leases = db["imap_leases"]
+        self.mailbox_leases = db["mailbox_leases"]
+        self.records = VersionedCollection(self.mails, Mail)
         self.quarantine = db["quarantine"]
         self.locks = db["locks"]
 
     async def ensure_indexes(self) -> None:
         await self.raw.ensure_indexes()
         await self.blobs.ensure_indexes()
-        await self.mails.create_index([("state", ASCENDING), ("received_at", ASCENDING)])
         await self.quarantine.create_index([("received_at", ASCENDING)])
         await self.mails.create_index([("internet_message_id", ASCENDING)])
-        await self.imap_leases.create_index([("key", ASCENDING), ("epoch", ASCENDING)])
+        await self.mails.create_index([("unpublished", ASCENDING)])  # the outbox sweep
+        # mails stored before they were versioned aggregates: guard their next write
+        await self.mails.update_many({"version": {"$exists": False}}, {"$set": {"version": 0}})
 
     # ---------------------------------------------------------------- inbound
 
@@ -144,79 +150,19 @@ class MailStore:
         )
         return blob_id
 
-    async def arrive(self, email_id: str, first: Document) -> Document:
-        """The mail's document, created on first arrival (its first-arrival facts kept)."""
-        for _ in range(3):
-            try:
-                doc = await self.mails.find_one_and_update(
-                    {"_id": email_id},
-                    {"$setOnInsert": {**first, "state": "pending"}},
-                    upsert=True,
-                    return_document=ReturnDocument.AFTER,
-                )
-            except DuplicateKeyError:  # two first arrivals at once: the other one won
-                continue
-            if doc is not None:
-                return doc
-        found = await self.mails.find_one({"_id": email_id})
-        if found is None:
-            raise RuntimeError(f"mail {email_id} could not be recorded")
-        return found
+    async def add_mail(self, mail: Mail) -> bool:
+        """Store a mail on its first arrival; False when another arrival stored it first."""
+        return await self.records.insert(mail)
 
-    async def note_source(self, email_id: str, source: Document) -> None:
-        """Remember another way the same bytes reached us (for operators); bounded list."""
-        doc = await self.mails.find_one({"_id": email_id}, {"also": 1})
-        also = list((doc or {}).get("also", []))[-19:]
-        await self.mails.update_one({"_id": email_id}, {"$set": {"also": [*also, source]}})
+    async def change_mail(self, email_id: str, change: Callable[[Mail], Mail]) -> Mail:
+        """Apply ``change`` to the stored mail with one version-guarded write."""
+        done = await self.records.update(email_id, lambda mail: (change(mail), None))
+        return done.aggregate
 
-    async def add_targets(
-        self, email_id: str, targets: list[Document], *, already: list[str], grace: timedelta
-    ) -> Document:
-        """Record further mailboxes a stored mail is for (``already``: those published), and
-        mark it pending again; the sweep leaves it alone for ``grace``, as the caller is
-        publishing it right now."""
-        doc = await self.mails.find_one_and_update(
-            {"_id": email_id},
-            {
-                "$addToSet": {
-                    "targets": {"$each": targets},
-                    "published_for": {"$each": already},
-                },
-                "$set": {"state": "pending", "retry_after": datetime.now(UTC) + grace},
-            },
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is None:
-            raise RuntimeError(f"mail {email_id} vanished")
-        return doc
-
-    async def published_to(self, email_id: str, mailbox: str) -> None:
-        """The event of this mail for ``mailbox`` is confirmed by the broker."""
-        await self.mails.update_one({"_id": email_id}, {"$addToSet": {"published_for": mailbox}})
-
-    async def published(self, email_id: str, facts: Document) -> None:
-        """Keep what the parse found; ``done`` once every mailbox the mail is for has its event
-        (a mailbox added meanwhile keeps the mail pending for whoever is publishing it)."""
-        doc = await self.mails.find_one({"_id": email_id}, {"targets": 1, "published_for": 1})
-        targets = {t["mailbox"] for t in (doc or {}).get("targets", [])}
-        complete = targets <= set((doc or {}).get("published_for", []))
-        update: Document = {**facts, "published_at": datetime.now(UTC)}
-        if complete:
-            update["state"] = "done"
-        await self.mails.update_one({"_id": email_id}, {"$set": update})
-
-    async def claim_stale_pending(self, older_than: timedelta, lease: timedelta) -> Document | None:
-        """One stored-but-unpublished mail whose first attempt is long gone (atomic claim)."""
-        now = datetime.now(UTC)
-        return await self.mails.find_one_and_update(
-            {
-                "state": "pending",
-                "received_at": {"$lt": now - older_than},
-                "$or": [{"retry_after": {"$exists": False}}, {"retry_after": {"$lt": now}}],
-            },
-            {"$set": {"retry_after": now + lease}},
-            return_document=ReturnDocument.AFTER,
-        )
+    def outbox(self, publish: Publish) -> Outbox[Mail]:
+        """The mails' events left unpublished by a failed attempt, published through
+        ``publish``; the sweep needs no grace, as only an attempt that gave up leaves them."""
+        return Outbox(self.records, publish, grace=timedelta(0))
 
     async def record_quarantine(self, doc: Document) -> None:
         await self.quarantine.update_one({"_id": doc["_id"]}, {"$set": doc}, upsert=True)
@@ -251,9 +197,8 @@ class MailStore:
         return await self.locks.find_one({"_id": f"{kind}/{blob_id}"})
 
     async def mark_masked(self, email_id: str, facts: Document) -> None:
-        await self.mails.update_one(
-            {"_id": email_id}, {"$set": {"masked": {**facts, "at": datetime.now(UTC)}}}
-        )
+        masked = {**facts, "at": datetime.now(UTC)}
+        await self.change_mail(email_id, lambda mail: mail.model_copy(update={"masked": masked}))
 
     # ---------------------------------------------------------------- IMAP
 
@@ -267,37 +212,8 @@ class MailStore:
             upsert=True,
         )
 
-    async def latest_lease(self, key: str) -> Document | None:
-        cursor = self.imap_leases.find({"key": key}).sort("epoch", -1).limit(1)
-        found = [doc async for doc in cursor]
-        return found[0] if found else None
-
-    async def insert_lease(self, key: str, epoch: int, holder: str, expires_at: datetime) -> bool:
-        """Claim epoch ``epoch`` of the mailbox; False when someone else claimed it first (the
-        unique ``_id`` is the only claim FerretDB makes atomic)."""
-        try:
-            await self.imap_leases.insert_one(
-                {
-                    "_id": f"{key}/{epoch}",
-                    "key": key,
-                    "epoch": epoch,
-                    "holder": holder,
-                    "expires_at": expires_at,
-                    "since": datetime.now(UTC),
-                }
-            )
-        except DuplicateKeyError:
-            return False
-        return True
-
-    async def extend_lease(self, key: str, epoch: int, holder: str, expires_at: datetime) -> None:
-        """Only the holder ever writes its own ticket; a successor inserts the next epoch."""
-        await self.imap_leases.update_one(
-            {"_id": f"{key}/{epoch}", "holder": holder}, {"$set": {"expires_at": expires_at}}
-        )
-
-    async def forget_leases(self, key: str, below_epoch: int) -> None:
-        await self.imap_leases.delete_many({"key": key, "epoch": {"$lt": below_epoch}})
+    def lease(self, key: str, holder: str) -> Lease:
+        return Lease(self.mailbox_leases, key, holder)
 
     # ---------------------------------------------------------------- outbound
 

@@ -14,8 +14,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from switchboard.app.supervisor import installed_services
 from switchboard.runtime.service import Runtime
-from switchboard.runtime.supervisor import installed_services
 
 
 def build_runtime(service: str) -> Runtime:

@@ -7,10 +7,10 @@ import importlib
 import os
 import sys
 
-from switchboard.runtime.localstack import REPO_ROOT, BackendUnavailable, backends
+from switchboard.app.localstack import REPO_ROOT, BackendUnavailable, backends
+from switchboard.app.supervisor import FIRST_HTTP_PORT, installed_services, supervise
 from switchboard.runtime.logs import configure_logging, without_password
 from switchboard.runtime.service_token import new_service_token
-from switchboard.runtime.supervisor import FIRST_HTTP_PORT, installed_services, supervise
 
 DEMO_DIR = REPO_ROOT / "deploy" / "demo"
 
