@@ -170,7 +170,6 @@ def test_normalisation_to_e164_with_a_default_region() -> None:
         domain.normalise_number("call me", "US")
 
 
-
 def test_an_imported_number_gets_the_same_e164_and_zones_as_each_rule_apart() -> None:
     """The importer's one-parse path agrees with normalise_number + number_zones, for fixed
     lines, mobiles, toll-free and numbers abroad; and refuses what normalise_number refuses."""
@@ -194,6 +193,7 @@ def test_an_imported_number_gets_the_same_e164_and_zones_as_each_rule_apart() ->
             domain.normalise_number(bad, "US")
         with pytest.raises(ValueError):
             numbers.phone_number(bad, "US")
+
 
 # -- which number, may it be called ------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,11 +89,10 @@ class Record(BaseModel):
     result: str | None = None
     last_command: str | None = None
     last_result: dict[str, Any] = Field(default_factory=dict)
-    outbox: list[dict[str, str]] = Field(default_factory=list)
     version: int = 0
 
     @classmethod
-    def load(cls, document: dict[str, Any]) -> Record:
+    def load(cls, document: dict[str, Any]) -> Self:
         for key in ("next_at", "routed_at", "held_since", "review_due"):
             if isinstance(document.get(key), datetime):
                 document[key] = _aware(document[key])

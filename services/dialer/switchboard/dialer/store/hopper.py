@@ -10,7 +10,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from switchboard.dialer.domain import Record
 from switchboard.dialer.store.base import Document
-from switchboard.dialer.store.records import RecordStore
+from switchboard.dialer.store.records import RecordStore, StoredRecord
 
 
 class HopperStore(RecordStore):
@@ -80,7 +80,7 @@ class HopperStore(RecordStore):
         cursor = self.records.find(query)
         if self.sorted_picks:
             cursor = cursor.sort("next_at", ASCENDING)
-        return [Record.load(doc) async for doc in cursor.limit(limit)]
+        return [StoredRecord.load(doc) async for doc in cursor.limit(limit)]
 
     async def add_to_hopper(self, campaign_id: str, records: list[Record], now: datetime) -> int:
         if not records:

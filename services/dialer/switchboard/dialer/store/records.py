@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from switchboard.dialer.domain import (
@@ -18,9 +19,36 @@ from switchboard.dialer.domain import (
 )
 from switchboard.dialer.importer import ParsedRow
 from switchboard.dialer.store.base import Conflict, Document, StoreBase
+from switchboard.runtime.storage import VersionedCollection, WithOutbox
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class StoredRecord(Record, WithOutbox):
+    """A record as stored: the domain's :class:`Record` with the kernel's outbox (messages
+    written with the change that causes them, published after it)."""
+
+    changed_at: datetime = EPOCH  # set when messages are written (a record read is as stored)
+
+
+def stored(record: Record) -> StoredRecord:
+    """``record`` as an aggregate (records read here are one already; the domain's
+    transitions keep the class)."""
+    if isinstance(record, StoredRecord):
+        return record
+    return StoredRecord.model_validate(record.dump())
+
+
+def _stored_instant(at: datetime) -> datetime:
+    """``at`` as MongoDB stores it (milliseconds), so a record written equals itself read."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 class RecordStore(StoreBase):
+    def __init__(self, db: AsyncDatabase[Document], *, sorted_picks: bool = False) -> None:
+        super().__init__(db, sorted_picks=sorted_picks)
+        self.versioned_records = VersionedCollection(self.records, StoredRecord)
+
     # -- records -------------------------------------------------------------------------------
 
     async def upsert_records(
@@ -98,27 +126,51 @@ class RecordStore(StoreBase):
             "updated_at": now,
         }
 
-    async def record(self, record_id: str) -> Record | None:
+    async def record(self, record_id: str) -> StoredRecord | None:
         """The current record (``records`` is its one authority)."""
-        stored = await self.records.find_one({"_id": record_id})
-        return None if stored is None else Record.load(stored)
+        found = await self.records.find_one({"_id": record_id})
+        return None if found is None else StoredRecord.load(found)
 
-    async def save(self, record: Record) -> Record:
-        """Write the whole record if nobody changed it since it was read, then derive its
-        live copy.
+    async def save(
+        self,
+        record: Record,
+        messages: list[Document] | None = None,
+        *,
+        now: datetime | None = None,
+        live: bool = True,
+    ) -> StoredRecord:
+        """Write the whole record if nobody changed it since it was read (with ``messages``
+        in its outbox, to publish after), then derive its live copy.
 
-        The claim is the one conditional write to ``records`` (filtered on the version read):
-        of two replicas deciding on one version exactly one matches, whichever collection its
-        change belongs in. The live copy follows (:meth:`derive_live`); a crash in between
-        leaves it behind the record, which every reader of ``live`` repairs.
+        The claim is the one version-guarded write to ``records``
+        (:meth:`VersionedCollection.replace`): of two replicas deciding on one version exactly
+        one matches, whichever collection its change belongs in. The live copy follows
+        (:meth:`derive_live`; ``live=False``: the caller derives it, alongside its other
+        writes); a crash in between leaves it behind the record, which every reader of
+        ``live`` repairs.
         """
-        expected = record.version
-        saved = record.model_copy(update={"version": expected + 1})
-        done = await self.records.replace_one({"_id": record.id, "version": expected}, saved.dump())
-        if done.matched_count != 1:
-            raise Conflict(f"record {record.id} changed meanwhile (version {expected})")
-        await self.derive_live(saved)
+        aggregate = stored(record)
+        if messages:
+            waiting = aggregate.outbox if aggregate.unpublished else []
+            aggregate = aggregate.model_copy(
+                update={
+                    "outbox": [*waiting, *messages],
+                    "unpublished": True,
+                    "changed_at": _stored_instant(now or datetime.now(UTC)),
+                }
+            )
+        saved = await self.versioned_records.replace(aggregate)
+        if saved is None:
+            raise Conflict(f"record {record.id} changed meanwhile (version {record.version})")
+        if live:
+            await self.derive_live(saved)
         return saved
+
+    async def published(self, record_id: str) -> None:
+        """After its outbox was published (a write of the record): its live copy follows."""
+        record = await self.record(record_id)
+        if record is not None:
+            await self.derive_live(record)
 
     async def derive_live(self, record: Record) -> None:
         """Make the live copy match ``record`` as stored: a copy while it is in routing or
@@ -131,21 +183,21 @@ class RecordStore(StoreBase):
         else:
             await self.live.delete_one(older)
 
-    async def try_save(self, record: Record) -> Record | None:
+    async def try_save(self, record: Record, *, live: bool = True) -> StoredRecord | None:
         try:
-            return await self.save(record)
+            return await self.save(record, live=live)
         except Conflict:
             return None
 
     # -- the live working set -------------------------------------------------------------------
 
-    async def _current(self, cursor: Any) -> list[Record]:
+    async def _current(self, cursor: Any) -> list[StoredRecord]:
         """The records behind live copies, as stored: a copy older than its record (a crash
         between the two writes of :meth:`save`, a re-import) is refreshed, or dropped when
         the record left the working set."""
         out = []
         async for doc in cursor:
-            copy = Record.load(doc)
+            copy = StoredRecord.load(doc)
             stored = await self.record(copy.id)
             if stored is None:
                 continue
@@ -185,7 +237,7 @@ class RecordStore(StoreBase):
         await meta.update_one({"_id": "records-authority"}, {"$set": {"at": now}}, upsert=True)
         return promoted
 
-    async def in_routing(self, campaign_id: str) -> list[Record]:
+    async def in_routing(self, campaign_id: str) -> list[StoredRecord]:
         return await self._current(
             self.live.find({"campaign_id": campaign_id, "state": {"$in": list(IN_ROUTING)}})
         )
@@ -196,7 +248,7 @@ class RecordStore(StoreBase):
             async for doc in self.live.find({"campaign_id": campaign_id}, {"_id": 1})
         ]
 
-    async def claim_review(self, now: datetime, lease: timedelta) -> Record | None:
+    async def claim_review(self, now: datetime, lease: timedelta) -> StoredRecord | None:
         """Take one due review timer: its due time moves a lease ahead (a version-guarded
         write, so only one replica gets it); a replica that dies holding it leaves it to fire
         again when the lease is over."""
@@ -211,33 +263,18 @@ class RecordStore(StoreBase):
                 return claimed
         return None
 
-    async def held_by(self, agent_id: str) -> list[Record]:
+    async def held_by(self, agent_id: str) -> list[StoredRecord]:
         cursor = self.live.find({"agent_id": agent_id, "state": {"$in": ["offered", "held"]}})
         return await self._current(cursor)
 
-    async def by_call(self, call_id: str) -> Record | None:
+    async def by_call(self, call_id: str) -> StoredRecord | None:
         """The record of a call: live while its agent holds it; a late report of a call whose
         record went back (rare) is looked up in ``records``."""
         found = await self.live.find_one({"call_id": call_id})
         if found is not None:
             return await self.record(str(found["_id"]))
         found = await self.records.find_one({"call_id": call_id})
-        return None if found is None else Record.load(found)
-
-    async def unanswered_dials(self, before: datetime) -> list[Record]:
-        """Held records whose last dial request got no progress at all (a lost publish)."""
-        cursor = self.live.find({"state": "held", "call_id": {"$ne": None}}).limit(200)
-        out = []
-        for record in await self._current(cursor):
-            last = record.attempts[-1] if record.attempts else None
-            if (
-                last
-                and last.call_id == record.call_id
-                and last.status == "requested"
-                and last.at < before
-            ):
-                out.append(record)
-        return out
+        return None if found is None else StoredRecord.load(found)
 
     async def add_skip(self, record: Record, agent_id: str, at: datetime) -> None:
         with contextlib.suppress(DuplicateKeyError):
