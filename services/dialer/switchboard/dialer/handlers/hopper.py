@@ -1,5 +1,5 @@
 """The hopper and the timers: due records picked and routed (within each campaign's preview
-backlog), records in routing re-checked, review timers fired, lost dial requests re-sent."""
+backlog), records in routing re-checked, review timers fired, outboxes a crash left swept."""
 
 from __future__ import annotations
 
