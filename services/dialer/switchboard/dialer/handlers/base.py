@@ -15,6 +15,7 @@ from switchboard.contracts.campaigns import (
 )
 from switchboard.dialer import domain, metrics
 from switchboard.dialer.domain import (
+    LIVE_STATES,
     Problem,
     Record,
 )
@@ -78,10 +79,12 @@ class HandlerBase:
 
     async def _flush(self, record: StoredRecord) -> None:
         """Publish what the record's outbox holds (in order, each marked published), then
-        bring its live copy up to the record as stored."""
+        bring its live copy up to the record as stored (a record out of the working set has
+        none: its save removed it)."""
         if record.outbox:
             await self.outbox.flush(record.id, record.unsent())
-            await self.store.published(record.id)
+            if record.state in LIVE_STATES:
+                await self.store.published(record.id)
 
     async def _campaign(self, campaign_id: str) -> CampaignSpec:
         """The preamble of operator commands naming a campaign: it must exist."""
