@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from switchboard.contracts.campaigns import CallingHours, CampaignSpec, NumberRule, SkipPolicy
 from switchboard.dialer import domain
-from switchboard.dialer.domain import Attempt, Phone, Problem, Record, holding, picking
+from switchboard.dialer.domain import Attempt, Phone, Problem, Record, holding, numbers, picking
 
 TCPA = CallingHours()
 NY, LA, HNL, LON, BER = (
@@ -168,6 +168,31 @@ def test_normalisation_to_e164_with_a_default_region() -> None:
         domain.normalise_number("12", "US")
     with pytest.raises(ValueError, match="not a phone number"):
         domain.normalise_number("call me", "US")
+
+
+def test_an_imported_number_gets_the_same_e164_and_zones_as_each_rule_apart() -> None:
+    """The importer's one-parse path agrees with normalise_number + number_zones, for fixed
+    lines, mobiles, toll-free and numbers abroad; and refuses what normalise_number refuses."""
+    samples = [
+        ("(212) 555-0123", "US"),
+        ("415 555 0100", "US"),
+        ("+1 800 555 0199", "US"),
+        ("020 7946 0958", "GB"),
+        ("07400 123456", "GB"),
+        ("+91 81234 56789", "US"),
+        ("+55 11 96123 4567", "US"),
+        ("+49 30 901820", "US"),
+        ("+49 151 23456789", "US"),
+        ("+61 2 9374 4000", "US"),
+    ]
+    for raw, region in samples:
+        e164 = domain.normalise_number(raw, region)
+        assert numbers.phone_number(raw, region) == (e164, domain.number_zones(e164)), raw
+    for bad in ("12", "call me", " "):
+        with pytest.raises(ValueError):
+            domain.normalise_number(bad, "US")
+        with pytest.raises(ValueError):
+            numbers.phone_number(bad, "US")
 
 
 # -- which number, may it be called ------------------------------------------------------------

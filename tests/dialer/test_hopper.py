@@ -26,6 +26,7 @@ from switchboard.dialer.domain import Phone, Record, due_pending, record_id_for
 from switchboard.dialer.handlers import DialerHandlers
 from switchboard.dialer.importer import ParsedRow
 from switchboard.dialer.store import GLOBAL, DialerStore
+from switchboard.dialer.store.records import StoredRecord
 
 _spec = importlib.util.spec_from_file_location(
     "dialer_conftest", Path(__file__).parent / "conftest.py"
@@ -147,7 +148,7 @@ async def test_a_pick_routes_from_the_hopper_into_the_live_set(dialer: Dialer) -
         assert record is not None and record.state == "ready"
         assert record.version == before[record_id]["version"] + 1  # one guarded write
         copy = await d.store.live.find_one({"_id": record_id})
-        assert copy is not None and Record.load(copy) == record
+        assert copy is not None and StoredRecord.load(copy) == record
     assert len(await d.store.in_routing(CAMPAIGN)) == 2
     assert len(await d.store.hopper_entries(CAMPAIGN, 0)) == 1
     # the refill never hands out a live record again
@@ -348,7 +349,7 @@ async def test_of_replicas_writing_one_record_version_exactly_one_wins(
             assert stored == winner and stored.version == read.version + 1
             copy = await d.store.live.find_one({"_id": record_id})
             if winner.state == "ready":
-                assert copy is not None and Record.load(copy) == winner
+                assert copy is not None and StoredRecord.load(copy) == winner
             else:
                 assert copy is None
     finally:

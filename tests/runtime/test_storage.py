@@ -97,6 +97,22 @@ async def test_a_change_that_writes_nothing_and_a_missing_aggregate(
         await queues.update("nobody", add("C-1"))
 
 
+async def test_a_replace_decided_on_an_old_version_is_refused_and_changes_nothing(
+    db: AsyncDatabase[Document],
+) -> None:
+    queues = VersionedCollection(db["queues"], Queue)
+    await queues.insert(Queue(id="support", version=1))
+    read = await queues.get("support")
+    assert read is not None
+    first = await queues.replace(read.model_copy(update={"waiting": ["C-1"]}))
+    second = await queues.replace(read.model_copy(update={"waiting": ["C-2"]}))
+
+    assert first is not None and first.version == 2
+    assert second is None, "decided on version 1, which is gone"
+    stored = await queues.get("support")
+    assert stored is not None and (stored.waiting, stored.version) == (["C-1"], 2)
+
+
 async def test_the_retries_are_bounded(db: AsyncDatabase[Document]) -> None:
     conflicts: list[int] = []
     await VersionedCollection(db["queues"], Queue).insert(Queue(id="sales", version=1))

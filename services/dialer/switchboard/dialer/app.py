@@ -13,6 +13,7 @@ from pydantic import Field
 
 from switchboard.contracts import routing
 from switchboard.contracts.agents import AgentStateChanged
+from switchboard.contracts.base import Message
 from switchboard.contracts.campaigns import (
     AcceptRecord,
     CallNumber,
@@ -41,10 +42,12 @@ from switchboard.contracts.campaigns import (
     UpdateCampaign,
 )
 from switchboard.contracts.queues import dialer as queues
+from switchboard.contracts.topology import ConsumerQueue
 from switchboard.dialer.handlers import DialerHandlers
 from switchboard.dialer.http import openapi_app, status_app, upload_app
 from switchboard.dialer.store import GLOBAL, DialerStore
 from switchboard.dialer.telephony import SimulatedTelephony, TelephonyConsumer
+from switchboard.runtime.bus import Handler
 from switchboard.runtime.jobs import PeriodicJob
 from switchboard.runtime.service import Runtime, serve
 from switchboard.runtime.settings import ServiceSettings
@@ -96,6 +99,7 @@ def build(settings: DialerSettings) -> Runtime:
         review_lease_seconds=settings.review_lease_seconds,
     )
     runtime.on_start(store.ensure_indexes)
+    runtime.on_start(handlers.outbox.ensure_indexes)
 
     async def promote() -> None:
         promoted = await store.promote_live_copies(datetime.now(UTC))
@@ -117,36 +121,15 @@ def build(settings: DialerSettings) -> Runtime:
         runtime.on_start(seed)
 
     consume = runtime.bus.consume
-    consume(queues.CREATE_CAMPAIGN, CreateCampaign, handlers.create_campaign)
-    consume(queues.UPDATE_CAMPAIGN, UpdateCampaign, handlers.update_campaign)
-    consume(queues.CHANGE_DNC, ChangeDoNotCall, handlers.change_dnc)
-    consume(queues.IMPORT_RECORDS, ImportRecords, handlers.import_records)
-    consume(queues.GET_IMPORT, GetImport, handlers.get_import)
-    consume(queues.GET_REPORT, GetCampaignReport, handlers.report)
-    consume(queues.LIST_CAMPAIGNS, ListCampaigns, handlers.list_campaigns)
-
-    consume(queues.ACCEPT_RECORD, AcceptRecord, handlers.accept)
-    consume(queues.REJECT_RECORD, RejectRecord, handlers.reject)
-    consume(queues.GET_RECORD, GetRecord, handlers.get_record)
-    consume(queues.COMPLETE_RECORD, CompleteRecord, handlers.complete)
-    consume(queues.SKIP_RECORD, SkipRecord, handlers.skip)
-    consume(queues.CALL_NUMBER, CallNumber, handlers.call)
-    consume(queues.SET_DISPOSITION, SetCallDisposition, handlers.set_disposition)
-    consume(queues.RESCHEDULE_RECORD, RescheduleRecord, handlers.reschedule)
-
-    consume(queues.OFFERS_MADE, routing.OfferMade, handlers.on_offer_made)
-    consume(queues.OFFERS_REJECTED, routing.OfferRejected, handlers.on_offer_lost)
-    consume(queues.OFFERS_TIMED_OUT, routing.OfferTimedOut, handlers.on_offer_lost)
-    consume(queues.ASSIGNMENTS, routing.InteractionAssigned, handlers.on_assigned)
-    consume(queues.AGENT_STATES, AgentStateChanged, handlers.on_agent_state)
-    consume(queues.CALL_PROGRESS, CallProgressed, handlers.on_call_progress)
+    for message, handler in consumers(handlers):
+        consume(queue_of(message), message, handler)
     consume(queues.JOURNAL, RecordEvent, handlers.on_record_event)
 
     jobs = [
         PeriodicJob("dispatch due records", settings.dispatch_interval_seconds, handlers.dispatch),
         PeriodicJob("refill hoppers", settings.hopper_interval_seconds, handlers.refill_hoppers),
         PeriodicJob("review timers", settings.timers_interval_seconds, handlers.fire_reviews),
-        PeriodicJob("re-send lost dial requests", 15.0, handlers.resend_lost_dials),
+        PeriodicJob("outbox sweep", 15.0, handlers.sweep_outbox),
         PeriodicJob("adopt the working set of an earlier version", 86400.0, adopt),
     ]
     if settings.telephony == "simulator":
@@ -185,6 +168,39 @@ def build(settings: DialerSettings) -> Runtime:
     runtime.mount("/dialer/openapi.json", openapi_app())
     runtime.handlers = handlers  # type: ignore[attr-defined]
     return runtime
+
+
+def consumers(handlers: DialerHandlers) -> list[tuple[type[Message], Handler[Any]]]:
+    """Each message the dialer consumes, declared once with its handler (its queue is
+    :func:`queue_of` it). The journal's one queue of record events is wired apart."""
+    return [
+        (CreateCampaign, handlers.create_campaign),
+        (UpdateCampaign, handlers.update_campaign),
+        (ChangeDoNotCall, handlers.change_dnc),
+        (ImportRecords, handlers.import_records),
+        (GetImport, handlers.get_import),
+        (GetCampaignReport, handlers.report),
+        (ListCampaigns, handlers.list_campaigns),
+        (AcceptRecord, handlers.accept),
+        (RejectRecord, handlers.reject),
+        (GetRecord, handlers.get_record),
+        (CompleteRecord, handlers.complete),
+        (SkipRecord, handlers.skip),
+        (CallNumber, handlers.call),
+        (SetCallDisposition, handlers.set_disposition),
+        (RescheduleRecord, handlers.reschedule),
+        (routing.OfferMade, handlers.on_offer_made),
+        (routing.OfferRejected, handlers.on_offer_lost),
+        (routing.OfferTimedOut, handlers.on_offer_lost),
+        (routing.InteractionAssigned, handlers.on_assigned),
+        (AgentStateChanged, handlers.on_agent_state),
+        (CallProgressed, handlers.on_call_progress),
+    ]
+
+
+def queue_of(message: type[Message]) -> ConsumerQueue:
+    """The dialer's queue of one message: named after the message's ``NAME``."""
+    return ConsumerQueue(f"dialer.{message.NAME}", (message.NAME,))
 
 
 async def seed_campaigns(handlers: DialerHandlers, path: Path) -> None:

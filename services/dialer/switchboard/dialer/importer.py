@@ -17,6 +17,7 @@ become custom fields.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import csv
 import io
@@ -26,7 +27,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from switchboard.dialer.domain import Phone, normalise_number, number_zones, valid_zone
+from switchboard.dialer.domain import Phone, valid_zone
+from switchboard.dialer.domain.numbers import phone_number
 
 _PHONE_N = re.compile(r"^phone_?(\d+)?$")
 _TYPED_PHONE = re.compile(r"^([a-z]+)_phone$")
@@ -88,7 +90,7 @@ def build_row(
         if not raw.strip():
             continue
         try:
-            number = normalise_number(raw, region)
+            number, zones = phone_number(raw, region)
         except ValueError as exc:
             return BadRow(line, f"{where}: {exc}")
         if any(p.number == number for p in normalised):
@@ -97,7 +99,7 @@ def build_row(
             Phone(
                 number=number,
                 type=(kind or "other").strip().lower() or "other",
-                zones=number_zones(number),
+                zones=zones,
             )
         )
     if not normalised:
@@ -274,6 +276,10 @@ class JsonLines:
         )
 
 
+def _parse_lines(rows: CsvRows | JsonLines, lines: list[str]) -> list[ParsedRow | BadRow]:
+    return list(rows.feed(lines))
+
+
 async def parse_stream(
     chunks: AsyncIterator[bytes],
     file_format: str,
@@ -284,7 +290,10 @@ async def parse_stream(
     splitter = LineSplitter()
     rows: CsvRows | JsonLines = CsvRows(region) if file_format == "csv" else JsonLines(region)
     async for chunk in chunks:
-        for row in rows.feed(splitter.feed(chunk)):
+        # Parsing (mostly number validation) is the CPU of an import: done on a worker thread,
+        # so the event loop meanwhile sends the previous batch's writes and reads the replies.
+        parsed = await asyncio.to_thread(_parse_lines, rows, splitter.feed(chunk))
+        for row in parsed:
             yield row
     for row in rows.feed(splitter.close()):
         yield row

@@ -100,6 +100,17 @@ class VersionedCollection(Generic[A]):
             return False
         return True
 
+    async def replace(self, aggregate: A) -> A | None:
+        """Write ``aggregate``, changed from the one read at its ``version``, at ``version + 1``
+        if nobody wrote since: the aggregate as stored, or None when another writer came first
+        (the caller decides again). :meth:`update` is this with the read and the retries; a
+        handler that has read and decided already (a message retried on conflict) calls it."""
+        stored = aggregate.model_copy(update={"version": aggregate.version + 1})
+        document = stored.document()
+        guard = {"_id": document["_id"], "version": aggregate.version}
+        done = await retry_when_busy(lambda: self.collection.replace_one(guard, document))
+        return stored if done.matched_count else None
+
     async def update(
         self, key: Key, change: Callable[[A], tuple[A | None, R]], *, known: A | None = None
     ) -> Updated[A, R]:
@@ -120,13 +131,8 @@ class VersionedCollection(Generic[A]):
             new, result = change(current)
             if new is None:
                 return Updated(current, result, written=False)
-            stored = new.model_copy(update={"version": current.version + 1})
-            guard = {"_id": key, "version": current.version}
-            document = stored.document()
-            done = await retry_when_busy(
-                lambda: self.collection.replace_one(guard, document)  # noqa: B023 (awaited here)
-            )
-            if done.matched_count:
+            stored = await self.replace(new.model_copy(update={"version": current.version}))
+            if stored is not None:
                 return Updated(stored, result, written=True)
             self.on_conflict()
             await backoff(attempt)

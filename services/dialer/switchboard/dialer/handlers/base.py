@@ -9,17 +9,21 @@ from typing import Any
 
 import structlog
 
+from switchboard.contracts import Message, message_class
 from switchboard.contracts.campaigns import (
     CampaignSpec,
 )
 from switchboard.dialer import domain, metrics
 from switchboard.dialer.domain import (
+    LIVE_STATES,
     Problem,
     Record,
 )
-from switchboard.dialer.store import DialerStore
+from switchboard.dialer.store import DialerStore, Document
+from switchboard.dialer.store.records import StoredRecord
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
+from switchboard.runtime.storage import Outbox
 
 log = structlog.get_logger("switchboard.dialer")
 
@@ -40,7 +44,7 @@ def refused(problem: Problem) -> Refused:
 
 
 class _Replay(Exception):
-    def __init__(self, record: Record) -> None:
+    def __init__(self, record: StoredRecord) -> None:
         self.record = record
 
 
@@ -68,6 +72,19 @@ class HandlerBase:
         self.review_lease = timedelta(seconds=review_lease_seconds)
         self.default_region = default_region
         self.now = clock
+        self.outbox = Outbox(store.versioned_records, self._publish_stored)
+
+    async def _publish_stored(self, message: Document) -> None:
+        await self.bus.publish(message_class(message["name"]).model_validate_json(message["json"]))
+
+    async def _flush(self, record: StoredRecord) -> None:
+        """Publish what the record's outbox holds (in order, each marked published), then
+        bring its live copy up to the record as stored (a record out of the working set has
+        none: its save removed it)."""
+        if record.outbox:
+            await self.outbox.flush(record.id, record.unsent())
+            if record.state in LIVE_STATES:
+                await self.store.published(record.id)
 
     async def _campaign(self, campaign_id: str) -> CampaignSpec:
         """The preamble of operator commands naming a campaign: it must exist."""
@@ -96,6 +113,11 @@ class HandlerBase:
         return await self.store.dnc_hits(
             record.campaign_id, spec, [p.number for p in record.phones]
         )
+
+
+def stored_message(message: Message) -> Document:
+    """A message as the record's outbox keeps it until it is published."""
+    return {"name": message.NAME, "json": message.model_dump_json()}
 
 
 def _unknown_campaign(campaign_id: str) -> Refused:

@@ -3,6 +3,7 @@ record events."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -103,7 +104,7 @@ class CampaignHandlers(HandlerBase):
         last_line = 0
         stats: dict[str, int] = {}
 
-        async def flush() -> None:
+        async def write(good: list[ParsedRow], bad: list[BadRow], lines: int) -> None:
             inserted, updated = await self.store.upsert_records(campaign_id, good, self.now())
             await self.store.add_import_errors(import_id, bad)
             counts["imported"] += inserted
@@ -112,11 +113,20 @@ class CampaignHandlers(HandlerBase):
             metrics.IMPORTED.labels("inserted").inc(inserted)
             metrics.IMPORTED.labels("updated").inc(updated)
             metrics.IMPORTED.labels("bad").inc(len(bad))
-            good.clear()
-            bad.clear()
             await self.store.import_progress(
-                import_id, {"lines": last_line, **{k: counts[k] for k in counts}}
+                import_id, {"lines": lines, **{k: counts[k] for k in counts}}
             )
+
+        writing: asyncio.Task[None] | None = None
+
+        async def flush() -> None:
+            """Hand the batch to the writer: one batch is written while the next is parsed,
+            and batches are written in order (the previous write is awaited first)."""
+            nonlocal writing, good, bad
+            if writing is not None:
+                await writing
+            writing = asyncio.create_task(write(good, bad, last_line))
+            good, bad = [], []
 
         try:
             async for row in parse_stream(chunks, file_format, region, stats):
@@ -128,7 +138,11 @@ class CampaignHandlers(HandlerBase):
                     if counts["rows"] % (self.import_batch * 10) == 0:
                         log.info("import progressing", import_id=import_id, **counts)
             await flush()
+            assert writing is not None
+            await writing
         except Exception as exc:
+            if writing is not None and not writing.done():
+                writing.cancel()
             await self.store.import_progress(
                 import_id, {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
             )

@@ -1,18 +1,18 @@
 """The hopper and the timers: due records picked and routed (within each campaign's preview
-backlog), records in routing re-checked, review timers fired, lost dial requests re-sent."""
+backlog), records in routing re-checked, review timers fired, outboxes a crash left swept."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 
 from switchboard.contracts.campaigns import (
     CampaignSpec,
-    DialRequested,
     RecordClosed,
 )
 from switchboard.contracts.routing import (
@@ -62,12 +62,13 @@ class Hopper(RecordCommands):
         routed = 0
         for record_id in entries:
             started = time.perf_counter()
-            slot = await self.store.take_backlog_slot(
-                campaign_id, spec.preview_backlog, record_id, now
+            slot, record = await asyncio.gather(
+                self.store.take_backlog_slot(campaign_id, spec.preview_backlog, record_id, now),
+                self.store.record(record_id),
             )
             if slot is None:
                 break  # the campaign's backlog is full (counting every replica's records)
-            saved = await self._claim(record_id, spec, now)
+            saved = await self._claim(record_id, record, spec, now)
             metrics.PICK_SECONDS.observe(time.perf_counter() - started)
             if saved is None:
                 await self.store.release_backlog_slot(slot)
@@ -77,21 +78,30 @@ class Hopper(RecordCommands):
                 break
         return routed
 
-    async def _claim(self, record_id: str, spec: CampaignSpec, now: datetime) -> Record | None:
+    async def _claim(
+        self, record_id: str, record: Record | None, spec: CampaignSpec, now: datetime
+    ) -> Record | None:
+        """Route ``record`` (read with its backlog slot taken) if it may be called now: one
+        version-guarded write, then its live copy, the hopper entry's removal and the route
+        request together (each independent of the others once the claim is written)."""
+        saved = None
         try:
-            record = await self.store.record(record_id)
             if record is not None and record.state in LIVE_STATES:
                 await self.store.derive_live(record)  # a crash between save's two writes
-            if record is None or not domain.due_pending(record, now):
-                return None
-            dnc = await self._dnc(record, spec)
-            if domain.decide_routing(record, spec, dnc, now).action != "route":
-                return None
-            saved = await self.store.try_save(picking.routed(record, now))
+            if record is not None and domain.due_pending(record, now):
+                dnc = await self._dnc(record, spec)
+                if domain.decide_routing(record, spec, dnc, now).action == "route":
+                    saved = await self.store.try_save(picking.routed(record, now), live=False)
         finally:
-            await self.store.drop_from_hopper(record_id)
-        if saved is not None:
-            await self._route(saved, spec)
+            if saved is None:
+                await self.store.drop_from_hopper(record_id)
+        if saved is None:
+            return None
+        await asyncio.gather(
+            self.store.derive_live(saved),
+            self.store.drop_from_hopper(record_id),
+            self._route(saved, spec),
+        )
         return saved
 
     async def refill_hoppers(self) -> None:
@@ -222,10 +232,8 @@ class Hopper(RecordCommands):
                     reason=problem.message,
                 )
 
-    async def resend_lost_dials(self) -> None:
-        """A dial request written but never published (a crash in between) goes out again with
-        its own id, so telephony never places it twice."""
-        for record in await self.store.unanswered_dials(self.now() - timedelta(seconds=15)):
-            for item in record.outbox:
-                if item["name"] == DialRequested.NAME:
-                    await self.bus.publish(DialRequested.model_validate_json(item["json"]))
+    async def sweep_outbox(self) -> None:
+        """Messages a crash left between a record's write and their publish (a dial request,
+        an agent command's events) go out with their own ids, so nobody acts on them twice."""
+        for record in await self.outbox.left():
+            await self._flush(record)

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from switchboard.contracts import Message, message_class
+from switchboard.contracts import Message
 from switchboard.contracts.campaigns import (
     AcceptRecord,
     CallNumber,
@@ -53,8 +53,10 @@ from switchboard.dialer.handlers.base import (
     _Replay,
     interaction_id,
     refused,
+    stored_message,
 )
 from switchboard.dialer.handlers.routing_side import RoutingSide
+from switchboard.dialer.store.records import StoredRecord
 from switchboard.runtime.assignments import routing_holds
 from switchboard.runtime.errors import Refused
 
@@ -62,7 +64,9 @@ log = structlog.get_logger("switchboard.dialer")
 
 
 class RecordCommands(RoutingSide):
-    async def _catch_up_assignment(self, record: Record, command: RecordCommand) -> Record:
+    async def _catch_up_assignment(
+        self, record: StoredRecord, command: RecordCommand
+    ) -> StoredRecord:
         """The agent may act before ``interaction.assigned`` reached us (it travels on another
         queue than their command). Routing owns assignments: ask it before refusing."""
         if not await routing_holds(self.bus, command.agent_id, interaction_id(record.id)):
@@ -83,7 +87,7 @@ class RecordCommands(RoutingSide):
 
     async def _held(
         self, command: RecordCommand, states: tuple[str, ...] = ("held",)
-    ) -> tuple[Record, CampaignSpec]:
+    ) -> tuple[StoredRecord, CampaignSpec]:
         record = await self.store.record(command.record_id)
         if record is None:
             metrics.REFUSED.labels("unknown_record").inc()
@@ -118,22 +122,21 @@ class RecordCommands(RoutingSide):
     ) -> dict[str, Any]:
         saved = await self.store.save(
             record.model_copy(
-                update={
-                    "last_command": str(command.message_id),
-                    "last_result": result,
-                    "outbox": [{"name": m.NAME, "json": m.model_dump_json()} for m in messages],
-                }
-            )
+                update={"last_command": str(command.message_id), "last_result": result}
+            ),
+            [stored_message(m) for m in messages],
+            now=self.now(),
         )
         await self._after_commit(saved, command.agent_id)
         metrics.ACTIONS.labels(action).inc()
         return result
 
-    async def _after_commit(self, record: Record, agent_id: str) -> None:
+    async def _after_commit(self, record: StoredRecord, agent_id: str) -> None:
+        """What follows the write: the skip for reports, the messages, the metric. A replayed
+        command publishes what its first run left unpublished (nothing when it got that far)."""
         if record.last_result.get("skipped"):
             await self.store.add_skip(record, agent_id, record.history[-1].at)
-        for item in record.outbox:
-            await self.bus.publish(message_class(item["name"]).model_validate_json(item["json"]))
+        await self._flush(record)
         if record.state == "closed" and record.result:
             metrics.CLOSED.labels(record.result).inc()
 
@@ -370,15 +373,11 @@ class RecordCommands(RoutingSide):
             )
         dial = DialRequested(message_id=uuid.uuid5(uuid.UUID(call_id), "dial"), **fields)
         saved = await self.store.save(
-            record.model_copy(
-                update={
-                    "outbox": [{"name": dial.NAME, "json": dial.model_dump_json()}],
-                    "last_command": None,
-                    "last_result": result,
-                }
-            )
+            record.model_copy(update={"last_command": None, "last_result": result}),
+            [stored_message(dial)],
+            now=now,
         )
-        await self.bus.publish(dial)
+        await self._flush(saved)
         metrics.ACTIONS.labels("auto_call").inc()
         log.info(
             "review time over: dialled the recommended number",

@@ -1,0 +1,66 @@
+"""Imports' progress and bad rows, campaign reports, the journal of record events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pymongo import ASCENDING
+
+from switchboard.dialer.importer import BadRow
+from switchboard.dialer.report import campaign_report
+from switchboard.dialer.store.base import Document, StoreBase
+
+
+class ImportStore(StoreBase):
+    # -- imports -------------------------------------------------------------------------------
+
+    async def start_import(
+        self, import_id: str, campaign_id: str, file_format: str, now: datetime
+    ) -> None:
+        await self.imports.update_one(
+            {"_id": import_id},
+            {
+                "$set": {
+                    "campaign_id": campaign_id,
+                    "format": file_format,
+                    "state": "running",
+                    "started_at": now,
+                    "lines": 0,
+                    "imported": 0,
+                    "updated": 0,
+                    "bad": 0,
+                }
+            },
+            upsert=True,
+        )
+
+    async def import_progress(self, import_id: str, progress: dict[str, Any]) -> None:
+        await self.imports.update_one({"_id": import_id}, {"$set": progress})
+
+    async def add_import_errors(self, import_id: str, bad: list[BadRow]) -> None:
+        if bad:
+            await self.import_errors.insert_many(
+                [{"import_id": import_id, "line": b.line, "reason": b.reason} for b in bad]
+            )
+
+    async def get_import(self, import_id: str, errors: int = 100) -> Document | None:
+        found = await self.imports.find_one({"_id": import_id})
+        if found is None:
+            return None
+        cursor = (
+            self.import_errors.find({"import_id": import_id}, {"_id": 0, "line": 1, "reason": 1})
+            .sort("line", ASCENDING)
+            .limit(errors)
+        )
+        found["bad_rows"] = [doc async for doc in cursor]
+        found["import_id"] = found.pop("_id")
+        return found
+
+    # -- reports and journal -------------------------------------------------------------------
+
+    async def report(self, campaign_id: str) -> Document:
+        return await campaign_report(self.records, self.skips, campaign_id)
+
+    async def add_journal(self, entry: Document) -> None:
+        await self.journal.update_one({"_id": entry["_id"]}, {"$set": entry}, upsert=True)
