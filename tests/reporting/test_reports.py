@@ -27,6 +27,7 @@ from .script import (
     BOB,
     CAMPAIGN,
     DAY,
+    SUPPORT_BACKLOG_AT_END,
     SUPPORT_DAY,
     SUPPORT_HOURS,
     TARGETS,
@@ -60,10 +61,35 @@ async def _all_folded(runtime: Runtime, settings: ReportingSettings, count: int)
     await eventually(done, 240)
 
 
-async def _publish_twice(publisher: Runtime, events: list[Message]) -> None:
-    for event in events:
-        await publisher.bus.publish(event)
-        await publisher.bus.publish(event)  # the same message again: it must count once
+def _answers_after_a_pause(events: list[Message]) -> list[Message]:
+    """The answers of the cases that were pending before (cases 5 and 7)."""
+    return [
+        e
+        for e in events
+        if isinstance(e, CaseEmailAttached)
+        and e.direction == "outbound"
+        and e.case_number in (5, 7)
+    ]
+
+
+async def _publish_day(
+    publisher: Runtime,
+    service: Runtime,
+    settings: ReportingSettings,
+    events: list[Message],
+    times: int = 1,
+) -> None:
+    """Publish the day (each message ``times``: a repeat must count once). The answers that
+    follow a pending interval go once the rest is folded: live, minutes separate a status
+    change and the answer after it, while a burst on separate queues may fold them in either
+    order (a rebuild folds in time order)."""
+    later = _answers_after_a_pause(events)
+    first = [e for e in events if e not in later]
+    for wave in (first, later):
+        for event in wave:
+            for _ in range(times):
+                await publisher.bus.publish(event)
+        await _all_folded(service, settings, len(first) if wave is first else len(events))
 
 
 async def test_a_scripted_day_gives_the_hand_computed_figures_each_event_counted_once(
@@ -87,9 +113,8 @@ async def test_a_scripted_day_gives_the_hand_computed_figures_each_event_counted
     events = scripted_day()
     boss = await login(gateway, "boss")
     async with listener.app, service.app:
-        await _publish_twice(publisher, events)
+        await _publish_day(publisher, service, settings, events, times=2)
         handlers = handlers_of(service, settings)
-        await _all_folded(service, settings, len(events))
 
         # The timers of the rounds still unanswered are due (14:00): they mark cases 3 and 4.
         await handlers.fire_sla_timers()
@@ -101,7 +126,9 @@ async def test_a_scripted_day_gives_the_hand_computed_figures_each_event_counted
         assert {e.due_at for e in overdue} == {DAY.replace(hour=14)}
 
         day = await _day(gateway, boss)
-        assert _subset(day["support"], SUPPORT_DAY) == SUPPORT_DAY
+        support = _subset(day["support"], SUPPORT_DAY)
+        assert support.pop("service_level") == pytest.approx(SUPPORT_DAY["service_level"])
+        assert support == {k: v for k, v in SUPPORT_DAY.items() if k != "service_level"}
         assert _subset(day["billing"], BILLING_DAY) == BILLING_DAY
 
         hours = await gateway.get(
@@ -122,7 +149,8 @@ async def test_a_scripted_day_gives_the_hand_computed_figures_each_event_counted
                 row["backlog_at_end"],
                 row["transfers_out"],
             ) == (opened, closed, e_in, e_out, backlog, out), hour
-        assert by_hour[8]["backlog_at_end"] == 0 and by_hour[23]["backlog_at_end"] == 1
+        assert by_hour[8]["backlog_at_end"] == 0
+        assert by_hour[23]["backlog_at_end"] == SUPPORT_BACKLOG_AT_END
 
         agents = await gateway.get(
             "/supervisor/reports/agents",
@@ -285,9 +313,7 @@ async def test_csv_downloads_have_one_header_and_one_line_per_row(
     events = scripted_day()
     boss = await login(gateway, "boss")
     async with service.app:
-        for event in events:
-            await publisher.bus.publish(event)
-        await _all_folded(service, settings, len(events))
+        await _publish_day(publisher, service, settings, events)
         answer = await gateway.get(
             "/supervisor/reports/services",
             params={**DAY_QUERY, "service": ["support", "billing"], "format": "csv"},
@@ -302,8 +328,8 @@ async def test_csv_downloads_have_one_header_and_one_line_per_row(
         assert lines[0] == list(ServicePeriod.model_fields)
         assert [line[0] for line in lines[1:]] == ["support", "billing"]
         support = dict(zip(lines[0], lines[1], strict=True))
-        assert support["opened"] == "3" and support["first_response_p50_seconds"] == "1800.0"
-        assert support["service_level"] == "0.5"
+        assert support["opened"] == "5" and support["first_response_p50_seconds"] == "2400.0"
+        assert float(support["service_level"]) == pytest.approx(2 / 3)
 
         agents = await gateway.get(
             "/supervisor/reports/agents",

@@ -8,7 +8,7 @@ twice, or replayed by a rebuild, counts once.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -74,6 +74,54 @@ class CaseFacts:
     closed_at: datetime | None = None
     overdue: bool = False
     earlier: tuple[EarlierRound, ...] = ()
+    marks: tuple[StatusMark, ...] = ()
+    """The round's changes to and away from a pending status (and its closing), any order."""
+
+    @property
+    def pauses(self) -> tuple[Pause, ...]:
+        """The round's pending intervals (the last one open while the case is pending)."""
+        return pauses_of(self.marks)
+
+
+@dataclass(frozen=True)
+class StatusMark:
+    """A change to (``pending``) or away from a pending status at ``at``."""
+
+    at: datetime
+    pending: bool
+
+
+@dataclass(frozen=True)
+class Pause:
+    """An interval in a "pending" status: the service-level clock stood still."""
+
+    start: datetime
+    end: datetime | None = None
+
+
+def paused_seconds(pauses: Iterable[Pause], start: datetime, end: datetime) -> float:
+    """Seconds of ``[start, end)`` the clock stood still (an open pause lasts until ``end``)."""
+    total = 0.0
+    for pause in pauses:
+        low, high = max(pause.start, start), min(pause.end or end, end)
+        if high > low:
+            total += (high - low).total_seconds()
+    return total
+
+
+def clock_due(opened_at: datetime, target: float, pauses: Iterable[Pause]) -> datetime | None:
+    """When the clock, started at ``opened_at`` and stopped by ``pauses``, reaches ``target``;
+    None while a pause before that moment is still open (the moment is not known yet)."""
+    due = opened_at + timedelta(seconds=target)
+    for pause in sorted(pauses, key=lambda p: p.start):
+        if pause.start >= due:
+            break
+        if pause.end is not None and pause.end <= opened_at:
+            continue
+        if pause.end is None:
+            return None
+        due += pause.end - max(pause.start, opened_at)
+    return due
 
 
 @dataclass(frozen=True)
@@ -84,6 +132,7 @@ class EarlierRound:
     opened_at: datetime
     closed_at: datetime
     responded_at: datetime | None = None
+    pauses: tuple[Pause, ...] = ()
 
 
 class NotYetKnown(Exception):
@@ -121,11 +170,12 @@ def _arm(facts: CaseFacts, policy: Policy) -> SlaTimer | None:
     target = policy.target(facts.service)
     if target is None or facts.opened_at is None:
         return None
-    if facts.status != "open" or facts.responded_at is not None:
-        return SlaTimer(sla_key(facts.case_number), None)
+    due = clock_due(facts.opened_at, target, facts.pauses)
+    if facts.status != "open" or facts.responded_at is not None or due is None:
+        return SlaTimer(sla_key(facts.case_number), None)  # answered, closed or paused
     return SlaTimer(
         sla_key(facts.case_number),
-        facts.opened_at + timedelta(seconds=target),
+        due,
         facts.service,
         facts.round,
         facts.opened_at,
@@ -161,7 +211,11 @@ def case_reopened(facts: CaseFacts | None, number: int, at: datetime, policy: Po
             return CaseStep(None)  # this reopening, already folded
         raise NotYetKnown(f"case {number} reopened before its closing was folded")
     past = EarlierRound(
-        known.round, known.opened_at or at, known.closed_at or at, known.responded_at
+        known.round,
+        known.opened_at or at,
+        known.closed_at or at,
+        known.responded_at,
+        known.pauses,
     )
     new = replace(
         known,
@@ -172,6 +226,7 @@ def case_reopened(facts: CaseFacts | None, number: int, at: datetime, policy: Po
         responded_at=None,
         closed_at=None,
         overdue=False,
+        marks=(),
     )
     key = f"reopened:{number}:{new.round}"
     bump = _service_bump(known.service, at, key, reopened=1, backlog=1)
@@ -194,16 +249,23 @@ def first_response(
     if known.closed_at is not None and at > known.closed_at:
         return CaseStep(None)
     service = service or known.service
-    bumps = _response_bumps(service, number, known.round, known.opened_at, at, policy)
+    bumps = _response_bumps(service, number, known.round, known.opened_at, at, policy, known.pauses)
     within = len(bumps) == 1
     new = replace(known, responded_at=at, overdue=known.overdue or not within)
     return CaseStep(new, bumps, SlaTimer(sla_key(number), None))
 
 
 def _response_bumps(
-    service: str, number: int, round_: int, opened_at: datetime, at: datetime, policy: Policy
+    service: str,
+    number: int,
+    round_: int,
+    opened_at: datetime,
+    at: datetime,
+    policy: Policy,
+    pauses: tuple[Pause, ...],
 ) -> tuple[Bump, ...]:
-    waited = (at - opened_at).total_seconds()
+    """The first response's time: from the opening to ``at``, less the time spent pending."""
+    waited = (at - opened_at).total_seconds() - paused_seconds(pauses, opened_at, at)
     target = policy.target(service)
     within = target is None or waited <= target
     first = Bump(
@@ -214,9 +276,10 @@ def _response_bumps(
         counts={"first_responses": 1, "answered_within_target": int(within)},
         samples={"first_response": waited},
     )
-    if target is None or within:
+    due = clock_due(opened_at, target, pauses) if target is not None else None
+    if target is None or within or due is None:
         return (first,)
-    return first, _overdue_bump(service, number, round_, opened_at + timedelta(seconds=target))
+    return first, _overdue_bump(service, number, round_, due)
 
 
 def _earlier_response(
@@ -225,7 +288,9 @@ def _earlier_response(
     """An answer folded after the case was closed and reopened: it answers an earlier round."""
     for index, past in enumerate(facts.earlier):
         if past.opened_at <= at <= past.closed_at and past.responded_at is None:
-            bumps = _response_bumps(service, number, past.round, past.opened_at, at, policy)
+            bumps = _response_bumps(
+                service, number, past.round, past.opened_at, at, policy, past.pauses
+            )
             earlier = list(facts.earlier)
             earlier[index] = replace(past, responded_at=at)
             return CaseStep(replace(facts, earlier=tuple(earlier)), bumps)
@@ -240,6 +305,8 @@ def case_closed(
     if known.status == "closed" or known.opened_at is None:
         return CaseStep(None)
     service = service or known.service
+    ended = _with_mark(known, at, False)  # a pending case's pause ends at its closing
+    pauses = ended.pauses
     resolution = max((at - known.opened_at).total_seconds(), 0.0)
     bumps = [
         Bump(
@@ -252,10 +319,10 @@ def case_closed(
         )
     ]
     target = policy.target(service)
-    due = known.opened_at + timedelta(seconds=target) if target is not None else None
+    due = clock_due(known.opened_at, target, pauses) if target is not None else None
     if known.responded_at is None and due is not None and at > due:
         bumps.append(_overdue_bump(service, number, known.round, due))
-    new = replace(known, status="closed", closed_at=at)
+    new = replace(ended, status="closed", closed_at=at)
     return CaseStep(new, tuple(bumps), SlaTimer(sla_key(number), None))
 
 
@@ -283,15 +350,61 @@ def case_transferred(
     return CaseStep(new, (out, into), _arm(new, policy) if moves else None)
 
 
-def sla_passed(facts: CaseFacts | None, timer_round: int, due: datetime) -> CaseStep:
-    """The first-response timer fired: mark the case overdue once, if still unanswered."""
+def pauses_of(marks: Iterable[StatusMark]) -> tuple[Pause, ...]:
+    """The pending intervals, from every change in time order: changes folded out of order
+    (a retry) give the same intervals."""
+    found: list[Pause] = []
+    start: datetime | None = None
+    for mark in sorted(marks, key=lambda m: (m.at, m.pending)):
+        if mark.pending and start is None:
+            start = mark.at
+        elif not mark.pending and start is not None:
+            found.append(Pause(start, mark.at))
+            start = None
+    if start is not None:
+        found.append(Pause(start))
+    return tuple(found)
+
+
+def _with_mark(facts: CaseFacts, at: datetime, pending: bool) -> CaseFacts:
+    mark = StatusMark(at, pending)
+    return facts if mark in facts.marks else replace(facts, marks=(*facts.marks, mark))
+
+
+def status_changed(
+    facts: CaseFacts | None, number: int, pending: bool, at: datetime, policy: Policy
+) -> CaseStep:
+    """``case.status_changed``: a change to a "pending" status stops the round's
+    first-response clock, the next change away from one starts it again; the SLA timer moves
+    with it. A change of an earlier round (or of a closed case) changes nothing."""
+    known = _known(facts, number)
+    if known.status == "closed" and known.closed_at is not None and at > known.closed_at:
+        raise NotYetKnown(f"case {number} changed status after its closing: not yet reopened")
+    if known.status != "open" or known.opened_at is None or at < known.opened_at:
+        return CaseStep(None)
+    new = _with_mark(known, at, pending)
+    if new == known:
+        return CaseStep(None)
+    return CaseStep(new, (), _arm(new, policy))
+
+
+def sla_passed(
+    facts: CaseFacts | None, timer_round: int, due: datetime, policy: Policy
+) -> CaseStep:
+    """The first-response timer fired: mark the case overdue once, if still unanswered and
+    still due then (a pending status since may have stopped or pushed back its clock)."""
     if (
         facts is None
         or facts.status != "open"
         or facts.round != timer_round
         or facts.responded_at is not None
         or facts.overdue
+        or facts.opened_at is None
     ):
+        return CaseStep(None)
+    target = policy.target(facts.service)
+    now_due = clock_due(facts.opened_at, target, facts.pauses) if target is not None else None
+    if now_due is None or now_due > due:
         return CaseStep(None)
     bump = _overdue_bump(facts.service, facts.case_number, facts.round, due)
     return CaseStep(replace(facts, overdue=True), (bump,))

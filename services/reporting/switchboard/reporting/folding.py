@@ -28,6 +28,8 @@ from switchboard.contracts.cases import (
     CaseEmailAttached,
     CaseOutboundRequested,
     CaseReopened,
+    CaseServiceChanged,
+    CaseStatusChanged,
     CaseTransferred,
 )
 from switchboard.contracts.routing import (
@@ -55,6 +57,8 @@ class Folder:
             CaseClosed: self._case_closed,
             CaseReopened: self._case_reopened,
             CaseTransferred: self._case_transferred,
+            CaseServiceChanged: self._case_transferred,
+            CaseStatusChanged: self._status_changed,
             CaseOutboundRequested: self._outbound_requested,
             OfferMade: self._offer_made,
             OfferTimedOut: self._offer_timed_out,
@@ -163,7 +167,9 @@ class Folder:
             ),
         )
 
-    async def _case_transferred(self, event: CaseTransferred) -> None:
+    async def _case_transferred(self, event: CaseTransferred | CaseServiceChanged) -> None:
+        """A transfer, or a case moved to another service by hand (``case.service_changed``):
+        counted out of one service and into the other; its backlog and later figures move."""
         await self.store.saw_service(event.to_service)
         await self._change_case(
             event.case_number,
@@ -176,6 +182,15 @@ class Folder:
                 event.occurred_at,
                 str(event.message_id),
                 self.policy,
+            ),
+        )
+
+    async def _status_changed(self, event: CaseStatusChanged) -> None:
+        await self._change_case(
+            event.case_number,
+            event,
+            lambda facts: domain.status_changed(
+                facts, event.case_number, event.pending, event.at, self.policy
             ),
         )
 

@@ -119,7 +119,7 @@ class ReportingHandlers:
             number = int(data["case_number"])
             found = await self.store.case_with_version(number)
             facts = found.facts if found is not None else None
-            step = domain.sla_passed(facts, int(data["round"]), timer.due)
+            step = domain.sla_passed(facts, int(data["round"]), timer.due, self.folder.policy)
             if found is not None and step.facts is not None:
                 saved = await self.store.save_case(
                     step.facts, found.version, step.bumps, found.seen

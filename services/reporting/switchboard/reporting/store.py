@@ -25,7 +25,14 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from switchboard.contracts import Message
-from switchboard.reporting.domain import AgentCursor, Bump, CaseFacts, EarlierRound
+from switchboard.reporting.domain import (
+    AgentCursor,
+    Bump,
+    CaseFacts,
+    EarlierRound,
+    Pause,
+    StatusMark,
+)
 from switchboard.reporting.figures import Bucket
 from switchboard.runtime.mongo import retry_when_busy
 from switchboard.runtime.storage import TimerQueue
@@ -71,6 +78,14 @@ def _bump_of(doc: Document) -> Bump:
         doc.get("seconds", {}),
         doc.get("samples", {}),
     )
+
+
+def _pauses(docs: Iterable[Document]) -> tuple[Pause, ...]:
+    return tuple(Pause(doc["start"], doc.get("end")) for doc in docs)
+
+
+def _earlier(doc: Document) -> EarlierRound:
+    return EarlierRound(**{**doc, "pauses": _pauses(doc.get("pauses", []))})
 
 
 @dataclass(frozen=True)
@@ -229,7 +244,8 @@ class ReportStore:
         owed = [_bump_of(b) for b in doc.get("owed", [])]
         facts = CaseFacts(
             case_number=number,
-            earlier=tuple(EarlierRound(**r) for r in doc.get("earlier", [])),
+            earlier=tuple(_earlier(r) for r in doc.get("earlier", [])),
+            marks=tuple(StatusMark(m["at"], m["pending"]) for m in doc.get("marks", [])),
             **{k: doc[k] for k in CASE_FIELDS if k in doc},
         )
         return CaseRow(facts, int(doc.get("version", 0)), owed, frozenset(doc.get("seen", [])))
@@ -245,6 +261,7 @@ class ReportStore:
         next, by this handler or by the next change of the case) and the events folded."""
         fields: Document = {k: getattr(facts, k) for k in CASE_FIELDS}
         fields["earlier"] = [asdict(r) for r in facts.earlier]
+        fields["marks"] = [asdict(m) for m in facts.marks]
         fields["owed"] = [_bump_doc(b) for b in owed]
         fields["seen"] = sorted(seen)
         if version == 0:
