@@ -145,3 +145,14 @@ def test_closing_a_pending_case_ends_its_pause_and_a_reopening_starts_unpaused()
     reopened = domain.case_reopened(closed.facts, 2, _minutes(120), POLICY)
     assert reopened.facts is not None and reopened.facts.pauses == ()
     assert reopened.timer is not None and reopened.timer.due == _minutes(180)
+
+
+def test_a_change_of_the_next_round_folded_before_the_closing_moves_to_that_round() -> None:
+    early = _status(_opened(), True, 70).facts  # pending at 10:40, in the round after 10:30
+    assert early is not None
+    closed = domain.case_closed(early, 2, "support", _minutes(30), POLICY)
+    assert closed.facts is not None and closed.facts.pauses == ()
+    reopened = domain.case_reopened(closed.facts, 2, _minutes(60), POLICY)
+    assert reopened.facts is not None
+    assert reopened.facts.pauses == (domain.Pause(_minutes(70)),)
+    assert reopened.timer is not None and reopened.timer.due is None  # pending: no timer

@@ -15,9 +15,14 @@ from testkit import eventually
 
 from switchboard.contracts import ConsumerQueue, Message
 from switchboard.contracts.cases import CaseCreated, CaseEmailAttached
-from switchboard.contracts.reports import CaseFirstResponseOverdue, ServicePeriod
+from switchboard.contracts.reports import (
+    AgentReportRequested,
+    CaseFirstResponseOverdue,
+    ServicePeriod,
+    ServiceReportRequested,
+)
 from switchboard.gateway.metrics import FORWARDED
-from switchboard.reporting.app import ReportingSettings, build, rebuild
+from switchboard.reporting.app import ReportingSettings, build, journal_keeper, rebuild
 from switchboard.runtime.service import Runtime
 
 from .conftest import handlers_of, login
@@ -240,6 +245,54 @@ async def test_an_open_case_past_its_target_is_marked_published_and_counted(
         assert sum(r["overdue"] for r in rows) == 1
         assert sum(r["answered_within_target"] for r in rows) == 1
         assert rows[-1]["backlog_at_end"] == 2
+
+
+async def test_journal_retention_drops_old_entries_and_a_rebuild_gives_the_same_figures(
+    reporting_settings: Callable[..., ReportingSettings],
+) -> None:
+    settings = reporting_settings(
+        first_response_targets=TARGETS, default_first_response_seconds=None
+    )
+    runtime = Runtime("reporting", settings)
+    handlers = handlers_of(runtime, settings)
+    store = handlers.store
+    await store.ensure_indexes()
+    events = scripted_day()
+    for event in events:
+        await store.remember(event)
+    assert await handlers.rebuild() == len(events)  # the day, folded in time order
+    services = ServiceReportRequested(
+        services=["support", "billing"], start=DAY, end=DAY + timedelta(days=1)
+    )
+    agents = AgentReportRequested(
+        agent_ids=["alice", "bob"], start=DAY, end=DAY + timedelta(days=1)
+    )
+    day = await handlers.on_service_report(services)
+    people = await handlers.on_agent_report(agents)
+    support = day["rows"][0]
+    assert (support["first_response_p50_seconds"], support["answered_within_target"]) == (
+        SUPPORT_DAY["first_response_p50_seconds"],
+        SUPPORT_DAY["answered_within_target"],
+    )
+
+    # Retention keeps one day: at noon the day after, what happened before noon is folded
+    # into the checkpoint and dropped from the journal; a rebuild starts from the checkpoint
+    # (case 3 reopens at 13:00, case 7 is paused at 19:30, on facts folded there).
+    one_day = settings.model_copy(update={"journal_retention_days": 1.0})
+    keeper = journal_keeper(store, one_day)
+    noon = DAY + timedelta(days=1, hours=12)
+    dropped = await keeper.trim(noon)
+    left = await store.journal.count_documents({})
+    assert dropped > 0 and left > 0 and dropped + left == len(events)
+    assert await keeper.trim(noon) == 0  # a second run finds nothing more to drop
+    assert await handlers.rebuild() == left
+    assert await handlers.on_service_report(services) == day
+    assert await handlers.on_agent_report(agents) == people
+    # ... and the next day, everything is in the checkpoint: still the same figures.
+    assert await keeper.trim(noon + timedelta(days=2)) == left
+    assert await handlers.rebuild() == 0
+    assert await handlers.on_service_report(services) == day
+    await runtime.mongo.close()
 
 
 def _forwarded(name: str) -> float:

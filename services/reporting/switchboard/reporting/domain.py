@@ -80,6 +80,8 @@ class CaseFacts:
     @property
     def pauses(self) -> tuple[Pause, ...]:
         """The round's pending intervals (the last one open while the case is pending)."""
+        if self.closed_at is not None:
+            return pauses_until(self.marks, self.closed_at)
         return pauses_of(self.marks)
 
 
@@ -215,7 +217,7 @@ def case_reopened(facts: CaseFacts | None, number: int, at: datetime, policy: Po
         known.opened_at or at,
         known.closed_at or at,
         known.responded_at,
-        known.pauses,
+        pauses_until(known.marks, known.closed_at or at),
     )
     new = replace(
         known,
@@ -226,7 +228,8 @@ def case_reopened(facts: CaseFacts | None, number: int, at: datetime, policy: Po
         responded_at=None,
         closed_at=None,
         overdue=False,
-        marks=(),
+        # a change of this round folded before the closing of the last one
+        marks=tuple(m for m in known.marks if m.at >= at),
     )
     key = f"reopened:{number}:{new.round}"
     bump = _service_bump(known.service, at, key, reopened=1, backlog=1)
@@ -306,7 +309,7 @@ def case_closed(
         return CaseStep(None)
     service = service or known.service
     ended = _with_mark(known, at, False)  # a pending case's pause ends at its closing
-    pauses = ended.pauses
+    pauses = pauses_until(ended.marks, at)
     resolution = max((at - known.opened_at).total_seconds(), 0.0)
     bumps = [
         Bump(
@@ -364,6 +367,11 @@ def pauses_of(marks: Iterable[StatusMark]) -> tuple[Pause, ...]:
     if start is not None:
         found.append(Pause(start))
     return tuple(found)
+
+
+def pauses_until(marks: Iterable[StatusMark], end: datetime) -> tuple[Pause, ...]:
+    """The pauses of a round that ended at ``end`` (changes after it belong to the next)."""
+    return pauses_of(m for m in marks if m.at <= end)
 
 
 def _with_mark(facts: CaseFacts, at: datetime, pending: bool) -> CaseFacts:
