@@ -8,6 +8,7 @@ import pytest
 
 from switchboard.reporting import domain
 from switchboard.reporting.figures import percentile
+from switchboard.reporting.pauses import Pause
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 POLICY = domain.Policy({"support": 3600.0, "billing": 7200.0})
@@ -132,7 +133,7 @@ def test_pauses_are_the_same_whatever_order_the_changes_are_folded_in() -> None:
     in_order = _status(_status(facts, True, 10).facts or facts, False, 50).facts
     backwards = _status(_status(facts, False, 50).facts or facts, True, 10).facts
     assert in_order is not None and backwards is not None
-    assert in_order.pauses == backwards.pauses == (domain.Pause(_minutes(10), _minutes(50)),)
+    assert in_order.pauses == backwards.pauses == (Pause(_minutes(10), _minutes(50)),)
 
 
 def test_closing_a_pending_case_ends_its_pause_and_a_reopening_starts_unpaused() -> None:
@@ -140,7 +141,7 @@ def test_closing_a_pending_case_ends_its_pause_and_a_reopening_starts_unpaused()
     assert paused is not None
     closed = domain.case_closed(paused, 2, "support", _minutes(100), POLICY)
     assert closed.facts is not None
-    assert closed.facts.pauses == (domain.Pause(_minutes(10), _minutes(100)),)
+    assert closed.facts.pauses == (Pause(_minutes(10), _minutes(100)),)
     assert [b.key for b in closed.bumps] == ["closed:2:1"]  # 10 min of clock: not overdue
     reopened = domain.case_reopened(closed.facts, 2, _minutes(120), POLICY)
     assert reopened.facts is not None and reopened.facts.pauses == ()
@@ -154,5 +155,5 @@ def test_a_change_of_the_next_round_folded_before_the_closing_moves_to_that_roun
     assert closed.facts is not None and closed.facts.pauses == ()
     reopened = domain.case_reopened(closed.facts, 2, _minutes(60), POLICY)
     assert reopened.facts is not None
-    assert reopened.facts.pauses == (domain.Pause(_minutes(70)),)
+    assert reopened.facts.pauses == (Pause(_minutes(70)),)
     assert reopened.timer is not None and reopened.timer.due is None  # pending: no timer

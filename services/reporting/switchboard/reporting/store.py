@@ -31,10 +31,9 @@ from switchboard.reporting.domain import (
     Bump,
     CaseFacts,
     EarlierRound,
-    Pause,
-    StatusMark,
 )
 from switchboard.reporting.figures import Bucket
+from switchboard.reporting.pauses import Pause, StatusMark
 from switchboard.runtime.mongo import retry_when_busy
 from switchboard.runtime.storage import TimerQueue
 
