@@ -274,6 +274,20 @@ async def test_consumers_resume_after_the_broker_restarts(
         await _eventually(handled_after_restart, seconds=60)
 
 
+async def test_a_lost_broker_is_tried_again_at_the_pace_the_operator_set(
+    make_settings: Callable[..., Any],
+) -> None:
+    """After a RabbitMQ restart the mail in flight waits for the reconnection: aio-pika's own
+    pause of 5 s between attempts was most of the recovery time."""
+    default = Runtime("kit", make_settings())
+    paced = Runtime("kit", make_settings(broker_reconnect_seconds=0.25))
+    async with default.app, paced.app:
+        assert default.broker._connection is not None
+        assert paced.broker._connection is not None
+        assert default.broker._connection.reconnect_interval == 1.0
+        assert paced.broker._connection.reconnect_interval == 0.25
+
+
 @pytest.mark.owns_broker
 async def test_a_service_whose_broker_stays_lost_reports_unhealthy_and_gives_up(
     make_settings: Callable[..., Any], real_servers: Backends
