@@ -51,6 +51,9 @@ HERE = Path(__file__).resolve().parent
 KILLED_SERVICES = ("ingestion", "threading", "routing", "agent_state", "gateway")
 SUPPORT = "support@switchboard.local"
 MAIL_QUEUES = ("threading.email.", "routing.route-requests")
+STACK_START_SECONDS = 300.0
+"""Every service up: the gateway alone hashes each agent's password before it is ready, which
+took more than two minutes on the loaded 2-core machine."""
 
 
 @dataclass
@@ -150,7 +153,7 @@ class ChaosRun:
             extra_env=self._config_files(),
         )
         try:
-            await asyncio.to_thread(self.stack.start)
+            await asyncio.to_thread(self.stack.start, STACK_START_SECONDS)
             self.say("stack up: every service its own process under the supervisor")
             return await self._drive(self.stack)
         finally:
