@@ -314,6 +314,40 @@ async def test_a_service_whose_broker_stays_lost_reports_unhealthy_and_gives_up(
     assert ready.status_code == 503 and ready.json()["broker"] is False
 
 
+async def test_a_service_whose_database_stays_lost_gives_up_and_one_that_reaches_it_does_not(
+    make_settings: Callable[..., Any],
+) -> None:
+    """A client pool left paused after a database restart waits for ever: the process exits
+    so its supervisor starts it again with a fresh client."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on: the database is gone
+        probe.bind(("127.0.0.1", 0))
+        gone = probe.getsockname()[1]
+    lost = Runtime(
+        "kit",
+        make_settings(
+            mongodb_url=f"mongodb://127.0.0.1:{gone}/?serverSelectionTimeoutMS=300",
+            mongo_lost_exit_seconds=0.5,
+        ),
+    )
+    healthy = Runtime("kit", make_settings(mongo_lost_exit_seconds=0.5))
+    gave_up: list[str] = []
+    lost.give_up = lambda: gave_up.append("lost")
+    healthy.give_up = lambda: gave_up.append("healthy")
+    try:
+        for _ in range(2):
+            await lost._report_dependencies()
+            await healthy._report_dependencies()
+            await asyncio.sleep(0.6)
+        await lost._report_dependencies()
+        await healthy._report_dependencies()
+    finally:
+        await lost.mongo.close()
+        await healthy.mongo.close()
+    assert gave_up == ["lost"]
+
+
 async def test_health_and_metrics_endpoints(runtime: Runtime) -> None:
     runtime.bus.consume(SCANS, ParcelScanned, Recorder(runtime))
     async with runtime.app:

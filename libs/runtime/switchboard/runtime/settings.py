@@ -42,6 +42,12 @@ class ServiceSettings(BaseSettings):
     broker_lost_exit_seconds: float = Field(
         default=60.0, gt=0, description="exit (to be restarted) after the broker is gone this long"
     )
+    mongo_lost_exit_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="exit (to be restarted, with a fresh database client) after MongoDB has "
+        "not answered this long",
+    )
     broker_reconnect_seconds: float = Field(
         default=1.0,
         gt=0,
