@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -69,10 +70,19 @@ class Runtime:
         self._dying = False
         self._version = version
         self._app: AsgiFastStream | None = None
-        self.give_up: Callable[[], None] = lambda: os.kill(os.getpid(), signal.SIGTERM)
-        """What the broker watchdog does when the broker stays lost: stop this process."""
+        self.give_up: Callable[[], None] = self._exit
+        """What the watchdogs do when the broker or the database stays lost: stop this process."""
         self.watch_interval = 2.0
         self._mongo_lost_since: float | None = None
+
+    def _exit(self) -> None:
+        """Stop gracefully, and for certain: a shutdown can itself wait for ever on the lost
+        dependency (seen with a database client whose pool stayed paused), so the process ends
+        regardless once the graceful timeout and a margin have passed."""
+        deadline = threading.Timer(self.settings.graceful_timeout_seconds + 10.0, os._exit, (70,))
+        deadline.daemon = True
+        deadline.start()
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def on_start(self, hook: Hook) -> Hook:
         """Run after the broker is connected and topology declared, before consuming."""
