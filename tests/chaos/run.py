@@ -51,6 +51,9 @@ HERE = Path(__file__).resolve().parent
 KILLED_SERVICES = ("ingestion", "threading", "routing", "agent_state", "gateway")
 SUPPORT = "support@switchboard.local"
 MAIL_QUEUES = ("threading.email.", "routing.route-requests")
+STACK_START_SECONDS = 300.0
+"""Every service up: the gateway alone hashes each agent's password before it is ready, which
+took more than two minutes on the loaded 2-core machine."""
 
 
 @dataclass
@@ -64,7 +67,9 @@ class Options:
     capacity: int = 5
     """Emails each agent works on at once."""
     seed: int = field(default_factory=lambda: random.randrange(1 << 30))
-    quiet_timeout: float = 300.0
+    stall_timeout: float = 120.0
+    """After the last mail, keep waiting while mails are still being filed and routed; give up
+    (a violation) once nothing moved for this long."""
     keep_data: bool = False
 
 
@@ -148,7 +153,7 @@ class ChaosRun:
             extra_env=self._config_files(),
         )
         try:
-            await asyncio.to_thread(self.stack.start)
+            await asyncio.to_thread(self.stack.start, STACK_START_SECONDS)
             self.say("stack up: every service its own process under the supervisor")
             return await self._drive(self.stack)
         finally:
@@ -227,14 +232,16 @@ class ChaosRun:
         settled = Findings()
         if self.quiet_after is None:
             settled.violate(
-                f"not quiescent within {self.o.quiet_timeout:.0f} s of the last mail: "
-                "some mails were not filed and routed, or work was still queued"
+                f"not quiescent: nothing more filed, routed or handled for "
+                f"{self.o.stall_timeout:.0f} s while some mails were not filed and routed, "
+                "or work was still queued"
             )
         settled.figure(
             "quiescent after the last mail (s)",
             "never" if self.quiet_after is None else f"{self.quiet_after:.0f}",
         )
         settled.figure("mail filed after its 250 (s): p50 / p95 / max", self._latency(filed))
+        settled.figure("mails filed per second (first 250 to last filed)", self._rate(filed))
         findings = [
             settled,
             check_filing(self.mails, filed, routed, self.desk),
@@ -315,6 +322,10 @@ class ChaosRun:
                 await asyncio.to_thread(self.ferret.kill)
                 await asyncio.to_thread(self.ferret.start)
             fault.ended, fault.ended_mono = time.time(), time.monotonic()
+            self.say(
+                f"  over at {_clock(fault.ended)} UTC, {fault.ended - fault.started:.1f} s after "
+                f"it began at {_clock(fault.started)}"
+            )
 
     async def _when_running(self, service: str) -> None:
         assert self.stack is not None
@@ -324,25 +335,47 @@ class ChaosRun:
     async def _quiescence(
         self, client: AsyncMongoClient[dict[str, Any]]
     ) -> tuple[dict[str, list[Filed]], set[int]]:
-        """Wait until every answered mail is filed and routed and no work is queued (bounded).
-        Whether every case was also offered is a figure: on a loaded machine offers time out
-        while the agents' accepts are slow, which is not a loss."""
-        deadline = time.monotonic() + self.o.quiet_timeout
+        """Wait until every answered mail is filed and routed and no work is queued, as long as
+        that keeps moving: a slow machine only takes longer, a stall fails after
+        ``stall_timeout`` without progress. Whether every case was also offered is a figure: on
+        a loaded machine offers time out while the agents' accepts are slow, which is not a
+        loss."""
+        began = last_moved = time.monotonic()
         answered = [m for m in self.mails if m.answered_at is not None]
         filed: dict[str, list[Filed]] = {}
         routed: set[int] = set()
-        while time.monotonic() < deadline:
+        most_filed = most_routed = -1
+        fewest_queued: int | None = None
+        last_said = began
+        while time.monotonic() - last_moved < self.o.stall_timeout:
             try:
                 filed = await filed_mails(client, self.prefix, self.tag)
                 routed = await routed_cases(client, self.prefix)
+                queued = self.rabbit.still_queued(MAIL_QUEUES)
             except Exception as exc:
-                self.say(f"  database not answering yet: {exc!r}")
+                self.say(f"  database or broker not answering yet: {exc!r}")
                 await asyncio.sleep(2.0)
                 continue
             numbers = {f[0].case_number for m in answered if (f := filed.get(m.subject))}
-            if len(numbers) == len(answered) and numbers <= routed and self._all_handled():
-                self.quiet_after = time.monotonic() - (deadline - self.o.quiet_timeout)
+            if len(numbers) == len(answered) and numbers <= routed and queued == 0:
+                self.quiet_after = time.monotonic() - began
                 break
+            routed_now = len(numbers & routed)
+            if (
+                len(numbers) > most_filed
+                or routed_now > most_routed
+                or fewest_queued is None
+                or queued < fewest_queued
+            ):
+                last_moved = time.monotonic()
+            most_filed, most_routed = max(most_filed, len(numbers)), max(most_routed, routed_now)
+            fewest_queued = queued if fewest_queued is None else min(fewest_queued, queued)
+            if time.monotonic() - last_said >= 15.0:
+                last_said = time.monotonic()
+                self.say(
+                    f"  quiescence: {len(numbers)} of {len(answered)} filed, "
+                    f"{len(numbers & routed)} routed, {queued} queued"
+                )
             await asyncio.sleep(2.0)
         return filed, routed
 
@@ -357,12 +390,12 @@ class ChaosRun:
         pick = [waits[len(waits) // 2], waits[int(len(waits) * 0.95)], waits[-1]]
         return " / ".join(f"{w:.1f}" for w in pick)
 
-    def _all_handled(self) -> bool:
-        try:
-            # the mail's own path; heartbeats and offers keep flowing while agents work
-            return self.rabbit.still_queued(MAIL_QUEUES) == 0
-        except OSError:
-            return False
+    def _rate(self, filed: dict[str, list[Filed]]) -> str:
+        answered = [m.answered_at for m in self.mails if m.answered_at is not None]
+        stored = [f[0].stored_at for f in filed.values()]
+        if not answered or not stored or max(stored) <= min(answered):
+            return "-"
+        return f"{len(stored) / (max(stored) - min(answered)):.2f}"
 
     def _dead_letters(self) -> Findings:
         found = Findings()
@@ -416,6 +449,11 @@ async def _until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.2)
 
 
+def _clock(at: float) -> str:
+    """A wall-clock time as the stack log writes it (UTC), to find a fault's phases there."""
+    return time.strftime("%H:%M:%S", time.gmtime(at)) + f".{int(at % 1 * 10)}"
+
+
 def _secs(at: float | None, since: float) -> str:
     return "-" if at is None else f"{at - since:.1f}"
 
@@ -443,6 +481,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--agents", type=int, default=defaults.agents)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument(
+        "--stall",
+        type=float,
+        default=defaults.stall_timeout,
+        help="after the last mail, fail once nothing was filed or routed for this many seconds",
+    )
     parser.add_argument("--keep-data", action="store_true")
     args = parser.parse_args(argv)
     options = Options(
@@ -452,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
         args.kills,
         agents=args.agents,
         seed=args.seed,
+        stall_timeout=args.stall,
         keep_data=args.keep_data,
     )
     workdir = REPO / ".local" / "chaos" / time.strftime("%Y%m%d-%H%M%S")

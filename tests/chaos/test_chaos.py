@@ -27,7 +27,7 @@ async def test_nothing_is_lost_or_doubled_while_services_and_servers_die() -> No
     lines: list[str] = []
     workdir = REPO / ".local" / "chaos" / f"test-{time.strftime('%Y%m%d-%H%M%S')}"
     report = await chaos(
-        Options(mails=120, clients=4, rate=2.0, kills_per_service=1, quiet_timeout=420.0),
+        Options(mails=120, clients=4, rate=2.0, kills_per_service=1, stall_timeout=120.0),
         workdir,
         lines.append,
     )

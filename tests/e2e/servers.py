@@ -59,14 +59,26 @@ def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
         return
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
-    # a zombie still answers signal 0; it is gone for our purpose
-    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
-        return stat.read().split(")")[-1].split()[0] == "Z"
+    # a zombie still answers signal 0; it is gone for our purpose once its last thread is: the
+    # leader of a many-threaded server (FerretDB, the Erlang VM) turns zombie while the others
+    # are still exiting and its listening socket is still open
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            zombie = stat.read().split(")")[-1].split()[0] == "Z"
+        return zombie and len(os.listdir(f"/proc/{pid}/task")) <= 1
+    except FileNotFoundError:
+        return True
 
 
 @dataclass
@@ -162,6 +174,7 @@ class OwnRabbitMQ:
         if pid is not None:
             _kill(pid)
             _wait(lambda: _gone(pid), 30, "RabbitMQ VM to die")
+            _wait(lambda: not _listening(self.amqp_port), 30, "RabbitMQ's port to close")
         if self._process is not None:
             with_group = self._process.pid
             _kill(-with_group)
@@ -229,6 +242,7 @@ class OwnFerretDB:
         pid = int((self.data / "ferretdb.pid").read_text().strip())
         _kill(pid)
         _wait(lambda: _gone(pid), 30, "FerretDB to die")
+        _wait(lambda: not _listening(self.port), 30, "FerretDB's port to close")
         (self.data / "ferretdb.pid").unlink(missing_ok=True)
 
     def stop(self) -> None:

@@ -274,6 +274,20 @@ async def test_consumers_resume_after_the_broker_restarts(
         await _eventually(handled_after_restart, seconds=60)
 
 
+async def test_a_lost_broker_is_tried_again_at_the_pace_the_operator_set(
+    make_settings: Callable[..., Any],
+) -> None:
+    """After a RabbitMQ restart the mail in flight waits for the reconnection: aio-pika's own
+    pause of 5 s between attempts was most of the recovery time."""
+    default = Runtime("kit", make_settings())
+    paced = Runtime("kit", make_settings(broker_reconnect_seconds=0.25))
+    async with default.app, paced.app:
+        assert default.broker._connection is not None
+        assert paced.broker._connection is not None
+        assert default.broker._connection.reconnect_interval == 1.0
+        assert paced.broker._connection.reconnect_interval == 0.25
+
+
 @pytest.mark.owns_broker
 async def test_a_service_whose_broker_stays_lost_reports_unhealthy_and_gives_up(
     make_settings: Callable[..., Any], real_servers: Backends
@@ -298,6 +312,40 @@ async def test_a_service_whose_broker_stays_lost_reports_unhealthy_and_gives_up(
                 await asyncio.to_thread(start_local_rabbitmq_app)
     assert live.status_code == 503
     assert ready.status_code == 503 and ready.json()["broker"] is False
+
+
+async def test_a_service_whose_database_stays_lost_gives_up_and_one_that_reaches_it_does_not(
+    make_settings: Callable[..., Any],
+) -> None:
+    """A client pool left paused after a database restart waits for ever: the process exits
+    so its supervisor starts it again with a fresh client."""
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nothing listens on: the database is gone
+        probe.bind(("127.0.0.1", 0))
+        gone = probe.getsockname()[1]
+    lost = Runtime(
+        "kit",
+        make_settings(
+            mongodb_url=f"mongodb://127.0.0.1:{gone}/?serverSelectionTimeoutMS=300",
+            mongo_lost_exit_seconds=0.5,
+        ),
+    )
+    healthy = Runtime("kit", make_settings(mongo_lost_exit_seconds=0.5))
+    gave_up: list[str] = []
+    lost.give_up = lambda: gave_up.append("lost")
+    healthy.give_up = lambda: gave_up.append("healthy")
+    try:
+        for _ in range(2):
+            await lost._report_dependencies()
+            await healthy._report_dependencies()
+            await asyncio.sleep(0.6)
+        await lost._report_dependencies()
+        await healthy._report_dependencies()
+    finally:
+        await lost.mongo.close()
+        await healthy.mongo.close()
+    assert gave_up == ["lost"]
 
 
 async def test_health_and_metrics_endpoints(runtime: Runtime) -> None:

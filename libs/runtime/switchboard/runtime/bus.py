@@ -71,6 +71,7 @@ def make_broker(
             prefetch_count=settings.prefetch, publisher_confirms=True, on_return_raises=True
         ),
         graceful_timeout=settings.graceful_timeout_seconds,
+        reconnect_interval=settings.broker_reconnect_seconds,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         app_id=app_name,
         middlewares=middlewares,

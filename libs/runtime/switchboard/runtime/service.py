@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -70,9 +71,19 @@ class Runtime:
         self._dying = False
         self._version = version
         self._app: AsgiFastStream | None = None
-        self.give_up: Callable[[], None] = lambda: os.kill(os.getpid(), signal.SIGTERM)
-        """What the broker watchdog does when the broker stays lost: stop this process."""
+        self.give_up: Callable[[], None] = self._exit
+        """What the watchdogs do when the broker or the database stays lost: stop this process."""
         self.watch_interval = 2.0
+        self._mongo_lost_since: float | None = None
+
+    def _exit(self) -> None:
+        """Stop gracefully, and for certain: a shutdown can itself wait for ever on the lost
+        dependency (seen with a database client whose pool stayed paused), so the process ends
+        regardless once the graceful timeout and a margin have passed."""
+        deadline = threading.Timer(self.settings.graceful_timeout_seconds + 10.0, os._exit, (70,))
+        deadline.daemon = True
+        deadline.start()
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def on_start(self, hook: Hook) -> Hook:
         """Run after the broker is connected and topology declared, before consuming."""
@@ -132,13 +143,26 @@ class Runtime:
         return True
 
     async def _report_dependencies(self) -> None:
-        """Whether RabbitMQ and MongoDB answer, as gauges: the 'unreachable' alerts read them."""
+        """Whether RabbitMQ and MongoDB answer, as gauges: the 'unreachable' alerts read them.
+        A database lost for too long stops the process, as a lost broker does: after a
+        MongoDB-protocol server restart a client's pool was seen paused for good, every
+        operation waiting, while a fresh process reached the server at once."""
+        up: dict[str, bool] = {}
         for name, check in (("rabbitmq", self._broker_ok), ("mongodb", self._mongo_ok)):
             try:
-                ok = await asyncio.wait_for(check(), timeout=5.0)
+                up[name] = await asyncio.wait_for(check(), timeout=5.0)
             except Exception:
-                ok = False
-            DEPENDENCY_UP.labels(name).set(1 if ok else 0)
+                up[name] = False
+            DEPENDENCY_UP.labels(name).set(1 if up[name] else 0)
+        if up["mongodb"]:
+            self._mongo_lost_since = None
+            return
+        self._mongo_lost_since = self._mongo_lost_since or time.monotonic()
+        down = time.monotonic() - self._mongo_lost_since
+        if down >= self.settings.mongo_lost_exit_seconds and not self._dying:
+            self._dying = True
+            log.error("database lost for too long: exiting so the supervisor restarts us")
+            self.give_up()
 
     async def _start(self) -> None:
         if self._routes:

@@ -42,6 +42,18 @@ class ServiceSettings(BaseSettings):
     broker_lost_exit_seconds: float = Field(
         default=60.0, gt=0, description="exit (to be restarted) after the broker is gone this long"
     )
+    mongo_lost_exit_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="exit (to be restarted, with a fresh database client) after MongoDB has "
+        "not answered this long",
+    )
+    broker_reconnect_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="pause between attempts to reach a lost broker: the mail in flight waits "
+        "up to this long after the broker is back",
+    )
     handling_lease_seconds: float = Field(
         default=15.0,
         gt=0,
