@@ -12,6 +12,7 @@ import structlog
 
 from switchboard.contracts.routing import (
     InteractionAssigned,
+    InteractionQueued,
     OfferAnswer,
     OfferMade,
     OfferRejected,
@@ -34,8 +35,21 @@ log = structlog.get_logger("switchboard.routing")
 class Offers(RouterCore):
     """Make an offer, free a hold, take an answer."""
 
-    async def offer(self, doc: Document, agent_id: str, *, pulled: bool = False) -> bool:
-        """Reserve the agent, then the interaction; give the agent back if the second fails."""
+    async def offer(
+        self,
+        doc: Document,
+        agent_id: str,
+        *,
+        pulled: bool = False,
+        agent_doc: Document | None = None,
+        unsaved: InteractionQueued | None = None,
+    ) -> bool:
+        """Reserve the agent, then the interaction; give the agent back if the second fails.
+
+        ``agent_doc``: the agent as the plan read it, so the reservation need not read it again.
+        ``unsaved``: the interaction is new, not written yet: it is inserted already offered
+        (one write instead of two) and announced with this message before the offer.
+        """
         now = utcnow()
         service = await self.catalog.get(doc["service"])
         channel = doc["channel"]
@@ -45,23 +59,18 @@ class Offers(RouterCore):
         )
         token = uuid.uuid4().hex  # this reservation's own mark: a loser releases only its own
 
-        def reserve(agent: Document) -> bool:
-            view = domain.agent_from(agent, self.store.default_capacity, now)
-            if pulled:
-                if not view.logged_in or view.room(channel) <= 0:
-                    return False
-            elif not view.can_take(channel):
-                return False
-            if any(h["i"] == doc["_id"] for h in agent["holds"]):
-                return False
-            agent["holds"] = [
-                *agent["holds"],
-                {"o": offer_id, "i": doc["_id"], "c": channel, "at": now, "t": token},
-            ]
-            agent["idle_since"] = now
-            return True
-
-        _, reserved = await self.store.update_agent(agent_id, reserve, create=False)
+        reserve = domain.reservation(
+            offer_id,
+            doc["_id"],
+            channel,
+            token,
+            now,
+            default_capacity=self.store.default_capacity,
+            pulled=pulled,
+        )
+        _, reserved = await self.store.update_agent(
+            agent_id, reserve, create=False, known=agent_doc
+        )
         if not reserved:
             metrics.CAS_CONFLICTS.labels("agent").inc()
             return False
@@ -88,7 +97,11 @@ class Offers(RouterCore):
             )
         updated["due"] = domain.work_due(updated, now)
         try:
-            written = await self._replace_work(doc["version"], updated)
+            written = await (
+                self._insert_work(updated)
+                if unsaved is not None
+                else self._replace_work(doc["version"], updated)
+            )
         except Exception:
             # the database failed us mid-way: give the capacity back now (best effort; the
             # stale-hold sweep is the backstop) rather than leave the agent looking full
@@ -99,6 +112,8 @@ class Offers(RouterCore):
             metrics.CAS_CONFLICTS.labels("work").inc()
             await self.release_hold(agent_id, token=token)
             return False
+        if unsaved is not None:
+            await self.emit(unsaved)
         service_name = doc["service"]
         if not pulled:
             metrics.OFFERS.labels(service_name).inc()
@@ -156,22 +171,7 @@ class Offers(RouterCore):
     ) -> bool:
         now = utcnow()
 
-        def drop(agent: Document) -> bool:
-            kept = [
-                h
-                for h in agent["holds"]
-                if not (
-                    (offer_id is not None and h["o"] == offer_id)
-                    or (interaction_id is not None and h["i"] == interaction_id)
-                    or (token is not None and h.get("t") == token)
-                )
-            ]
-            if len(kept) == len(agent["holds"]):
-                return False
-            agent["holds"] = kept
-            agent["idle_since"] = now
-            return True
-
+        drop = domain.release(now, offer_id=offer_id, interaction_id=interaction_id, token=token)
         _, changed = await self.store.update_agent(agent_id, drop, create=False)
         return changed
 
