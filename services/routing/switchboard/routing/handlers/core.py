@@ -18,7 +18,6 @@ from aio_pika.exceptions import PublishError
 
 from switchboard.contracts import Message
 from switchboard.contracts.routing import (
-    InteractionQueued,
     ServiceDefinition,
     WaitingChanged,
 )
@@ -264,13 +263,7 @@ class RouterCore:
 
     if TYPE_CHECKING:  # defined by the concerns Router puts together (handlers/*.py)
 
-        async def dispatch_work(
-            self,
-            interaction_id: str,
-            known: Document | None = None,
-            *,
-            unsaved: InteractionQueued | None = None,
-        ) -> int:
+        async def dispatch_work(self, interaction_id: str, known: Document | None = None) -> int:
             """Offer one waiting interaction to the best free agent (dispatch.py)."""
 
         async def dispatch_agent(self, agent_id: str, known: Document | None = None) -> int:
@@ -283,7 +276,6 @@ class RouterCore:
             *,
             pulled: bool = False,
             agent_doc: Document | None = None,
-            unsaved: InteractionQueued | None = None,
         ) -> bool:
             """Reserve the agent's capacity, then the interaction (offers.py)."""
 

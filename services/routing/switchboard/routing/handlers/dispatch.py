@@ -7,10 +7,8 @@ from collections.abc import Iterable
 
 import structlog
 
-from switchboard.contracts.routing import InteractionQueued
 from switchboard.routing import domain
 from switchboard.routing.handlers.core import (
-    BY_ID_LIMIT,
     RETAKES,
     RouterCore,
 )
@@ -28,18 +26,8 @@ class Dispatch(RouterCore):
 
     # --- offers ---------------------------------------------------------------------------
 
-    async def dispatch_work(
-        self,
-        interaction_id: str,
-        known: Document | None = None,
-        *,
-        unsaved: InteractionQueued | None = None,
-    ) -> int:
-        """Offer one waiting interaction to the best free agent, if there is one now.
-
-        ``unsaved``: ``known`` is a new interaction not written yet; an offer writes it (and
-        announces it with this message, before the offer); without one nothing is written.
-        """
+    async def dispatch_work(self, interaction_id: str, known: Document | None = None) -> int:
+        """Offer one waiting interaction to the best free agent, if there is one now."""
         doc = known if known is not None else await self.store.get_work(interaction_id)
         if doc is None or doc["status"] != "waiting":
             return 0
@@ -68,18 +56,16 @@ class Dispatch(RouterCore):
             if not plan:
                 return 0
             known = {d["_id"]: d for d in agent_docs}
-            if made := await self._carry_out(plan, {doc["_id"]: doc}, known, unsaved=unsaved):
+            if made := await self._carry_out(plan, {doc["_id"]: doc}, known):
                 return len(made)
             # Lost a race: another replica's offer took that agent, or this interaction. The
             # next agent, if it still waits: as the agents are now (someone may have become
             # free meanwhile, and been left to this dispatch by their own).
             lost.add(plan[0][1].agent_id)
             current = await self.store.get_work(doc["_id"])
-            if unsaved is not None and current is None:
-                continue  # still new: lost only the agent
             if current is None or current["status"] != "waiting":
                 return 0
-            doc, work, unsaved = current, work_from(current), None
+            doc, work = current, work_from(current)
         return 0
 
     async def dispatch_agent(self, agent_id: str, known: Document | None = None) -> int:
@@ -118,7 +104,7 @@ class Dispatch(RouterCore):
             room = sum(a.room(ch) for a in agents for ch in domain.CHANNELS if a.can_take(ch))
             if not agents:
                 break
-            limit = max(limit, room + 2)  # the head is almost always enough
+            limit = max(limit, room + 10)  # the head is almost always enough
             docs = await self.waiting(
                 services=names, personal_agent_ids=[a.agent_id for a in agents], limit=limit
             )
@@ -130,8 +116,7 @@ class Dispatch(RouterCore):
                     continue  # taken meanwhile by this replica's other dispatches: the next ones
                 if len(docs) < limit or limit > 100:
                     break
-                # declined or kept for someone else: look deeper
-                limit = limit * 4 if limit * 4 <= BY_ID_LIMIT else limit + 100
+                limit += 100  # declined or kept for someone else: look deeper
                 continue
             done = await self._carry_out(plan, {d["_id"]: d for d in docs}, found)
             made.update(agent.agent_id for _, agent in done)
@@ -194,8 +179,6 @@ class Dispatch(RouterCore):
         plan: list[tuple[domain.Work, domain.Agent]],
         docs: dict[str, Document],
         agent_docs: dict[str, Document],
-        *,
-        unsaved: InteractionQueued | None = None,
     ) -> list[tuple[domain.Work, domain.Agent]]:
         """Make the plan's offers; the pairs whose offer was made (the others lost a race).
         ``agent_docs``: the agents as the plan read them (each reservation starts from it)."""
@@ -207,7 +190,6 @@ class Dispatch(RouterCore):
                     docs[work.interaction_id],
                     agent.agent_id,
                     agent_doc=unused.pop(agent.agent_id, None),
-                    unsaved=unsaved,
                 )
                 settle(work, offered)
                 if offered:

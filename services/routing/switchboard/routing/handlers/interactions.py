@@ -67,10 +67,6 @@ class Interactions(RouterCore):
                     service=msg.service,
                 )
             doc = domain.new_round(msg, current or archived, service, now)
-            queued = self._queued(msg, doc)
-            # A new interaction with a free agent is written once, already offered.
-            if current is None and await self.dispatch_work(doc["_id"], doc, unsaved=queued):
-                return {"status": "queued", "round": doc["round"]}
             written = (
                 await self._insert_work(doc)
                 if current is None

@@ -12,7 +12,6 @@ import structlog
 
 from switchboard.contracts.routing import (
     InteractionAssigned,
-    InteractionQueued,
     OfferAnswer,
     OfferMade,
     OfferRejected,
@@ -42,13 +41,10 @@ class Offers(RouterCore):
         *,
         pulled: bool = False,
         agent_doc: Document | None = None,
-        unsaved: InteractionQueued | None = None,
     ) -> bool:
         """Reserve the agent, then the interaction; give the agent back if the second fails.
 
         ``agent_doc``: the agent as the plan read it, so the reservation need not read it again.
-        ``unsaved``: the interaction is new, not written yet: it is inserted already offered
-        (one write instead of two) and announced with this message before the offer.
         """
         now = utcnow()
         service = await self.catalog.get(doc["service"])
@@ -97,11 +93,7 @@ class Offers(RouterCore):
             )
         updated["due"] = domain.work_due(updated, now)
         try:
-            written = await (
-                self._insert_work(updated)
-                if unsaved is not None
-                else self._replace_work(doc["version"], updated)
-            )
+            written = await self._replace_work(doc["version"], updated)
         except Exception:
             # the database failed us mid-way: give the capacity back now (best effort; the
             # stale-hold sweep is the backstop) rather than leave the agent looking full
@@ -112,8 +104,6 @@ class Offers(RouterCore):
             metrics.CAS_CONFLICTS.labels("work").inc()
             await self.release_hold(agent_id, token=token)
             return False
-        if unsaved is not None:
-            await self.emit(unsaved)
         service_name = doc["service"]
         if not pulled:
             metrics.OFFERS.labels(service_name).inc()
