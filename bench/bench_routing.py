@@ -40,7 +40,6 @@ import support
 
 from switchboard.contracts import EXCHANGE
 from switchboard.contracts.agents import AgentStateChanged
-from switchboard.contracts.queues.routing import ROUTE_REQUESTS
 from switchboard.contracts.routing import RouteRequested, ServiceDefinition
 from switchboard.routing.app import RoutingSettings, wire
 from switchboard.routing.domain import (
@@ -144,7 +143,6 @@ async def run(args: argparse.Namespace, found: support.Servers) -> dict[str, Any
         started = True
         for _ in range(args.replicas - 1):
             others.append(await start_replica(settings))
-        await wait_for_consumers(channel, args.replicas, args.phase_timeout)
 
         # --- request -> offer, paced ------------------------------------------------------------
         sent: dict[str, float] = {}
@@ -222,23 +220,29 @@ async def start_replica(settings: RoutingSettings) -> asyncio.subprocess.Process
         "SB_PREFETCH": str(settings.prefetch),
         "SB_SWEEP_SECONDS": str(settings.sweep_seconds),
     }
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "switchboard.routing", env=env
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "switchboard.routing",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
+    assert process.stdout is not None
+    async with asyncio.timeout(60):  # until it says its consumers are up
+        while b"started successfully" not in await process.stdout.readline():
+            pass
+    DRAINS.append(asyncio.ensure_future(drain(process.stdout)))
+    return process
 
 
-async def wait_for_consumers(
-    channel: aio_pika.abc.AbstractChannel, replicas: int, seconds: float
-) -> None:
-    """Until every replica consumes route requests (a process takes a moment to start)."""
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        queue = await channel.declare_queue(ROUTE_REQUESTS.name, passive=True)
-        result = queue.declaration_result
-        if result is not None and (result.consumer_count or 0) >= replicas:
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError(f"{replicas} routing replicas did not all start")
+async def drain(stream: asyncio.StreamReader) -> None:
+    """Keep reading a replica's output (a full pipe would stop it)."""
+    while await stream.readline():
+        pass
+
+
+DRAINS: list[asyncio.Future[None]] = []
 
 
 def progress(line: str) -> None:
