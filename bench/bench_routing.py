@@ -2,9 +2,12 @@
 
     python bench/bench_routing.py            # 1,000 agents, 10,000 waiting interactions
     python bench/bench_routing.py --scale 0.2  # a smaller run (prints what it ran)
+    python bench/bench_routing.py --rate 100 --replicas 2  # the issue's goal, two replicas
 
-Runs one routing replica in-process against the local RabbitMQ and MongoDB-protocol server
-(``switchboard.app.localstack``, loopback only), in a fresh virtual host and database.
+Runs one routing replica in-process (and ``--replicas`` - 1 more as ``python -m
+switchboard.routing`` processes of their own, on the same queues and database) against the
+local RabbitMQ and MongoDB-protocol server (``switchboard.app.localstack``, loopback only),
+in a fresh virtual host and database. Database commands are counted in this process only.
 
 1. Setup: ``agents`` agents (half in team "live" and Ready, half in team "backlog" and Not
    Ready) and ``waiting`` interactions waiting in service "backlog" (written straight into
@@ -22,7 +25,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
+import io
 import json
+import os
+import pstats
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -35,7 +42,12 @@ from switchboard.contracts import EXCHANGE
 from switchboard.contracts.agents import AgentStateChanged
 from switchboard.contracts.routing import RouteRequested, ServiceDefinition
 from switchboard.routing.app import RoutingSettings, wire
-from switchboard.routing.domain import derive_agent_fields, new_agent_document, new_round
+from switchboard.routing.domain import (
+    SNAPSHOT_TIME,
+    derive_agent_fields,
+    new_agent_document,
+    new_round,
+)
 
 
 def describe(name: str, values: list[float]) -> str:
@@ -63,7 +75,8 @@ async def run(args: argparse.Namespace, found: support.Servers) -> dict[str, Any
         sweep_seconds=2.0,
     )
     runtime, router = wire(settings)
-    COMMANDS.databases = {settings.database_name("routing")}
+    others: list[asyncio.subprocess.Process] = []
+    COMMANDS.databases = REQUEST_COMMANDS.databases = {settings.database_name("routing")}
     store = router.store
     offers: dict[str, float] = {}
     offer_by_agent: dict[str, float] = {}
@@ -105,6 +118,7 @@ async def run(args: argparse.Namespace, found: support.Servers) -> dict[str, Any
                 state="ready" if live else "not_ready",
                 state_seq=1,
                 idle_since=now - timedelta(seconds=n),
+                profile_key=[1, SNAPSHOT_TIME],  # as agent-state's answer would leave it
                 version=1,
             )
             derive_agent_fields(doc, store.default_capacity)
@@ -127,10 +141,13 @@ async def run(args: argparse.Namespace, found: support.Servers) -> dict[str, Any
         # database, it was never announced to the queue index: the first full read finds it).
         await runtime.app.start()
         started = True
+        for _ in range(args.replicas - 1):
+            others.append(await start_replica(settings))
 
         # --- request -> offer, paced ------------------------------------------------------------
         sent: dict[str, float] = {}
         interval = 1.0 / args.rate
+        REQUEST_COMMANDS.counting = True
         for n in range(requests):
             request = RouteRequested(
                 interaction_id=f"live-{n:05d}", channel="email", service="live"
@@ -139,6 +156,7 @@ async def run(args: argparse.Namespace, found: support.Servers) -> dict[str, Any
             await runtime.bus.publish(request)
             await asyncio.sleep(interval)
         await wait_until(lambda: all(i in offers for i in sent), args.phase_timeout)
+        REQUEST_COMMANDS.counting = False
         request_latency = [offers[i] - t for i, t in sent.items() if i in offers]
         progress(describe("request -> offer", request_latency))
 
@@ -169,6 +187,9 @@ async def run(args: argparse.Namespace, found: support.Servers) -> dict[str, Any
     finally:
         if started:
             await runtime.app.stop()
+        for process in others:
+            process.terminate()
+            await process.wait()
         await connection.close()
         await support.drop_databases(mongodb_url, settings.database_name("routing"))
     return {
@@ -185,6 +206,43 @@ async def run(args: argparse.Namespace, found: support.Servers) -> dict[str, Any
         "still_waiting": view["backlog"]["depth"],
         "floor": floor,
     }
+
+
+async def start_replica(settings: RoutingSettings) -> asyncio.subprocess.Process:
+    """Another routing replica, a process of its own, on the same vhost and database."""
+    env = {
+        **os.environ,
+        "SB_AMQP_URL": settings.amqp_url.get_secret_value(),
+        "SB_MONGODB_URL": settings.mongodb_url.get_secret_value(),
+        "SB_DATABASE_PREFIX": settings.database_prefix,
+        "SB_HTTP_PORT": "0",
+        "SB_LOG_LEVEL": "WARNING",
+        "SB_PREFETCH": str(settings.prefetch),
+        "SB_SWEEP_SECONDS": str(settings.sweep_seconds),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "switchboard.routing",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert process.stdout is not None
+    async with asyncio.timeout(60):  # until it says its consumers are up
+        while b"started successfully" not in await process.stdout.readline():
+            pass
+    DRAINS.append(asyncio.ensure_future(drain(process.stdout)))
+    return process
+
+
+async def drain(stream: asyncio.StreamReader) -> None:
+    """Keep reading a replica's output (a full pipe would stop it)."""
+    while await stream.readline():
+        pass
+
+
+DRAINS: list[asyncio.Future[None]] = []
 
 
 def progress(line: str) -> None:
@@ -205,6 +263,7 @@ def ready(agent_id: str, sequence: int) -> AgentStateChanged:
 
 PROGRESS = asyncio.Event()
 COMMANDS = support.count_commands()
+REQUEST_COMMANDS = support.count_commands()
 PUBLISHES = support.Publishes()
 
 
@@ -228,16 +287,26 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300, help="paced samples per phase")
     parser.add_argument("--rate", type=float, default=50.0, help="paced samples per second")
     parser.add_argument("--phase-timeout", type=float, default=60.0)
+    parser.add_argument("--replicas", type=int, default=1, help="routing replicas (processes)")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile of this process, top functions by own time"
+    )
     args = parser.parse_args()
+    profiler = cProfile.Profile() if args.profile else None
     with support.servers() as found:
         started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         result = asyncio.run(run(args, found))
+        if profiler is not None:
+            profiler.disable()
         total = time.perf_counter() - started
     print(f"command: {support.command_line()}")
     print(
         f"ran: {result['agents']} agents, {result['waiting']} waiting interactions, "
         f"{result['requests']} paced requests and {result['paced_ready']} paced Ready at "
-        f"{args.rate:g}/s, burst of {result['burst']} Ready; servers: "
+        f"{args.rate:g}/s, burst of {result['burst']} Ready; {args.replicas} routing "
+        f"replica(s); servers: "
         f"{found.origin}; total {total:.1f} s (setup {result['setup_seconds']:.1f} s)"
     )
     print(describe("route request -> offer", result["request_latency"]))
@@ -250,9 +319,20 @@ def main() -> int:
     # the bench's own Ready events are in the count: one per agent, taken off
     PUBLISHES.count -= result["burst"]
     print(
+        "\n".join(
+            support.cost_lines(
+                len(result["request_latency"]), "route request offered", REQUEST_COMMANDS, None
+            )
+        )
+    )
+    print(
         "\n".join(support.cost_lines(result["burst_offers"], "offer (burst)", COMMANDS, PUBLISHES))
     )
     print(support.ratio_line("routing", rate, result["floor"]))
+    if profiler is not None:
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
+        print(out.getvalue(), file=sys.stderr)
     return 0
 
 

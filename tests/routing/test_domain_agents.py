@@ -7,8 +7,11 @@ from datetime import UTC, datetime, timedelta
 from switchboard.routing.domain import (
     agent_from,
     derive_agent_fields,
+    missed_offer,
     new_agent_document,
     profile_change,
+    release,
+    reservation,
     state_change,
 )
 
@@ -67,3 +70,48 @@ def test_capacity_is_what_the_profile_allows_less_what_is_held() -> None:
     doc["not_ready_pending"] = True  # a pending Not Ready: no new work at all
     derive_agent_fields(doc, default_capacity=1)
     assert doc["avail"] == [] and doc["room_total"] == 0
+
+
+def hold(offer: str, interaction: str, token: str = "t") -> dict[str, object]:
+    return {"o": offer, "i": interaction, "c": "email", "at": NOW, "t": token}
+
+
+def test_an_offer_is_charged_to_free_room_once_per_interaction() -> None:
+    doc = ready_agent(capacity={"email": 1, "preview": 0})
+    later = NOW + timedelta(seconds=5)
+    reserve = reservation("o1", "i1", "email", "t1", later, default_capacity=1)
+    assert reserve(doc)
+    assert doc["holds"] == [hold("o1", "i1", "t1") | {"at": later}]
+    assert doc["idle_since"] == later
+    derive_agent_fields(doc, default_capacity=1)
+    assert not reservation("o2", "i2", "email", "t2", later, default_capacity=1)(doc)  # full
+    roomy = ready_agent(holds=[hold("o1", "i1")])
+    assert not reservation("o3", "i1", "email", "t3", later, default_capacity=1)(roomy)
+
+
+def test_only_an_offerable_agent_is_reserved_but_a_pull_needs_only_a_login() -> None:
+    doc = ready_agent(state="not_ready")
+    assert not reservation("o1", "i1", "email", "t", NOW, default_capacity=1)(doc)
+    assert reservation("o1", "i1", "email", "t", NOW, default_capacity=1, pulled=True)(doc)
+    gone = ready_agent(state="logged_out")
+    assert not reservation("o1", "i1", "email", "t", NOW, default_capacity=1, pulled=True)(gone)
+
+
+def test_a_release_gives_back_only_the_holds_it_names() -> None:
+    doc = ready_agent(holds=[hold("o1", "i1", "a"), hold("o2", "i2", "b")])
+    assert not release(NOW, offer_id="o9")(doc)
+    assert release(NOW, token="b")(doc)
+    assert [h["o"] for h in doc["holds"]] == ["o1"]
+    assert release(NOW, interaction_id="i1")(doc)
+    assert doc["holds"] == [] and doc["idle_since"] == NOW
+
+
+def test_a_missed_offer_frees_its_hold_and_holds_the_agent_off_until_agent_state_speaks() -> None:
+    doc = ready_agent(holds=[hold("o1", "i1"), hold("o2", "i2")])
+    assert missed_offer("o1", NOW + timedelta(seconds=30))(doc)
+    assert [h["o"] for h in doc["holds"]] == ["o2"]
+    derive_agent_fields(doc, default_capacity=1)
+    assert agent_from(doc, 1, NOW).state == "rona"
+    assert agent_from(doc, 1, NOW + timedelta(seconds=31)).state == "ready"
+    assert state_change("rona", 4, False, NOW)(doc)
+    assert doc["hold_off_until"] is None

@@ -4,37 +4,20 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import structlog
 from pydantic import Field
 
-from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
-from switchboard.contracts.cases import CaseMasked
-from switchboard.contracts.queues import routing as queues
 from switchboard.contracts.routing import (
-    AgentServicesRequested,
     InteractionAssigned,
-    InteractionEnded,
     InteractionQueued,
     InteractionTransferred,
-    LiveAssignmentsRequested,
-    OfferAnswer,
     OfferCancelled,
     OfferMade,
     OfferRejected,
     OfferTimedOut,
-    PersonalQueueListRequested,
-    PersonalQueuePull,
-    QueueViewRequested,
-    RouteRequested,
-    RouteWithdrawn,
-    ServiceConfigured,
-    ServiceRemoved,
-    ServicesListRequested,
-    TeamQueueListRequested,
-    TeamQueuePull,
-    TransferRequested,
     WaitingChanged,
 )
 from switchboard.routing.config import load_services
@@ -42,6 +25,7 @@ from switchboard.routing.handlers.consumers import RoutingHandlers
 from switchboard.routing.router import Router
 from switchboard.routing.store import RoutingStore
 from switchboard.runtime.bus import ReplicaQueue
+from switchboard.runtime.jobs import PeriodicJob
 from switchboard.runtime.service import Runtime, serve
 from switchboard.runtime.settings import ServiceSettings
 
@@ -75,6 +59,15 @@ class RoutingSettings(ServiceSettings):
         default=60.0, gt=0, description="how often profiles and states are checked with agent-state"
     )
     agent_reconcile_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+def done(run: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+    """A periodic job of a function whose answer (how much it did) is for tests only."""
+
+    async def job() -> None:
+        await run()
+
+    return job
 
 
 def build(settings: RoutingSettings) -> Runtime:
@@ -116,25 +109,8 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
         InteractionTransferred,
     )
     h = RoutingHandlers(router)
-    consume = runtime.bus.consume
-    consume(queues.ROUTE_REQUESTS, RouteRequested, h.on_route_requested)
-    consume(queues.ROUTE_WITHDRAWALS, RouteWithdrawn, h.on_route_withdrawn)
-    consume(queues.OFFER_ANSWERS, OfferAnswer, h.on_offer_answer)
-    consume(queues.INTERACTIONS_ENDED, InteractionEnded, h.on_interaction_ended)
-    consume(queues.AGENT_PROFILES, AgentProfileChanged, h.on_agent_profile)
-    consume(queues.AGENT_STATES, AgentStateChanged, h.on_agent_state)
-    consume(queues.LIVE_ASSIGNMENTS, LiveAssignmentsRequested, h.on_live_assignments)
-    consume(queues.AGENT_SERVICES, AgentServicesRequested, h.on_agent_services)
-    consume(queues.CASES_MASKED, CaseMasked, h.on_case_masked)
-    consume(queues.SERVICE_CONFIGURE, ServiceConfigured, h.on_service_configure)
-    consume(queues.SERVICE_REMOVE, ServiceRemoved, h.on_service_remove)
-    consume(queues.SERVICE_LIST, ServicesListRequested, h.on_services_list)
-    consume(queues.TEAM_QUEUE_LIST, TeamQueueListRequested, h.on_team_queue_list)
-    consume(queues.TEAM_QUEUE_PULL, TeamQueuePull, h.on_team_queue_pull)
-    consume(queues.PERSONAL_QUEUE_LIST, PersonalQueueListRequested, h.on_personal_queue_list)
-    consume(queues.PERSONAL_QUEUE_PULL, PersonalQueuePull, h.on_personal_queue_pull)
-    consume(queues.TRANSFERS, TransferRequested, h.on_transfer)
-    consume(queues.QUEUE_VIEW, QueueViewRequested, h.on_queue_view)
+    for consumer in h.consumers():
+        runtime.bus.consume(consumer.queue, consumer.message, consumer.handler)
 
     heard: list[ReplicaQueue] = []
 
@@ -149,31 +125,28 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
         while heard:
             await heard.pop().close()
 
-    async def fire_timers() -> None:
-        await router.fire_timers()
-
-    async def sweep() -> None:
-        await router.sweep()
-
-    async def stale_holds() -> None:
-        await router.release_stale_holds()
-
-    runtime.every(settings.timer_poll_seconds, "routing timers")(fire_timers)
-    runtime.every(settings.sweep_seconds, "routing sweep")(sweep)
-    runtime.every(settings.queue_index_seconds, "routing queue index")(router.refresh_queue_index)
-    runtime.every(settings.stale_hold_seconds / 2, "routing stale holds")(stale_holds)
-    runtime.every(settings.metrics_seconds, "routing queue gauges")(router.update_gauges)
     runtime.on_stop(router.close)
-
-    async def reconcile_agents() -> None:
-        await router.reconcile_agents()
-
-    runtime.every(settings.agent_reconcile_seconds, "routing agent reconcile")(reconcile_agents)
-
-    async def repair_timers() -> None:
-        await store.repair_timers()
-
-    runtime.every(600.0, "routing timer repair")(repair_timers)
+    runtime.jobs(
+        [
+            PeriodicJob("routing timers", settings.timer_poll_seconds, done(router.fire_timers)),
+            PeriodicJob("routing sweep", settings.sweep_seconds, done(router.sweep)),
+            PeriodicJob(
+                "routing queue index", settings.queue_index_seconds, router.refresh_queue_index
+            ),
+            PeriodicJob(
+                "routing stale holds",
+                settings.stale_hold_seconds / 2,
+                done(router.release_stale_holds),
+            ),
+            PeriodicJob("routing queue gauges", settings.metrics_seconds, router.update_gauges),
+            PeriodicJob(
+                "routing agent reconcile",
+                settings.agent_reconcile_seconds,
+                done(router.reconcile_agents),
+            ),
+            PeriodicJob("routing timer repair", 600.0, done(store.repair_timers)),
+        ]
+    )
     return runtime, router
 
 

@@ -6,18 +6,20 @@ and when each full scan may run again (:class:`Backstop`). All three only save w
 candidate is read by ``_id`` before an offer and every offer is a conditional write, so a stale
 hint costs a read, never a wrong offer.
 
-The queue index has one way in, :meth:`ReplicaHints.learn`: this replica's own writes, the other
-replicas' notices (``routing.waiting.changed``) and what a dispatch finds when it reads a
-candidate all come through it; :meth:`ReplicaHints.rebuild` replaces it from a full read.
+:class:`ReplicaHints` is the one way in to all three; the parts are private to it. The queue
+index is fed only by :meth:`ReplicaHints.learn`: this replica's own writes, the other replicas'
+notices (``routing.waiting.changed``) and what a dispatch finds when it reads a candidate all
+come through it; :meth:`ReplicaHints.rebuild` replaces it from a full read.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 
-from switchboard.routing.offers_in_hand import OffersInHand
+from switchboard.routing import domain
+from switchboard.routing.offers_in_hand import OffersInHand, Settle
 from switchboard.routing.queue_index import Place, QueueIndex
 
 
@@ -51,9 +53,9 @@ class ReplicaHints:
 
     def __init__(self) -> None:
         self._queue = QueueIndex()
-        self.in_hand = OffersInHand()
-        self.sweeps = Backstop()
-        self.gauges = Backstop()
+        self._in_hand = OffersInHand()
+        self._sweeps = Backstop()
+        self._gauges = Backstop()
         self._index_reads = Backstop(share=0.1)
 
     # --- the queue index --------------------------------------------------------------------
@@ -86,3 +88,43 @@ class ReplicaHints:
         return self._queue.head(
             services=services, personal_agent_ids=personal_agent_ids, limit=limit
         )
+
+    # --- the offers in hand (see :class:`OffersInHand`) -------------------------------------
+
+    def read_mark(self) -> float:
+        """The moment a view of the agents is read (for :meth:`with_room_taken`)."""
+        return self._in_hand.now()
+
+    def offering(self, interaction_id: str) -> bool:
+        """Is a dispatch of this replica offering this interaction now?"""
+        return self._in_hand.offering(interaction_id)
+
+    def not_in_hand(self, works: Iterable[domain.Work]) -> list[domain.Work]:
+        """The work no dispatch of this replica is offering now."""
+        return self._in_hand.free(works)
+
+    def with_room_taken(self, agents: Iterable[domain.Agent], read_at: float) -> list[domain.Agent]:
+        """The agents less the room of this replica's offers in the making or made since."""
+        return self._in_hand.with_room_taken(agents, read_at)
+
+    @contextlib.contextmanager
+    def holding(self, plan: list[tuple[domain.Work, domain.Agent]]) -> Iterator[Settle]:
+        """Take a plan's work and room while its offers are made (see :class:`OffersInHand`)."""
+        with self._in_hand.holding(plan) as settle:
+            yield settle
+
+    # --- the backstops ----------------------------------------------------------------------
+
+    def sweep_due(self) -> bool:
+        return self._sweeps.due()
+
+    def sweeping(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Time a sweep, so the next waits for its share of the database's time."""
+        return self._sweeps.run()
+
+    def gauges_due(self) -> bool:
+        return self._gauges.due()
+
+    def refreshing_gauges(self) -> contextlib.AbstractAsyncContextManager[None]:
+        """Time a refresh of the queue gauges, so the next waits for its share."""
+        return self._gauges.run()

@@ -189,13 +189,19 @@ class RoutingStore:
         *,
         create: bool = True,
         tries: int = 100,
+        known: Document | None = None,
     ) -> tuple[Document | None, bool]:
         """Compare-and-set loop: ``change`` edits a copy and says whether to write it.
 
-        Returns the document as it now is and whether this call changed it.
+        ``known``: the agent as the caller read it a moment ago, tried first instead of a read
+        (if it is stale the write matches nothing and the loop reads it). Returns the document
+        as it now is and whether this call changed it.
         """
-        for _ in range(tries):
-            current = await self.agents.find_one({"_id": agent_id})
+        for attempt in range(tries):
+            if attempt == 0 and known is not None:
+                current: Document | None = known
+            else:
+                current = await self.agents.find_one({"_id": agent_id})
             if current is None and not create:
                 return None, False
             base = current if current is not None else new_agent_document(agent_id)

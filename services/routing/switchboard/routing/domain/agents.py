@@ -104,3 +104,76 @@ def state_change(
         return True
 
     return change
+
+
+def reservation(
+    offer_id: str,
+    interaction_id: str,
+    channel: str,
+    token: str,
+    now: datetime,
+    *,
+    default_capacity: int,
+    pulled: bool = False,
+) -> Callable[[AgentDocument], bool]:
+    """Charge an offer to the agent's capacity (a *hold*), if the agent may take it now: free
+    room on the channel and offerable (a pull only needs the agent logged in with room), and
+    no hold for this interaction already. The agent's idle time starts over."""
+
+    def change(agent: AgentDocument) -> bool:
+        view = agent_from(agent, default_capacity, now)
+        if pulled:
+            if not view.logged_in or view.room(channel) <= 0:
+                return False
+        elif not view.can_take(channel):
+            return False
+        if any(h["i"] == interaction_id for h in agent["holds"]):
+            return False
+        hold = {"o": offer_id, "i": interaction_id, "c": channel, "at": now, "t": token}
+        agent["holds"] = [*agent["holds"], hold]
+        agent["idle_since"] = now
+        return True
+
+    return change
+
+
+def release(
+    now: datetime,
+    *,
+    offer_id: str | None = None,
+    interaction_id: str | None = None,
+    token: str | None = None,
+) -> Callable[[AgentDocument], bool]:
+    """Give back the holds of this offer, interaction or reservation; nothing to write when
+    there is none. The agent's idle time starts over."""
+
+    def change(agent: AgentDocument) -> bool:
+        kept = [
+            h
+            for h in agent["holds"]
+            if not (
+                (offer_id is not None and h["o"] == offer_id)
+                or (interaction_id is not None and h["i"] == interaction_id)
+                or (token is not None and h.get("t") == token)
+            )
+        ]
+        if len(kept) == len(agent["holds"]):
+            return False
+        agent["holds"] = kept
+        agent["idle_since"] = now
+        return True
+
+    return change
+
+
+def missed_offer(offer_id: str, hold_off_until: datetime) -> Callable[[AgentDocument], bool]:
+    """An offer not answered in time (RONA): its hold is given back and the agent takes no
+    offers until ``hold_off_until`` or agent-state's next state, in the same write, so no other
+    replica sees the agent free in between."""
+
+    def change(agent: AgentDocument) -> bool:
+        agent["holds"] = [h for h in agent["holds"] if h["o"] != offer_id]
+        agent["hold_off_until"] = hold_off_until
+        return True
+
+    return change

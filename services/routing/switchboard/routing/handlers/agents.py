@@ -42,10 +42,10 @@ class AgentsProjection(RouterCore):
             "capacity": dict(msg.capacity),
             "active": msg.active,
         }
-        await self.store.update_agent(
+        doc, _ = await self.store.update_agent(
             msg.agent_id, domain.profile_change(profile, [msg.profile_version, msg.occurred_at])
         )
-        await self.dispatch_agent(msg.agent_id)
+        await self.dispatch_agent(msg.agent_id, doc)
 
     async def state_changed(self, msg: AgentStateChanged) -> None:
         doc, _ = await self.store.update_agent(
@@ -56,7 +56,8 @@ class AgentsProjection(RouterCore):
             self._learn_profile(msg.agent_id)
         if doc is not None and doc.get("state") == "logged_out" and doc.get("holds"):
             await self.take_back_offers(doc, "the agent logged out")
-        await self.dispatch_agent(msg.agent_id)
+            doc = None  # changed since
+        await self.dispatch_agent(msg.agent_id, doc)
 
     async def take_back_offers(self, agent: Document, reason: str) -> int:
         """Cancel the agent's live offers and put the work back at the head of its queue.

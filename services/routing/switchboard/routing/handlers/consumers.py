@@ -1,15 +1,23 @@
-"""Thin message handlers: validate (done by the bus), hand to the router, answer."""
+"""Thin message handlers: validate (done by the bus), hand to the router, answer.
+
+:meth:`RoutingHandlers.consumers` is routing's one table of what it consumes: each message
+once, with its handler; the queue is the one routing's contracts bind to that message's NAME.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
+from switchboard.contracts import Message
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
 from switchboard.contracts.cases import CaseMasked
+from switchboard.contracts.queues import routing as queues
 from switchboard.contracts.routing import (
     AgentServicesRequested,
     InteractionEnded,
@@ -28,15 +36,62 @@ from switchboard.contracts.routing import (
     TransferRequested,
     WaitingChanged,
 )
+from switchboard.contracts.topology import ConsumerQueue
 from switchboard.routing.router import Router
 from switchboard.runtime.errors import Refused
 
 log = structlog.get_logger("switchboard.routing")
 
+M = TypeVar("M", bound=Message)
+_QUEUES = {queue.binds: queue for queue in queues.ALL}
+
+
+def queue_of(message: type[Message]) -> ConsumerQueue:
+    """Routing's queue of ``message``: the one bound to its NAME alone."""
+    try:
+        return _QUEUES[(message.NAME,)]
+    except KeyError:
+        raise LookupError(f"routing has no queue bound to {message.NAME}") from None
+
+
+@dataclass(frozen=True)
+class Consumer(Generic[M]):
+    """One consumed message: its model and its handler; the queue follows from the model."""
+
+    message: type[M]
+    handler: Callable[[M], Awaitable[dict[str, Any] | None]]
+
+    @property
+    def queue(self) -> ConsumerQueue:
+        return queue_of(self.message)
+
 
 class RoutingHandlers:
     def __init__(self, router: Router) -> None:
         self.router = router
+
+    def consumers(self) -> list[Consumer[Any]]:
+        """Every message routing consumes, each once, with its handler."""
+        return [
+            Consumer(RouteRequested, self.on_route_requested),
+            Consumer(RouteWithdrawn, self.on_route_withdrawn),
+            Consumer(OfferAnswer, self.on_offer_answer),
+            Consumer(InteractionEnded, self.on_interaction_ended),
+            Consumer(AgentProfileChanged, self.on_agent_profile),
+            Consumer(AgentStateChanged, self.on_agent_state),
+            Consumer(LiveAssignmentsRequested, self.on_live_assignments),
+            Consumer(AgentServicesRequested, self.on_agent_services),
+            Consumer(CaseMasked, self.on_case_masked),
+            Consumer(ServiceConfigured, self.on_service_configure),
+            Consumer(ServiceRemoved, self.on_service_remove),
+            Consumer(ServicesListRequested, self.on_services_list),
+            Consumer(TeamQueueListRequested, self.on_team_queue_list),
+            Consumer(TeamQueuePull, self.on_team_queue_pull),
+            Consumer(PersonalQueueListRequested, self.on_personal_queue_list),
+            Consumer(PersonalQueuePull, self.on_personal_queue_pull),
+            Consumer(TransferRequested, self.on_transfer),
+            Consumer(QueueViewRequested, self.on_queue_view),
+        ]
 
     async def on_waiting_changed(self, message: AbstractIncomingMessage) -> None:
         """A replica wrote an interaction: keep this replica's queue index in step."""

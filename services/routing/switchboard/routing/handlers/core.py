@@ -202,7 +202,7 @@ class RouterCore:
             if not fresh:
                 break
             seen.update(fresh)
-            fresh = [i for i in fresh if not self.hints.in_hand.offering(i)]
+            fresh = [i for i in fresh if not self.hints.offering(i)]
             for interaction_id, doc in (await self.store.works_by_id(fresh)).items():
                 if doc is not None and doc["status"] == "waiting":
                     found.append(doc)
@@ -225,8 +225,8 @@ class RouterCore:
         leave (``read_at``: when the agents were read); the caller makes the plan's offers with
         :meth:`_carry_out` (no await between the two: no other dispatch plans the same)."""
         return domain.plan_offers(
-            self.hints.in_hand.free(works),
-            self.hints.in_hand.with_room_taken(agents, read_at),
+            self.hints.not_in_hand(works),
+            self.hints.with_room_taken(agents, read_at),
             services,
             now,
             logged_in,
@@ -241,7 +241,7 @@ class RouterCore:
         if shared is None:
 
             async def read() -> tuple[float, list[Document]]:
-                read_at = self.hints.in_hand.now()
+                read_at = self.hints.read_mark()
                 return read_at, await self.store.free_agents(channel, team)
 
             def forget(done: asyncio.Future[tuple[float, list[Document]]]) -> None:
@@ -266,10 +266,17 @@ class RouterCore:
         async def dispatch_work(self, interaction_id: str, known: Document | None = None) -> int:
             """Offer one waiting interaction to the best free agent (dispatch.py)."""
 
-        async def dispatch_agent(self, agent_id: str) -> int:
+        async def dispatch_agent(self, agent_id: str, known: Document | None = None) -> int:
             """Offer an agent the head of their queues (dispatch.py)."""
 
-        async def offer(self, doc: Document, agent_id: str, *, pulled: bool = False) -> bool:
+        async def offer(
+            self,
+            doc: Document,
+            agent_id: str,
+            *,
+            pulled: bool = False,
+            agent_doc: Document | None = None,
+        ) -> bool:
             """Reserve the agent's capacity, then the interaction (offers.py)."""
 
         async def release_hold(

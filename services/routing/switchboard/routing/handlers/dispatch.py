@@ -42,7 +42,7 @@ class Dispatch(RouterCore):
         lost: set[str] = set()
         for _ in range(RETAKES):
             if target is not None:
-                read_at = self.hints.in_hand.now()
+                read_at = self.hints.read_mark()
                 agent_docs = list((await self.store.agents_by_id([target])).values())
             else:
                 assert service is not None
@@ -55,7 +55,8 @@ class Dispatch(RouterCore):
             plan = self._plan([work], agents, services, now, logged_in, read_at)
             if not plan:
                 return 0
-            if made := await self._carry_out(plan, {doc["_id"]: doc}):
+            known = {d["_id"]: d for d in agent_docs}
+            if made := await self._carry_out(plan, {doc["_id"]: doc}, known):
                 return len(made)
             # Lost a race: another replica's offer took that agent, or this interaction. The
             # next agent, if it still waits: as the agents are now (someone may have become
@@ -67,18 +68,24 @@ class Dispatch(RouterCore):
             doc, work = current, work_from(current)
         return 0
 
-    async def dispatch_agent(self, agent_id: str) -> int:
-        """Offer waiting work to an agent who may have become free (Ready, capacity freed)."""
-        return (await self._dispatch_agents([agent_id]))[agent_id]
+    async def dispatch_agent(self, agent_id: str, known: Document | None = None) -> int:
+        """Offer waiting work to an agent who may have become free (Ready, capacity freed);
+        ``known``: the agent as just written, so it need not be read again."""
+        return (await self._dispatch_agents([agent_id], known))[agent_id]
 
-    async def _dispatch_agents(self, agent_ids: list[str]) -> Counter[str]:
+    async def _dispatch_agents(
+        self, agent_ids: list[str], known: Document | None = None
+    ) -> Counter[str]:
         """Match these agents with the head of their queues in one plan (each gets different
         work); after a lost race, again with the agents as they are now."""
         made: Counter[str] = Counter()
         now = utcnow()
         services = await self.catalog.all()
-        read_at = self.hints.in_hand.now()
-        found = await self.store.agents_by_id(agent_ids)
+        read_at = self.hints.read_mark()
+        if known is not None and [known["_id"]] == agent_ids:
+            found = {known["_id"]: known}
+        else:
+            found = await self.store.agents_by_id(agent_ids)
         limit = 0
         for _ in range(RETAKES):
             agents = [
@@ -105,31 +112,31 @@ class Dispatch(RouterCore):
             logged_in = await self._logged_in(works)
             plan = self._plan(works, agents, services, now, logged_in, read_at)
             if not plan:
-                if any(self.hints.in_hand.offering(w.interaction_id) for w in works):
+                if any(self.hints.offering(w.interaction_id) for w in works):
                     continue  # taken meanwhile by this replica's other dispatches: the next ones
                 if len(docs) < limit or limit > 100:
                     break
                 limit += 100  # declined or kept for someone else: look deeper
                 continue
-            done = await self._carry_out(plan, {d["_id"]: d for d in docs})
+            done = await self._carry_out(plan, {d["_id"]: d for d in docs}, found)
             made.update(agent.agent_id for _, agent in done)
             if len(done) == len(plan):
                 break
             # Lost a race for some work (another replica's offer): again, with the agents as
             # they are now.
-            read_at = self.hints.in_hand.now()
+            read_at = self.hints.read_mark()
             found = await self.store.agents_by_id(agent_ids)
         return made
 
     async def sweep(self) -> int:
         """Match everything waiting with every free agent (the backstop behind the events)."""
-        if not self.hints.sweeps.due():
+        if not self.hints.sweep_due():
             return 0
-        async with self.hints.sweeps.run():
+        async with self.hints.sweeping():
             return await self._sweep()
 
     async def _sweep(self) -> int:
-        read_at = self.hints.in_hand.now()
+        read_at = self.hints.read_mark()
         free = await self.store.free_agents()
         if not free:
             return 0
@@ -155,7 +162,8 @@ class Dispatch(RouterCore):
         works = [work_from(d) for d in docs]
         logged_in = await self._logged_in(works)
         plan = self._plan(works, agents, services, now, logged_in, read_at)
-        return len(await self._carry_out(plan, {d["_id"]: d for d in docs}))
+        known = {d["_id"]: d for d in free}
+        return len(await self._carry_out(plan, {d["_id"]: d for d in docs}, known))
 
     async def _logged_in(self, works: Iterable[domain.Work]) -> dict[str, bool]:
         wanted = [w.preferred_agent_id for w in works if w.preferred_agent_id]
@@ -167,13 +175,22 @@ class Dispatch(RouterCore):
         }
 
     async def _carry_out(
-        self, plan: list[tuple[domain.Work, domain.Agent]], docs: dict[str, Document]
+        self,
+        plan: list[tuple[domain.Work, domain.Agent]],
+        docs: dict[str, Document],
+        agent_docs: dict[str, Document],
     ) -> list[tuple[domain.Work, domain.Agent]]:
-        """Make the plan's offers; the pairs whose offer was made (the others lost a race)."""
+        """Make the plan's offers; the pairs whose offer was made (the others lost a race).
+        ``agent_docs``: the agents as the plan read them (each reservation starts from it)."""
         made = []
-        with self.hints.in_hand.holding(plan) as settle:
+        unused = dict(agent_docs)  # once an agent is written, its read is stale
+        with self.hints.holding(plan) as settle:
             for work, agent in plan:
-                offered = await self.offer(docs[work.interaction_id], agent.agent_id)
+                offered = await self.offer(
+                    docs[work.interaction_id],
+                    agent.agent_id,
+                    agent_doc=unused.pop(agent.agent_id, None),
+                )
                 settle(work, offered)
                 if offered:
                     made.append((work, agent))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
@@ -34,10 +35,12 @@ class Interactions(RouterCore):
 
     async def request(self, msg: RouteRequested) -> dict[str, Any]:
         now = utcnow()
-        current = await self.store.get_work(msg.interaction_id)
-        archived = (
-            None if current is not None else await self.store.get_archived(msg.interaction_id)
+        # both at once: a new interaction (the usual case) is in neither
+        current, archived = await asyncio.gather(
+            self.store.get_work(msg.interaction_id), self.store.get_archived(msg.interaction_id)
         )
+        if current is not None:
+            archived = None
         request_id = str(msg.message_id)
         if current is not None and current["status"] in LIVE:
             if current.get("request_id") != request_id:
@@ -72,18 +75,20 @@ class Interactions(RouterCore):
             if not written:
                 metrics.CAS_CONFLICTS.labels("request").inc()
                 raise RuntimeError(f"{msg.interaction_id} changed while queueing: retry")
-        await self.emit(
-            InteractionQueued.caused_by(
-                msg,
-                key=str(doc["round"]),
-                interaction_id=doc["_id"],
-                channel=doc["channel"],
-                service=doc["service"],
-                personal_agent_id=doc.get("personal_agent_id"),
-            )
-        )
+        await self.emit(self._queued(msg, doc))
         await self.dispatch_work(doc["_id"], doc)
         return {"status": "queued", "round": doc["round"]}
+
+    @staticmethod
+    def _queued(msg: RouteRequested, doc: Document) -> InteractionQueued:
+        return InteractionQueued.caused_by(
+            msg,
+            key=str(doc["round"]),
+            interaction_id=doc["_id"],
+            channel=doc["channel"],
+            service=doc["service"],
+            personal_agent_id=doc.get("personal_agent_id"),
+        )
 
     async def withdraw(self, msg: RouteWithdrawn) -> dict[str, Any]:
         for _ in range(20):
@@ -183,6 +188,11 @@ class Interactions(RouterCore):
                 await self.release_hold(doc["agent_id"], interaction_id=doc["_id"])
                 await self.dispatch_agent(doc["agent_id"])
             break
-        # Always give the ender's capacity back (also when a crash left it held).
-        await self.release_hold(msg.agent_id, interaction_id=msg.interaction_id)
-        await self.dispatch_agent(msg.agent_id)
+        # Always give the ender's capacity back (also when a crash left it held), and offer
+        # the agent the next work from the agent as written.
+        agent, _ = await self.store.update_agent(
+            msg.agent_id,
+            domain.release(utcnow(), interaction_id=msg.interaction_id),
+            create=False,
+        )
+        await self.dispatch_agent(msg.agent_id, agent)

@@ -34,8 +34,18 @@ log = structlog.get_logger("switchboard.routing")
 class Offers(RouterCore):
     """Make an offer, free a hold, take an answer."""
 
-    async def offer(self, doc: Document, agent_id: str, *, pulled: bool = False) -> bool:
-        """Reserve the agent, then the interaction; give the agent back if the second fails."""
+    async def offer(
+        self,
+        doc: Document,
+        agent_id: str,
+        *,
+        pulled: bool = False,
+        agent_doc: Document | None = None,
+    ) -> bool:
+        """Reserve the agent, then the interaction; give the agent back if the second fails.
+
+        ``agent_doc``: the agent as the plan read it, so the reservation need not read it again.
+        """
         now = utcnow()
         service = await self.catalog.get(doc["service"])
         channel = doc["channel"]
@@ -45,23 +55,18 @@ class Offers(RouterCore):
         )
         token = uuid.uuid4().hex  # this reservation's own mark: a loser releases only its own
 
-        def reserve(agent: Document) -> bool:
-            view = domain.agent_from(agent, self.store.default_capacity, now)
-            if pulled:
-                if not view.logged_in or view.room(channel) <= 0:
-                    return False
-            elif not view.can_take(channel):
-                return False
-            if any(h["i"] == doc["_id"] for h in agent["holds"]):
-                return False
-            agent["holds"] = [
-                *agent["holds"],
-                {"o": offer_id, "i": doc["_id"], "c": channel, "at": now, "t": token},
-            ]
-            agent["idle_since"] = now
-            return True
-
-        _, reserved = await self.store.update_agent(agent_id, reserve, create=False)
+        reserve = domain.reservation(
+            offer_id,
+            doc["_id"],
+            channel,
+            token,
+            now,
+            default_capacity=self.store.default_capacity,
+            pulled=pulled,
+        )
+        _, reserved = await self.store.update_agent(
+            agent_id, reserve, create=False, known=agent_doc
+        )
         if not reserved:
             metrics.CAS_CONFLICTS.labels("agent").inc()
             return False
@@ -156,22 +161,7 @@ class Offers(RouterCore):
     ) -> bool:
         now = utcnow()
 
-        def drop(agent: Document) -> bool:
-            kept = [
-                h
-                for h in agent["holds"]
-                if not (
-                    (offer_id is not None and h["o"] == offer_id)
-                    or (interaction_id is not None and h["i"] == interaction_id)
-                    or (token is not None and h.get("t") == token)
-                )
-            ]
-            if len(kept) == len(agent["holds"]):
-                return False
-            agent["holds"] = kept
-            agent["idle_since"] = now
-            return True
-
+        drop = domain.release(now, offer_id=offer_id, interaction_id=interaction_id, token=token)
         _, changed = await self.store.update_agent(agent_id, drop, create=False)
         return changed
 

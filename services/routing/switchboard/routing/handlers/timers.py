@@ -98,16 +98,8 @@ class Timers(RouterCore):
         return await self._replace_work(doc["version"], updated)
 
     async def _rona(self, agent_id: str, offer_id: str, now: datetime) -> None:
-        """Give back the hold and keep the agent from new offers until agent-state's RONA.
-
-        Both in one write, so no other replica sees the agent free in between.
-        """
-
-        def change(agent: Document) -> bool:
-            agent["holds"] = [h for h in agent["holds"] if h["o"] != offer_id]
-            agent["hold_off_until"] = now + self.rona_hold_off
-            return True
-
+        """Give back the hold and keep the agent from new offers until agent-state's RONA."""
+        change = domain.missed_offer(offer_id, now + self.rona_hold_off)
         await self.store.update_agent(agent_id, change, create=False)
 
     async def release_stale_holds(self) -> int:

@@ -64,9 +64,9 @@ class Views(RouterCore):
         return view
 
     async def update_gauges(self) -> None:
-        if not self.hints.gauges.due():
+        if not self.hints.gauges_due():
             return
-        async with self.hints.gauges.run():
+        async with self.hints.refreshing_gauges():
             view = await self.queue_view()
         metrics.report_queues(view)
 
