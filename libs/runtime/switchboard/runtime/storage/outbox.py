@@ -3,15 +3,14 @@
 The aggregate carries its own outbox (:class:`WithOutbox`): the version-guarded write that
 changes it also stores the messages it must announce, so a change is never stored without
 its messages nor announced without being stored. After the write the messages are published
-together (confirms pipelined) and then marked published (one more guarded write, without a
-read when the writer still knows the aggregate). A process that dies in
+in order and then marked published together (one more guarded write, without a read when the
+writer still knows the aggregate). A process that dies in
 between leaves ``unpublished`` set: :meth:`Outbox.sweep`, run periodically, publishes what
 any replica left behind. Consumers drop the repeat a crash may cause by message id.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -65,22 +64,24 @@ class Outbox(Generic[W]):
         await self.records.collection.create_index("unpublished")
 
     async def flush(self, key: str, messages: list[Document], *, written: W | None = None) -> None:
-        """Publish ``messages`` of aggregate ``key``, then mark them published in one write.
+        """Publish ``messages`` of aggregate ``key`` in order, then mark them published in one
+        write.
 
-        The publishes start in the messages' order and their confirms are awaited together
-        (pipelined, not one round trip each), so they may arrive out of order: a consumer that
-        cares orders by the message's own sequence. ``written`` is the aggregate as this
-        process just stored or read it: the mark is then one guarded write without a read.
-        A failed publish raises after the others are marked, and leaves its message in the
-        outbox for a retry or the sweep.
+        Each confirm is awaited before the next publish: consumers (routing's agent view, the
+        desktops' live stream) rely on an aggregate's messages arriving in the order they were
+        decided. ``written`` is the aggregate as this process just stored or read it: the mark
+        is then one guarded write without a read. A failed publish raises after the ones before
+        it are marked, and leaves it and the rest in the outbox for a retry or the sweep.
         """
-        if not messages:
-            return
-        results = await asyncio.gather(
-            *(self.publish(message) for message in messages), return_exceptions=True
-        )
-        sent = [m for m, result in zip(messages, results, strict=True) if result is None]
-        failed = [r for r in results if isinstance(r, BaseException)]
+        sent: list[Document] = []
+        failure: BaseException | None = None
+        for message in messages:
+            try:
+                await self.publish(message)
+            except Exception as exc:
+                failure = exc
+                break
+            sent.append(message)
 
         def mark(aggregate: W) -> tuple[W | None, None]:
             marked: W | None = None
@@ -91,8 +92,8 @@ class Outbox(Generic[W]):
         if sent:
             with contextlib.suppress(NotFound):
                 await self.records.update(key, mark, known=written)
-        if failed:
-            raise failed[0]
+        if failure is not None:
+            raise failure
 
     async def left(self, limit: int = 200) -> list[W]:
         """Aggregates changed more than ``grace`` ago that still hold unpublished messages."""
