@@ -19,8 +19,6 @@ from switchboard.contracts.cases import (
     CaseEmailAttached,
     CaseOutboundRequested,
     CaseReopened,
-    CaseServiceChanged,
-    CaseStatusChanged,
     CaseTransferred,
 )
 from switchboard.contracts.reports import (
@@ -48,8 +46,6 @@ EVENTS: tuple[type[Message], ...] = (
     CaseClosed,
     CaseReopened,
     CaseTransferred,
-    CaseServiceChanged,
-    CaseStatusChanged,
     CaseOutboundRequested,
     OfferMade,
     OfferTimedOut,
