@@ -2,10 +2,10 @@
 case's normalised words and the fields search and contact history filter and sort on; and one
 document per agent (``agent_cases``, ``_id`` = agent id) naming the cases they held or worked
 with whether each is open and its last activity, which My Cases reads by ``_id`` alone (the one
-lookup FerretDB indexes: a filtered, sorted query there reads the whole collection).
+lookup served by the ``_id`` index alone, with no filtered, sorted query).
 
-Why a collection of words and not a text index: the local MongoDB-protocol server (FerretDB)
-has no text index, and the portable path must work everywhere. The words of a case (subject,
+Why a collection of words and not a ``$text`` index: not every MongoDB-protocol server has
+one, and the portable path must work everywhere. The words of a case (subject,
 contact name and address, thread id, every email's text, every note) are folded (case, accents)
 and kept as an array with a multikey index; a search for several words asks for all of them.
 
@@ -95,8 +95,8 @@ def query_words(text: str) -> list[str]:
 
 
 def entry_key(case_number: int) -> str:
-    """The ``_id`` of a case's entry: a string (FerretDB uses its ``_id`` index for string keys
-    only; an integer ``_id`` is looked up by reading the collection), zero-padded so that the
+    """The ``_id`` of a case's entry: a string (an exact ``_id`` lookup on a string key is
+    served by the ``_id`` index on every server this runs on), zero-padded so that the
     keys sort as the numbers do."""
     return f"{case_number:012d}"
 
