@@ -180,8 +180,9 @@ class Threading:
             case = await self.store.get_case(doc["case_number"])
             if case is None or key not in case.get("email_keys", []):
                 return None
-            sent = await self.store.published_keys(case["_id"], [doc["source"]])
-            return doc if sent else None
+            handled = doc["source"] in case.get("handled", {})
+            waiting = any(m.get("command") == doc["source"] for m in case.get("outbox", []))
+            return doc if handled and not waiting else None
 
         result: dict[str, Any] = await eventually(filed)
         return result

@@ -6,6 +6,7 @@ from typing import Any
 
 from switchboard.contracts import cases as c
 from switchboard.contracts.mail import Address
+from switchboard.contracts.routing import RouteRequested
 
 from .conftest import Threading
 
@@ -131,19 +132,25 @@ async def test_a_crash_between_write_and_publish_loses_nothing(threading: Thread
     assert await t.store.cases.count_documents({}) == 1
 
 
+def _as_stored(route: dict[str, Any]) -> dict[str, Any]:
+    """A route request as the case's outbox stores it (its name and JSON body)."""
+    body = {k: v for k, v in route.items() if k != "_name"}
+    return {"name": RouteRequested.NAME, "body": body}
+
+
 async def test_the_sweeper_publishes_an_entry_left_behind(threading: Threading) -> None:
     t = threading
     mail = await t.file(t.mail(subject="Left behind"))
     number = mail["case_number"]
-    await t.drain("route")
-    await t.store.published.delete_many({})
+    [route] = await t.drain("route")
+    left = {**_as_stored(route), "command": mail["source"]}
     await t.store.cases.update_one(
         {"_id": number},
         {
             "$set": {
-                f"outbox.{mail['source']}.published": False,
-                "outbox_pending": True,
-                "updated_at": mail["stored_at"].replace(year=2000),
+                "outbox": [left],
+                "unpublished": True,
+                "changed_at": mail["stored_at"].replace(year=2000),
             }
         },
     )
@@ -151,7 +158,43 @@ async def test_the_sweeper_publishes_an_entry_left_behind(threading: Threading) 
     assert len(await t.drain("route")) == 2  # the same request again (same message id)
     assert len({r["message_id"] for r in t.sinks.seen["route"]}) == 1
     case = await t.case(number)
-    assert case["outbox"][mail["source"]]["published"] is True
+    assert case["outbox"] == [] and case["unpublished"] is False
+
+
+async def test_a_case_stored_with_the_old_keyed_outbox_is_published_and_rewritten_at_start(
+    threading: Threading,
+) -> None:
+    """A case written before the kernel's outbox (entries keyed by the handled message, flags,
+    ``outbox_published``) loses nothing: what it holds unpublished goes out, what went out
+    does not go again, and the answers stay for retries."""
+    t = threading
+    mail = await t.file(t.mail(subject="Stored the old way"))
+    number = mail["case_number"]
+    [route] = await t.drain("route")
+    at = mail["stored_at"]
+    entry = {"messages": [_as_stored(route)], "result": {"case_number": number}, "at": at}
+    await t.store.db["outbox_published"].insert_one({"_id": f"{number}/went-out", "at": at})
+    await t.store.cases.update_one(
+        {"_id": number},
+        {
+            "$set": {
+                "outbox": {
+                    mail["source"]: {**entry, "published": False},
+                    "went-out": {**entry, "published": False},
+                },
+                "outbox_pending": True,
+            },
+            "$unset": {"handled": "", "unpublished": "", "changed_at": ""},
+        },
+    )
+    assert await t.store.migrate_keyed_outboxes(t.handlers.outbox) == 1
+    assert len(await t.drain("route")) == 2  # the unpublished one again, not "went-out"
+    case = await t.case(number)
+    assert "outbox_pending" not in case and case["outbox"] == [] and not case["unpublished"]
+    assert case["handled"][mail["source"]]["result"] == {"case_number": number}
+    assert {mail["source"], "went-out"} <= set(case["handled"])
+    assert "outbox_published" not in await t.store.db.list_collection_names()
+    assert await t.store.migrate_keyed_outboxes(t.handlers.outbox) == 0
 
 
 async def test_a_crash_after_the_email_is_stored_files_it_under_the_number_it_was_given(

@@ -88,6 +88,8 @@ def build(settings: ThreadingSettings) -> Runtime:
     async def prepare() -> None:
         await store.ensure_indexes(settings.case_number_start)
         await handlers.index.ensure_indexes()
+        if migrated := await store.migrate_keyed_outboxes(handlers.outbox):
+            log.info("case outboxes rewritten in the kernel's shape", cases=migrated)
         if settings.threading_config_file is not None:
             services = load_file(settings.threading_config_file)
             seeded = await store.seed_config(

@@ -4,14 +4,15 @@ Plain MongoDB; every claim is one conditional write (the server's single-documen
 ``switchboard.runtime.storage``). Case numbers come from a ``Sequence`` (``$inc``); an inbound
 email is claimed by its Message-ID (``emails._id``), which also keeps the case number it was
 given, so a retried mail finds its number there. Cases move from one version to the next
-through a ``VersionedCollection[Case]``; emails, drafts and reply templates with one
+through a ``VersionedCollection[CaseRecord]``; emails, drafts and reply templates with one
 ``replace_one`` filtered on the version read (:meth:`ThreadingStore.versioned_update`); a writer
 that lost decides again on the fresh document. Automatic answers are counted per recipient and
 window by the kernel's ``Slots`` (``ack_log``).
 
-The changes of one message to a case and the messages it causes are written together (the
-case's ``outbox``), so a crash between the write and the publish is repaired by the retry or the
-outbox sweeper.
+The change one message makes to a case and the messages it causes are written together (the
+kernel's ``Outbox``: the case's ``outbox`` list), with the answer a retry of that message gets
+(``handled``), so a crash between the write and the publish is repaired by the retry or the
+outbox sweep.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import ConfigDict
+import structlog
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -30,30 +32,75 @@ from pymongo.errors import DuplicateKeyError
 
 from switchboard.runtime.mongo import retry_when_busy
 from switchboard.runtime.storage import (
+    HoldsOutbox,
     NotFound,
+    Outbox,
     Sequence,
     Slots,
-    Versioned,
     VersionedCollection,
     delete_older_than,
 )
+from switchboard.runtime.storage.outbox import Publish
 from switchboard.runtime.storage.versioned import backoff
 from switchboard.threading.domain.case import Case
 from switchboard.threading.masking import redact_everywhere
 
+log = structlog.get_logger("switchboard.threading")
+
 Document = dict[str, Any]
 COUNTER_ID = "case_number"
-OUTBOX_KEEP = timedelta(hours=24)
+HANDLED_KEEP = timedelta(hours=24)
+OLD_PUBLISHED = "outbox_published"
+"""The pre-kernel outbox's record of what went out, read once by the start-up migration."""
+
+Decide = Callable[[Document], tuple[list[Document], Any]]
+"""A command's change to the case document: the messages it causes and its answer."""
 
 
 class CaseMissing(LookupError):
     pass
 
 
-class CaseRecord(Case, Versioned):
-    """A case as the kernel's :class:`VersionedCollection` stores it (keyed by its number)."""
+class HandledMessage(BaseModel):
+    """A message that changed the case, kept a day: its retry gets ``result`` and changes
+    nothing again."""
+
+    result: Any = None
+    at: datetime
+
+
+class CaseRecord(Case, HoldsOutbox):
+    """A case as the kernel stores it (keyed by its number): the typed ``Case``, its outbox and
+    the messages it was changed by."""
 
     model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    handled: dict[str, HandledMessage] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_keyed_outbox(cls, data: Any) -> Any:
+        """A case stored before the kernel's outbox (``outbox`` a dict of entries keyed by
+        the handled message, each with ``published``; ``outbox_pending``) is read in today's
+        shape: its answers become ``handled``, its unpublished messages the outbox."""
+        if not isinstance(data, dict) or not isinstance(data.get("outbox"), dict):
+            return data
+        data = dict(data)
+        entries: dict[str, Document] = data.pop("outbox")
+        data.pop("outbox_pending", None)
+        handled = dict(data.get("handled") or {})
+        waiting: list[Document] = []
+        for key, entry in entries.items():
+            handled.setdefault(key, {"result": entry.get("result") or {}, "at": _at(entry)})
+            if not entry.get("published"):
+                waiting += [{**m, "command": key} for m in entry.get("messages", [])]
+        data.update(outbox=waiting, unpublished=bool(waiting), handled=handled)
+        data.setdefault("changed_at", data.get("updated_at") or _now())
+        return data
+
+    def sent_by(self, key: str) -> list[Document]:
+        """The messages of handled message ``key`` not published yet."""
+        return [m for m in self.outbox if m.get("command") == key]
 
 
 class Contention(RuntimeError):
@@ -72,7 +119,6 @@ class ThreadingStore:
         self.config = db["service_config"]
         self.ack_log = db["ack_log"]
         self.number_claims = db["case_number_claims"]
-        self.published = db["outbox_published"]
         self.ledger = db["processed_messages"]
         self.templates = db["templates"]
         self.uploads = db["uploads"]
@@ -83,11 +129,10 @@ class ThreadingStore:
         await self.emails.create_index("source")
         await self.cases.create_index("contact.address")
         await self.cases.create_index([("status", ASCENDING), ("service", ASCENDING)])
-        await self.cases.create_index("outbox_pending")
+        await self.cases.create_index("unpublished")
         await self.drafts.create_index("case_number")
         await self.ack_log.create_index("at")
         await self.ack_log.create_index("created_at")
-        await self.published.create_index("at")
         await self.ensure_counter(case_number_start)
 
     # -- case numbers ----------------------------------------------------------------------
@@ -256,14 +301,13 @@ class ThreadingStore:
     async def update_case(self, case_number: int, mutate: Callable[[Document], bool]) -> Document:
         """Change the case as its next version (:meth:`VersionedCollection.update`): ``mutate``
         changes the case document in place and says whether it changed anything; it may raise
-        to refuse (nothing is written then). The outbox is pruned and ``updated_at`` set with
-        every write. Returns the case as stored."""
+        to refuse (nothing is written then). ``updated_at`` is set with every write. Returns the
+        case as stored."""
 
         def change(case: CaseRecord) -> tuple[CaseRecord | None, None]:
             draft = copy.deepcopy(case.document())
             if not mutate(draft):
                 return None, None
-            _prune_outbox(draft)
             draft["updated_at"] = _now()
             return CaseRecord.model_validate(draft), None
 
@@ -273,34 +317,65 @@ class ThreadingStore:
             raise CaseMissing(case_number) from exc
         return done.aggregate.document()
 
-    async def mark_published(self, case_number: int, key: str) -> None:
-        """Remember that an outbox entry went out: one insert, no lock (the flag in the case
-        document is brought up to date by the sweeper or the case's next change)."""
-        with contextlib.suppress(DuplicateKeyError):
-            await self.published.insert_one({"_id": f"{case_number}/{key}", "at": _now()})
+    async def commit(self, case_number: int, key: str, decide: Decide) -> tuple[CaseRecord, Any]:
+        """Apply handled message ``key``'s change to the case with the messages it causes (in
+        the outbox) and its answer (``handled``), in one version-guarded write; the case as
+        stored and the answer. A message handled already changes nothing and gets its answer
+        again."""
 
-    async def published_keys(self, case_number: int, keys: list[str]) -> set[str]:
-        ids = [f"{case_number}/{k}" for k in keys]
-        found = {d["_id"] async for d in self.published.find({"_id": {"$in": ids}})}
-        return {k for k in keys if f"{case_number}/{k}" in found}
+        def change(case: CaseRecord) -> tuple[CaseRecord | None, Any]:
+            done = case.handled.get(key)
+            if done is not None:
+                return None, done.result
+            draft = copy.deepcopy(case.document())
+            messages, result = decide(draft)
+            return _with_outbox(draft, case.outbox, key, messages, result), result
 
-    async def settle_outbox(self, case_number: int, keys: set[str]) -> None:
-        """Flag these outbox entries published in the case document itself."""
+        try:
+            done = await self.case_records.update(case_number, change)
+        except NotFound as exc:
+            raise CaseMissing(case_number) from exc
+        return done.aggregate, done.result
 
-        def mutate(case: Document) -> bool:
-            changed = False
-            for key, entry in (case.get("outbox") or {}).items():
-                if key in keys and not entry.get("published"):
-                    entry["published"] = True
-                    changed = True
-            return changed
+    async def commit_new(
+        self, fresh: Document, key: str, decide: Decide
+    ) -> tuple[CaseRecord, Any] | None:
+        """Create a case with handled message ``key``'s change and messages in one insert
+        (nobody knows the case yet); None when it exists already (a retry: :meth:`commit`)."""
+        messages, result = decide(fresh)
+        record = _with_outbox(fresh, [], key, messages, result)
+        if not await self.case_records.insert(record):
+            return None
+        return record, result
 
-        await self.update_case(case_number, mutate)
+    def outbox(self, publish: Publish) -> Outbox[CaseRecord]:
+        """The cases' outbox, publishing through ``publish``; the sweep takes what a crashed
+        handler left after ``grace``."""
+        return Outbox(self.case_records, publish, grace=timedelta(seconds=15))
 
-    async def cases_with_unpublished(self, older_than: timedelta) -> list[Document]:
-        cutoff = _now() - older_than
-        cursor = self.cases.find({"outbox_pending": True, "updated_at": {"$lt": cutoff}})
-        return [d async for d in cursor.limit(100)]
+    async def migrate_keyed_outboxes(self, outbox: Outbox[CaseRecord]) -> int:
+        """Rewrite cases stored with the pre-kernel outbox in today's shape, publishing what
+        they hold unpublished (what ``outbox_published`` says went out is not sent again);
+        then drop ``outbox_published``. Runs at start; how many cases it rewrote."""
+        old = self.db[OLD_PUBLISHED]
+        rewritten = 0
+        async for doc in self.cases.find({"outbox_pending": {"$exists": True}}):
+            number, entries = doc["_id"], doc.get("outbox") or {}
+            ids = [f"{number}/{key}" for key in entries]
+            sent = {d["_id"] async for d in old.find({"_id": {"$in": ids}})}
+            for key, entry in entries.items():
+                entry["published"] = entry.get("published") or f"{number}/{key}" in sent
+            stored = await self.case_records.replace(CaseRecord.model_validate(doc))
+            if stored is None:  # changed meanwhile, so rewritten; the sweep publishes the rest
+                continue
+            rewritten += 1
+            try:
+                await outbox.flush(number, stored.unsent(), written=stored)
+            except Exception as exc:  # the broker is away: the sweep publishes them later
+                log.warning("migrated case outbox not published yet", case=number, error=str(exc))
+        if await self.cases.find_one({"outbox_pending": {"$exists": True}}, {"_id": 1}) is None:
+            await retry_when_busy(lambda: self.db.drop_collection(OLD_PUBLISHED))
+        return rewritten
 
     # -- drafts ----------------------------------------------------------------------------
 
@@ -414,7 +489,6 @@ class ThreadingStore:
     async def purge_ack_log(self, older_than: timedelta) -> None:
         await delete_older_than(self.ack_log, "created_at", older_than)
         await self.ack_log.delete_many({"at": {"$lt": _now() - older_than}})  # numbered slots
-        await self.published.delete_many({"at": {"$lt": _now() - 2 * OUTBOX_KEEP}})
 
 
 async def _insert_new(collection: AsyncCollection[Document], doc: Document) -> bool:
@@ -438,13 +512,27 @@ async def _seed_when_empty(
     return True
 
 
-def _prune_outbox(case: Document) -> None:
-    outbox = case.get("outbox") or {}
-    cutoff = _now() - OUTBOX_KEEP
-    case["outbox"] = {
-        k: v for k, v in outbox.items() if not (v.get("published") and _aware(v.get("at")) < cutoff)
+def _with_outbox(
+    draft: Document, waiting: list[Document], key: str, messages: list[Document], result: Any
+) -> CaseRecord:
+    """The changed case document with message ``key``'s messages queued after those waiting,
+    its answer kept (and answers older than a day let go)."""
+    now = _now()
+    handled = {
+        k: v
+        for k, v in (draft.get("handled") or {}).items()
+        if _aware(v.get("at") if isinstance(v, dict) else None) >= now - HANDLED_KEEP
     }
-    case["outbox_pending"] = any(not v.get("published") for v in case["outbox"].values())
+    handled[key] = {"result": result, "at": now}
+    queued = [*waiting, *({**m, "command": key} for m in messages)]
+    draft.update(
+        outbox=queued, unpublished=bool(queued), handled=handled, changed_at=now, updated_at=now
+    )
+    return CaseRecord.model_validate(draft)
+
+
+def _at(entry: Document) -> datetime:
+    return _aware(entry.get("at"))
 
 
 def _aware(value: Any) -> datetime:

@@ -9,7 +9,7 @@ index; ``Outbox``/``VersionedCollection``: whole-document writes, no ``arrayFilt
 
 from switchboard.runtime.storage.claims import Lease, Sequence, Slots
 from switchboard.runtime.storage.expiry import delete_older_than
-from switchboard.runtime.storage.outbox import Outbox, WithOutbox
+from switchboard.runtime.storage.outbox import HoldsOutbox, Outbox, WithOutbox
 from switchboard.runtime.storage.timers import Timer, TimerQueue
 from switchboard.runtime.storage.versioned import (
     Aggregate,
@@ -22,6 +22,7 @@ from switchboard.runtime.storage.versioned import (
 
 __all__ = [
     "Aggregate",
+    "HoldsOutbox",
     "Lease",
     "NotFound",
     "Outbox",

@@ -18,13 +18,21 @@ from typing import Any, Generic, Self, TypeVar
 
 from pydantic import Field
 
-from switchboard.runtime.storage.versioned import Aggregate, NotFound, VersionedCollection
+from switchboard.runtime.storage.versioned import (
+    Aggregate,
+    Key,
+    NotFound,
+    Versioned,
+    VersionedCollection,
+)
 
 Document = dict[str, Any]
 
 
-class WithOutbox(Aggregate):
-    """An aggregate with messages waiting to be published (as JSON documents)."""
+class HoldsOutbox(Versioned):
+    """Messages waiting to be published (as JSON documents), kept in a versioned aggregate of
+    any key type (a subclass declares its ``id``); :class:`WithOutbox` is the string-keyed one.
+    """
 
     outbox: list[Document] = Field(default_factory=list)
     unpublished: bool = False
@@ -41,8 +49,17 @@ class WithOutbox(Aggregate):
         rest = [m for m in self.outbox if m != message]
         return self.model_copy(update={"outbox": rest, "unpublished": bool(rest)})
 
+    def key(self) -> Key:
+        """The aggregate's ``_id``."""
+        key: Key = self.model_dump(by_alias=True, include={"id"})["_id"]
+        return key
 
-W = TypeVar("W", bound=WithOutbox)
+
+class WithOutbox(Aggregate, HoldsOutbox):
+    """An aggregate keyed by a string, with messages waiting to be published."""
+
+
+W = TypeVar("W", bound=HoldsOutbox)
 Publish = Callable[[Document], Awaitable[None]]
 
 
@@ -63,7 +80,7 @@ class Outbox(Generic[W]):
     async def ensure_indexes(self) -> None:
         await self.records.collection.create_index("unpublished")
 
-    async def flush(self, key: str, messages: list[Document], *, written: W | None = None) -> None:
+    async def flush(self, key: Key, messages: list[Document], *, written: W | None = None) -> None:
         """Publish ``messages`` of aggregate ``key`` in order, then mark them published in one
         write.
 
@@ -106,5 +123,5 @@ class Outbox(Generic[W]):
         """Publish what :meth:`left` finds (a crash, a broker outage); how many aggregates."""
         left = await self.left(limit)
         for aggregate in left:
-            await self.flush(aggregate.id, aggregate.unsent())
+            await self.flush(aggregate.key(), aggregate.unsent())
         return len(left)

@@ -1,7 +1,7 @@
 """The case aggregate, typed: mypy checks the fields code names (a misspelt one is an error).
 
 A case is stored as one document (``cases``, ``_id`` = case number). Fields not modelled here
-yet (``first_response_at``, the outbox entries' inner shape, ...) are kept as they are through a
+yet (``first_response_at``, ...) are kept as they are through a
 load and a dump (``extra="allow"``), so reading a case through the model never loses anything.
 """
 
@@ -63,8 +63,6 @@ class Case(BaseModel):
     final_disposition: str | None = None
     last_inbound_at: datetime | None = None
     last_outbound_at: datetime | None = None
-    outbox: dict[str, Any] = Field(default_factory=dict)
-    outbox_pending: bool = False
     filed_unrouted: str | None = None
     version: int = 0
 

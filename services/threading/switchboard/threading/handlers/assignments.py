@@ -110,7 +110,7 @@ class Assignments(HandlerBase):
     async def _prepare(self, command: c.CaseCommand) -> tuple[Document, bool]:
         """Load and authorise; says whether this command already ran (retry after a crash)."""
         case = await self._case(command.case_number)
-        if str(command.message_id) in (case.get("outbox") or {}):
+        if str(command.message_id) in (case.get("handled") or {}):
             return case, True
         if rules.holder_problem(case, command.agent_id, command.acting_role):
             case = await self._may_see(case, command.agent_id, command.acting_role, command)
@@ -122,7 +122,7 @@ class Assignments(HandlerBase):
 
         Load the case and check the agent holds it (asking routing first if the assignment
         may not have reached us); answer a command that already ran (a retry after a crash)
-        from its outbox entry; let ``plan`` check the command against the case (a refusal
+        from its ``handled`` answer; let ``plan`` check the command against the case (a refusal
         there changes nothing) and return the change; apply the change under the case lock,
         checking again that the agent still holds the case; count it.
         """

@@ -2,17 +2,17 @@
 way a case changes.
 
 Every change to a case goes through :meth:`HandlerBase._commit`: one version-guarded write of
-the case document that also records, under the handled message's id, the messages it causes
-(the case's ``outbox``) and the answer. Then they are published and marked published. A retried
-message finds its outbox entry and publishes the same messages again (deterministic ids, so the
-consumers' ledgers drop the copies); an entry left unpublished by a crash is swept periodically.
+the case document that also stores the messages it causes (the kernel's ``Outbox``) and, under
+the handled message's id, the answer (``handled``). Then they are published and marked
+published. A retried message finds its answer and publishes what of its messages is still
+waiting (deterministic ids, so the consumers' ledgers drop any copy); messages left unpublished
+by a crash are swept periodically.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -32,10 +32,9 @@ from switchboard.threading.config import ServiceConfig, ThreadingConfig
 from switchboard.threading.domain.cases import (
     apply_disposition,
 )
-from switchboard.threading.domain.common import now as _now
 from switchboard.threading.refusals import hidden_case
 from switchboard.threading.search_index import CaseIndex
-from switchboard.threading.store import CaseMissing, Document, ThreadingStore
+from switchboard.threading.store import CaseMissing, CaseRecord, Document, ThreadingStore
 from switchboard.threading.threadids import ThreadIds
 
 log = structlog.get_logger("switchboard.threading")
@@ -59,6 +58,16 @@ def _stale_template(template_id: str, version: int, expected: int) -> Refused:
     )
 
 
+def _decided(build: Build) -> Callable[[Document], tuple[list[Document], Any]]:
+    """``build``'s messages as the outbox stores them (name and JSON body)."""
+
+    def decide(case: Document) -> tuple[list[Document], Any]:
+        messages, result = build(case)
+        return [{"name": m.NAME, "body": m.model_dump(mode="json")} for m in messages], result
+
+    return decide
+
+
 class HandlerBase:
     """Threading's dependencies and the plumbing every concern's handlers extend."""
 
@@ -78,6 +87,7 @@ class HandlerBase:
         self.mask_cards_default = mask_cards_default
         self.index = CaseIndex(store.db)
         """My Cases and search read it; every committed change refreshes the case's entry."""
+        self.outbox = store.outbox(lambda message: self._publish_entry(message))
 
     def service_config(self, service: str) -> ServiceConfig:
         return self.config.for_service(service)
@@ -107,9 +117,8 @@ class HandlerBase:
             raise
 
     async def _publish_entry(self, entry: Document) -> None:
-        for item in entry.get("messages", []):
-            message = message_class(item["name"]).model_validate(item["body"])
-            await self._publish(message)
+        """Publish one outbox message (stored as its name and JSON body)."""
+        await self._publish(message_class(entry["name"]).model_validate(entry["body"]))
 
     async def refresh_index(self, case_number: int) -> None:
         """Bring the case's search entry up to date after each change."""
@@ -117,67 +126,33 @@ class HandlerBase:
 
     async def _commit(self, case_number: int, key: str, build: Build) -> tuple[Document, Any]:
         """Change the case and record the messages to publish, atomically; then publish."""
-        found: dict[str, Document] = {}
-
-        def mutate(case: Document) -> bool:
-            existing = (case.get("outbox") or {}).get(key)
-            if existing is not None:
-                found["entry"] = existing
-                return False
-            messages, result = build(case)
-            entry = {
-                "messages": [{"name": m.NAME, "body": m.model_dump(mode="json")} for m in messages],
-                "result": result,
-                "published": False,
-                "at": _now(),
-            }
-            case.setdefault("outbox", {})[key] = entry
-            found["entry"] = entry
-            return True
-
-        case = await self.store.update_case(case_number, mutate)
-        entry = found["entry"]
-        if not entry.get("published"):
-            await self._publish_entry(entry)
-            await self.store.mark_published(case_number, key)
-        await self.refresh_index(case_number)
-        return case, entry.get("result") or {}
+        case, result = await self.store.commit(case_number, key, _decided(build))
+        await self._flush(case, key)
+        return case.document(), result or {}
 
     async def _commit_new(self, fresh: Document, key: str, build: Build) -> Any:
         """Create a case with its first changes and messages in one insert (no lock needed:
         nobody knows the case yet); a case that exists already (a retry) goes through
         :meth:`_commit`."""
-        messages, result = build(fresh)
-        fresh["outbox"] = {
-            key: {
-                "messages": [{"name": m.NAME, "body": m.model_dump(mode="json")} for m in messages],
-                "result": result,
-                "published": False,
-                "at": _now(),
-            }
-        }
-        fresh["outbox_pending"] = True
-        if not await self.store.insert_case(fresh):
+        created = await self.store.commit_new(fresh, key, _decided(build))
+        if created is None:
             _, again = await self._commit(fresh["_id"], key, build)
             return again
-        await self._publish_entry(fresh["outbox"][key])
-        await self.store.mark_published(fresh["_id"], key)
-        await self.refresh_index(fresh["_id"])
+        case, result = created
+        await self._flush(case, key)
         return result
 
+    async def _flush(self, case: CaseRecord, key: str) -> None:
+        """Publish handled message ``key``'s waiting messages, then bring the search entry up
+        to date."""
+        waiting = case.sent_by(key)
+        if waiting:
+            await self.outbox.flush(case.id, waiting, written=case)
+        await self.refresh_index(case.id)
+
     async def sweep_outbox(self) -> None:
-        """Publish what a crashed handler recorded but did not publish, and flag what went out
-        (runs periodically)."""
-        for case in await self.store.cases_with_unpublished(timedelta(seconds=15)):
-            pending = {
-                k: e for k, e in (case.get("outbox") or {}).items() if not e.get("published")
-            }
-            sent = await self.store.published_keys(case["_id"], list(pending))
-            for key, entry in pending.items():
-                if key not in sent:
-                    await self._publish_entry(entry)
-                    await self.store.mark_published(case["_id"], key)
-            await self.store.settle_outbox(case["_id"], set(pending))
+        """Publish what a crashed handler stored but did not publish (runs periodically)."""
+        await self.outbox.sweep()
 
     async def _case(self, case_number: int, field: str = "case_number") -> Document:
         case = await self.store.get_case(case_number)

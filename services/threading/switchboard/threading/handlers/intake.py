@@ -250,7 +250,7 @@ class MailIntake(HandlerBase):
         if answer_kind:
             case_now: Document | None
             if fresh is not None:
-                # (On a retry the case exists already with its outbox entry, which wins.)
+                # (On a retry the case exists already with its handled answer, which wins.)
                 fresh["thread_id"] = await self.store.claim_thread_id(number, self.ids.mint)
                 case_now = fresh
             else:
