@@ -113,6 +113,20 @@ async def test_a_replace_decided_on_an_old_version_is_refused_and_changes_nothin
     assert stored is not None and (stored.waiting, stored.version) == (["C-1"], 2)
 
 
+async def test_a_document_stored_without_a_version_is_changed_as_version_zero(
+    db: AsyncDatabase[Document],
+) -> None:
+    """Documents written before they were versioned (no ``version``) change like any other."""
+    await db["queues"].insert_one({"_id": "old", "waiting": ["C-0"]})
+    queues = VersionedCollection(db["queues"], Queue, attempts=3)
+
+    done = await asyncio.gather(*(queues.update("old", add(f"C-{n}")) for n in (1, 2)))
+
+    stored = await queues.get("old")
+    assert stored is not None and sorted(stored.waiting) == ["C-0", "C-1", "C-2"]
+    assert sorted(d.aggregate.version for d in done) == [1, 2]
+
+
 async def test_the_retries_are_bounded(db: AsyncDatabase[Document]) -> None:
     conflicts: list[int] = []
     await VersionedCollection(db["queues"], Queue).insert(Queue(id="sales", version=1))

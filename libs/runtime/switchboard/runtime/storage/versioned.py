@@ -107,7 +107,9 @@ class VersionedCollection(Generic[A]):
         handler that has read and decided already (a message retried on conflict) calls it."""
         stored = aggregate.model_copy(update={"version": aggregate.version + 1})
         document = stored.document()
-        guard = {"_id": document["_id"], "version": aggregate.version}
+        # A document stored before it had a version (none, or null) is at version 0.
+        version = aggregate.version or {"$in": [0, None]}
+        guard = {"_id": document["_id"], "version": version}
         done = await retry_when_busy(lambda: self.collection.replace_one(guard, document))
         return stored if done.matched_count else None
 
