@@ -4,10 +4,10 @@ Plain MongoDB; every claim is one conditional write (the server's single-documen
 ``switchboard.runtime.storage``). Case numbers come from a ``Sequence`` (``$inc``); an inbound
 email is claimed by its Message-ID (``emails._id``), which also keeps the case number it was
 given, so a retried mail finds its number there. Cases move from one version to the next
-through a ``VersionedCollection[CaseRecord]``; emails, drafts and reply templates with one
-``replace_one`` filtered on the version read (:meth:`ThreadingStore.versioned_update`); a writer
-that lost decides again on the fresh document. Automatic answers are counted per recipient and
-window by the kernel's ``Slots`` (``ack_log``).
+and emails, drafts and reply templates likewise, each through the kernel's
+``VersionedCollection`` of its typed record (``records``): one ``replace_one`` filtered on the
+version read; a writer that lost decides again on the fresh record. Automatic answers are
+counted per recipient and window by the kernel's ``Slots`` (``ack_log``).
 
 The change one message makes to a case and the messages it causes are written together (the
 kernel's ``Outbox``: the case's ``outbox`` list), with the answer a retry of that message gets
@@ -21,10 +21,9 @@ import contextlib
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -32,78 +31,39 @@ from pymongo.errors import DuplicateKeyError
 
 from switchboard.runtime.mongo import retry_when_busy
 from switchboard.runtime.storage import (
-    HoldsOutbox,
     NotFound,
     Outbox,
     Sequence,
     Slots,
+    Versioned,
     VersionedCollection,
     delete_older_than,
 )
 from switchboard.runtime.storage.outbox import Publish
-from switchboard.runtime.storage.versioned import backoff
-from switchboard.threading.domain.case import Case
 from switchboard.threading.masking import redact_everywhere
+from switchboard.threading.records import (
+    CaseRecord,
+    DraftRecord,
+    EmailRecord,
+    TemplateRecord,
+    with_outbox,
+)
 
 log = structlog.get_logger("switchboard.threading")
 
 Document = dict[str, Any]
 COUNTER_ID = "case_number"
-HANDLED_KEEP = timedelta(hours=24)
 OLD_PUBLISHED = "outbox_published"
 """The pre-kernel outbox's record of what went out, read once by the start-up migration."""
 
 Decide = Callable[[Document], tuple[list[Document], Any]]
 """A command's change to the case document: the messages it causes and its answer."""
+R = TypeVar("R", bound=Versioned)
+Change = Callable[[R], R | None]
+"""A change of one record: the record changed, or None when there is nothing to write."""
 
 
 class CaseMissing(LookupError):
-    pass
-
-
-class HandledMessage(BaseModel):
-    """A message that changed the case, kept a day: its retry gets ``result`` and changes
-    nothing again."""
-
-    result: Any = None
-    at: datetime
-
-
-class CaseRecord(Case, HoldsOutbox):
-    """A case as the kernel stores it (keyed by its number): the typed ``Case``, its outbox and
-    the messages it was changed by."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="allow")
-
-    handled: dict[str, HandledMessage] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_keyed_outbox(cls, data: Any) -> Any:
-        """A case stored before the kernel's outbox (``outbox`` a dict of entries keyed by
-        the handled message, each with ``published``; ``outbox_pending``) is read in today's
-        shape: its answers become ``handled``, its unpublished messages the outbox."""
-        if not isinstance(data, dict) or not isinstance(data.get("outbox"), dict):
-            return data
-        data = dict(data)
-        entries: dict[str, Document] = data.pop("outbox")
-        data.pop("outbox_pending", None)
-        handled = dict(data.get("handled") or {})
-        waiting: list[Document] = []
-        for key, entry in entries.items():
-            handled.setdefault(key, {"result": entry.get("result") or {}, "at": _at(entry)})
-            if not entry.get("published"):
-                waiting += [{**m, "command": key} for m in entry.get("messages", [])]
-        data.update(outbox=waiting, unpublished=bool(waiting), handled=handled)
-        data.setdefault("changed_at", data.get("updated_at") or _now())
-        return data
-
-    def sent_by(self, key: str) -> list[Document]:
-        """The messages of handled message ``key`` not published yet."""
-        return [m for m in self.outbox if m.get("command") == key]
-
-
-class Contention(RuntimeError):
     pass
 
 
@@ -113,14 +73,17 @@ class ThreadingStore:
         self.cases = db["cases"]
         self.case_records = VersionedCollection(self.cases, CaseRecord, attempts=100)
         self.emails = db["emails"]
+        self.email_records = VersionedCollection(self.emails, EmailRecord, attempts=100)
         self.counters = db["counters"]
         self.thread_ids = db["thread_ids"]
         self.drafts = db["drafts"]
+        self.draft_records = VersionedCollection(self.drafts, DraftRecord, attempts=100)
         self.config = db["service_config"]
         self.ack_log = db["ack_log"]
         self.number_claims = db["case_number_claims"]
         self.ledger = db["processed_messages"]
         self.templates = db["templates"]
+        self.template_records = VersionedCollection(self.templates, TemplateRecord, attempts=100)
         self.uploads = db["uploads"]
 
     async def ensure_indexes(self, case_number_start: int) -> None:
@@ -167,47 +130,6 @@ class ThreadingStore:
             assert found is not None
         return int(found["number"])
 
-    # -- versioned writes of cases, emails, drafts and templates ---------------------------
-
-    async def versioned_update(
-        self,
-        collection: str,
-        key: Any,
-        mutate: Callable[[Document], bool],
-        *,
-        attempts: int = 100,
-        before_write: Callable[[Document], None] = lambda _: None,
-    ) -> Document | None:
-        """Read, change in memory, write back as the next version; None if there is no such
-        document (any more).
-
-        The write is one ``replace_one`` filtered on the version read: if another writer came
-        first it matches nothing, and the change is decided again on the winner's document.
-        ``mutate`` changes the document in place and says whether it changed anything; it may
-        raise to refuse (nothing is written then).
-        """
-        docs = self.db[collection]
-        for attempt in range(attempts):
-            current = await docs.find_one({"_id": key})
-            if current is None:
-                return None
-            draft = copy.deepcopy(current)
-            if not mutate(draft):
-                return current
-            before_write(draft)
-            version = int(current.get("version", 0))
-            draft["version"] = version + 1
-            guard: Document = {"_id": key, "version": version}
-            if "version" not in current:
-                guard = {"_id": key, "version": {"$exists": False}}
-            result = await retry_when_busy(
-                lambda: docs.replace_one(guard, draft)  # noqa: B023 (awaited here)
-            )
-            if result.matched_count == 1:
-                return draft
-            await backoff(attempt)
-        raise Contention(f"{collection} {key} is changed by too many writers at once")
-
     # -- emails ----------------------------------------------------------------------------
 
     async def get_email(self, key: str) -> Document | None:
@@ -225,20 +147,11 @@ class ThreadingStore:
 
     async def add_copy(self, key: str, email_id: str, mailbox: str) -> None:
         """The same Message-ID came again (another mailbox): remember the copy, nothing else."""
+        await self.update_email(key, lambda email: email.with_copy(email_id, mailbox))
 
-        def mutate(email: Document) -> bool:
-            changed = False
-            for field, value in (("raw_email_ids", email_id), ("mailboxes", mailbox)):
-                values = email.setdefault(field, [])
-                if value not in values:
-                    values.append(value)
-                    changed = True
-            return changed
-
-        await self.update_email(key, mutate)
-
-    async def update_email(self, key: str, mutate: Callable[[Document], bool]) -> Document | None:
-        return await self.versioned_update("emails", key, mutate)
+    async def update_email(self, key: str, change: Change[EmailRecord]) -> EmailRecord | None:
+        """Change an email as its next version (None when there is no such email)."""
+        return await _change(self.email_records, key, change)
 
     async def emails_of_case(self, case_number: int) -> list[Document]:
         docs = [d async for d in self.emails.find({"case_number": case_number})]
@@ -329,7 +242,7 @@ class ThreadingStore:
                 return None, done.result
             draft = copy.deepcopy(case.document())
             messages, result = decide(draft)
-            return _with_outbox(draft, case.outbox, key, messages, result), result
+            return with_outbox(draft, case.outbox, key, messages, result), result
 
         try:
             done = await self.case_records.update(case_number, change)
@@ -343,7 +256,7 @@ class ThreadingStore:
         """Create a case with handled message ``key``'s change and messages in one insert
         (nobody knows the case yet); None when it exists already (a retry: :meth:`commit`)."""
         messages, result = decide(fresh)
-        record = _with_outbox(fresh, [], key, messages, result)
+        record = with_outbox(fresh, [], key, messages, result)
         if not await self.case_records.insert(record):
             return None
         return record, result
@@ -385,12 +298,9 @@ class ThreadingStore:
     async def get_draft(self, draft_id: str) -> Document | None:
         return await self.drafts.find_one({"_id": draft_id})
 
-    async def update_draft(
-        self, draft_id: str, mutate: Callable[[Document], bool]
-    ) -> Document | None:
-        """Change a draft as its next version (None when it is gone); see
-        :meth:`versioned_update`."""
-        return await self.versioned_update("drafts", draft_id, mutate)
+    async def update_draft(self, draft_id: str, change: Change[DraftRecord]) -> DraftRecord | None:
+        """Change a draft as its next version (None when it is gone)."""
+        return await _change(self.draft_records, draft_id, change)
 
     async def delete_draft(self, draft_id: str) -> None:
         await self.drafts.delete_one({"_id": draft_id})
@@ -423,23 +333,11 @@ class ThreadingStore:
 
         Each document is redacted as its next version (a delivery status or a draft edit
         written meanwhile is kept, and redacted too)."""
-        hits: set[tuple[str, Any]] = set()
-
-        def mutate(doc: Document) -> bool:
-            body = {k: v for k, v in doc.items() if k not in ("_id", "version")}
-            new, hit = redact_everywhere(body, pieces)
-            if hit:
-                doc.update(new)
-                hits.add((collection, doc["_id"]))
-            return hit
-
-        for collection, docs in (
-            ("emails", await self.emails_of_case(case_number)),
-            ("drafts", await self.drafts_of_case(case_number)),
-        ):
-            for doc in docs:
-                await self.versioned_update(collection, doc["_id"], mutate)
-        return len(hits)
+        emails = [e["_id"] for e in await self.emails_of_case(case_number)]
+        drafts = [d["_id"] for d in await self.drafts_of_case(case_number)]
+        return await _redact(self.email_records, emails, pieces) + await _redact(
+            self.draft_records, drafts, pieces
+        )
 
     async def forget_answers(self, consumers: list[str]) -> None:
         """Drop the runtime ledger's stored answers of these consumers (they may quote text)."""
@@ -461,9 +359,10 @@ class ThreadingStore:
         return await _insert_new(self.templates, doc)
 
     async def update_template(
-        self, template_id: str, mutate: Callable[[Document], bool]
-    ) -> Document | None:
-        return await self.versioned_update("templates", template_id, mutate)
+        self, template_id: str, change: Change[TemplateRecord]
+    ) -> TemplateRecord | None:
+        """Change a template as its next version (None when there is no such document)."""
+        return await _change(self.template_records, template_id, change)
 
     async def seed_templates(self, documents: list[Document]) -> bool:
         """Store the file's templates only when there are none yet (deleted ones count: an
@@ -491,6 +390,35 @@ class ThreadingStore:
         await self.ack_log.delete_many({"at": {"$lt": _now() - older_than}})  # numbered slots
 
 
+async def _change(records: VersionedCollection[R], key: str, change: Change[R]) -> R | None:
+    """The record as ``change`` left it (as it is, when there was nothing to write); None when
+    there is no record ``key``."""
+    try:
+        done = await records.update(key, lambda record: (change(record), None))
+    except NotFound:
+        return None
+    return done.aggregate
+
+
+async def _redact(records: VersionedCollection[R], keys: list[str], pieces: list[str]) -> int:
+    """Star ``pieces`` in every text of these records, each as its next version; how many
+    held any."""
+    hits = 0
+    for key in keys:
+        with contextlib.suppress(NotFound):
+            done = await records.update(key, lambda record: (_redacted(record, pieces), None))
+            hits += done.written
+    return hits
+
+
+def _redacted(record: R, pieces: list[str]) -> R | None:
+    """``record`` with ``pieces`` starred in every text it holds (None: none was there)."""
+    document = record.document()
+    body = {k: v for k, v in document.items() if k not in ("_id", "version")}
+    new, hit = redact_everywhere(body, pieces)
+    return record.model_validate({**document, **new}) if hit else None
+
+
 async def _insert_new(collection: AsyncCollection[Document], doc: Document) -> bool:
     """Insert under a unique ``_id``; False when that ``_id`` is taken (a claim by key)."""
     try:
@@ -510,29 +438,6 @@ async def _seed_when_empty(
     for doc in documents:
         await _insert_new(collection, doc)
     return True
-
-
-def _with_outbox(
-    draft: Document, waiting: list[Document], key: str, messages: list[Document], result: Any
-) -> CaseRecord:
-    """The changed case document with message ``key``'s messages queued after those waiting,
-    its answer kept (and answers older than a day let go)."""
-    now = _now()
-    handled = {
-        k: v
-        for k, v in (draft.get("handled") or {}).items()
-        if _aware(v.get("at") if isinstance(v, dict) else None) >= now - HANDLED_KEEP
-    }
-    handled[key] = {"result": result, "at": now}
-    queued = [*waiting, *({**m, "command": key} for m in messages)]
-    draft.update(
-        outbox=queued, unpublished=bool(queued), handled=handled, changed_at=now, updated_at=now
-    )
-    return CaseRecord.model_validate(draft)
-
-
-def _at(entry: Document) -> datetime:
-    return _aware(entry.get("at"))
 
 
 def _aware(value: Any) -> datetime:

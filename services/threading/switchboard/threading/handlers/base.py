@@ -32,9 +32,10 @@ from switchboard.threading.config import ServiceConfig, ThreadingConfig
 from switchboard.threading.domain.cases import (
     apply_disposition,
 )
+from switchboard.threading.records import CaseRecord
 from switchboard.threading.refusals import hidden_case
 from switchboard.threading.search_index import CaseIndex
-from switchboard.threading.store import CaseMissing, CaseRecord, Document, ThreadingStore
+from switchboard.threading.store import CaseMissing, Document, ThreadingStore
 from switchboard.threading.threadids import ThreadIds
 
 log = structlog.get_logger("switchboard.threading")

@@ -27,6 +27,7 @@ from switchboard.threading.masking import (
     redact_everywhere,
     span_problem,
 )
+from switchboard.threading.records import EmailRecord
 from switchboard.threading.store import Document
 
 
@@ -244,28 +245,33 @@ class CaseCommands(Assignments):
                     if mine:
                         fragments += mask_spans(emails[key].get(field) or "", mine)[1]
 
-                def mutate(email: Document, by_field: dict[str, list[Span]] = by_field) -> bool:
+                def change(
+                    email: EmailRecord, by_field: dict[str, list[Span]] = by_field
+                ) -> EmailRecord | None:
                     # Applied to the email as it is when written (a delivery status recorded
                     # meanwhile stays); starring keeps lengths, so the offsets still hold.
-                    if any(m.get("command") == me for m in email.get("masked", [])):
-                        return False  # this command ran already (retry after a crash)
-                    for field, mine in by_field.items():
-                        if mine:
-                            email[field] = mask_spans(email.get(field) or "", mine)[0]
-                    email["html_withheld"] = True
-                    email["masked"] = [
-                        *email.get("masked", []),
-                        {
-                            "by": command.agent_id,
-                            "what": "spans",
-                            "count": sum(len(m) for m in by_field.values()),
-                            "at": _now(),
-                            "command": me,
-                        },
-                    ]
-                    return True
+                    if any(m.get("command") == me for m in email.masked):
+                        return None  # this command ran already (retry after a crash)
+                    starred = {
+                        "text": mask_spans(email.text, by_field["text"])[0],
+                        "subject": mask_spans(email.subject, by_field["subject"])[0],
+                    }
+                    mark = {
+                        "by": command.agent_id,
+                        "what": "spans",
+                        "count": sum(len(m) for m in by_field.values()),
+                        "at": _now(),
+                        "command": me,
+                    }
+                    return email.model_copy(
+                        update={
+                            **{f: v for f, v in starred.items() if by_field[f]},
+                            "html_withheld": True,
+                            "masked": [*email.masked, mark],
+                        }
+                    )
 
-                await self.store.update_email(key, mutate)
+                await self.store.update_email(key, change)
             pieces = propagation_pieces(fragments)
             await self.store.redact_case_copies(case["_id"], pieces)
             await self.store.forget_answers([q.name for q in queues.QUERIES.values()])

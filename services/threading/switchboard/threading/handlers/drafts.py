@@ -10,7 +10,7 @@ from switchboard.runtime.errors import Refused
 from switchboard.threading.domain.common import NS as _NS
 from switchboard.threading.domain.common import now as _now
 from switchboard.threading.handlers.assignments import Assignments
-from switchboard.threading.store import Document
+from switchboard.threading.records import DraftRecord
 
 
 class Drafts(Assignments):
@@ -62,28 +62,28 @@ class Drafts(Assignments):
             )
         me = str(command.message_id)
 
-        def mutate(current: Document) -> bool:
-            if current.get("last_update") == me:
-                return False  # this command ran already (retry after a crash)
-            version = int(current["version"])
-            if command.expected_version is not None and command.expected_version != version:
+        def change(current: DraftRecord) -> DraftRecord | None:
+            if current.last_update == me:
+                return None  # this command ran already (retry after a crash)
+            if command.expected_version not in (None, current.version):
                 raise Refused(
                     "stale_draft",
-                    f"the draft is at version {version}, not {command.expected_version}",
+                    f"the draft is at version {current.version}, not {command.expected_version}",
                     field="expected_version",
                 )
-            current.update(
-                content=command.content.model_dump(),
-                updated_at=_now(),
-                updated_by=command.agent_id,
-                last_update=me,
+            return current.model_copy(
+                update={
+                    "content": command.content.model_dump(),
+                    "updated_at": _now(),
+                    "updated_by": command.agent_id,
+                    "last_update": me,
+                }
             )
-            return True
 
-        saved = await self.store.update_draft(draft["_id"], mutate)
+        saved = await self.store.update_draft(draft["_id"], change)
         if saved is None:
             raise Refused("no_such_draft", "the draft was sent or discarded", field="draft_id")
-        return {"draft_id": saved["_id"], "version": saved["version"]}
+        return {"draft_id": saved.id, "version": saved.version}
 
     async def on_discard_draft(self, command: c.DiscardDraft) -> dict[str, Any]:
         """Throw a draft away."""

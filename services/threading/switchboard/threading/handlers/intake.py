@@ -39,6 +39,7 @@ from switchboard.threading.handlers.base import (
 from switchboard.threading.masking import (
     mask_card_numbers,
 )
+from switchboard.threading.records import Delivery, EmailRecord
 from switchboard.threading.statuses import after_customer_mail
 from switchboard.threading.store import Document
 from switchboard.threading.subjects import clean_subject
@@ -395,11 +396,11 @@ class MailIntake(HandlerBase):
         """Set an email's delivery status unless it already says something later (the mail
         edge's events and bounces travel on different queues and may arrive out of order)."""
 
-        def mutate(email: Document) -> bool:
-            current = (email.get("delivery") or {}).get("status")
+        def change(email: EmailRecord) -> EmailRecord | None:
+            current = email.delivery.status if email.delivery is not None else None
             if not rules.delivery_may_change(current, status):
-                return False
-            email["delivery"] = {"status": status, "detail": detail, "at": _now()}
-            return True
+                return None
+            delivery = Delivery(status=status, detail=detail, at=_now())
+            return email.model_copy(update={"delivery": delivery})
 
-        await self.store.update_email(key, mutate)
+        await self.store.update_email(key, change)

@@ -18,7 +18,7 @@ from switchboard.threading.handlers.base import (
     _stale_template,
     log,
 )
-from switchboard.threading.store import Document
+from switchboard.threading.records import TemplateRecord
 
 
 class ReplyTemplates(HandlerBase):
@@ -52,7 +52,7 @@ class ReplyTemplates(HandlerBase):
         if problem is not None:
             raise Refused(problem.code, problem.message, field=problem.field)
         fields = candidate.model_dump(exclude={"template_id"})
-        change = {
+        changed = {
             **fields,
             "updated_at": _now(),
             "updated_by": command.agent_id,
@@ -61,25 +61,23 @@ class ReplyTemplates(HandlerBase):
         expected = command.expected_version
         me = str(command.message_id)
         if expected in (None, 0) and await self.store.insert_template(
-            {"_id": command.template_id, **change, "version": 1, "created_at": _now()}
+            {"_id": command.template_id, **changed, "version": 1, "created_at": _now()}
         ):
             metrics.COMMANDS.labels(command.NAME, "ok").inc()
             return {"template_id": command.template_id, "version": 1, "created": True}
 
-        def mutate(current: Document) -> bool:
-            if current.get("last_change") == me:
-                return False  # this command ran already (retry after a crash)
-            version = int(current.get("version", 0))
-            exists = not current.get("deleted")
-            if expected is not None and (expected != version if exists else expected != 0):
-                raise _stale_template(command.template_id, version if exists else 0, expected)
-            current.update(change, deleted=False)
-            return True
+        def change(current: TemplateRecord) -> TemplateRecord | None:
+            if current.last_change == me:
+                return None  # this command ran already (retry after a crash)
+            version = current.version if not current.deleted else 0
+            if expected is not None and expected != version:
+                raise _stale_template(command.template_id, version, expected)
+            return current.model_copy(update={**changed, "deleted": False})
 
-        saved = await self.store.update_template(command.template_id, mutate)
+        saved = await self.store.update_template(command.template_id, change)
         assert saved is not None  # templates are never removed, only marked deleted
         metrics.COMMANDS.labels(command.NAME, "ok").inc()
-        return {"template_id": command.template_id, "version": saved["version"], "created": False}
+        return {"template_id": command.template_id, "version": saved.version, "created": False}
 
     async def on_delete_template(self, command: c.DeleteReplyTemplate) -> dict[str, Any]:
         """Withdraw a reply template (drafts naming it are refused when sent). The document
@@ -87,19 +85,25 @@ class ReplyTemplates(HandlerBase):
         self._supervisor_only(command)
         me = str(command.message_id)
 
-        def mutate(current: Document) -> bool:
-            if current.get("last_change") == me:
-                return False  # this command ran already (retry after a crash)
-            if current.get("deleted"):
+        def change(current: TemplateRecord) -> TemplateRecord | None:
+            if current.last_change == me:
+                return None  # this command ran already (retry after a crash)
+            if current.deleted:
                 raise _no_template(command.template_id, "template_id")
-            version = int(current.get("version", 0))
-            if command.expected_version is not None and command.expected_version != version:
-                raise _stale_template(command.template_id, version, command.expected_version)
-            current.update(deleted=True, updated_at=_now(), updated_by=command.agent_id)
-            current["last_change"] = me
-            return True
+            if command.expected_version not in (None, current.version):
+                raise _stale_template(
+                    command.template_id, current.version, command.expected_version
+                )
+            return current.model_copy(
+                update={
+                    "deleted": True,
+                    "updated_at": _now(),
+                    "updated_by": command.agent_id,
+                    "last_change": me,
+                }
+            )
 
-        if await self.store.update_template(command.template_id, mutate) is None:
+        if await self.store.update_template(command.template_id, change) is None:
             raise _no_template(command.template_id, "template_id")
         metrics.COMMANDS.labels(command.NAME, "ok").inc()
         return {"template_id": command.template_id, "deleted": True}
