@@ -3,6 +3,7 @@ against real RabbitMQ and FerretDB, with a stand-in routing answering agents' se
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -264,6 +265,30 @@ async def test_contact_history_by_address_and_by_participants(threading: Threadi
         "address",
         "missing",
     )
+
+
+async def test_copies_of_one_open_by_hand_command_open_one_case_under_one_number(
+    threading: Threading, routing_standin: None
+) -> None:
+    """A redelivered command (or two copies at once, after a lease ran out) finds the case it
+    opened: the same number, never a second case."""
+    t = threading
+    command = cb.OpenCaseByHand(
+        agent_id="a1",
+        service="support",
+        contact=Address(name="Dora Phone", address="dora@customer.example"),
+        subject="Called twice",
+        note="Customer phoned.",
+    )
+    desk = CaseDesk(t.handlers)
+    answers = await asyncio.gather(*(desk.on_open_by_hand(command) for _ in range(3)))
+    again = await desk.on_open_by_hand(command)
+
+    numbers = {a["case_number"] for a in [*answers, again]}
+    assert len(numbers) == 1
+    cases = [d async for d in t.store.cases.find({"origin": "by_hand"})]
+    assert [d["_id"] for d in cases] == sorted(numbers)
+    assert len((await t.case(cases[0]["_id"]))["notes"]) == 1
 
 
 async def test_a_case_opened_by_hand_is_numbered_routed_and_worked(

@@ -17,6 +17,7 @@ from switchboard.runtime.errors import Refused
 from switchboard.threading import metrics, statuses
 from switchboard.threading.domain.cases import new_case
 from switchboard.threading.domain.rounds import start_round
+from switchboard.threading.store import OPENED_BY
 from switchboard.threading.subjects import clean_subject
 
 if TYPE_CHECKING:
@@ -37,7 +38,8 @@ class CaseDesk:
         if h.config.services and not h.config.known(command.service):
             raise Refused("unknown_service", f"no service {command.service!r}", field="service")
         cfg = h.service_config(command.service)
-        number = await h.store.case_number_for(f"by_hand/{command.message_id}")
+        key = f"by_hand/{command.message_id}"
+        number = await h.store.case_opened_by(key) or await h.store.next_case_number()
         fresh = new_case(
             number,
             service=command.service,
@@ -51,6 +53,7 @@ class CaseDesk:
         fresh["channel"] = command.channel
         fresh["work_status"] = cfg.statuses[0].name if cfg.statuses else "open"
         fresh["participants"] = [command.contact.address.casefold()]
+        fresh[OPENED_BY] = key
 
         def build(case: Document) -> tuple[list[Message], dict[str, Any]]:
             note_id = str(uuid.uuid5(_NOTES, str(command.message_id)))
@@ -86,6 +89,7 @@ class CaseDesk:
             return messages, {"case_number": number, "note_id": note_id}
 
         result = await h._commit_new(fresh, str(command.message_id), build)
+        number = int(result["case_number"])  # a copy of the command may have opened it first
         thread_id = await h.store.ensure_thread_id(number, h.ids.mint)
         await h.refresh_index(number)  # the thread id is searchable too
         metrics.CASES_CREATED.labels(command.service, "by_hand").inc()

@@ -53,6 +53,8 @@ log = structlog.get_logger("switchboard.threading")
 
 Document = dict[str, Any]
 COUNTER_ID = "case_number"
+OPENED_BY = "opened_by"
+"""The key of the command that opened a case (by hand, new outbound), kept in the case."""
 OLD_PUBLISHED = "outbox_published"
 """The pre-kernel outbox's record of what went out, read once by the start-up migration."""
 
@@ -80,7 +82,6 @@ class ThreadingStore:
         self.draft_records = VersionedCollection(self.drafts, DraftRecord, attempts=100)
         self.config = db["service_config"]
         self.ack_log = db["ack_log"]
-        self.number_claims = db["case_number_claims"]
         self.ledger = db["processed_messages"]
         self.templates = db["templates"]
         self.template_records = VersionedCollection(self.templates, TemplateRecord, attempts=100)
@@ -93,6 +94,8 @@ class ThreadingStore:
         await self.cases.create_index("contact.address")
         await self.cases.create_index([("status", ASCENDING), ("service", ASCENDING)])
         await self.cases.create_index("unpublished")
+        # Only cases a command opened carry the key (sparse): one case per command.
+        await self.cases.create_index(OPENED_BY, unique=True, sparse=True)
         await self.drafts.create_index("case_number")
         await self.ack_log.create_index("at")
         await self.ack_log.create_index("created_at")
@@ -117,18 +120,25 @@ class ThreadingStore:
         is a gap)."""
         return await Sequence(self.counters, COUNTER_ID).next()
 
-    async def case_number_for(self, key: str) -> int:
-        """The case number claimed for one command that opens a case (by hand, outbound): a
-        retry after a crash gets the same number back, so it never opens a second case (an
-        empty one) beside the first. Inbound mail needs no such claim: its stored email is."""
-        found = await self.number_claims.find_one({"_id": key})
-        if found is None:
-            number = await self.next_case_number()
-            if await _insert_new(self.number_claims, {"_id": key, "number": number, "at": _now()}):
-                return number
-            found = await self.number_claims.find_one({"_id": key})
-            assert found is not None
-        return int(found["number"])
+    async def case_opened_by(self, key: str) -> int | None:
+        """The number of the case command ``key`` opened (a retry finds it), if it did."""
+        found = await self.cases.find_one({OPENED_BY: key}, {"_id": 1})
+        return int(found["_id"]) if found is not None else None
+
+    async def open_case(self, key: str, make: Callable[[int], Document]) -> int:
+        """The case command ``key`` opens (by hand, new outbound): the one it opened already (a
+        retry after a crash: the same number, never a second, empty case), else ``make`` of the
+        next number, inserted with ``key`` in ``opened_by`` (unique). Inbound mail needs no
+        key: its stored email keeps its number."""
+        number = await self.case_opened_by(key)
+        if number is not None:
+            return number
+        number = await self.next_case_number()
+        if await self.insert_case({**make(number), OPENED_BY: key}):
+            return number
+        again = await self.case_opened_by(key)  # a copy of the command opened it meanwhile
+        assert again is not None, f"case {number} for {key} neither inserted nor found"
+        return again
 
     # -- emails ----------------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from switchboard.threading.domain.cases import (
 from switchboard.threading.records import CaseRecord
 from switchboard.threading.refusals import hidden_case
 from switchboard.threading.search_index import CaseIndex
-from switchboard.threading.store import CaseMissing, Document, ThreadingStore
+from switchboard.threading.store import OPENED_BY, CaseMissing, Document, ThreadingStore
 from switchboard.threading.threadids import ThreadIds
 
 log = structlog.get_logger("switchboard.threading")
@@ -136,8 +136,10 @@ class HandlerBase:
         nobody knows the case yet); a case that exists already (a retry) goes through
         :meth:`_commit`."""
         created = await self.store.commit_new(fresh, key, _decided(build))
-        if created is None:
-            _, again = await self._commit(fresh["_id"], key, build)
+        if created is None:  # a retry; or a copy of the command that opened its case first
+            opener = fresh.get(OPENED_BY)
+            number = (await self.store.case_opened_by(opener) if opener else None) or fresh["_id"]
+            _, again = await self._commit(number, key, build)
             return again
         case, result = created
         await self._flush(case, key)

@@ -266,11 +266,11 @@ class Outbound(Assignments):
                 "contact": _addr(command.to[0]),
             }
             self._render(template, trial, command.agent_name, _SAMPLE_THREAD)
-        number = await self.store.case_number_for(f"outbound/{command.message_id}")
         contact = command.to[0]
-        await self.store.insert_case(
-            new_case(
-                number,
+        number = await self.store.open_case(
+            f"outbound/{command.message_id}",
+            lambda n: new_case(
+                n,
                 service=command.service,
                 subject=subject_of_case,
                 contact=_addr(contact),
@@ -278,7 +278,7 @@ class Outbound(Assignments):
                 linked_to=command.linked_case_number,
                 first_email="",
                 agent_id=command.agent_id,
-            )
+            ),
         )
         thread_id = await self.store.ensure_thread_id(number, self.ids.mint)
         case = await self.store.get_case(number)
