@@ -3,11 +3,11 @@
 Before the server gave single-document atomicity, claims were written as separate ticket
 documents: version tickets (threading and agent-state ``version_claims``, routing
 ``cas_tickets``, the dialer's ``record_versions``), threading's ``case_locks`` and
-``case_numbers`` and ``case_number_claims`` (the number a command opening a case was given: now
-the case keeps the command's key, ``opened_by``), ingestion's ``imap_leases``, and takeover tickets inside the
-processed-message ledger (``state: "ticket"``). Every service runs :func:`drop_retired` on its
-own database when it starts: idempotent, and it touches only these names. A name here must
-never be used again.
+``case_numbers`` and ``case_number_claims`` (the number a command opening a case was given:
+now the case keeps the command's key, ``opened_by``), ingestion's ``imap_leases``, and takeover
+tickets inside the processed-message ledger (``state: "ticket"``). Every service runs
+:func:`drop_retired` on its own database when it starts: idempotent, and it touches only these
+names. A name here must never be used again.
 """
 
 from __future__ import annotations
