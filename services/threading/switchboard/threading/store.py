@@ -252,7 +252,8 @@ class ThreadingStore:
                 return None, done.result
             draft = copy.deepcopy(case.document())
             messages, result = decide(draft)
-            return with_outbox(draft, case.outbox, key, messages, result), result
+            waiting = draft.get("outbox") or []  # as ``decide`` left it (masking stars it)
+            return with_outbox(draft, waiting, key, messages, result), result
 
         try:
             done = await self.case_records.update(case_number, change)
