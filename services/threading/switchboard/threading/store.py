@@ -193,25 +193,25 @@ class ThreadingStore:
             return candidate
 
     async def ensure_thread_id(self, case_number: int, mint: Callable[[], str]) -> str:
-        case = await self.get_case(case_number)
+        """The case's thread identifier, minted and kept in the case the first time."""
+        case = await self.case_records.get(case_number)
         if case is None:
             raise CaseMissing(case_number)
-        if case.get("thread_id"):
-            return str(case["thread_id"])
+        if case.thread_id:
+            return case.thread_id
         candidate = await self.claim_thread_id(case_number, mint)
-        chosen: dict[str, str] = {}
 
-        def mutate(current: Document) -> bool:
-            if current.get("thread_id"):
-                chosen["id"] = str(current["thread_id"])
-                return False
-            current["thread_id"] = chosen["id"] = candidate
-            return True
+        def change(current: CaseRecord) -> tuple[CaseRecord | None, str]:
+            if current.thread_id:
+                return None, current.thread_id
+            return current.model_copy(update={"thread_id": candidate, "updated_at": _now()}), (
+                candidate
+            )
 
-        await self.update_case(case_number, mutate)
-        if chosen["id"] != candidate:
+        done = await self.case_records.update(case_number, change, known=case)
+        if done.result != candidate:
             await self.thread_ids.delete_one({"_id": candidate})
-        return chosen["id"]
+        return done.result
 
     # -- cases -----------------------------------------------------------------------------
 
