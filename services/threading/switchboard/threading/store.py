@@ -221,24 +221,20 @@ class ThreadingStore:
     async def insert_case(self, doc: Document) -> bool:
         return await _insert_new(self.cases, doc)
 
-    async def update_case(self, case_number: int, mutate: Callable[[Document], bool]) -> Document:
-        """Change the case as its next version (:meth:`VersionedCollection.update`): ``mutate``
-        changes the case document in place and says whether it changed anything; it may raise
-        to refuse (nothing is written then). ``updated_at`` is set with every write. Returns the
-        case as stored."""
+    async def update_case(self, case_number: int, change: Change[CaseRecord]) -> CaseRecord:
+        """Change the case as its next version, with no message to publish (None from
+        ``change``: nothing to write); the case as stored. ``updated_at`` is set with the
+        write."""
 
-        def change(case: CaseRecord) -> tuple[CaseRecord | None, None]:
-            draft = copy.deepcopy(case.document())
-            if not mutate(draft):
-                return None, None
-            draft["updated_at"] = _now()
-            return CaseRecord.model_validate(draft), None
+        def stamped(case: CaseRecord) -> tuple[CaseRecord | None, None]:
+            new = change(case)
+            return (None if new is None else new.model_copy(update={"updated_at": _now()})), None
 
         try:
-            done = await self.case_records.update(case_number, change)
+            done = await self.case_records.update(case_number, stamped)
         except NotFound as exc:
             raise CaseMissing(case_number) from exc
-        return done.aggregate.document()
+        return done.aggregate
 
     async def commit(self, case_number: int, key: str, decide: Decide) -> tuple[CaseRecord, Any]:
         """Apply handled message ``key``'s change to the case with the messages it causes (in

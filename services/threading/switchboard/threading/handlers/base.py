@@ -194,15 +194,13 @@ class HandlerBase:
             )
 
     async def _link(self, older: int, newer: int) -> None:
-        def mutate(case: Document) -> bool:
-            links = case.setdefault("linked_cases", [])
-            if newer in links:
-                return False
-            links.append(newer)
-            return True
+        def change(case: CaseRecord) -> CaseRecord | None:
+            if newer in case.linked_cases:
+                return None
+            return case.model_copy(update={"linked_cases": [*case.linked_cases, newer]})
 
         with contextlib.suppress(CaseMissing):
-            await self.store.update_case(older, mutate)
+            await self.store.update_case(older, change)
 
     def _email_of_case(self, case: Document, email_id: str | None, field: str) -> str | None:
         if email_id is None:
