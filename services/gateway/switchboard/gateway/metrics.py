@@ -16,7 +16,8 @@ PUSHED = Counter(
 )
 PUSH_DELAY = Histogram(
     "switchboard_gateway_push_delay_seconds",
-    "From an event's occurred_at to its live frame: journaled by this replica, or sent on a socket",
+    "From an event's occurred_at to its live frame, by stage: heard from the push queue, "
+    "journaled by this replica, sent on an agent's socket",
     ["stage"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
 )

@@ -208,6 +208,7 @@ class PushHub:
             log.warning("unreadable event not pushed", event=name)
             await _ack(message)
             return
+        observe_delay("heard", data)
         PUSH_BACKLOG.inc()
         self._backlog.put_nowait(Heard(name, data, message.body, message))
 
