@@ -1,6 +1,8 @@
-"""A loopback TCP proxy that makes a real server slow: each chunk waits ``delay`` seconds
-each way. Point a client at :attr:`SlowLink.port` to put a loaded or distant database (or
-broker) between it and the real one, without touching the server others share."""
+"""A loopback TCP proxy that makes a real server slow or unreachable: each chunk waits
+``delay`` seconds each way, and :meth:`SlowLink.cut` drops every connection and refuses new
+ones until :meth:`SlowLink.restore`. Point a client at :attr:`SlowLink.port` to put a loaded,
+distant or lost database (or broker) between it and the real one, without touching the server
+others share."""
 
 from __future__ import annotations
 
@@ -16,6 +18,16 @@ class SlowLink:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self.down = False
+
+    def cut(self) -> None:
+        """The server is gone: every open connection drops, new ones are refused."""
+        self.down = True
+        for pipe in list(self._pipes):
+            pipe.cancel()
+
+    def restore(self) -> None:
+        self.down = False
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[SlowLink]:
@@ -31,6 +43,9 @@ class SlowLink:
             await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:

@@ -231,7 +231,8 @@ class PushHub:
             try:
                 await self.deliver_many(batch)
                 return
-            except PyMongoError as exc:
+            except (PyMongoError, OSError) as exc:
+                # the database is away (PyMongo lets some connection errors through as OSError)
                 failures += 1
                 log.warning("live journal unavailable; trying again", error=repr(exc))
             except Exception:
