@@ -156,6 +156,8 @@ class PushHub:
         # never more than ``prefetch`` (the rest wait, acked on journaling, in the queue)
         self._backlog: asyncio.Queue[Heard] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._held = 0
+        """Events taken from the queue and not acked yet (the backlog gauge's share of this hub)."""
 
     # -- sockets ---------------------------------------------------------------------------
 
@@ -196,7 +198,8 @@ class PushHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        PUSH_BACKLOG.dec(self._backlog.qsize())
+        PUSH_BACKLOG.dec(self._held)  # not acked: the broker takes them back with the channel
+        self._held = 0
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         name = message.routing_key or ""
@@ -209,6 +212,7 @@ class PushHub:
             await _ack(message)
             return
         observe_delay("heard", data)
+        self._held += 1
         PUSH_BACKLOG.inc()
         self._backlog.put_nowait(Heard(name, data, message.body, message))
 
@@ -221,6 +225,7 @@ class PushHub:
             for heard in batch:
                 if heard.message is not None:
                     await _ack(heard.message)
+            self._held -= len(batch)
             PUSH_BACKLOG.dec(len(batch))
 
     async def _deliver_batch(self, batch: list[Heard]) -> None:
