@@ -150,6 +150,8 @@ class LiveJournal:
             try:
                 await self.frames.insert_many(frames, ordered=True)
             except BulkWriteError as exc:
+                if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                    raise
                 # another writer appended after a tail first: keep what went in, read again
                 kept = int(exc.details.get("nInserted", 0))
                 seqs.update({f["event_id"]: f["seq"] for f in frames[:kept]})
