@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -38,6 +39,10 @@ class Offer:
     case_number: int | None
     closed_at: float | None = None
     accepted: bool = False
+    delay: float | None = None
+    """Seconds from the offer's ``occurred_at`` (routing made it) to its frame on this desk."""
+    refusal: str = ""
+    """What the gateway answered an accept that was refused (e.g. the offer had timed out)."""
 
 
 @dataclass
@@ -54,6 +59,14 @@ class Desk:
 
     def offer_times(self) -> list[float]:
         return sorted(o.made_at for o in self.offers.values())
+
+
+def _since(occurred_at: Any) -> float | None:
+    """Seconds since an event's ``occurred_at`` (ISO 8601), by this machine's clock."""
+    try:
+        return time.time() - datetime.fromisoformat(str(occurred_at)).timestamp()
+    except ValueError:
+        return None
 
 
 class ChaosAgent:
@@ -160,6 +173,7 @@ class ChaosAgent:
             self.person_id,
             time.monotonic(),
             int(number) if number is not None else None,
+            delay=_since(data.get("occurred_at")),
         )
         self.desk.offers[offer_id] = offer
         self._spawn(offer.interaction_id, self._work(offer))
@@ -178,13 +192,16 @@ class ChaosAgent:
         task.add_done_callback(self._tasks.discard)
 
     async def _work(self, offer: Offer) -> None:
+        refusals: list[str] = []
         answer = await self._retrying(
             lambda: self._call("POST", f"/offers/{offer.offer_id}/accept"),
             refusals_ok=True,
             done_if=lambda refusal: "(accepted)" in refusal,
+            refusals=refusals,
         )
         offer.closed_at = offer.closed_at or time.monotonic()
         if answer is None:
+            offer.refusal = refusals[-1] if refusals else "no answer"
             return
         offer.accepted = True
         self.desk.assigned.append((offer.interaction_id, self.person_id))
@@ -254,6 +271,7 @@ class ChaosAgent:
         refusals_ok: bool = False,
         refusals_retried_for: float = 0.0,
         done_if: Callable[[str], bool] | None = None,
+        refusals: list[str] | None = None,
     ) -> Any:
         """Try again while the gateway or a service behind it is down; a refusal (4xx) ends it
         (after ``refusals_retried_for`` seconds of trying again)."""
@@ -265,6 +283,8 @@ class ChaosAgent:
             try:
                 return await call()
             except AssertionError as refused:
+                if refusals is not None:
+                    refusals.append(str(refused))
                 if timed_out and done_if is not None and done_if(str(refused)):
                     return {}  # a copy that timed out was carried out: this is its refusal
                 if time.monotonic() - began < refusals_retried_for:

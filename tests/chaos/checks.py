@@ -4,6 +4,7 @@ agents' desks and the outbound SMTP sink. Each check gives figures and violation
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -128,6 +129,14 @@ def check_offers(desk: Desk) -> Findings:
                     "accepted offer was open"
                 )
     found.figure("interactions offered to two agents at once", overlapping)
+    found.figure(
+        "offer on a desk after routing made it (s): p50 / p95 / max",
+        spread([o.delay for o in desk.offers.values() if o.delay is not None]),
+    )
+    refused = Counter(_refusal_kind(o.refusal) for o in desk.offers.values() if o.refusal)
+    found.figure("accepts refused or unanswered", sum(refused.values()))
+    for kind, count in refused.most_common(5):
+        found.figure(f"  {kind}", count)
     found.figure("agent states not asked for", len(desk.surprises))
     kinds = Counter(s.split(": ", 1)[1] for s in desk.surprises)
     for kind, count in kinds.most_common(5):
@@ -137,6 +146,21 @@ def check_offers(desk: Desk) -> Findings:
     for error in desk.errors[:5]:
         found.figure(f"  {error[:70]}", "")
     return found
+
+
+def spread(values: list[float]) -> str:
+    """p50 / p95 / max of some seconds, or ``-``."""
+    if not values:
+        return "-"
+    values = sorted(values)
+    pick = [values[len(values) // 2], values[int(len(values) * 0.95)], values[-1]]
+    return " / ".join(f"{v:.1f}" for v in pick)
+
+
+def _refusal_kind(refusal: str) -> str:
+    """The refusal's code (``offer_closed``, ...) or its first words."""
+    match = re.search(r'"code":\s*"([^"]+)"', refusal)
+    return match.group(1) if match else refusal[:60]
 
 
 def check_answers(mails: list[Mail], outbound: list[EmailMessage]) -> Findings:

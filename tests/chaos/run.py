@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiosmtplib
+import httpx
 from agents import ChaosAgent, Desk
 from checks import (
     Filed,
@@ -42,7 +43,9 @@ from checks import (
     check_offers,
     filed_mails,
     routed_cases,
+    spread,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
 from servers import OwnFerretDB, OwnRabbitMQ
 from stack import REPO, SmtpSink, Stack
@@ -98,7 +101,10 @@ class Report:
             for name, value in findings.figures:
                 say(f"  {name:<46} {value}")
         say("== time to recover after each fault (s)")
-        say(f"  {'fault':<22} {'mail in flight filed':>20} {'next 250':>9} {'next offer':>11}")
+        say(
+            f"  {'fault':<22} {'mail in flight filed':>20} {'next 250':>9} {'next offer':>11}"
+            f"  {'offers after: accepted / seen, delay p50 / p95 / max (s)'}"
+        )
         for line in self.recovery:
             say("  " + line[1])
         say("== violations" + ("" if self.violations else ": none"))
@@ -244,6 +250,7 @@ class ChaosRun:
         settled.figure("mails filed per second (first 250 to last filed)", self._rate(filed))
         findings = [
             settled,
+            await self._push_figures(stack),
             check_filing(self.mails, filed, routed, self.desk),
             check_offers(self.desk),
             check_answers(self.mails, list(self.sink.received)),
@@ -397,6 +404,31 @@ class ChaosRun:
             return "-"
         return f"{len(stored) / (max(stored) - min(answered)):.2f}"
 
+    async def _push_figures(self, stack: Stack) -> Findings:
+        """The gateway's own push figures (since it last started): how many frames reached
+        each stage within 1, 5 and 30 s of their event, and its backlog now."""
+        found = Findings()
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                text = (await http.get(stack.url("gateway", "/metrics"))).text
+        except httpx.HTTPError as exc:
+            found.figure("gateway push figures", f"not read: {exc!r}")
+            return found
+        buckets: dict[str, dict[str, float]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "switchboard_gateway_push_delay_seconds_bucket":
+                    buckets.setdefault(sample.labels["stage"], {})[sample.labels["le"]] = (
+                        sample.value
+                    )
+                elif sample.name == "switchboard_gateway_push_backlog":
+                    found.figure("gateway push backlog at the end", int(sample.value))
+        for stage, counts in sorted(buckets.items()):
+            total = counts.get("+Inf", 0.0)
+            within = " / ".join(f"{int(counts.get(le, 0))}" for le in ("1.0", "5.0", "30.0"))
+            found.figure(f"frames {stage}: within 1 / 5 / 30 s, of all", f"{within}, {int(total)}")
+        return found
+
     def _dead_letters(self) -> Findings:
         found = Findings()
         dead = self.rabbit.dead_letters()
@@ -432,11 +464,15 @@ class ChaosRun:
                 default=None,
             )
             next_offer = next((t for t in offers if t > fault.ended_mono), None)
+            after = [o for o in self.desk.offers.values() if o.made_at > fault.ended_mono]
+            accepted = sum(1 for o in after if o.accepted)
+            delays = spread([o.delay for o in after if o.delay is not None])
             lines.append(
                 (
                     fault.kind,
                     f"{fault.kind:<22} {filed_after:>11} ({len(in_flight):>3} mails)"
-                    f" {_secs(next_250, fault.ended):>9} {_secs(next_offer, fault.ended_mono):>11}",
+                    f" {_secs(next_250, fault.ended):>9} {_secs(next_offer, fault.ended_mono):>11}"
+                    f"  {accepted} / {len(after)}, {delays}",
                 )
             )
         return lines

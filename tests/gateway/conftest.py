@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from websockets.asyncio.client import ClientConnection
 
-from switchboard.contracts import ConsumerQueue, Message
+from switchboard.contracts import ConsumerQueue, Message, routing
 from switchboard.gateway.app import GatewayRuntime, GatewaySettings, build
 from switchboard.runtime.service import Runtime
 
@@ -104,6 +106,27 @@ async def client(gateway: GatewayRuntime) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=gateway.api, client=("10.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
         yield http
+
+
+@pytest.fixture
+async def served(gateway_settings: GatewaySettings) -> AsyncIterator[tuple[GatewayRuntime, str]]:
+    """The gateway behind a real uvicorn server (live streams need a real socket)."""
+    runtime = build(gateway_settings)
+    async with serving(runtime.api) as address:
+        yield runtime, address
+
+
+def offer_to(agent_id: str, seconds: float = 30.0) -> routing.OfferMade:
+    """An offer of case 7 to ``agent_id``, open for ``seconds``."""
+    return routing.OfferMade(
+        offer_id=f"offer-{uuid.uuid4().hex[:6]}",
+        interaction_id="case-7",
+        agent_id=agent_id,
+        channel="email",
+        service="billing",
+        expires_at=datetime.now(UTC) + timedelta(seconds=seconds),
+        summary={"subject": "Where is my parcel?"},
+    )
 
 
 @contextlib.asynccontextmanager

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,28 +12,9 @@ import websockets
 
 from switchboard.contracts import agents, cases, routing
 from switchboard.contracts.queues import agent_state as agent_queues
-from switchboard.gateway.app import GatewayRuntime, GatewaySettings, build
+from switchboard.gateway.app import GatewayRuntime
 
-from .conftest import StandIns, login, next_event, serving
-
-
-@pytest.fixture
-async def served(gateway_settings: GatewaySettings) -> AsyncIterator[tuple[GatewayRuntime, str]]:
-    runtime = build(gateway_settings)
-    async with serving(runtime.api) as address:
-        yield runtime, address
-
-
-def _offer(agent_id: str) -> routing.OfferMade:
-    return routing.OfferMade(
-        offer_id=f"offer-{uuid.uuid4().hex[:6]}",
-        interaction_id="case-7",
-        agent_id=agent_id,
-        channel="email",
-        service="billing",
-        expires_at=datetime.now(UTC) + timedelta(seconds=30),
-        summary={"subject": "Where is my parcel?"},
-    )
+from .conftest import StandIns, login, next_event, offer_to
 
 
 async def test_an_agent_gets_their_offers_and_mail_on_their_cases_and_beats(
@@ -64,8 +43,8 @@ async def test_an_agent_gets_their_offers_and_mail_on_their_cases_and_beats(
             await next_event(watching, "hello")
 
             bus = stand_ins.runtime.bus
-            await bus.publish(_offer("agent-2"))
-            offer = _offer("agent-1")
+            await bus.publish(offer_to("agent-2"))
+            offer = offer_to("agent-1")
             await bus.publish(offer)
             got = await next_event(mine, "offer.made")
             assert got["offer_id"] == offer.offer_id  # agent-2's offer never reached agent-1

@@ -7,9 +7,7 @@ again; this test holds that in place (it fails when the queue is declared ``robu
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
@@ -21,28 +19,9 @@ from testkit import eventually
 from switchboard.app.localstack import Backends, management_call
 from switchboard.contracts import routing
 from switchboard.contracts.queues import routing as routing_queues
-from switchboard.gateway.app import GatewayRuntime, GatewaySettings, build
+from switchboard.gateway.app import GatewayRuntime
 
-from .conftest import StandIns, login, next_event, serving
-
-
-@pytest.fixture
-async def served(gateway_settings: GatewaySettings) -> AsyncIterator[tuple[GatewayRuntime, str]]:
-    runtime = build(gateway_settings)
-    async with serving(runtime.api) as address:
-        yield runtime, address
-
-
-def _offer(agent_id: str) -> routing.OfferMade:
-    return routing.OfferMade(
-        offer_id=f"offer-{uuid.uuid4().hex[:6]}",
-        interaction_id="case-7",
-        agent_id=agent_id,
-        channel="email",
-        service="billing",
-        expires_at=datetime.now(UTC) + timedelta(seconds=30),
-        summary={"subject": "Where is my parcel?"},
-    )
+from .conftest import StandIns, login, next_event, offer_to
 
 
 async def test_an_open_live_stream_gets_offers_after_the_broker_connection_drops(
@@ -73,7 +52,7 @@ async def test_an_open_live_stream_gets_offers_after_the_broker_connection_drops
         async with websockets.connect(f"ws://{address}/me/live", additional_headers=agent) as mine:
             await next_event(mine, "hello")
             bus = stand_ins.runtime.bus
-            before = _offer("agent-1")
+            before = offer_to("agent-1")
             await bus.publish(before)
             assert (await next_event(mine, "offer.made"))["offer_id"] == before.offer_id
 
@@ -92,7 +71,7 @@ async def test_an_open_live_stream_gets_offers_after_the_broker_connection_drops
             made: set[str] = set()
 
             async def offered_after_the_drop() -> str | bool:
-                after = _offer("agent-1")
+                after = offer_to("agent-1")
                 try:
                     await bus.publish(after)
                 except Exception:  # the stand-in may still be reconnecting

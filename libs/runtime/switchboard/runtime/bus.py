@@ -175,27 +175,34 @@ class Bus:
         on_message: Callable[[AbstractIncomingMessage], Awaitable[None]],
         *,
         max_length: int = 10_000,
+        prefetch: int | None = None,
     ) -> ReplicaQueue:
         """Hear every message published under ``keys`` in this process, whichever replica it is.
 
         The queues of :meth:`consume` are shared: a message goes to one replica. Some news every
         replica needs (a live push for its sockets, a change to its in-memory index); this queue
-        is this process's own (exclusive, gone with the connection), unacked, and drops its
-        oldest messages past ``max_length``: best effort, for news that has a backstop.
+        is this process's own (exclusive, gone with the connection) and drops its oldest
+        messages past ``max_length``: best effort, for news that has a backstop.
+
+        Unacked by default. With ``prefetch``, consumed with acks on a channel of its own: the
+        broker hands out at most ``prefetch`` messages ``on_message`` has not acked yet, so a
+        consumer that falls behind leaves its backlog in the queue, where its depth shows,
+        rather than in memory where nothing does; ``on_message`` must ack each message.
         """
         exchange = await self.broker.declare_exchange(TOPIC_EXCHANGE)
-        queue = await self.broker.declare_queue(
+        queue = await self.broker.config.declarer.declare_queue(
             RabbitQueue(
                 name,
                 durable=False,
                 exclusive=True,
                 auto_delete=True,
                 arguments={"x-max-length": max_length, "x-overflow": "drop-head"},
-            )
+            ),
+            channel=None if prefetch is None else Channel(prefetch_count=prefetch),
         )
         for key in keys:
             await queue.bind(exchange, routing_key=key)
-        consumer_tag = await queue.consume(on_message, no_ack=True)
+        consumer_tag = await queue.consume(on_message, no_ack=prefetch is None)
         return ReplicaQueue(queue, consumer_tag)
 
     def publishes(self, *messages: type[Message]) -> None:

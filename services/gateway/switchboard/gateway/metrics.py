@@ -14,6 +14,17 @@ LIVE_SOCKETS = Gauge("switchboard_gateway_live_sockets", "Open live-stream socke
 PUSHED = Counter(
     "switchboard_gateway_pushed_total", "Events pushed to live sockets, by event", ["event"]
 )
+PUSH_DELAY = Histogram(
+    "switchboard_gateway_push_delay_seconds",
+    "From an event's occurred_at to its live frame, by stage: heard from the push queue, "
+    "journaled by this replica, sent on an agent's socket",
+    ["stage"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0),
+)
+PUSH_BACKLOG = Gauge(
+    "switchboard_gateway_push_backlog",
+    "Events this replica took from its push queue and has not journaled yet",
+)
 HTTP_REQUESTS = Counter(
     "switchboard_gateway_http_requests_total",
     "HTTP requests by method, route template (never the raw path) and status",

@@ -28,11 +28,13 @@ import json
 import socket
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from pymongo.errors import PyMongoError
 
 from switchboard.contracts import registered_messages
 from switchboard.contracts.routing import (
@@ -40,8 +42,8 @@ from switchboard.contracts.routing import (
     InteractionEnded,
     InteractionTransferred,
 )
-from switchboard.gateway.journal import LiveJournal, event_id_of
-from switchboard.gateway.metrics import LIVE_SOCKETS, PUSHED
+from switchboard.gateway.journal import Entry, LiveJournal, event_id_of
+from switchboard.gateway.metrics import LIVE_SOCKETS, PUSH_BACKLOG, PUSH_DELAY, PUSHED
 from switchboard.gateway.store import GatewayStore
 from switchboard.runtime.bus import ReplicaQueue
 from switchboard.runtime.service import Runtime
@@ -117,7 +119,18 @@ class Connection:
             for frame in await self.journal.after(self.person_id, self.last_seq):
                 frames.append(frame.wire())
                 self.last_seq = frame.seq
+                observe_delay("sent", frame.data)
         return frames
+
+
+@dataclass(frozen=True)
+class Heard:
+    """One event taken from the replica's push queue, not yet journaled (and not yet acked)."""
+
+    name: str
+    data: dict[str, Any]
+    body: bytes | None = None
+    message: AbstractIncomingMessage | None = None
 
 
 class PushHub:
@@ -128,21 +141,23 @@ class PushHub:
         journal: LiveJournal,
         *,
         outbox_size: int,
-        backlog_size: int = 10_000,
+        prefetch: int = 200,
     ) -> None:
         self._runtime = runtime
         self._store = store
         self.journal = journal
         self._outbox_size = outbox_size
+        self._prefetch = prefetch
         self._by_person: dict[str, set[Connection]] = defaultdict(set)
         self._supervisors: set[Connection] = set()
         self.queue_name = f"gateway.push.{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
         self._queue: ReplicaQueue | None = None
-        # events are journaled one at a time, in the order the broker gave them
-        self._backlog: asyncio.Queue[tuple[str, dict[str, Any], bytes]] = asyncio.Queue(
-            maxsize=backlog_size
-        )
+        # the events the broker handed over, journaled in batches in the order it gave them;
+        # never more than ``prefetch`` (the rest wait, acked on journaling, in the queue)
+        self._backlog: asyncio.Queue[Heard] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
+        self._held = 0
+        """Events taken from the queue and not acked yet (the backlog gauge's share of this hub)."""
 
     # -- sockets ---------------------------------------------------------------------------
 
@@ -170,7 +185,7 @@ class PushHub:
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._work(), name="live journal")
         self._queue = await self._runtime.bus.replica_queue(
-            self.queue_name, pushed_events(), self._on_message
+            self.queue_name, pushed_events(), self._on_message, prefetch=self._prefetch
         )
         log.info("live push queue ready", queue=self.queue_name)
 
@@ -183,68 +198,130 @@ class PushHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        PUSH_BACKLOG.dec(self._held)  # not acked: the broker takes them back with the channel
+        self._held = 0
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         name = message.routing_key or ""
         try:
             data = json.loads(message.body)
         except ValueError:
-            log.warning("unreadable event not pushed", event=name)
-            return
+            data = None
         if not isinstance(data, dict):
+            log.warning("unreadable event not pushed", event=name)
+            await _ack(message)
             return
-        try:
-            self._backlog.put_nowait((name, data, message.body))
-        except asyncio.QueueFull:
-            # the other replicas journal it too; this replica's sockets read it from there
-            log.warning("push backlog full, event left to the other replicas", event=name)
+        observe_delay("heard", data)
+        self._held += 1
+        PUSH_BACKLOG.inc()
+        self._backlog.put_nowait(Heard(name, data, message.body, message))
 
     async def _work(self) -> None:
         while True:
-            name, data, body = await self._backlog.get()
-            for attempt in range(1, DELIVERY_ATTEMPTS + 1):
-                try:
-                    await self.deliver(name, data, body)
-                    break
-                except Exception:
-                    # a busy database must not cost an agent a frame they would replay later
-                    if attempt == DELIVERY_ATTEMPTS:
-                        log.exception("push failed", event=name, attempts=attempt)
-                    else:
-                        await asyncio.sleep(0.5 * attempt)
+            batch = [await self._backlog.get()]
+            while not self._backlog.empty():
+                batch.append(self._backlog.get_nowait())
+            await self._deliver_batch(batch)
+            for heard in batch:
+                if heard.message is not None:
+                    await _ack(heard.message)
+            self._held -= len(batch)
+            PUSH_BACKLOG.dec(len(batch))
+
+    async def _deliver_batch(self, batch: list[Heard]) -> None:
+        """Journal a batch, trying again while the database is away (the broker holds the
+        rest meanwhile); any other failure is tried a few times, then logged and given up."""
+        failures = 0
+        while True:
+            try:
+                await self.deliver_many(batch)
+                return
+            except (PyMongoError, OSError) as exc:
+                # the database is away (PyMongo lets some connection errors through as OSError)
+                failures += 1
+                log.warning("live journal unavailable; trying again", error=repr(exc))
+            except Exception:
+                failures += 1
+                if failures >= DELIVERY_ATTEMPTS:
+                    events = sorted({heard.name for heard in batch})
+                    log.exception("push failed", events=events, attempts=failures)
+                    return
+            await asyncio.sleep(min(0.5 * failures, 5.0))
 
     async def deliver(self, name: str, data: dict[str, Any], body: bytes | None = None) -> int:
         """Journal one event for every agent it concerns and wake their sockets here; hand it to
         every supervisor's socket. How many sockets were told."""
-        targets = await self._people_concerned(name, data)
-        event_id = event_id_of(data, body)
-        if name == "case.masked" and isinstance(data.get("case_number"), int):
-            await self.journal.mask_case(data["case_number"])
+        return await self.deliver_many([Heard(name, data, body)])
+
+    async def deliver_many(self, events: list[Heard]) -> int:
+        """:meth:`deliver` for several events, in order: each agent's frames in one write."""
         sent = 0
-        for person in sorted(targets):
-            await self.journal.append(person, event_id, name, data)
+        segment: list[Heard] = []
+        for heard in events:
+            case_number = heard.data.get("case_number")
+            if heard.name == "case.masked" and isinstance(case_number, int):
+                # what came before the mask is journaled, then masked; what comes after is not
+                sent += await self._journal(segment)
+                segment = []
+                await self.journal.mask_case(case_number)
+            segment.append(heard)
+        return sent + await self._journal(segment)
+
+    async def _journal(self, events: list[Heard]) -> int:
+        entries: dict[str, list[Entry]] = defaultdict(list)
+        concerned: list[set[str]] = []
+        holders = await self._store.holders_of_cases(
+            {number for heard in events if (number := _held_case(heard)) is not None}
+        )
+        for heard in events:
+            targets = _people_named(heard.data)
+            if (number := _held_case(heard)) is not None:
+                targets |= holders.get(number, set())
+            concerned.append(targets)
+            entry = Entry(event_id_of(heard.data, heard.body), heard.name, heard.data)
+            for person in sorted(targets):
+                entries[person].append(entry)
+        await asyncio.gather(
+            *(self.journal.append_many(person, mine) for person, mine in entries.items())
+        )
+        sent = 0
+        for person in entries:
             for connection in self._by_person.get(person, ()):
                 if not connection.supervisor:
                     connection.wake()
-                    sent += 1
-        frame = {"event": name, "data": data}
-        for connection in self._supervisors:
-            connection.offer(frame)
-            sent += 1
-        if sent:
-            PUSHED.labels(name).inc()
+        for heard, targets in zip(events, concerned, strict=True):
+            told = sum(
+                1
+                for person in targets
+                for connection in self._by_person.get(person, ())
+                if not connection.supervisor
+            )
+            if targets:
+                observe_delay("journaled", heard.data)
+            frame = {"event": heard.name, "data": heard.data}
+            for connection in self._supervisors:
+                connection.offer(frame)
+                told += 1
+            if told:
+                PUSHED.labels(heard.name).inc()
+            sent += told
         return sent
 
-    async def _people_concerned(self, name: str, data: dict[str, Any]) -> set[str]:
-        people: set[str] = set()
-        for key in ("agent_id", "to_agent_id", "from_agent_id", "personal_agent_id"):
-            value = data.get(key)
-            if isinstance(value, str) and value:
-                people.add(value)
-        case_number = data.get("case_number")
-        if name.startswith("case.") and isinstance(case_number, int):
-            people |= await self._store.holders_of_case(case_number)
-        return people
+
+def _people_named(data: dict[str, Any]) -> set[str]:
+    """The agents an event names (its own agent, either side of a transfer, ...)."""
+    people: set[str] = set()
+    for key in ("agent_id", "to_agent_id", "from_agent_id", "personal_agent_id"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            people.add(value)
+    return people
+
+
+def _held_case(heard: Heard) -> int | None:
+    """The case whose holders a case event goes to, if it is one."""
+    number = heard.data.get("case_number")
+    return number if heard.name.startswith("case.") and isinstance(number, int) else None
 
 
 class HoldingsProjection:
@@ -263,5 +340,23 @@ class HoldingsProjection:
         await self._store.release(event.interaction_id, event.from_agent_id, event.occurred_at)
 
 
+async def _ack(message: AbstractIncomingMessage) -> None:
+    """Ack a handled event; one whose channel went with a lost connection needs none (the
+    broker dropped the queue with it)."""
+    with contextlib.suppress(Exception):
+        await message.ack()
+
+
 def now() -> datetime:
     return datetime.now(UTC)
+
+
+def observe_delay(stage: str, data: dict[str, Any]) -> None:
+    """Count how long after the event's ``occurred_at`` its frame reached ``stage``."""
+    try:
+        occurred = datetime.fromisoformat(str(data.get("occurred_at")))
+    except ValueError:
+        return
+    if occurred.tzinfo is None:
+        occurred = occurred.replace(tzinfo=UTC)
+    PUSH_DELAY.labels(stage).observe(max(0.0, (now() - occurred).total_seconds()))

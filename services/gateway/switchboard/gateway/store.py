@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -154,6 +155,15 @@ class GatewayStore:
             upsert=True,
         )
 
-    async def holders_of_case(self, case_number: int) -> set[str]:
-        cursor = self.holdings.find({"case_number": case_number, "ended": False})
-        return {str(doc["agent_id"]) async for doc in cursor}
+    async def holders_of_cases(self, case_numbers: Iterable[int]) -> dict[int, set[str]]:
+        """Who holds an interaction of each of these cases (one read for them all)."""
+        holders: dict[int, set[str]] = {number: set() for number in case_numbers}
+        if not holders:
+            return holders
+        cursor = self.holdings.find(
+            {"case_number": {"$in": list(holders)}, "ended": False},
+            {"case_number": 1, "agent_id": 1},
+        )
+        async for doc in cursor:
+            holders.setdefault(int(doc["case_number"]), set()).add(str(doc["agent_id"]))
+        return holders
