@@ -28,7 +28,7 @@ class SkillLevel(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     name: str
-    level: int
+    level: int = 1
 
 
 class Hold(BaseModel):

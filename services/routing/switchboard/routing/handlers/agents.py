@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import structlog
+from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.contracts.agents import (
     AgentProfileChanged,
@@ -25,6 +26,23 @@ from switchboard.routing.store import utcnow
 from switchboard.runtime.storage import NotFound
 
 log = structlog.get_logger("switchboard.routing")
+
+
+class ReportedAgent(BaseModel):
+    """One agent of agent-state's answer to ``agent.states_requested``, as routing reads it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent_id: str
+    state: str
+    sequence: int = 0
+    not_ready_pending: bool = False
+    since: datetime | None = None
+    profile_version: int = 0
+    teams: list[str] = Field(default_factory=list)
+    skills: list[domain.SkillLevel] = Field(default_factory=list)
+    capacity: dict[str, int] = Field(default_factory=dict)
+    active: bool = True
 
 
 class AgentsProjection(RouterCore):
@@ -127,27 +145,23 @@ class AgentsProjection(RouterCore):
         applied = await self.store.agent_progress()
         changed = 0
         for item in outcome.result.get("agents", []):
-            agent_id = str(item["agent_id"])
-            key = (int(item.get("profile_version", 0)), domain.SNAPSHOT_TIME)
-            sequence = int(item.get("sequence", 0))
+            reported = ReportedAgent.model_validate(item)
+            agent_id = reported.agent_id
+            key = (reported.profile_version, domain.SNAPSHOT_TIME)
             have_key, have_sequence = applied.get(agent_id, (None, 0))
-            if have_key is not None and key <= have_key and sequence <= have_sequence:
+            if have_key is not None and key <= have_key and reported.sequence <= have_sequence:
                 continue
             profile = domain.Profile(
-                teams=list(item.get("teams", [])),
-                skills=[
-                    domain.SkillLevel(name=s["name"], level=int(s.get("level", 1)))
-                    for s in item.get("skills", [])
-                ],
-                capacity=dict(item.get("capacity", {})),
-                active=bool(item.get("active", True)),
+                teams=reported.teams,
+                skills=reported.skills,
+                capacity=reported.capacity,
+                active=reported.active,
             )
-            since = item.get("since")
             state = domain.state_change(
-                item["state"],
-                sequence,
-                bool(item.get("not_ready_pending", False)),
-                datetime.fromisoformat(since) if since else utcnow(),
+                reported.state,
+                reported.sequence,
+                reported.not_ready_pending,
+                reported.since or utcnow(),
             )
             change = domain.both(domain.profile_change(profile, key), state)
             _, did = await self._change_agent(agent_id, change)
