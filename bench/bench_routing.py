@@ -42,12 +42,7 @@ from switchboard.contracts import EXCHANGE
 from switchboard.contracts.agents import AgentStateChanged
 from switchboard.contracts.routing import RouteRequested, ServiceDefinition
 from switchboard.routing.app import RoutingSettings, wire
-from switchboard.routing.domain import (
-    SNAPSHOT_TIME,
-    derive_agent_fields,
-    new_agent_document,
-    new_round,
-)
+from switchboard.routing.domain import SNAPSHOT_TIME, AgentRecord, new_round, with_room
 
 
 def describe(name: str, values: list[float]) -> str:
@@ -110,20 +105,19 @@ async def run(args: argparse.Namespace, found: support.Servers) -> dict[str, Any
         now = datetime.now(UTC)
         docs = []
         for n in range(agents):
-            doc = new_agent_document(f"agent-{n:04d}")
             live = n < live_agents
-            doc.update(
+            record = AgentRecord(
+                id=f"agent-{n:04d}",
                 teams=["live" if live else "backlog"],
                 capacity={"email": 1, "preview": 0},
                 state="ready" if live else "not_ready",
                 state_seq=1,
                 idle_since=now - timedelta(seconds=n),
-                profile_key=[1, SNAPSHOT_TIME],  # as agent-state's answer would leave it
+                profile_key=(1, SNAPSHOT_TIME),  # as agent-state's answer would leave it
                 version=1,
             )
-            derive_agent_fields(doc, store.default_capacity)
-            docs.append(doc)
-        await store.agents.insert_many(docs)
+            docs.append(with_room(record, store.default_capacity).model_dump(by_alias=True))
+        await store.agents.collection.insert_many(docs)
         backlog = []
         for n in range(waiting):
             request = RouteRequested(
@@ -132,9 +126,9 @@ async def run(args: argparse.Namespace, found: support.Servers) -> dict[str, Any
                 service="backlog",
                 requested_at=now - timedelta(seconds=waiting - n),
             )
-            backlog.append(new_round(request, None, None, now))
+            backlog.append(new_round(request, None, None, now).model_dump(by_alias=True))
         for start in range(0, len(backlog), 1000):
-            await store.work.insert_many(backlog[start : start + 1000])
+            await store.work.collection.insert_many(backlog[start : start + 1000])
         setup_seconds = time.perf_counter() - t0
         progress(f"setup: {agents} agents, {waiting} waiting, {setup_seconds:.1f} s")
         # Routing starts over the backlog, as after a restart (written straight into the

@@ -1,4 +1,5 @@
-"""An interaction's transitions, tested directly (no I/O): rounds, requeue, past offers."""
+"""An interaction's transitions, tested directly (no I/O): rounds, requeue, past offers,
+answers."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 from switchboard.contracts.routing import RouteRequested, ServiceDefinition
 from switchboard.routing.domain import (
+    Declined,
+    Happened,
     Offer,
-    live_offer,
+    Refusal,
+    WorkItem,
+    answered,
     new_round,
-    past_offer,
     past_offers,
     requeued,
 )
@@ -26,52 +30,66 @@ def request(**fields: object) -> RouteRequested:
     )
 
 
-def offered(doc: dict[str, object], agent_id: str, offer_id: str) -> dict[str, object]:
-    offer = {"id": offer_id, "agent_id": agent_id, "expires_at": NOW + timedelta(seconds=30)}
-    return {**doc, "status": "offered", "offer": offer, "offer_id": offer_id, "agent_id": agent_id}
+def offered(item: WorkItem, agent_id: str, offer_id: str) -> WorkItem:
+    offer = Offer(id=offer_id, agent_id=agent_id, expires_at=NOW + timedelta(seconds=30))
+    return item.model_copy(update={"status": "offered", "offer": offer, "offer_id": offer_id})
 
 
 def test_a_new_round_carries_on_round_version_and_history_of_the_previous_one() -> None:
     first = new_round(request(), None, SUPPORT, NOW)
-    assert (first["round"], first["version"], first["status"]) == (1, 1, "waiting")
-    assert first["priority"] == 3  # the service's priority unless the request names one
-    ended = {**first, "status": "ended", "version": 4, "history": [{"what": "transferred"}]}
+    assert (first.round, first.version, first.status) == (1, 1, "waiting")
+    assert first.priority == 3  # the service's priority unless the request names one
+    history = [Happened(at=NOW, what="transferred")]
+    ended = first.model_copy(update={"status": "ended", "version": 4, "history": history})
     second = new_round(request(priority=9), ended, SUPPORT, NOW)
-    assert (second["round"], second["version"], second["priority"]) == (2, 5, 9)
-    assert second["history"] == [{"what": "transferred"}]
+    assert (second.round, second.version, second.priority) == (2, 5, 9)
+    assert second.history == history
 
 
 def test_a_declined_offer_puts_the_work_back_at_the_head_and_away_from_that_agent() -> None:
     waiting = new_round(request(), None, SUPPORT, NOW - timedelta(minutes=5))
-    doc = offered({**waiting, "declined": [{"a": "ann", "until": NOW}]}, "ann", "o-2")
-    offer = live_offer(doc)
+    before = [Declined(agent_id="ann", until=NOW)]
+    item = offered(waiting.model_copy(update={"declined": before}), "ann", "o-2")
+    offer = item.offer
     assert offer is not None and offer.agent_id == "ann"
-    back = requeued(doc, offer, "rejected", NOW, decline_for=timedelta(seconds=60))
-    assert back["status"] == "waiting" and back["offer"] is None and back["agent_id"] is None
-    assert back["queued_at"] == waiting["queued_at"]  # its age kept
-    assert back["declined"] == [{"a": "ann", "until": NOW + timedelta(seconds=60)}]
-    assert back["past_offers"] == [{"id": "o-2", "agent_id": "ann", "outcome": "rejected"}]
-    assert back["version"] == doc["version"] + 1  # type: ignore[operator]
-    cancelled = requeued(doc, offer, "cancelled", NOW, decline_for=None)
-    assert cancelled["declined"] == doc["declined"]
+    back = requeued(item, offer, "rejected", NOW, decline_for=timedelta(seconds=60))
+    assert back.status == "waiting" and back.offer is None and back.agent_id is None
+    assert back.queued_at == waiting.queued_at  # its age kept
+    assert back.declined == [Declined(agent_id="ann", until=NOW + timedelta(seconds=60))]
+    assert [p.model_dump() for p in back.past_offers] == [
+        {"id": "o-2", "agent_id": "ann", "outcome": "rejected"}
+    ]
+    assert back.version == item.version  # the store moves it on when it writes
+    cancelled = requeued(item, offer, "cancelled", NOW, decline_for=None)
+    assert cancelled.declined == item.declined
 
 
 def test_a_late_answer_finds_how_its_offer_ended() -> None:
-    doc = offered(new_round(request(), None, SUPPORT, NOW), "ann", "o-1")
-    offer = live_offer(doc)
-    assert offer is not None
-    back = requeued(doc, offer, "timed_out", NOW, decline_for=None)
-    assert live_offer(back) is None
-    late = past_offer(back, "o-1")
+    item = offered(new_round(request(), None, SUPPORT, NOW), "ann", "o-1")
+    assert item.offer is not None
+    back = requeued(item, item.offer, "timed_out", NOW, decline_for=None)
+    assert back.offer is None
+    late = back.past_offer("o-1")
     assert late is not None and (late.agent_id, late.outcome) == ("ann", "timed_out")
-    assert past_offer(back, "o-unknown") is None
+    assert back.past_offer("o-unknown") is None
+    refused = answered(back, "o-1", "ann", accept=True, now=NOW, decline_for=timedelta(0))
+    assert refused == Refusal("offer_closed", "the offer is no longer live (timed_out)", "offer_id")
+    theirs = answered(back, "o-1", "bob", accept=True, now=NOW, decline_for=timedelta(0))
+    assert isinstance(theirs, Refusal) and theirs.code == "not_yours"
+
+
+def test_an_accepted_offer_is_the_agents_and_the_same_accept_again_changes_nothing() -> None:
+    item = offered(new_round(request(), None, SUPPORT, NOW), "ann", "o-1")
+    taken = answered(item, "o-1", "ann", accept=True, now=NOW, decline_for=timedelta(0))
+    assert isinstance(taken, WorkItem)
+    assert (taken.status, taken.agent_id, taken.due, taken.offer) == ("assigned", "ann", None, None)
+    again = answered(taken, "o-1", "ann", accept=True, now=NOW, decline_for=timedelta(0))
+    assert again is None
 
 
 def test_only_the_last_twenty_offers_are_kept() -> None:
-    doc: dict[str, object] = {"past_offers": []}
+    item = new_round(request(), None, SUPPORT, NOW)
     for n in range(25):
-        doc["past_offers"] = past_offers(
-            doc, Offer(id=f"o-{n}", agent_id="ann", expires_at=NOW), "timed_out"
-        )
-    kept = doc["past_offers"]
-    assert isinstance(kept, list) and len(kept) == 20 and kept[-1]["id"] == "o-24"
+        offer = Offer(id=f"o-{n}", agent_id="ann", expires_at=NOW)
+        item = item.model_copy(update={"past_offers": past_offers(item, offer, "timed_out")})
+    assert len(item.past_offers) == 20 and item.past_offers[-1].id == "o-24"

@@ -16,6 +16,7 @@ from switchboard.contracts.routing import (
     RouteWithdrawn,
     ServiceRemoved,
 )
+from switchboard.routing.domain import AgentRecord, Hold
 
 
 def route(interaction_id: str, service: str = "support", **fields: Any) -> RouteRequested:
@@ -114,9 +115,9 @@ async def test_timeout_sends_rona_and_requeues_at_the_head_with_its_age(harness:
         "offer.timed_out", interaction_id="case-old", seconds=5
     )
     assert timed_out["agent_id"] == "sleepy" and timed_out["offer_id"] == offer["offer_id"]
-    doc = await router.store.get_work("case-old")
-    assert doc["status"] == "waiting"
-    assert abs((doc["queued_at"] - old).total_seconds()) < 0.01  # age kept
+    item = await router.store.get_work("case-old")
+    assert item.status == "waiting"
+    assert abs((item.queued_at - old).total_seconds()) < 0.01  # age kept
     # the agent is held off (agent-state moves them to RONA): no new offer meanwhile
     await asyncio.sleep(0.5)
     assert len(harness.observer.named("offer.made", agent_id="sleepy")) == 1
@@ -204,7 +205,7 @@ async def test_a_repeated_request_is_a_no_op_and_after_the_end_starts_a_new_roun
     async def ended() -> bool:
         live = await router.store.get_work("case-9")
         archived = await router.store.get_archived("case-9")
-        return live is None and bool(archived and archived["status"] == "ended")
+        return live is None and bool(archived and archived.status == "ended")
 
     await harness.eventually(ended)
     # The same request handled again (a redelivery after its first handling failed late): the
@@ -237,8 +238,8 @@ async def test_withdrawing_a_live_offer_cancels_it_and_frees_the_agent(harness: 
     # a late copy of the old request does not bring it back
     stale = route("case-w", occurred_at=datetime.now(UTC) - timedelta(minutes=1))
     assert (await harness.request(stale)).result.get("stale") is True
-    doc = await router.store.get_work("case-w")
-    assert doc["status"] == "withdrawn"
+    item = await router.store.get_work("case-w")
+    assert item.status == "withdrawn"
 
 
 async def test_logging_out_takes_back_a_live_offer_and_the_next_agent_gets_it(
@@ -277,8 +278,8 @@ async def test_stale_agent_states_are_ignored(harness: Any) -> None:
     stale = fresh.model_copy(update={"sequence": 4, "state": "logged_out"})
     await router.state_changed(fresh)
     await router.state_changed(stale)
-    doc = await router.store.get_agent("a1")
-    assert doc["state"] == "ready" and doc["state_seq"] == 5
+    agent = await router.store.get_agent("a1")
+    assert agent.state == "ready" and agent.state_seq == 5
 
 
 async def test_metrics_are_exposed(harness: Any) -> None:
@@ -396,12 +397,11 @@ async def test_the_sweep_finds_work_behind_a_deeper_queue_nobody_free_serves(
     await harness.publish(route("case-1"))
     await harness.observer.wait_for("interaction.queued", interaction_id="case-1")
 
-    def ready(agent: dict[str, Any]) -> bool:
-        agent["state"] = "ready"
-        return True
+    def ready(agent: AgentRecord) -> AgentRecord:
+        return agent.model_copy(update={"state": "ready"})
 
     # Alice's Ready event is lost: only the sweep can bring her the work.
-    await harness.router.store.update_agent("alice", ready, create=False)
+    await harness.router.store.change_agent("alice", ready, create=False)
 
     [offer] = await harness.observer.wait_for("offer.made", agent_id="alice", seconds=10.0)
     assert offer["interaction_id"] == "case-1"
@@ -453,22 +453,21 @@ async def test_a_stale_hold_is_released_only_once_its_late_offer_can_no_longer_l
     await harness.configure(name="support", channel="email", team="support")
     await harness.agent("slow", state="not_ready")
     await harness.request(route("case-1"))
-    doc = await router.store.get_work("case-1")
-    assert doc["status"] == "waiting"
+    item = await router.store.get_work("case-1")
+    assert item.status == "waiting"
 
     # An offer half made: the agent's hold is written, the interaction is not yet (the database
     # stalled between the two writes for longer than the stale-hold time).
-    hold = {"o": "late-offer", "i": "case-1", "c": "email", "at": datetime.now(UTC), "t": "x"}
-    hold["at"] -= timedelta(hours=2)
+    at = datetime.now(UTC) - timedelta(hours=2)
+    hold = Hold(offer_id="late-offer", interaction_id="case-1", channel="email", at=at, token="x")
 
-    def held(agent: dict[str, Any]) -> bool:
-        agent["holds"] = [hold]
-        return True
+    def held(agent: AgentRecord) -> AgentRecord:
+        return agent.model_copy(update={"holds": [hold]})
 
-    await router.store.update_agent("slow", held, create=False)
+    await router.store.change_agent("slow", held, create=False)
     assert await router.release_stale_holds() == 1
 
-    late = {**doc, "status": "offered", "offer_id": "late-offer", "version": doc["version"] + 1}
-    assert not await router.store.replace_work(doc["version"], late)  # it cannot land uncounted
-    assert (await router.store.get_agent("slow"))["holds"] == []
-    assert (await router.store.get_work("case-1"))["status"] == "waiting"
+    late = item.model_copy(update={"status": "offered", "offer_id": "late-offer"})
+    assert await router.store.replace_work(item, late) is None  # it cannot land uncounted
+    assert (await router.store.get_agent("slow")).holds == []
+    assert (await router.store.get_work("case-1")).status == "waiting"

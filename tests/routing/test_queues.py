@@ -197,9 +197,9 @@ async def test_transfer_to_a_service_and_to_a_named_agent(harness: Any) -> None:
     assert to_zoe.ok
     listed = await harness.request(PersonalQueueListRequested(agent_id="zoe"))
     assert [i["interaction_id"] for i in listed.result["items"]] == ["case-t"]
-    doc = await router.store.get_work("case-t")
-    assert [h["what"] for h in doc["history"]] == ["transferred", "transferred"]
-    assert doc["history"][0]["from_service"] == "support"
+    item = await router.store.get_work("case-t")
+    assert [h.what for h in item.history] == ["transferred", "transferred"]
+    assert (item.history[0].model_extra or {})["from_service"] == "support"
     live = await router.live_assignments(["ann", "bill"])
     assert live == {"assignments": {"ann": [], "bill": []}}  # capacity freed on both
     await harness.set_state("zoe", "ready")

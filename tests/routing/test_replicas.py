@@ -192,25 +192,24 @@ async def test_three_replicas_keep_every_invariant(harness: Any) -> None:
     assert not violations, violations[:10]
     if ended != wanted:
         for iid in sorted(wanted - ended)[:5]:
-            doc = await router.store.get_work(iid)
+            item = await router.store.get_work(iid)
             print(
                 "UNFINISHED",
                 iid,
-                {
-                    k: doc.get(k)
-                    for k in ("status", "offer", "due", "declined", "agent_id", "version")
-                }
-                if doc
+                item.model_dump(
+                    include={"status", "offer", "due", "declined", "agent_id", "version"}
+                )
+                if item
                 else None,
             )
         async for agent in router.store.agents.find({}):
             print(
                 "AGENT",
-                agent["_id"],
-                agent["state"],
-                agent.get("hold_off_until"),
-                [(h["i"], h["c"]) for h in agent["holds"]],
-                agent["capacity"],
+                agent.id,
+                agent.state,
+                agent.hold_off_until,
+                [(h.interaction_id, h.channel) for h in agent.holds],
+                agent.capacity,
             )
     assert ended == wanted, (
         f"{len(wanted - ended)} never finished, e.g. {sorted(wanted - ended)[:5]}"
@@ -219,7 +218,7 @@ async def test_three_replicas_keep_every_invariant(harness: Any) -> None:
 
     async def settled() -> bool:
         docs = [d async for d in router.store.work.find({"status": {"$ne": "ended"}})]
-        held = [d async for d in router.store.agents.find({"holds": {"$ne": []}})]
+        held = await router.store.agents_with_holds()
         return not docs and not held
 
     await harness.eventually(settled, seconds=20)

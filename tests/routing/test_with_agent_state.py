@@ -68,8 +68,8 @@ async def _offered_to(harness: Any, interaction_id: str, service: str) -> str:
 
 
 async def _routing_knows(harness: Any, agent_id: str, teams: list[str]) -> bool:
-    doc = await harness.router.store.get_agent(agent_id)
-    return doc is not None and doc["teams"] == teams
+    agent = await harness.router.store.get_agent(agent_id)
+    return agent is not None and agent.teams == teams
 
 
 async def test_an_agent_seeded_before_routing_started_is_offered_team_work(
@@ -124,7 +124,7 @@ async def test_routing_asks_agent_state_for_an_agent_it_has_no_profile_of(
         await harness.start(agent_reconcile_seconds=3600.0)
         await harness.configure(name="support", channel="email", team="support")
         await harness.eventually(lambda: _routing_knows(harness, "alice", ["support"]))
-        await harness.router.store.agents.delete_many({})  # routing forgot everything
+        await harness.router.store.agents.collection.delete_many({})  # routing forgot everything
         await _alice_ready(agent_state)
         await harness.eventually(lambda: _routing_knows(harness, "alice", ["support"]))
         assert await _offered_to(harness, "case-3", "support") == "alice"

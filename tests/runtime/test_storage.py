@@ -334,6 +334,24 @@ async def test_each_due_timer_is_claimed_by_one_replica(db: AsyncDatabase[Docume
     assert sorted([t.key async for t in timers.all()])[-1] == "bob:later"
 
 
+async def test_a_timer_set_of_an_older_version_changes_nothing(
+    db: AsyncDatabase[Document],
+) -> None:
+    """Writers of one aggregate that finish out of order leave the newest version's timer."""
+    timers = TimerQueue(db["timers"])
+    now = datetime.now(UTC)
+    newer, older = now + timedelta(minutes=5), now + timedelta(hours=5)
+    await timers.set("case-1", newer, {}, version=3)
+    await timers.set("case-1", older, {}, version=2)  # the slow writer of version 2
+    await timers.clear("case-1", version=2)
+    [timer] = [t async for t in timers.all()]
+    assert timer.due.replace(microsecond=0) == newer.replace(microsecond=0)
+    assert timer.data["version"] == 3
+
+    await timers.set("case-1", None, {}, version=4)  # version 4 has no timer
+    assert [t async for t in timers.all()] == []
+
+
 async def test_old_documents_expire_through_a_periodic_delete(
     db: AsyncDatabase[Document],
 ) -> None:

@@ -91,6 +91,12 @@ def wire(settings: RoutingSettings) -> tuple[Runtime, Router]:
     runtime.on_start(store.ensure_indexes)
 
     @runtime.on_start
+    async def move_timers() -> None:
+        """Timers of earlier versions lived in ``timers``: arm them in ``work_timers``."""
+        await store.forget_old_timers()
+        await store.repair_timers()
+
+    @runtime.on_start
     async def seed_services() -> None:
         if settings.routing_config_file is None:
             return

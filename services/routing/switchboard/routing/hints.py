@@ -1,12 +1,13 @@
 """What one routing replica alone knows, to route faster: hints, never the truth.
 
-Three things live in the replica's memory and nowhere else: the order of every queue
-(:class:`QueueIndex`), the offers its dispatches are making right now (:class:`OffersInHand`)
-and when each full scan may run again (:class:`Backstop`). All three only save work: every
-candidate is read by ``_id`` before an offer and every offer is a conditional write, so a stale
-hint costs a read, never a wrong offer.
+Four things live in the replica's memory and nowhere else: the order of every queue
+(:class:`QueueIndex`), the offers its dispatches are making right now (:class:`OffersInHand`),
+when each full scan may run again (:class:`Backstop`) and the interactions and agents it wrote
+last (:class:`Recent`). All four only save work: every candidate is read by ``_id`` before an
+offer and every write is guarded by the version, so a stale hint costs a read or a write that
+matches nothing, never a wrong offer.
 
-:class:`ReplicaHints` is the one way in to all three; the parts are private to it. The queue
+:class:`ReplicaHints` is the one way in to all four; the parts are private to it. The queue
 index is fed only by :meth:`ReplicaHints.learn`: this replica's own writes, the other replicas'
 notices (``routing.waiting.changed``) and what a dispatch finds when it reads a candidate all
 come through it; :meth:`ReplicaHints.rebuild` replaces it from a full read.
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from switchboard.routing import domain
 from switchboard.routing.offers_in_hand import OffersInHand, Settle
 from switchboard.routing.queue_index import Place, QueueIndex
+from switchboard.routing.recent import Recent
 
 
 class Backstop:
@@ -57,6 +59,8 @@ class ReplicaHints:
         self._sweeps = Backstop()
         self._gauges = Backstop()
         self._index_reads = Backstop(share=0.1)
+        self._work: Recent[domain.WorkItem] = Recent()
+        self._agents: Recent[domain.AgentRecord] = Recent()
 
     # --- the queue index --------------------------------------------------------------------
 
@@ -112,6 +116,29 @@ class ReplicaHints:
         """Take a plan's work and room while its offers are made (see :class:`OffersInHand`)."""
         with self._in_hand.holding(plan) as settle:
             yield settle
+
+    # --- the aggregates written last (see :class:`Recent`) ---------------------------------
+
+    def wrote(self, aggregate: domain.WorkItem | domain.AgentRecord) -> None:
+        """An interaction or agent as this replica just wrote it."""
+        if isinstance(aggregate, domain.WorkItem):
+            self._work.remember(aggregate)
+        else:
+            self._agents.remember(aggregate)
+
+    def last_written_work(self, interaction_id: str) -> domain.WorkItem | None:
+        return self._work.recall(interaction_id)
+
+    def current_copy(self, interaction_id: str) -> domain.WorkItem | None:
+        """This replica's copy of the interaction if no newer version has been heard of since
+        (a candidate that need not be read again)."""
+        copy = self._work.recall(interaction_id)
+        if copy is None or self._queue.version(interaction_id) != copy.version:
+            return None
+        return copy
+
+    def last_written_agent(self, agent_id: str) -> domain.AgentRecord | None:
+        return self._agents.recall(agent_id)
 
     # --- the backstops ----------------------------------------------------------------------
 

@@ -70,6 +70,11 @@ class QueueIndex:
         )
         return True
 
+    def version(self, interaction_id: str) -> int | None:
+        """The newest version of the interaction this index has heard of."""
+        known = self._versions.get(interaction_id)
+        return None if known is None else known[0]
+
     def mark(self) -> int:
         """Call before reading the waiting work for :meth:`rebuild`."""
         return self._tick

@@ -1,143 +1,139 @@
-"""MongoDB adapter of the routing service: its own collections, portable atomic operations only.
+"""MongoDB adapter of the routing service: typed aggregates through the storage kernel.
 
 Collections
 -----------
-``services``  one document per routing service (its :class:`ServiceDefinition`).
-``agents``    routing's projection of each agent, and the agent's *holds*: the live offers and
-              assignments charged to its capacity. Every write is a compare-and-set on
-              ``version`` (read, decide in Python, write if still at that version),
-              so two replicas can never both take the last free place of an agent.
-``work``      one document per interaction: ``waiting`` -> ``offered`` -> ``assigned`` ->
-              ``ended`` (or ``withdrawn``). Every transition is a compare-and-set on ``version``,
-              so at most one offer per interaction is ever live. ``due`` is its timer (offer expiry,
-              end of the preferred-agent wait, personal-queue overflow).
-              It keeps its last offers and how they ended (``past_offers``), so a late answer
-              gets a clear refusal.
-``timers``    one small insert-only entry per due time written to ``work`` (``<id>|<due>``, with
-              the version being written), so polling for due timers reads only these, not the
-              whole backlog. An entry is written before its interaction; one found due while
-              its interaction is still at an older version is kept (the write is on the way).
-``ended_work`` interactions that ended, out of the way of live scans.
+``services``    one document per routing service (its :class:`ServiceDefinition`).
+``agents``      routing's record of each agent (:class:`AgentRecord`), with its *holds*: the
+                live offers and assignments charged to its capacity.
+``work``        one :class:`WorkItem` per interaction: ``waiting`` -> ``offered`` ->
+                ``assigned`` -> ``ended`` (or ``withdrawn``); ``due`` is its next timer (offer
+                expiry, end of the preferred-agent wait, personal-queue overflow). It keeps its
+                last offers and how they ended, so a late answer gets a clear refusal.
+``work_timers`` the kernel's :class:`TimerQueue` of the interactions' ``due``: polling reads
+                only these, not the backlog. A timer is written after its interaction, guarded
+                by the interaction's version (writers finishing out of order leave the newest);
+                :meth:`RoutingStore.repair_timers` arms any an interrupted write left out.
+``ended_work``  interactions that ended, out of the way of live scans.
 
-Compare-and-set
----------------
-Every transition of ``agents`` and ``work`` is one conditional write: the whole document is
-replaced only if its ``version`` is still the one read (a filter on ``_id`` and ``version``).
-The server applies a single-document write atomically (``switchboard.runtime.storage``), so of
-writers that read the same version exactly one wins; the others re-read and decide again.
+Every change of ``agents`` and ``work`` goes through the kernel's :class:`VersionedCollection`:
+one write guarded by the version read, so two replicas never both take the last free place of
+an agent, and at most one offer per interaction is ever live.
 
 Order of a reservation: first the agent's hold (capacity), then the interaction's transition;
 if the second fails the hold is given back. A crash in between leaves a hold without an offer,
-which :meth:`RoutingStore.stale_holds` finds and the router releases: capacity is only ever
-over-counted for a moment, never under-counted.
+which the router's stale-hold job finds and releases: capacity is only ever over-counted for a
+moment, never under-counted.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import copy
-import functools
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from switchboard.contracts.routing import ServiceDefinition
+from switchboard.routing import metrics
 from switchboard.routing.domain import (
-    Work,
-    derive_agent_fields,
+    LIVE,
+    AgentChange,
+    AgentRecord,
+    ProfileKey,
+    WorkItem,
     interaction_of_offer,
-    new_agent_document,
+    with_room,
 )
 from switchboard.routing.queue_index import Place
 from switchboard.runtime.mongo import retry_when_busy
+from switchboard.runtime.storage import (
+    NotFound,
+    Timer,
+    TimerQueue,
+    Updated,
+    Versioned,
+    VersionedCollection,
+)
 
 Document = dict[str, Any]
-TIMER_WRITE_GRACE = timedelta(minutes=1)  # a write not landed by then has failed
-LIVE = ("waiting", "offered", "assigned")
-
+R = TypeVar("R")
 
 MASKED_SUBJECT = "(masked)"
 """What a queue row shows as the subject of a case whose text was masked."""
 
 
-class Conflict(RuntimeError):
-    """A compare-and-set kept losing: the message is retried later."""
+class StoredWork(WorkItem, Versioned):
+    """A :class:`WorkItem` as the kernel stores it."""
+
+
+class StoredAgent(AgentRecord, Versioned):
+    """An :class:`AgentRecord` as the kernel stores it."""
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def work_from(doc: Document) -> Work:
-    return Work(
-        interaction_id=doc["_id"],
-        channel=doc["channel"],
-        service=doc["service"],
-        priority=int(doc.get("priority", 0)),
-        queued_at=doc["queued_at"],
-        preferred_agent_id=doc.get("preferred_agent_id"),
-        preferred_until=doc.get("preferred_until"),
-        personal_agent_id=doc.get("personal_agent_id"),
-        declined={d["a"]: d["until"] for d in doc.get("declined", [])},
-        version=int(doc.get("version", 0)),
-    )
+def stored_work(item: WorkItem) -> StoredWork:
+    """The item as a stored aggregate (a transition of a stored one already is one)."""
+    if isinstance(item, StoredWork):
+        return item
+    return StoredWork.model_validate(item.model_dump(by_alias=True))
 
 
-def place_of(doc: Document) -> Place:
+def stored_agent(agent: AgentRecord) -> StoredAgent:
+    if isinstance(agent, StoredAgent):
+        return agent
+    return StoredAgent.model_validate(agent.model_dump(by_alias=True))
+
+
+def place_of(item: WorkItem) -> Place:
     return Place(
-        interaction_id=doc["_id"],
-        version=int(doc.get("version", 0)),
-        waiting=doc.get("status") == "waiting",
-        service=doc.get("service", ""),
-        priority=int(doc.get("priority", 0)),
-        queued_at=doc.get("queued_at"),
-        personal_agent_id=doc.get("personal_agent_id"),
+        interaction_id=item.id,
+        version=item.version,
+        waiting=item.status == "waiting",
+        service=item.service,
+        priority=item.priority,
+        queued_at=item.queued_at,
+        personal_agent_id=item.personal_agent_id,
     )
 
 
 PLACE_FIELDS = {f: 1 for f in ("version", "status", "service", "priority", "queued_at")} | {
     "personal_agent_id": 1
 }
-
-
-def _timer_key(doc: Document) -> str:
-    """``<interaction>|<due>`` at the millisecond, the precision MongoDB keeps."""
-    due: datetime = doc["due"]
-    return f"{doc['_id']}|{due.replace(microsecond=due.microsecond // 1000 * 1000).isoformat()}"
+QUEUE_ORDER = [("priority", DESCENDING), ("queued_at", ASCENDING), ("_id", ASCENDING)]
 
 
 class RoutingStore:
     def __init__(self, database: AsyncDatabase[Document], *, default_capacity: int = 1) -> None:
         self.db = database
         self.services = database["services"]
-        self.agents = database["agents"]
-        self.work = database["work"]
         self.archive = database["ended_work"]
-        self.timers = database["timers"]
         self.default_capacity = default_capacity
+        self.agents = VersionedCollection(
+            database["agents"],
+            StoredAgent,
+            on_conflict=metrics.CAS_CONFLICTS.labels("agent").inc,
+        )
+        self.work = VersionedCollection(
+            database["work"], StoredWork, on_conflict=metrics.CAS_CONFLICTS.labels("work").inc
+        )
+        self.timers = TimerQueue(database["work_timers"])
 
     async def ensure_indexes(self) -> None:
-        await self.work.create_index([("status", ASCENDING), ("service", ASCENDING)])
-        await self.work.create_index("due")
-        await self.work.create_index("offer_ids")
-        await self.work.create_index("agent_id")
-        await self.work.create_index("personal_agent_id")
-        await self.agents.create_index("avail")
-        await self.agents.create_index("room_total")
-        await self.timers.create_index("due")
-
-    # --- compare-and-set ---------------------------------------------------------------------
-
-    async def _cas_replace(self, collection: str, expected_version: int, doc: Document) -> bool:
-        """Replace ``doc`` if the stored one is still at ``expected_version`` (one write)."""
-        guard = {"_id": doc["_id"], "version": expected_version}
-        result = await retry_when_busy(lambda: self.db[collection].replace_one(guard, doc))
-        return result.matched_count == 1
+        work = self.work.collection
+        await work.create_index([("status", ASCENDING), ("service", ASCENDING)])
+        await work.create_index("due")
+        await work.create_index("offer_ids")
+        await work.create_index("agent_id")
+        await work.create_index("personal_agent_id")
+        await self.agents.collection.create_index("avail")
+        await self.agents.collection.create_index("room_total")
+        await self.timers.ensure_indexes()
 
     # --- services --------------------------------------------------------------------------
 
@@ -179,176 +175,202 @@ class RoutingStore:
 
     # --- agents ----------------------------------------------------------------------------
 
-    async def get_agent(self, agent_id: str) -> Document | None:
-        return await self.agents.find_one({"_id": agent_id})
+    async def get_agent(self, agent_id: str) -> AgentRecord | None:
+        return await self.agents.get(agent_id)
 
-    async def update_agent(
+    async def change_agent(
         self,
         agent_id: str,
-        change: Callable[[Document], bool],
+        change: AgentChange,
         *,
         create: bool = True,
-        tries: int = 100,
-        known: Document | None = None,
-    ) -> tuple[Document | None, bool]:
-        """Compare-and-set loop: ``change`` edits a copy and says whether to write it.
+        known: AgentRecord | None = None,
+    ) -> tuple[AgentRecord | None, bool]:
+        """Apply ``change`` (None: nothing to write) with one version-guarded write, its room
+        worked out again. ``create``: an agent not stored yet starts as a new record. ``known``:
+        the agent as the caller read it a moment ago, tried first instead of a read. Returns
+        the agent as it now is and whether this call changed it."""
 
-        ``known``: the agent as the caller read it a moment ago, tried first instead of a read
-        (if it is stale the write matches nothing and the loop reads it). Returns the document
-        as it now is and whether this call changed it.
-        """
-        for attempt in range(tries):
-            if attempt == 0 and known is not None:
-                current: Document | None = known
-            else:
-                current = await self.agents.find_one({"_id": agent_id})
-            if current is None and not create:
+        def decide(agent: StoredAgent) -> tuple[StoredAgent | None, bool]:
+            new = change(agent)
+            if new is None:
                 return None, False
-            base = current if current is not None else new_agent_document(agent_id)
-            updated = copy.deepcopy(base)
-            if not change(updated):
-                return current, False
-            derive_agent_fields(updated, self.default_capacity)
-            updated["version"] = int(base.get("version", 0)) + 1
-            if current is None:
-                try:
-                    await retry_when_busy(functools.partial(self.agents.insert_one, updated))
-                except DuplicateKeyError:
-                    continue
-                return updated, True
-            if await self._cas_replace("agents", int(base["version"]), updated):
-                return updated, True
-        raise Conflict(f"agent {agent_id} kept changing under us")
+            return stored_agent(with_room(new, self.default_capacity)), True
+
+        for _ in range(self.agents.attempts):
+            try:
+                known_agent = None if known is None else stored_agent(known)
+                done = await self.agents.update(agent_id, decide, known=known_agent)
+            except NotFound:
+                if not create:
+                    return None, False
+                first, did = decide(StoredAgent.model_validate({"_id": agent_id}))
+                if first is None:
+                    return None, False
+                first = first.model_copy(update={"version": 1})
+                if await self.agents.insert(first):
+                    return first, did
+                known = None  # created meanwhile by another writer: change that one
+                continue
+            if known is not None and not done.written:
+                known = None  # decided on what the caller knew: decide on what is stored
+                continue
+            return done.aggregate, done.written
+        raise RuntimeError(f"agent {agent_id} kept changing under us")
 
     async def free_agents(
         self, channel: str | None = None, team: str | None = None
-    ) -> list[Document]:
+    ) -> list[AgentRecord]:
         query: Document = {"room_total": {"$gt": 0}}
         if channel is not None:
             query = {"avail": channel}
         if team is not None:
             query["teams"] = team
-        return [d async for d in self.agents.find(query)]
+        return [a async for a in self.agents.find(query)]
 
-    async def agents_by_id(self, agent_ids: Iterable[str]) -> dict[str, Document]:
+    async def agents_by_id(self, agent_ids: Iterable[str]) -> dict[str, AgentRecord]:
         ids = sorted(set(agent_ids))
         if len(ids) > 16:  # one query; a server without pushdown reads every agent for it
-            return {d["_id"]: d async for d in self.agents.find({"_id": {"$in": ids}})}
-        found = await asyncio.gather(*(self.agents.find_one({"_id": i}) for i in ids))
-        return {d["_id"]: d for d in found if d is not None}
+            return {a.id: a async for a in self.agents.find({"_id": {"$in": ids}})}
+        found = await asyncio.gather(*(self.agents.get(i) for i in ids))
+        return {a.id: a for a in found if a is not None}
 
-    async def agent_progress(self) -> dict[str, tuple[list[Any] | None, int]]:
+    async def agent_progress(self) -> dict[str, tuple[ProfileKey | None, int]]:
         """Per agent: the profile key and state sequence applied so far (one scan)."""
-        found: dict[str, tuple[list[Any] | None, int]] = {}
-        async for doc in self.agents.find({}, {"profile_key": 1, "state_seq": 1}):
-            found[doc["_id"]] = (doc.get("profile_key"), int(doc.get("state_seq", 0)))
+        found: dict[str, tuple[ProfileKey | None, int]] = {}
+        projection = {"profile_key": 1, "state_seq": 1}
+        async for doc in self.agents.collection.find({}, projection):
+            agent = AgentRecord.model_validate(doc)
+            found[agent.id] = (agent.profile_key, agent.state_seq)
         return found
 
-    async def agents_with_holds(self) -> list[Document]:
-        return [d async for d in self.agents.find({"holds": {"$ne": []}})]
+    async def agents_with_holds(self) -> list[AgentRecord]:
+        return [a async for a in self.agents.find({"holds": {"$ne": []}})]
 
     # --- work ------------------------------------------------------------------------------
 
-    async def get_work(self, interaction_id: str) -> Document | None:
-        return await self.work.find_one({"_id": interaction_id})
+    async def get_work(self, interaction_id: str) -> WorkItem | None:
+        return await self.work.get(interaction_id)
 
-    async def work_by_offer(self, offer_id: str) -> Document | None:
+    async def work_by_offer(self, offer_id: str) -> WorkItem | None:
         interaction_id = interaction_of_offer(offer_id)
         if interaction_id is not None:
-            for collection in (self.work, self.archive):  # live first, then ended
-                doc = await collection.find_one({"_id": interaction_id})
-                if doc is not None and offer_id in doc.get("offer_ids", []):
-                    return doc
+            for read in (self.work.get, self.get_archived):  # live first, then ended
+                item = await read(interaction_id)
+                if item is not None and offer_id in item.offer_ids:
+                    return item
             return None
-        return await self.work.find_one({"offer_ids": offer_id})
+        doc = await self.work.collection.find_one({"offer_ids": offer_id})
+        return None if doc is None else StoredWork.model_validate(doc)
 
-    async def get_archived(self, interaction_id: str) -> Document | None:
-        return await self.archive.find_one({"_id": interaction_id})
+    async def get_archived(self, interaction_id: str) -> WorkItem | None:
+        doc = await self.archive.find_one({"_id": interaction_id})
+        return None if doc is None else StoredWork.model_validate(doc)
 
-    async def archive_work(self, doc: Document) -> None:
+    async def archive_work(self, item: WorkItem) -> None:
         """Move an ended interaction out of ``work``, so live scans only see live work.
 
         The archive keeps its round (offer ids stay unique over rounds) and its history. A crash
-        in between leaves an ended document in ``work``: harmless, it is simply not live.
+        in between leaves an ended item in ``work``: harmless, it is simply not live.
         """
-        await retry_when_busy(
-            lambda: self.archive.replace_one({"_id": doc["_id"]}, doc, upsert=True)
-        )
+        doc = stored_work(item).document()
+        await retry_when_busy(lambda: self.archive.replace_one({"_id": item.id}, doc, upsert=True))
         # Removing is moving on from this version too: a new round opened meanwhile stays.
-        guard = {"_id": doc["_id"], "version": doc["version"]}
-        await retry_when_busy(lambda: self.work.delete_one(guard))
+        guard = {"_id": item.id, "version": item.version}
+        await retry_when_busy(lambda: self.work.collection.delete_one(guard))
 
-    async def insert_work(self, doc: Document) -> bool:
-        await self._note_timer(doc)
-        try:
-            await retry_when_busy(lambda: self.work.insert_one(doc))
-        except DuplicateKeyError:
+    async def insert_work(self, item: WorkItem) -> bool:
+        """Store a new interaction (and arm its timer); False when it exists already."""
+        if not await self.work.insert(stored_work(item)):
             return False
+        if item.due is not None:
+            await self.set_timer(item)
         return True
 
-    async def replace_work(self, expected_version: int, doc: Document) -> bool:
-        """Write ``doc`` if the stored version is still ``expected_version`` (the CAS)."""
-        await self._note_timer(doc)
-        return await self._cas_replace("work", expected_version, doc)
+    async def change_work(
+        self,
+        interaction_id: str,
+        change: Callable[[WorkItem], tuple[WorkItem | None, R]],
+        *,
+        known: WorkItem | None = None,
+        timer_fired: bool = False,
+    ) -> Updated[StoredWork, R]:
+        """Apply ``change`` (pure: item -> (new item or None, result)) with one version-guarded
+        write, deciding again on a fresh read after a lost race; then move its timer if its
+        ``due`` changed (or it just fired). ``known``: the item as this replica last saw it,
+        tried first instead of a read; a decision to write nothing is taken again on a read.
+        Raises :class:`NotFound` for an interaction not in ``work``."""
+        due_before: list[datetime | None] = [None]
 
-    async def works_by_id(self, interaction_ids: Iterable[str]) -> dict[str, Document | None]:
+        def decide(current: StoredWork) -> tuple[StoredWork | None, R]:
+            due_before[0] = current.due
+            new, result = change(current)
+            return (None if new is None else stored_work(new)), result
+
+        done = await self.work.update(
+            interaction_id, decide, known=None if known is None else stored_work(known)
+        )
+        if known is not None and not done.written:
+            done = await self.work.update(interaction_id, decide)
+        if done.written and (timer_fired or done.aggregate.due != due_before[0]):
+            await self.set_timer(done.aggregate)
+        return done
+
+    async def replace_work(self, before: WorkItem, after: WorkItem) -> StoredWork | None:
+        """Write ``after``, decided on ``before`` as read, if nobody wrote since (then move its
+        timer if its ``due`` changed): the item as stored, or None when another writer came
+        first. For a handler that has read and decided already; else :meth:`change_work`."""
+        stored = await self.work.replace(
+            stored_work(after.model_copy(update={"version": before.version}))
+        )
+        if stored is not None and stored.due != before.due:
+            await self.set_timer(stored)
+        return stored
+
+    async def works_by_id(self, interaction_ids: Iterable[str]) -> dict[str, WorkItem | None]:
         """Each interaction read by ``_id`` (an index lookup on every server, unlike ``$in``);
         ``None`` for one no longer live."""
         ids = list(dict.fromkeys(interaction_ids))
-        found = await asyncio.gather(*(self.work.find_one({"_id": i}) for i in ids))
+        found = await asyncio.gather(*(self.work.get(i) for i in ids))
         return dict(zip(ids, found, strict=True))
 
     async def waiting_places(self) -> list[Place]:
         """Every waiting interaction's place (a full read, for :class:`QueueIndex`)."""
-        return [place_of(d) async for d in self.work.find({"status": "waiting"}, PLACE_FIELDS)]
+        cursor = self.work.collection.find({"status": "waiting"}, PLACE_FIELDS)
+        return [place_of(WorkItem.model_validate(d)) async for d in cursor]
 
     # --- timers ----------------------------------------------------------------------------
-    # Every replica polls for due timers twice a second. A query on ``work.due`` would scan the
-    # whole backlog each time on a server without index pushdown (the local one), so each due
-    # time is also written, before the work itself, as a small insert-only entry in ``timers``;
-    # entries whose work has moved on are dropped when found. Writing it first means a crash can
-    # leave an entry without its timer (dropped later) but never a timer without its entry.
 
-    async def _note_timer(self, doc: Document) -> None:
-        due = doc.get("due")
-        if due is None:
-            return
-        with contextlib.suppress(DuplicateKeyError):
-            entry = {
-                "_id": _timer_key(doc),
-                "i": doc["_id"],
-                "due": due,
-                "v": doc.get("version", 0),
-            }
-            await retry_when_busy(lambda: self.timers.insert_one(entry))
+    async def set_timer(self, item: WorkItem) -> None:
+        """Arm, move or clear the interaction's timer to its ``due`` (of its version)."""
+        await self.timers.set(item.id, item.due, {}, version=item.version)
 
-    async def due_work(self, now: datetime, limit: int = 200) -> list[Document]:
-        """Live work whose timer is due, earliest first."""
-        found: dict[str, Document] = {}
-        async for entry in (
-            self.timers.find({"due": {"$lte": now}}).sort("due", ASCENDING).limit(limit)
-        ):
-            doc = await self.work.find_one({"_id": entry["i"]})
-            if doc is not None and doc.get("due") == entry["due"]:
-                found[doc["_id"]] = doc
-                continue
-            if (
-                doc is not None
-                and int(doc.get("version", 0)) < int(entry.get("v", 0))
-                and entry["due"] > now - TIMER_WRITE_GRACE
-            ):
-                continue  # its write is still on the way (a slow database): look again later
-            await self.timers.delete_one({"_id": entry["_id"]})  # the work moved on
-        return list(found.values())
+    async def clear_timer(self, interaction_id: str) -> None:
+        await self.timers.clear(interaction_id)
+
+    async def claim_due_timer(self, now: datetime, lease: timedelta) -> Timer | None:
+        """One due interaction timer for this replica alone, for ``lease``."""
+        return await self.timers.claim_due(now, lease)
 
     async def repair_timers(self) -> int:
-        """Write the entry of any timer that lacks one (data from before ``timers`` existed)."""
+        """Arm the timer of any interaction whose ``due`` has none (a write interrupted between
+        the interaction and its timer, or data from before ``work_timers``)."""
+        armed = {t.key: t.due async for t in self.timers.all()}
         repaired = 0
-        async for doc in self.work.find({"due": {"$ne": None}}, {"due": 1, "version": 1}):
-            if await self.timers.find_one({"_id": _timer_key(doc)}, {"_id": 1}) is None:
-                await self._note_timer(doc)
+        cursor = self.work.collection.find({"due": {"$ne": None}}, {"due": 1, "version": 1})
+        async for doc in cursor:
+            item = WorkItem.model_validate(doc)
+            if armed.get(item.id) != item.due:
+                await self.set_timer(item)
                 repaired += 1
         return repaired
+
+    async def forget_old_timers(self) -> None:
+        """Drop the ``timers`` collection of earlier versions (its entries are re-armed in
+        ``work_timers`` by :meth:`repair_timers`)."""
+        await self.db.drop_collection("timers")
+
+    # --- reads for queues and views ----------------------------------------------------------
 
     async def waiting(
         self,
@@ -357,7 +379,7 @@ class RoutingStore:
         personal_agent_id: str | None = None,
         team_only: bool = False,
         limit: int = 100,
-    ) -> list[Document]:
+    ) -> list[WorkItem]:
         """Waiting work in queue order (priority, then age)."""
         query: Document = {"status": "waiting"}
         if services is not None:
@@ -366,16 +388,12 @@ class RoutingStore:
             query["personal_agent_id"] = personal_agent_id
         elif team_only:
             query["personal_agent_id"] = None
-        cursor = (
-            self.work.find(query)
-            .sort([("priority", DESCENDING), ("queued_at", ASCENDING), ("_id", ASCENDING)])
-            .limit(limit)
-        )
-        return [d async for d in cursor]
+        cursor = self.work.collection.find(query).sort(QUEUE_ORDER).limit(limit)
+        return [StoredWork.model_validate(d) async for d in cursor]
 
     async def waiting_for(
         self, agent_ids: Iterable[str], services: Iterable[str], *, limit: int = 100
-    ) -> list[Document]:
+    ) -> list[WorkItem]:
         """These agents' personal work and the team work of these services, in queue order
         (for several agents, all personal work: the plan gives each only their own)."""
         either: list[Document] = []
@@ -389,31 +407,30 @@ class RoutingStore:
             either.append({"service": {"$in": names}, "personal_agent_id": None})
         if not either:
             return []
-        cursor = (
-            self.work.find({"status": "waiting", "$or": either})
-            .sort([("priority", DESCENDING), ("queued_at", ASCENDING), ("_id", ASCENDING)])
-            .limit(limit)
-        )
-        return [d async for d in cursor]
+        query = {"status": "waiting", "$or": either}
+        cursor = self.work.collection.find(query).sort(QUEUE_ORDER).limit(limit)
+        return [StoredWork.model_validate(d) async for d in cursor]
 
-    async def assigned(self, agent_ids: Iterable[str] | None = None) -> list[Document]:
+    async def assigned(self, agent_ids: Iterable[str] | None = None) -> list[tuple[str, str]]:
+        """(interaction, agent) of every assignment (of these agents)."""
         query: Document = {"status": "assigned"}
         if agent_ids is not None:
             query["agent_id"] = {"$in": sorted(set(agent_ids))}
-        return [
-            d async for d in self.work.find(query, {"_id": 1, "agent_id": 1}).sort("_id", ASCENDING)
-        ]
+        cursor = self.work.collection.find(query, {"_id": 1, "agent_id": 1}).sort("_id", ASCENDING)
+        return [(d["_id"], d["agent_id"]) async for d in cursor]
 
     async def mask_summaries(self, case_number: int) -> int:
         """Forget the subject routing copied from a case that was masked (its queue rows then
         show it as masked); how many work items changed."""
-        result = await self.work.update_many(
+        result = await self.work.collection.update_many(
             {"summary.case_number": case_number},
             {"$set": {"summary.subject": MASKED_SUBJECT}},
         )
         return result.modified_count
 
-    async def live_work_summary(self) -> list[Document]:
-        """Service, status, age and personal owner of every live interaction (for views)."""
+    async def live_work_summary(self) -> list[WorkItem]:
+        """Service, status, age and personal owner of every live interaction (for views; the
+        other fields are left at their defaults)."""
         projection = {"service": 1, "status": 1, "queued_at": 1, "personal_agent_id": 1}
-        return [d async for d in self.work.find({"status": {"$in": list(LIVE)}}, projection)]
+        cursor = self.work.collection.find({"status": {"$in": list(LIVE)}}, projection)
+        return [WorkItem.model_validate(d) async for d in cursor]

@@ -8,6 +8,7 @@ of the timer clears or moves it when it has acted.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from switchboard.runtime.mongo import retry_when_busy
 
@@ -41,18 +43,38 @@ class TimerQueue:
     async def ensure_indexes(self) -> None:
         await self.collection.create_index("due")
 
-    async def set(self, key: str, due: datetime | None, data: Mapping[str, Any]) -> None:
-        """Arm (or move) the timer ``key``; ``due=None`` clears it."""
+    async def set(
+        self,
+        key: str,
+        due: datetime | None,
+        data: Mapping[str, Any],
+        *,
+        version: int | None = None,
+    ) -> None:
+        """Arm (or move) the timer ``key``; ``due=None`` clears it.
+
+        ``version``: the version of what the timer belongs to, when its writers may finish out
+        of order: a set (or clear) of an older version than the one stored changes nothing.
+        """
         if due is None:
-            await self.clear(key)
+            await self.clear(key, version=version)
             return
         row = {**data, "due": due, "lease": EPOCH}
-        await retry_when_busy(
-            lambda: self.collection.update_one({"_id": key}, {"$set": row}, upsert=True)
-        )
+        query: Document = {"_id": key}
+        if version is not None:
+            row["version"] = version
+            query["version"] = {"$lte": version}
+        with contextlib.suppress(DuplicateKeyError):  # the timer of a newer version is there
+            await retry_when_busy(
+                lambda: self.collection.update_one(query, {"$set": row}, upsert=True)
+            )
 
-    async def clear(self, key: str) -> None:
-        await retry_when_busy(lambda: self.collection.delete_one({"_id": key}))
+    async def clear(self, key: str, *, version: int | None = None) -> None:
+        """Disarm the timer ``key`` (of ``version`` or older, see :meth:`set`)."""
+        query: Document = {"_id": key}
+        if version is not None:
+            query["version"] = {"$lte": version}
+        await retry_when_busy(lambda: self.collection.delete_one(query))
 
     async def claim_due(
         self, now: datetime, lease: timedelta, where: Mapping[str, Any] | None = None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
 import structlog
+from pydantic import BaseModel, ConfigDict, Field
 
 from switchboard.contracts.agents import (
     AgentProfileChanged,
@@ -17,17 +17,32 @@ from switchboard.contracts.agents import (
 from switchboard.contracts.routing import (
     OfferCancelled,
 )
-from switchboard.routing import domain, metrics
+from switchboard.routing import domain
 from switchboard.routing.handlers.core import (
     RouterCore,
     _event_id,
 )
-from switchboard.routing.store import (
-    Document,
-    utcnow,
-)
+from switchboard.routing.store import utcnow
+from switchboard.runtime.storage import NotFound
 
 log = structlog.get_logger("switchboard.routing")
+
+
+class ReportedAgent(BaseModel):
+    """One agent of agent-state's answer to ``agent.states_requested``, as routing reads it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    agent_id: str
+    state: str
+    sequence: int = 0
+    not_ready_pending: bool = False
+    since: datetime | None = None
+    profile_version: int = 0
+    teams: list[str] = Field(default_factory=list)
+    skills: list[domain.SkillLevel] = Field(default_factory=list)
+    capacity: dict[str, int] = Field(default_factory=dict)
+    active: bool = True
 
 
 class AgentsProjection(RouterCore):
@@ -36,64 +51,69 @@ class AgentsProjection(RouterCore):
     # --- agents ---------------------------------------------------------------------------
 
     async def profile_changed(self, msg: AgentProfileChanged) -> None:
-        profile = {
-            "teams": list(msg.teams),
-            "skills": [{"name": s.name, "level": s.level} for s in msg.skills],
-            "capacity": dict(msg.capacity),
-            "active": msg.active,
-        }
-        doc, _ = await self.store.update_agent(
-            msg.agent_id, domain.profile_change(profile, [msg.profile_version, msg.occurred_at])
+        profile = domain.Profile(
+            teams=list(msg.teams),
+            skills=[domain.SkillLevel(name=s.name, level=s.level) for s in msg.skills],
+            capacity=dict(msg.capacity),
+            active=msg.active,
         )
-        await self.dispatch_agent(msg.agent_id, doc)
+        change = domain.profile_change(profile, (msg.profile_version, msg.occurred_at))
+        agent, _ = await self._change_agent(msg.agent_id, change)
+        await self.dispatch_agent(msg.agent_id, agent)
 
     async def state_changed(self, msg: AgentStateChanged) -> None:
-        doc, _ = await self.store.update_agent(
+        agent, _ = await self._change_agent(
             msg.agent_id,
             domain.state_change(msg.state, msg.sequence, msg.not_ready_pending, msg.changed_at),
         )
-        if doc is not None and doc.get("profile_key") is None:
+        if agent is not None and agent.profile_key is None:
             self._learn_profile(msg.agent_id)
-        if doc is not None and doc.get("state") == "logged_out" and doc.get("holds"):
-            await self.take_back_offers(doc, "the agent logged out")
-            doc = None  # changed since
-        await self.dispatch_agent(msg.agent_id, doc)
+        if agent is not None and agent.state == "logged_out" and agent.holds:
+            await self.take_back_offers(agent, "the agent logged out")
+            agent = None  # changed since
+        await self.dispatch_agent(msg.agent_id, agent)
 
-    async def take_back_offers(self, agent: Document, reason: str) -> int:
+    async def take_back_offers(self, agent: domain.AgentRecord, reason: str) -> int:
         """Cancel the agent's live offers and put the work back at the head of its queue.
 
         An agent who logs out cannot answer: the offer would only ring until its timeout while
         the customer waits, and the agent would be sent to RONA on top.
         """
         taken = 0
-        for hold in agent.get("holds", []):
-            for _ in range(20):
-                now = utcnow()
-                doc = await self.store.get_work(hold["i"])
-                offer = domain.live_offer(doc) if doc is not None else None
-                if doc is None or doc["status"] != "offered" or offer is None:
-                    break
-                if offer.id != hold["o"]:
-                    break
-                updated = domain.requeued(doc, offer, "cancelled", now, decline_for=None)
-                if not await self._replace_work(doc["version"], updated):
-                    metrics.CAS_CONFLICTS.labels("take_back").inc()
-                    continue
-                await self._close_offer(offer, doc, "cancelled", now)
-                await self.release_hold(agent["_id"], offer_id=offer.id)
-                await self.emit(
-                    OfferCancelled(
-                        message_id=_event_id(offer.id, "cancelled"),
-                        offer_id=offer.id,
-                        interaction_id=doc["_id"],
-                        agent_id=agent["_id"],
-                        reason=reason,
-                    )
+        for hold in agent.holds:
+            now = utcnow()
+
+            def take_back(
+                current: domain.WorkItem, offer_id: str = hold.offer_id, now: datetime = now
+            ) -> tuple[domain.WorkItem | None, domain.Offer | None]:
+                offer = current.offer
+                if current.status != "offered" or offer is None or offer.id != offer_id:
+                    return None, None
+                back = domain.requeued(current, offer, "cancelled", now, decline_for=None)
+                return back, offer
+
+            try:
+                done = await self._change_work(hold.interaction_id, take_back)
+            except NotFound:
+                continue
+            offer = done.result
+            if not done.written or offer is None:
+                continue
+            item = done.aggregate
+            self._close_offer(item, "cancelled")
+            await self.release_hold(agent.id, offer_id=offer.id)
+            await self.emit(
+                OfferCancelled(
+                    message_id=_event_id(offer.id, "cancelled"),
+                    offer_id=offer.id,
+                    interaction_id=item.id,
+                    agent_id=agent.id,
+                    reason=reason,
                 )
-                log.info("offer taken back", interaction_id=doc["_id"], reason=reason)
-                taken += 1
-                await self.dispatch_work(doc["_id"])
-                break
+            )
+            log.info("offer taken back", interaction_id=item.id, reason=reason)
+            taken += 1
+            await self.dispatch_work(item.id)
         return taken
 
     def _learn_profile(self, agent_id: str) -> None:
@@ -125,34 +145,26 @@ class AgentsProjection(RouterCore):
         applied = await self.store.agent_progress()
         changed = 0
         for item in outcome.result.get("agents", []):
-            agent_id = str(item["agent_id"])
-            key = [int(item.get("profile_version", 0)), domain.SNAPSHOT_TIME]
-            sequence = int(item.get("sequence", 0))
+            reported = ReportedAgent.model_validate(item)
+            agent_id = reported.agent_id
+            key = (reported.profile_version, domain.SNAPSHOT_TIME)
             have_key, have_sequence = applied.get(agent_id, (None, 0))
-            if have_key is not None and key <= have_key and sequence <= have_sequence:
+            if have_key is not None and key <= have_key and reported.sequence <= have_sequence:
                 continue
-            profile = {
-                "teams": list(item.get("teams", [])),
-                "skills": [
-                    {"name": s["name"], "level": int(s.get("level", 1))}
-                    for s in item.get("skills", [])
-                ],
-                "capacity": dict(item.get("capacity", {})),
-                "active": bool(item.get("active", True)),
-            }
-            since = item.get("since")
-            state = domain.state_change(
-                item["state"],
-                sequence,
-                bool(item.get("not_ready_pending", False)),
-                datetime.fromisoformat(since) if since else utcnow(),
+            profile = domain.Profile(
+                teams=reported.teams,
+                skills=reported.skills,
+                capacity=reported.capacity,
+                active=reported.active,
             )
-            with_profile = domain.profile_change(profile, key)
-
-            def change(agent: Document, state: Any = state, profile: Any = with_profile) -> bool:
-                return bool(profile(agent) | state(agent))
-
-            _, did = await self.store.update_agent(agent_id, change)
+            state = domain.state_change(
+                reported.state,
+                reported.sequence,
+                reported.not_ready_pending,
+                reported.since or utcnow(),
+            )
+            change = domain.both(domain.profile_change(profile, key), state)
+            _, did = await self._change_agent(agent_id, change)
             if did:
                 changed += 1
                 log.info("agent caught up from agent-state", agent_id=agent_id)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 from aio_pika.exceptions import PublishError
@@ -25,17 +25,20 @@ from switchboard.routing import domain, metrics
 from switchboard.routing.hints import ReplicaHints
 from switchboard.routing.queue_index import Place
 from switchboard.routing.store import (
-    Document,
     RoutingStore,
+    StoredWork,
     place_of,
 )
 from switchboard.runtime.bus import Bus
+from switchboard.runtime.storage import Updated
 
 log = structlog.get_logger("switchboard.routing")
 
 
 RETAKES = 5  # how often a dispatch that lost a race tries the next candidate
 BY_ID_LIMIT = 32  # more candidates than this: one query beats as many reads by _id
+
+R = TypeVar("R")
 
 _EVENT_NAMESPACE = uuid.UUID("0d5f2f7e-6a0e-4b8e-9a53-0c3f1d9b7a21")
 
@@ -100,7 +103,7 @@ class RouterCore:
         self._profile_lookups: dict[str, asyncio.Task[int]] = {}
         self.hints = ReplicaHints()
         self._free_reads: dict[
-            tuple[str, str | None], asyncio.Future[tuple[float, list[Document]]]
+            tuple[str, str | None], asyncio.Future[tuple[float, list[domain.AgentRecord]]]
         ] = {}
         self.bus = bus
         self.catalog = Catalog(store)
@@ -122,25 +125,66 @@ class RouterCore:
 
     # --- the queue index (hints.py) --------------------------------------------------------
 
-    async def _insert_work(self, doc: Document) -> bool:
+    async def _insert_work(self, item: domain.WorkItem) -> bool:
         """Store a new interaction; False when it exists already."""
-        if not await self.store.insert_work(doc):
+        if not await self.store.insert_work(item):
             return False
-        await self._written(doc)
+        await self._written(item)
         return True
 
-    async def _replace_work(self, expected_version: int, doc: Document) -> bool:
-        """Write an interaction if it is still at ``expected_version`` (one conditional write)."""
-        if not await self.store.replace_work(expected_version, doc):
-            return False
-        await self._written(doc)
-        return True
+    async def _change_work(
+        self,
+        interaction_id: str,
+        change: Callable[[domain.WorkItem], tuple[domain.WorkItem | None, R]],
+        *,
+        known: domain.WorkItem | None = None,
+        timer_fired: bool = False,
+    ) -> Updated[StoredWork, R]:
+        """Change an interaction with one guarded write (see :meth:`RoutingStore.change_work`)
+        and note it in the queue index."""
+        done = await self.store.change_work(
+            interaction_id, change, known=known, timer_fired=timer_fired
+        )
+        if done.written:
+            await self._written(done.aggregate)
+        return done
 
-    async def _written(self, doc: Document) -> None:
+    async def _change_agent(
+        self,
+        agent_id: str,
+        change: domain.AgentChange,
+        *,
+        create: bool = True,
+        known: domain.AgentRecord | None = None,
+    ) -> tuple[domain.AgentRecord | None, bool]:
+        """Change an agent's record (see :meth:`RoutingStore.change_agent`), starting from
+        ``known`` or the copy this replica wrote last instead of a read."""
+        agent, changed = await self.store.change_agent(
+            agent_id,
+            change,
+            create=create,
+            known=known or self.hints.last_written_agent(agent_id),
+        )
+        if changed and agent is not None:
+            self.hints.wrote(agent)
+        return agent, changed
+
+    async def _replace_work(
+        self, before: domain.WorkItem, after: domain.WorkItem
+    ) -> StoredWork | None:
+        """Write ``after`` if the interaction is still as ``before`` was read (one guarded
+        write) and note it in the queue index; None when another writer came first."""
+        stored = await self.store.replace_work(before, after)
+        if stored is not None:
+            await self._written(stored)
+        return stored
+
+    async def _written(self, item: domain.WorkItem) -> None:
         """Note our own write at once, and tell the other replicas (best effort: their next
         full read repairs a lost notice)."""
-        place = place_of(doc)
+        place = place_of(item)
         self.hints.learn(place)
+        self.hints.wrote(item)
         try:
             await self.bus.publish(
                 WaitingChanged(
@@ -181,18 +225,20 @@ class RouterCore:
         services: Iterable[str] = (),
         personal_agent_ids: Iterable[str] = (),
         limit: int,
-    ) -> list[Document]:
+    ) -> list[domain.WorkItem]:
         """Waiting work in queue order: these services' team work, these agents' personal work.
 
-        Candidates come from the index and are each read by ``_id``, so what is returned is
-        current; entries found stale are corrected on the way. Until the first full read, and for
-        more candidates than are cheaper read one by one, the database is queried instead.
+        Candidates come from the index and are each read by ``_id`` (unless this replica wrote
+        the version the index last heard of), so what is returned is current as far as this
+        replica knows; entries found stale are corrected on the way. Until the first full read,
+        and for more candidates than are cheaper read one by one, the database is queried
+        instead.
         """
         names = sorted(set(services))
         agents = sorted(set(personal_agent_ids))
         if not self.hints.built or limit > BY_ID_LIMIT:
             return await self.store.waiting_for(agents, names, limit=limit)
-        found: list[Document] = []
+        found: list[domain.WorkItem] = []
         seen: set[str] = set()
         while len(found) < limit:
             ids = self.hints.head(
@@ -203,13 +249,16 @@ class RouterCore:
                 break
             seen.update(fresh)
             fresh = [i for i in fresh if not self.hints.offering(i)]
-            for interaction_id, doc in (await self.store.works_by_id(fresh)).items():
-                if doc is not None and doc["status"] == "waiting":
-                    found.append(doc)
-                elif doc is None:
+            copies = {i: self.hints.current_copy(i) for i in fresh}
+            read = [i for i, copy in copies.items() if copy is None]
+            copies.update(await self.store.works_by_id(read) if read else {})
+            for interaction_id, item in copies.items():
+                if item is not None and item.status == "waiting":
+                    found.append(item)
+                elif item is None:
                     self.hints.learn(interaction_id)
                 else:
-                    self.hints.learn(place_of(doc))
+                    self.hints.learn(place_of(item))
         return found[:limit]
 
     def _plan(
@@ -232,7 +281,9 @@ class RouterCore:
             logged_in,
         )
 
-    async def _free_agents(self, channel: str, team: str | None) -> tuple[float, list[Document]]:
+    async def _free_agents(
+        self, channel: str, team: str | None
+    ) -> tuple[float, list[domain.AgentRecord]]:
         """The free agents of a channel and team. Requests handled together share one read
         (without pushdown each read decodes every agent); the offers made since it began are
         counted by :meth:`_plan`."""
@@ -240,11 +291,11 @@ class RouterCore:
         shared = self._free_reads.get(key)
         if shared is None:
 
-            async def read() -> tuple[float, list[Document]]:
+            async def read() -> tuple[float, list[domain.AgentRecord]]:
                 read_at = self.hints.read_mark()
                 return read_at, await self.store.free_agents(channel, team)
 
-            def forget(done: asyncio.Future[tuple[float, list[Document]]]) -> None:
+            def forget(done: asyncio.Future[tuple[float, list[domain.AgentRecord]]]) -> None:
                 if self._free_reads.get(key) is done:
                     del self._free_reads[key]
                 if not done.cancelled():
@@ -256,26 +307,29 @@ class RouterCore:
 
     # --- shared by several concerns -------------------------------------------------------
 
-    async def _close_offer(
-        self, offer: domain.Offer, doc: Document, outcome: str, now: datetime
-    ) -> None:
-        metrics.OFFER_OUTCOMES.labels(doc["service"], outcome).inc()
+    @staticmethod
+    def _close_offer(item: domain.WorkItem, outcome: str) -> None:
+        metrics.OFFER_OUTCOMES.labels(item.service, outcome).inc()
 
     if TYPE_CHECKING:  # defined by the concerns Router puts together (handlers/*.py)
 
-        async def dispatch_work(self, interaction_id: str, known: Document | None = None) -> int:
+        async def dispatch_work(
+            self, interaction_id: str, known: domain.WorkItem | None = None
+        ) -> int:
             """Offer one waiting interaction to the best free agent (dispatch.py)."""
 
-        async def dispatch_agent(self, agent_id: str, known: Document | None = None) -> int:
+        async def dispatch_agent(
+            self, agent_id: str, known: domain.AgentRecord | None = None
+        ) -> int:
             """Offer an agent the head of their queues (dispatch.py)."""
 
         async def offer(
             self,
-            doc: Document,
+            item: domain.WorkItem,
             agent_id: str,
             *,
             pulled: bool = False,
-            agent_doc: Document | None = None,
+            agent: domain.AgentRecord | None = None,
         ) -> bool:
             """Reserve the agent's capacity, then the interaction (offers.py)."""
 

@@ -12,11 +12,7 @@ from switchboard.routing.handlers.core import (
     RETAKES,
     RouterCore,
 )
-from switchboard.routing.store import (
-    Document,
-    utcnow,
-    work_from,
-)
+from switchboard.routing.store import utcnow
 
 log = structlog.get_logger("switchboard.routing")
 
@@ -26,15 +22,15 @@ class Dispatch(RouterCore):
 
     # --- offers ---------------------------------------------------------------------------
 
-    async def dispatch_work(self, interaction_id: str, known: Document | None = None) -> int:
+    async def dispatch_work(self, interaction_id: str, known: domain.WorkItem | None = None) -> int:
         """Offer one waiting interaction to the best free agent, if there is one now."""
-        doc = known if known is not None else await self.store.get_work(interaction_id)
-        if doc is None or doc["status"] != "waiting":
+        item = known if known is not None else await self.store.get_work(interaction_id)
+        if item is None or item.status != "waiting":
             return 0
         now = utcnow()
         services = await self.catalog.all()
-        service = services.get(doc["service"])
-        work = work_from(doc)
+        service = services.get(item.service)
+        work = item.as_work()
         logged_in = await self._logged_in([work])
         target = domain.meant_for(work, now, logged_in)
         if target is None and (service is None or service.channel != work.channel):
@@ -43,38 +39,37 @@ class Dispatch(RouterCore):
         for _ in range(RETAKES):
             if target is not None:
                 read_at = self.hints.read_mark()
-                agent_docs = list((await self.store.agents_by_id([target])).values())
+                records = list((await self.store.agents_by_id([target])).values())
             else:
                 assert service is not None
-                read_at, agent_docs = await self._free_agents(work.channel, service.team)
+                read_at, records = await self._free_agents(work.channel, service.team)
             agents = [
-                domain.agent_from(d, self.store.default_capacity, now)
-                for d in agent_docs
-                if d["_id"] not in lost
+                domain.agent_from(r, self.store.default_capacity, now)
+                for r in records
+                if r.id not in lost
             ]
             plan = self._plan([work], agents, services, now, logged_in, read_at)
             if not plan:
                 return 0
-            known = {d["_id"]: d for d in agent_docs}
-            if made := await self._carry_out(plan, {doc["_id"]: doc}, known):
+            if made := await self._carry_out(plan, {item.id: item}, {r.id: r for r in records}):
                 return len(made)
             # Lost a race: another replica's offer took that agent, or this interaction. The
             # next agent, if it still waits: as the agents are now (someone may have become
             # free meanwhile, and been left to this dispatch by their own).
             lost.add(plan[0][1].agent_id)
-            current = await self.store.get_work(doc["_id"])
-            if current is None or current["status"] != "waiting":
+            current = await self.store.get_work(item.id)
+            if current is None or current.status != "waiting":
                 return 0
-            doc, work = current, work_from(current)
+            item, work = current, current.as_work()
         return 0
 
-    async def dispatch_agent(self, agent_id: str, known: Document | None = None) -> int:
+    async def dispatch_agent(self, agent_id: str, known: domain.AgentRecord | None = None) -> int:
         """Offer waiting work to an agent who may have become free (Ready, capacity freed);
         ``known``: the agent as just written, so it need not be read again."""
         return (await self._dispatch_agents([agent_id], known))[agent_id]
 
     async def _dispatch_agents(
-        self, agent_ids: list[str], known: Document | None = None
+        self, agent_ids: list[str], known: domain.AgentRecord | None = None
     ) -> Counter[str]:
         """Match these agents with the head of their queues in one plan (each gets different
         work); after a lost race, again with the agents as they are now."""
@@ -82,8 +77,9 @@ class Dispatch(RouterCore):
         now = utcnow()
         services = await self.catalog.all()
         read_at = self.hints.read_mark()
-        if known is not None and [known["_id"]] == agent_ids:
-            found = {known["_id"]: known}
+        found: dict[str, domain.AgentRecord]
+        if known is not None and [known.id] == agent_ids:
+            found = {known.id: known}
         else:
             found = await self.store.agents_by_id(agent_ids)
         limit = 0
@@ -105,20 +101,20 @@ class Dispatch(RouterCore):
             if not agents:
                 break
             limit = max(limit, room + 10)  # the head is almost always enough
-            docs = await self.waiting(
+            items = await self.waiting(
                 services=names, personal_agent_ids=[a.agent_id for a in agents], limit=limit
             )
-            works = [work_from(d) for d in docs]
+            works = [i.as_work() for i in items]
             logged_in = await self._logged_in(works)
             plan = self._plan(works, agents, services, now, logged_in, read_at)
             if not plan:
                 if any(self.hints.offering(w.interaction_id) for w in works):
                     continue  # taken meanwhile by this replica's other dispatches: the next ones
-                if len(docs) < limit or limit > 100:
+                if len(items) < limit or limit > 100:
                     break
                 limit += 100  # declined or kept for someone else: look deeper
                 continue
-            done = await self._carry_out(plan, {d["_id"]: d for d in docs}, found)
+            done = await self._carry_out(plan, {i.id: i for i in items}, found)
             made.update(agent.agent_id for _, agent in done)
             if len(done) == len(plan):
                 break
@@ -141,7 +137,7 @@ class Dispatch(RouterCore):
         if not free:
             return 0
         now = utcnow()
-        agents = [domain.agent_from(d, self.store.default_capacity, now) for d in free]
+        agents = [domain.agent_from(r, self.store.default_capacity, now) for r in free]
         services = await self.catalog.all()
         # Only work someone free could take: a deep queue nobody serves now must not hide it.
         names = {
@@ -150,46 +146,46 @@ class Dispatch(RouterCore):
             for a in agents
             if a.can_take(s.channel) and domain.serves(a, s)
         }
-        docs = await self.store.waiting_for(
+        items = await self.store.waiting_for(
             [a.agent_id for a in agents], names, limit=self.sweep_batch
         )
         # Work requested a moment ago is being dispatched by its own request: racing it for
         # the same agents would only make both slower.
         grace_from = now - self.sweep_grace
-        docs = [d for d in docs if (d.get("requested_at") or d["queued_at"]) <= grace_from]
-        if not docs:
+        items = [i for i in items if i.waiting_since <= grace_from]
+        if not items:
             return 0
-        works = [work_from(d) for d in docs]
+        works = [i.as_work() for i in items]
         logged_in = await self._logged_in(works)
         plan = self._plan(works, agents, services, now, logged_in, read_at)
-        known = {d["_id"]: d for d in free}
-        return len(await self._carry_out(plan, {d["_id"]: d for d in docs}, known))
+        known = {r.id: r for r in free}
+        return len(await self._carry_out(plan, {i.id: i for i in items}, known))
 
     async def _logged_in(self, works: Iterable[domain.Work]) -> dict[str, bool]:
         wanted = [w.preferred_agent_id for w in works if w.preferred_agent_id]
         found = await self.store.agents_by_id(wanted)
         now = utcnow()
         return {
-            agent_id: domain.agent_from(doc, self.store.default_capacity, now).logged_in
-            for agent_id, doc in found.items()
+            agent_id: domain.agent_from(record, self.store.default_capacity, now).logged_in
+            for agent_id, record in found.items()
         }
 
     async def _carry_out(
         self,
         plan: list[tuple[domain.Work, domain.Agent]],
-        docs: dict[str, Document],
-        agent_docs: dict[str, Document],
+        items: dict[str, domain.WorkItem],
+        records: dict[str, domain.AgentRecord],
     ) -> list[tuple[domain.Work, domain.Agent]]:
         """Make the plan's offers; the pairs whose offer was made (the others lost a race).
-        ``agent_docs``: the agents as the plan read them (each reservation starts from it)."""
+        ``records``: the agents as the plan read them (each reservation starts from it)."""
         made = []
-        unused = dict(agent_docs)  # once an agent is written, its read is stale
+        unused = dict(records)  # once an agent is written, its read is stale
         with self.hints.holding(plan) as settle:
             for work, agent in plan:
                 offered = await self.offer(
-                    docs[work.interaction_id],
+                    items[work.interaction_id],
                     agent.agent_id,
-                    agent_doc=unused.pop(agent.agent_id, None),
+                    agent=unused.pop(agent.agent_id, None),
                 )
                 settle(work, offered)
                 if offered:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import copy
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -13,15 +12,13 @@ from switchboard.contracts.routing import (
     InteractionTransferred,
     TransferRequested,
 )
-from switchboard.routing import domain, metrics
+from switchboard.routing import domain
 from switchboard.routing.handlers.core import (
     RouterCore,
 )
-from switchboard.routing.store import (
-    Document,
-    utcnow,
-)
+from switchboard.routing.store import utcnow
 from switchboard.runtime.errors import Refused
+from switchboard.runtime.storage import NotFound
 
 log = structlog.get_logger("switchboard.routing")
 
@@ -32,10 +29,10 @@ class Queues(RouterCore):
     # --- queues ---------------------------------------------------------------------------
 
     async def _acting_agent(self, agent_id: str) -> domain.Agent:
-        doc = await self.store.get_agent(agent_id)
-        if doc is None:
+        record = await self.store.get_agent(agent_id)
+        if record is None:
             raise Refused("unknown_agent", f"routing knows no agent {agent_id}", field="agent_id")
-        agent = domain.agent_from(doc, self.store.default_capacity, utcnow())
+        agent = domain.agent_from(record, self.store.default_capacity, utcnow())
         if not agent.logged_in:
             raise Refused("not_logged_in", f"agent {agent_id} is not logged in", field="agent_id")
         return agent
@@ -63,30 +60,30 @@ class Queues(RouterCore):
         return [s.name for s in services.values() if domain.serves(agent, s)]
 
     @staticmethod
-    def _item(doc: Document, now: datetime) -> dict[str, Any]:
+    def _item(item: domain.WorkItem, now: datetime) -> dict[str, Any]:
         return {
-            "interaction_id": doc["_id"],
-            "service": doc["service"],
-            "channel": doc["channel"],
-            "priority": doc.get("priority", 0),
-            "queued_at": doc["queued_at"].isoformat(),
-            "waited_seconds": round((now - doc["queued_at"]).total_seconds(), 3),
-            "reason": doc.get("reason", "new"),
-            "summary": doc.get("summary") or {},
+            "interaction_id": item.id,
+            "service": item.service,
+            "channel": item.channel,
+            "priority": item.priority,
+            "queued_at": item.queued_at.isoformat(),
+            "waited_seconds": round((now - item.queued_at).total_seconds(), 3),
+            "reason": item.reason,
+            "summary": item.summary or {},
         }
 
     async def team_queue(self, agent_id: str, service: str | None, limit: int) -> dict[str, Any]:
         agent = await self._acting_agent(agent_id)
         names = await self.team_services(agent, service)
-        docs = await self.waiting(services=names, limit=limit) if names else []
+        items = await self.waiting(services=names, limit=limit) if names else []
         now = utcnow()
-        return {"items": [self._item(d, now) for d in docs]}
+        return {"items": [self._item(i, now) for i in items]}
 
     async def personal_queue(self, agent_id: str, limit: int) -> dict[str, Any]:
         await self._acting_agent(agent_id)
-        docs = await self.waiting(personal_agent_ids=[agent_id], limit=limit)
+        items = await self.waiting(personal_agent_ids=[agent_id], limit=limit)
         now = utcnow()
-        return {"items": [self._item(d, now) for d in docs]}
+        return {"items": [self._item(i, now) for i in items]}
 
     async def pull(
         self,
@@ -101,20 +98,20 @@ class Queues(RouterCore):
         names = [] if personal else await self.team_services(agent, service)
         for _ in range(10):
             if interaction_id is not None:
-                doc = await self.store.get_work(interaction_id)
-                mine = doc is not None and (
-                    doc.get("personal_agent_id") == agent_id
+                item = await self.store.get_work(interaction_id)
+                mine = item is not None and (
+                    item.personal_agent_id == agent_id
                     if personal
-                    else doc.get("personal_agent_id") is None and doc["service"] in names
+                    else item.personal_agent_id is None and item.service in names
                 )
-                if doc is None or not mine or doc["status"] != "waiting":
+                if item is None or not mine or item.status != "waiting":
                     raise Refused(
                         "not_available",
                         f"{interaction_id} is not waiting in your "
                         + ("personal queue" if personal else "team queue"),
                         field="interaction_id",
                     )
-                candidates = [doc]
+                candidates = [item]
             elif personal:
                 candidates = await self.waiting(personal_agent_ids=[agent_id], limit=20)
             else:
@@ -122,19 +119,19 @@ class Queues(RouterCore):
             if not candidates:
                 raise Refused("queue_empty", "nothing is waiting in that queue")
             fresh = await self._acting_agent(agent_id)
-            for doc in candidates:
-                if fresh.room(doc["channel"]) <= 0:
+            for candidate in candidates:
+                if fresh.room(candidate.channel) <= 0:
                     raise Refused(
                         "at_capacity",
-                        f"no free {doc['channel']} capacity: finish some work first",
+                        f"no free {candidate.channel} capacity: finish some work first",
                         field="agent_id",
                     )
-                if await self.offer(doc, agent_id, pulled=True):
+                if await self.offer(candidate, agent_id, pulled=True):
                     return {
-                        "interaction_id": doc["_id"],
-                        "service": doc["service"],
-                        "channel": doc["channel"],
-                        "summary": doc.get("summary") or {},
+                        "interaction_id": candidate.id,
+                        "service": candidate.service,
+                        "channel": candidate.channel,
+                        "summary": candidate.summary or {},
                     }
         raise Refused(
             "not_available", "someone else took it first: try again", field="interaction_id"
@@ -147,97 +144,72 @@ class Queues(RouterCore):
             raise Refused("same_agent", "you cannot transfer to yourself", field="to_agent_id")
         if msg.to_agent_id is not None and await self.store.get_agent(msg.to_agent_id) is None:
             raise Refused("unknown_agent", f"no agent {msg.to_agent_id}", field="to_agent_id")
-        for _ in range(20):
-            now = utcnow()
-            doc = await self.store.get_work(msg.interaction_id)
-            if doc is None:
-                raise Refused(
-                    "unknown_interaction",
-                    f"no interaction {msg.interaction_id}",
-                    field="interaction_id",
-                )
-            if doc["status"] != "assigned" or doc.get("agent_id") != msg.agent_id:
+        now = utcnow()
+        services = await self.catalog.all(fresh=True)
+
+        def transfer(current: domain.WorkItem) -> tuple[domain.WorkItem, domain.WorkItem]:
+            if current.status != "assigned" or current.agent_id != msg.agent_id:
                 raise Refused(
                     "not_yours",
                     "only the agent holding an interaction can transfer it (accept it first)",
                     field="agent_id",
                 )
-            target_name = msg.to_service or doc["service"]
-            target = await self.catalog.get(target_name, fresh=True)
+            target_name = msg.to_service or current.service
+            target = services.get(target_name)
             if target is None:
                 raise Refused("unknown_service", f"no service {target_name}", field="to_service")
-            if target.channel != doc["channel"]:
+            if target.channel != current.channel:
                 raise Refused(
                     "channel_mismatch",
-                    f"{target_name} takes {target.channel}, this is {doc['channel']}",
+                    f"{target_name} takes {target.channel}, this is {current.channel}",
                     field="to_service",
                 )
-            overflow = target.personal_overflow_seconds
-            updated = copy.deepcopy(doc)
-            updated.update(
-                status="waiting",
-                service=target_name,
-                reason="transfer",
-                priority=target.priority,
-                round=int(doc["round"]) + 1,
-                offers_in_round=0,
-                requested_at=now,
+            moved = domain.transferred(
+                current,
+                by_agent=msg.agent_id,
+                to=target,
+                to_agent=msg.to_agent_id,
+                reason=msg.reason,
                 request_id=str(msg.message_id),
-                preferred_agent_id=None,
-                preferred_until=None,
+                now=now,
+            )
+            return moved, current
+
+        try:
+            done = await self._change_work(msg.interaction_id, transfer)
+        except NotFound:
+            raise Refused(
+                "unknown_interaction",
+                f"no interaction {msg.interaction_id}",
+                field="interaction_id",
+            ) from None
+        before, after = done.result, done.aggregate
+        await self.release_hold(msg.agent_id, interaction_id=after.id)
+        await self.emit(
+            InteractionTransferred.caused_by(
+                msg,
+                interaction_id=after.id,
+                from_agent_id=msg.agent_id,
+                channel=after.channel,
+                from_service=before.service,
+                to_service=after.service,
+                to_agent_id=msg.to_agent_id,
+                reason=msg.reason,
+            )
+        )
+        await self.emit(
+            InteractionQueued.caused_by(
+                msg,
+                interaction_id=after.id,
+                channel=after.channel,
+                service=after.service,
                 personal_agent_id=msg.to_agent_id,
-                personal_until=(
-                    now + timedelta(seconds=overflow) if msg.to_agent_id and overflow else None
-                ),
-                declined=[],
-                offer=None,
-                offer_id=None,
-                agent_id=None,
-                history=[
-                    *doc.get("history", []),
-                    {
-                        "at": now,
-                        "what": "transferred",
-                        "from_agent": msg.agent_id,
-                        "from_service": doc["service"],
-                        "to_service": target_name,
-                        "to_agent": msg.to_agent_id,
-                        "reason": msg.reason,
-                    },
-                ],
-                version=doc["version"] + 1,
             )
-            updated["due"] = domain.work_due(updated, now)
-            if not await self._replace_work(doc["version"], updated):
-                metrics.CAS_CONFLICTS.labels("transfer").inc()
-                continue
-            await self.release_hold(msg.agent_id, interaction_id=doc["_id"])
-            await self.emit(
-                InteractionTransferred.caused_by(
-                    msg,
-                    interaction_id=doc["_id"],
-                    from_agent_id=msg.agent_id,
-                    channel=doc["channel"],
-                    from_service=doc["service"],
-                    to_service=target_name,
-                    to_agent_id=msg.to_agent_id,
-                    reason=msg.reason,
-                )
-            )
-            await self.emit(
-                InteractionQueued.caused_by(
-                    msg,
-                    interaction_id=doc["_id"],
-                    channel=doc["channel"],
-                    service=target_name,
-                    personal_agent_id=msg.to_agent_id,
-                )
-            )
-            await self.dispatch_work(doc["_id"])
-            await self.dispatch_agent(msg.agent_id)
-            return {
-                "interaction_id": doc["_id"],
-                "service": target_name,
-                "to_agent_id": msg.to_agent_id,
-            }
-        raise RuntimeError(f"{msg.interaction_id} kept changing while transferring: retry")
+        )
+        await self.dispatch_work(after.id)
+        await self.dispatch_agent(msg.agent_id)
+        return {
+            "interaction_id": after.id,
+            "service": after.service,
+            "to_agent_id": msg.to_agent_id,
+        }

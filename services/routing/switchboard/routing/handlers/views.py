@@ -38,8 +38,8 @@ class Views(RouterCore):
             for name in services
             if not wanted or name in wanted
         }
-        for doc in await self.store.live_work_summary():
-            name = doc["service"]
+        for item in await self.store.live_work_summary():
+            name = item.service
             if wanted and name not in wanted:
                 continue
             row = view.setdefault(
@@ -52,15 +52,15 @@ class Views(RouterCore):
                     "personal": 0,
                 },
             )
-            if doc["status"] == "waiting":
-                if doc.get("personal_agent_id"):
+            if item.status == "waiting":
+                if item.personal_agent_id:
                     row["personal"] += 1
                 else:
                     row["depth"] += 1
-                waited = round((now - doc["queued_at"]).total_seconds(), 3)
+                waited = round((now - item.queued_at).total_seconds(), 3)
                 row["oldest_wait_seconds"] = max(row["oldest_wait_seconds"], waited)
             else:
-                row[doc["status"]] += 1
+                row[item.status] += 1
         return view
 
     async def update_gauges(self) -> None:
@@ -72,15 +72,15 @@ class Views(RouterCore):
 
     async def agent_services(self, agent_id: str) -> list[str]:
         """The services whose team the agent is in (logged in or not); none if unknown."""
-        doc = await self.store.get_agent(agent_id)
-        if doc is None:
+        record = await self.store.get_agent(agent_id)
+        if record is None:
             return []
-        agent = domain.agent_from(doc, self.store.default_capacity, utcnow())
+        agent = domain.agent_from(record, self.store.default_capacity, utcnow())
         services = await self.catalog.all()
         return sorted(s.name for s in services.values() if domain.in_team(agent, s))
 
     async def live_assignments(self, agent_ids: list[str]) -> dict[str, Any]:
         found: dict[str, list[str]] = {a: [] for a in agent_ids}
-        for doc in await self.store.assigned(agent_ids or None):
-            found.setdefault(doc["agent_id"], []).append(doc["_id"])
+        for interaction_id, agent_id in await self.store.assigned(agent_ids or None):
+            found.setdefault(agent_id, []).append(interaction_id)
         return {"assignments": found}
