@@ -17,9 +17,9 @@ import argparse
 import asyncio
 
 import support
+from aio_pika.abc import AbstractIncomingMessage
 
 from switchboard.agent_state.app import AgentStateSettings, build
-from switchboard.contracts import ConsumerQueue
 from switchboard.contracts.agents import (
     AgentStateChanged,
     LogIn,
@@ -28,8 +28,6 @@ from switchboard.contracts.agents import (
     SetReady,
 )
 from switchboard.runtime.service import Runtime
-
-LISTENER = ConsumerQueue("bench.agent_state_ops.changes", (AgentStateChanged.NAME,))
 
 
 async def _count(
@@ -57,15 +55,18 @@ async def _count(
     commands.databases = {settings.database_name("agent_state")}
     seen: asyncio.Queue[AgentStateChanged] = asyncio.Queue()
 
-    async def on_change(event: AgentStateChanged) -> None:
-        await seen.put(event)
+    async def on_change(message: AbstractIncomingMessage) -> None:
+        await seen.put(AgentStateChanged.model_validate_json(message.body))
 
     probe = Runtime("bench_ops_probe", settings)
-    probe.bus.consume(LISTENER, AgentStateChanged, on_change)
     service = build(settings)
     me = {"agent_id": "ann", "actor_id": "ann", "actor_role": "agent"}
     try:
         async with probe.app, service.app:
+            # a bare queue of this process: the listener adds no database commands
+            await probe.bus.replica_queue(
+                f"bench.agent_state_ops.changes.{found.tag}", [AgentStateChanged.NAME], on_change
+            )
             sue = {"actor_id": "sue", "actor_role": "supervisor"}
             await probe.bus.request(RegisterAgent(agent_id="ann", **sue, name="Ann"), timeout=15)
             await probe.bus.request(LogIn(**me, initial_state="ready"), timeout=15)
