@@ -9,7 +9,8 @@ Guarantees (see docs/architecture.md):
 * a message that does not validate goes straight to ``<queue>.dead`` with the validation error;
 * a message already handled (same consumer, same message id) is acked without a second effect:
   the processed-message ledger sees to it, or, for a consumer declared ``ledger=False``, the
-  handler itself (it remembers the message ids it applied in its aggregate's own write);
+  handler itself (it remembers the message ids it applied in its aggregate's own write, or
+  a repeat has no effect worth preventing);
 * a copy that finds another copy in hand is checked again later, after a growing delay, and
   counted; a handler cancelled (the broker connection dropped) gives its claim back.
 """
@@ -160,8 +161,9 @@ class Bus:
         with the refusal and changes nothing; any other exception is retried.
 
         ``ledger=False`` is for a handler that drops a repeated message itself, in the same
-        write as its effect (the message id remembered in the aggregate it changes): the
-        processed-message ledger's claim and completion, two writes per message, are skipped.
+        write as its effect (the message id remembered in the aggregate it changes), or whose
+        repeat has no effect worth preventing (a query): the processed-message ledger's claim
+        and completion, two writes per message, are skipped.
         """
         self._queues.append(queue)
         self.consumers[queue.name] = model
