@@ -20,15 +20,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import support
+from aio_pika.abc import AbstractIncomingMessage
 
 from switchboard.agent_state import domain
 from switchboard.agent_state.app import AgentStateSettings, build
 from switchboard.agent_state.store import AgentStore, agent_fields
-from switchboard.contracts import ConsumerQueue, Message
+from switchboard.contracts import Message
 from switchboard.contracts.agents import AgentStateChanged, SetNotReady, SetReady
 from switchboard.runtime.service import Runtime
-
-LISTENER = ConsumerQueue("bench.agent_state.changes", (AgentStateChanged.NAME,))
 
 
 class Listener:
@@ -41,7 +40,8 @@ class Listener:
         self.waiting[(agent_id, sequence)] = future
         return future
 
-    async def on_change(self, event: AgentStateChanged) -> None:
+    async def on_change(self, message: AbstractIncomingMessage) -> None:
+        event = AgentStateChanged.model_validate_json(message.body)
         self.received += 1
         future = self.waiting.pop((event.agent_id, event.sequence), None)
         if future is not None and not future.done():
@@ -90,12 +90,19 @@ async def _bench(found: support.Servers, args: argparse.Namespace) -> dict[str, 
     agents = [f"agent-{i:04d}" for i in range(args.agents)]
     listener = Listener()
     probe = Runtime("bench_listener", settings)
-    probe.bus.consume(LISTENER, AgentStateChanged, listener.on_change)
     service = build(settings)
     latencies: list[float] = []
     missed: list[str] = []
     try:
         async with probe.app, service.app:
+            # a bare queue of this process (no ledger): the bench's listener costs the
+            # database nothing, like the floor's output queue
+            await probe.bus.replica_queue(
+                f"bench.agent_state.changes.{found.tag}",
+                [AgentStateChanged.NAME],
+                listener.on_change,
+                max_length=1_000_000,
+            )
             support.say(f"seeding {len(agents)} agents")
             await _seed_logged_in(AgentStore(service.db), agents)
             support.say("changing states")

@@ -17,9 +17,9 @@ import argparse
 import asyncio
 
 import support
+from aio_pika.abc import AbstractIncomingMessage
 
 from switchboard.agent_state.app import AgentStateSettings, build
-from switchboard.contracts import ConsumerQueue
 from switchboard.contracts.agents import (
     AgentStateChanged,
     LogIn,
@@ -29,43 +29,39 @@ from switchboard.contracts.agents import (
 )
 from switchboard.runtime.service import Runtime
 
-LISTENER = ConsumerQueue("bench.agent_state_ops.changes", (AgentStateChanged.NAME,))
-
 
 async def _count(
     found: support.Servers, changes: int, commands: support.Commands, publishes: support.Publishes
 ) -> None:
-    hours = 3600.0 * 5
+    quiet = support.QUIET
     settings = AgentStateSettings(
-        amqp_url=found.amqp_url,
-        mongodb_url=found.mongodb_url,
-        database_prefix=found.prefix,
-        http_port=0,
-        log_level="WARNING",
-        log_format="console",
+        **support.service_settings(found),
         not_ready_reasons=["Break"],
-        heartbeat_timeout_seconds=hours,
-        presence_logout_seconds=hours,
-        timer_poll_seconds=hours,
-        presence_poll_seconds=hours,
-        outbox_relay_seconds=hours,
-        outbox_sweep_seconds=hours,
-        timer_repair_seconds=hours,
-        reconcile_interval_seconds=hours,
-        gauges_seconds=hours,
+        heartbeat_timeout_seconds=quiet,
+        presence_logout_seconds=quiet,
+        timer_poll_seconds=quiet,
+        presence_poll_seconds=quiet,
+        outbox_relay_seconds=quiet,
+        outbox_sweep_seconds=quiet,
+        timer_repair_seconds=quiet,
+        reconcile_interval_seconds=quiet,
+        gauges_seconds=quiet,
     )
     commands.databases = {settings.database_name("agent_state")}
     seen: asyncio.Queue[AgentStateChanged] = asyncio.Queue()
 
-    async def on_change(event: AgentStateChanged) -> None:
-        await seen.put(event)
+    async def on_change(message: AbstractIncomingMessage) -> None:
+        await seen.put(AgentStateChanged.model_validate_json(message.body))
 
     probe = Runtime("bench_ops_probe", settings)
-    probe.bus.consume(LISTENER, AgentStateChanged, on_change)
     service = build(settings)
     me = {"agent_id": "ann", "actor_id": "ann", "actor_role": "agent"}
     try:
         async with probe.app, service.app:
+            # a bare queue of this process: the listener adds no database commands
+            await probe.bus.replica_queue(
+                f"bench.agent_state_ops.changes.{found.tag}", [AgentStateChanged.NAME], on_change
+            )
             sue = {"actor_id": "sue", "actor_role": "supervisor"}
             await probe.bus.request(RegisterAgent(agent_id="ann", **sue, name="Ann"), timeout=15)
             await probe.bus.request(LogIn(**me, initial_state="ready"), timeout=15)
@@ -92,13 +88,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--changes", type=int, default=40)
     args = parser.parse_args()
-    commands = support.count_commands()
-    publishes = support.Publishes()
-    with support.servers() as found:
-        asyncio.run(_count(found, args.changes, commands, publishes))
-    print(f"command: {support.command_line()}")
-    print(f"server: {found.origin.get('mongodb')} {found.mongodb_url}")
-    print("\n".join(support.cost_lines(args.changes, "agent state change", commands, publishes)))
+
+    async def count(
+        found: support.Servers, commands: support.Commands, publishes: support.Publishes
+    ) -> None:
+        await _count(found, args.changes, commands, publishes)
+
+    support.run_ops(count, per=args.changes, what="agent state change")
 
 
 if __name__ == "__main__":

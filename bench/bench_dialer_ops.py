@@ -14,7 +14,6 @@ completes the record.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -117,12 +116,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20)
     args = parser.parse_args()
-    commands = support.count_commands()
-    with support.servers(vhost=False) as found:
-        asyncio.run(_count(found.mongodb_url, args.records, commands))
-    print(f"command: {support.command_line()}")
-    print(f"server: {found.origin.get('mongodb')} {found.mongodb_url}")
-    print("\n".join(support.cost_lines(args.records, "record completed", commands, None)))
+
+    async def count(
+        found: support.Servers, commands: support.Commands, _: support.Publishes
+    ) -> None:
+        await _count(found.mongodb_url, args.records, commands)
+
+    support.run_ops(count, per=args.records, what="record completed", vhost=False, broker=False)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Mails per second through the ingestion service's SMTP server and HTTP upload.
 
-    python bench/bench_ingestion.py [--mails 400] [--runs 3] [--concurrency 8]
+    python bench/bench_ingestion.py [--mails 400] [--runs 3] [--concurrency 16]
 
 Finds or starts the local RabbitMQ and FerretDB (``switchboard.app.localstack``), runs the
 ingestion service in this process behind uvicorn (exactly as ``serve()`` does), and pushes
@@ -203,7 +203,12 @@ def main() -> None:
         "--mails", type=int, default=400, help="at most this many mails per run and channel"
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=8, help="client connections")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="client connections (16: as many mails in hand as the floor's prefetch)",
+    )
     args = parser.parse_args()
     with support.servers() as found:
         print(f"servers: {found.origin}")

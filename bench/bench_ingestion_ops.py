@@ -43,15 +43,10 @@ async def _count(
     found: support.Servers, mails: int, commands: support.Commands, publishes: support.Publishes
 ) -> None:
     settings = IngestionSettings(
-        amqp_url=found.amqp_url,
-        mongodb_url=found.mongodb_url,
-        database_prefix=found.prefix,
-        http_port=0,
+        **support.service_settings(found),
         smtp_port=0,
-        log_level="WARNING",
-        log_format="console",
         mailboxes=[{"address": "support@switchboard.local", "service": "support"}],
-        stale_publish_sweep_seconds=3600.0 * 5,
+        stale_publish_sweep_seconds=support.QUIET,
         service_token="bench-ingestion-ops-token",
     )
     commands.databases = {settings.database_name("ingestion")}
@@ -83,13 +78,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=40)
     args = parser.parse_args()
-    commands = support.count_commands()
-    publishes = support.Publishes()
-    with support.servers() as found:
-        asyncio.run(_count(found, args.mails, commands, publishes))
-    print(f"command: {support.command_line()}")
-    print(f"server: {found.origin.get('mongodb')} {found.mongodb_url}")
-    print("\n".join(support.cost_lines(args.mails, "inbound email", commands, publishes)))
+
+    async def count(
+        found: support.Servers, commands: support.Commands, publishes: support.Publishes
+    ) -> None:
+        await _count(found, args.mails, commands, publishes)
+
+    support.run_ops(count, per=args.mails, what="inbound email")
 
 
 if __name__ == "__main__":

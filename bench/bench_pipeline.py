@@ -170,7 +170,7 @@ class Desk:
                     return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.agent_id} not {wanted} after {seconds:.0f} s")
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(5.0)  # each look is a query to agent-state: not every second
 
     async def state(self) -> str:
         answer = await self.call("GET", "/me/state")

@@ -61,18 +61,12 @@ async def _count(
     commands: support.Commands,
     publishes: support.Publishes,
 ) -> list[str]:
-    hours = 3600.0 * 5
     settings = ThreadingSettings(
-        amqp_url=found.amqp_url,
-        mongodb_url=found.mongodb_url,
-        database_prefix=found.prefix,
-        http_port=0,
-        log_level="WARNING",
-        log_format="console",
+        **support.service_settings(found),
         threading_config_file=Path("deploy/demo/threading.json"),
         development=True,
-        config_refresh_seconds=hours,
-        outbox_sweep_seconds=hours,
+        config_refresh_seconds=support.QUIET,
+        outbox_sweep_seconds=support.QUIET,
     )
     commands.databases = {settings.database_name("threading")}
     routed: asyncio.Queue[RouteRequested] = asyncio.Queue()
@@ -134,13 +128,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=30)
     args = parser.parse_args()
-    commands = support.count_commands()
-    publishes = support.Publishes()
-    with support.servers() as found:
-        lines = asyncio.run(_count(found, args.mails, commands, publishes))
-    print(f"command: {support.command_line()}")
-    print(f"server: {found.origin.get('mongodb')} {found.mongodb_url}")
-    print("\n".join(lines))
+
+    async def count(
+        found: support.Servers, commands: support.Commands, publishes: support.Publishes
+    ) -> list[str]:
+        return await _count(found, args.mails, commands, publishes)
+
+    support.run_ops(count, per=args.mails, what="mail")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,9 @@ from the scripts' own folder. Nothing here asserts: benches print figures.
   once and hands it on in ``BENCH_FLOOR_MSG_S``, a bench run alone measures it itself.
 * :class:`Commands` and :class:`Publishes`: database commands (PyMongo command listener) and
   broker publishes of this process, to print what one message costs at each hop.
+* :func:`service_settings`, :data:`QUIET` and :func:`run_ops`: what the ``bench_*_ops.py``
+  scripts share (a service in this process on this run's servers, its periodic jobs quiet,
+  the count printed per message).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +226,44 @@ def cost_lines(per: int, what: str, commands: Commands, publishes: Publishes | N
     if publishes is not None:
         head += f"; {publishes.count / per:.2f} confirmed publishes"
     return [head, *commands.table(per)]
+
+
+# --- the ops benches -----------------------------------------------------------------------------
+
+QUIET = 3600.0 * 5
+"""A periodic job's interval in an ops bench: hours, so that only the messages are counted."""
+
+
+def service_settings(found: Servers) -> dict[str, Any]:
+    """The settings of a service a bench runs in its own process: this run's servers and
+    database prefix, no HTTP port, warnings only (pass them to the service's settings class)."""
+    return {
+        "amqp_url": found.amqp_url,
+        "mongodb_url": found.mongodb_url,
+        "database_prefix": found.prefix,
+        "http_port": 0,
+        "log_level": "WARNING",
+        "log_format": "console",
+    }
+
+
+Count = Callable[[Servers, Commands, Publishes], Awaitable[list[str] | None]]
+"""An ops bench's run: counts what the hop costs; the lines to print, or None for
+:func:`cost_lines` of every message."""
+
+
+def run_ops(count: Count, *, per: int, what: str, vhost: bool = True, broker: bool = True) -> None:
+    """An ops bench from start to end: commands and publishes counted while ``count`` runs on
+    this run's servers, then printed per ``what`` (``per`` of them), after the command line.
+    ``broker=False``: the hop runs without a broker (no publishes to print)."""
+    commands = count_commands()
+    publishes = Publishes()
+    with servers(vhost=vhost) as found:
+        lines = asyncio.run(count(found, commands, publishes))
+    print(f"command: {command_line()}")
+    print(f"server: {found.origin.get('mongodb')} {found.mongodb_url}")
+    counted = publishes if broker else None
+    print("\n".join(lines if lines is not None else cost_lines(per, what, commands, counted)))
 
 
 # --- the floor --------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from switchboard.contracts.agents import (
     SetReady,
     StateReportRequested,
 )
+from switchboard.contracts.queues.agent_state import LOG_IN
 from switchboard.contracts.routing import InteractionAssigned, InteractionEnded, OfferTimedOut
 from switchboard.runtime.service import Runtime
 
@@ -183,6 +184,9 @@ async def test_a_redelivered_command_has_no_second_effect(probe: Any, service: R
     assert again.repeated and again.agent.sequence == 1
     await asyncio.sleep(0.5)
     assert len(probe.of("ann")) == 1
+    # the agent's own write remembers the command: no processed-message ledger entry for it
+    ledger = service.db["processed_messages"]
+    assert await ledger.count_documents({"_id": f"{LOG_IN.name}/{command.message_id}"}) == 0
 
 
 async def test_rona_from_an_offer_timeout_is_left_only_by_a_person(

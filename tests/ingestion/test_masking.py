@@ -134,10 +134,11 @@ async def test_a_mail_without_message_id_and_an_old_record_are_locked_too(
             {"_id": email_id}, {"$unset": {"html_ref": "", "text_ref": ""}}
         )
         await runtime.bus.publish(CaseMasked(case_number=7, email_ids=[f"sha256-{email_id}"]))
+        # the raw mail's lock is written last: once it shows, the HTML's shows too
         await eventually(
-            lambda: _eq(http.get("/mail/blobs", params={"id": event.html_ref}), 410, status=True)
+            lambda: _eq(http.get("/mail/raw", params={"id": email_id}), 410, status=True)
         )
-        assert (await http.get("/mail/raw", params={"id": email_id})).status_code == 410
+        assert (await http.get("/mail/blobs", params={"id": event.html_ref})).status_code == 410
 
 
 async def _eq(value: Any, expected: Any, *, status: bool = False) -> bool:

@@ -152,6 +152,22 @@ async def test_a_redelivered_message_has_no_second_effect(runtime: Runtime) -> N
     assert handler.calls == 2
 
 
+async def test_a_consumer_without_the_ledger_gives_every_copy_to_its_handler(
+    runtime: Runtime,
+) -> None:
+    """``ledger=False``: the handler drops repeats itself; retries still work, and the
+    processed-message ledger is not written at all."""
+    handler = Recorder(runtime, failures=1)
+    runtime.bus.consume(SCANS, ParcelScanned, handler, ledger=False)
+    event = ParcelScanned(parcel="P9")
+    async with runtime.app:
+        await runtime.bus.publish(event)
+        await runtime.bus.publish(event)
+        await _eventually(lambda: _count_is(runtime, "P9", 2))
+        assert await runtime.db["processed_messages"].count_documents({}) == 0
+    assert handler.calls == 3, "the first call failed and was retried; the copy went through"
+
+
 async def test_a_failing_handler_is_retried_then_succeeds(runtime: Runtime, amqp_url: str) -> None:
     handler = Recorder(runtime, failures=2)
     runtime.bus.consume(SCANS, ParcelScanned, handler)

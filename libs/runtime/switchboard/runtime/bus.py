@@ -7,7 +7,10 @@ Guarantees (see docs/architecture.md):
   ``<queue>.retry`` with a growing delay, and after ``max_attempts`` to ``<queue>.dead`` with the
   error and the attempt count in its headers;
 * a message that does not validate goes straight to ``<queue>.dead`` with the validation error;
-* a message already handled (same consumer, same message id) is acked without a second effect;
+* a message already handled (same consumer, same message id) is acked without a second effect:
+  the processed-message ledger sees to it, or, for a consumer declared ``ledger=False``, the
+  handler itself (it remembers the message ids it applied in its aggregate's own write, or
+  a repeat has no effect worth preventing);
 * a copy that finds another copy in hand is checked again later, after a growing delay, and
   counted; a handler cancelled (the broker connection dropped) gives its claim back.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -143,19 +146,30 @@ class Bus:
         return await self.requester.request(command, timeout=timeout)
 
     def consume(
-        self, queue: ConsumerQueue, model: type[M], handler: Handler[M], *, description: str = ""
+        self,
+        queue: ConsumerQueue,
+        model: type[M],
+        handler: Handler[M],
+        *,
+        description: str = "",
+        ledger: bool = True,
     ) -> None:
         """Handle every message routed into ``queue`` with ``handler``.
 
         The handler may return a small dict: it becomes the ``result`` of the :class:`Outcome`
         sent back when the message came with a reply address. Raising :class:`Refused` answers
         with the refusal and changes nothing; any other exception is retried.
+
+        ``ledger=False`` is for a handler that drops a repeated message itself, in the same
+        write as its effect (the message id remembered in the aggregate it changes), or whose
+        repeat has no effect worth preventing (a query): the processed-message ledger's claim
+        and completion, two writes per message, are skipped.
         """
         self._queues.append(queue)
         self.consumers[queue.name] = model
 
         async def on_message(msg: RabbitMessage) -> None:
-            outcome = await self._handle(queue, model, handler, msg)
+            outcome = await self._handle(queue, model, handler, msg, ledger=ledger)
             if outcome is not None and msg.reply_to:
                 await self._answer(msg, outcome)
 
@@ -247,7 +261,13 @@ class Bus:
         )
 
     async def _handle(
-        self, queue: ConsumerQueue, model: type[M], handler: Handler[M], msg: RabbitMessage
+        self,
+        queue: ConsumerQueue,
+        model: type[M],
+        handler: Handler[M],
+        msg: RabbitMessage,
+        *,
+        ledger: bool = True,
     ) -> Outcome | None:
         attempt = int(msg.headers.get(names.HEADER_ATTEMPT, 1))
         wants_answer = bool(msg.reply_to)
@@ -264,7 +284,9 @@ class Bus:
             message_name=message.NAME,
             consumer=queue.name,
         ):
-            claim, answer = await self._ledger.claim(queue.name, message_id)
+            claim, answer = (
+                await self._ledger.claim(queue.name, message_id) if ledger else (Claim.NEW, None)
+            )
             if claim is Claim.DONE:
                 DUPLICATES.labels(queue.name).inc()
                 log.info("duplicate message ignored")
@@ -273,26 +295,32 @@ class Bus:
                 await self._check_back_later(queue, msg, attempt)
                 return None
             try:
-                async with self._ledger.holding(queue.name, message_id):
+                held = self._ledger.holding(queue.name, message_id) if ledger else _unheld()
+                async with held:
                     result = await handler(message)
             except Refused as refused:
                 log.info("command refused", reason=refused.refusal.message)
                 outcome = Outcome(ok=False, error=refused.refusal)
             except InHandElsewhere:
-                await self._give_back(queue, message_id)
+                if ledger:
+                    await self._give_back(queue, message_id)
                 await self._check_back_later(queue, msg, attempt)
                 return None
             except Exception as exc:
-                await self._give_back(queue, message_id)
+                if ledger:
+                    await self._give_back(queue, message_id)
                 await self._retry_or_dead(queue, msg, exc, attempt)
                 return None
             except asyncio.CancelledError:
                 log.warning("handling cancelled; the broker will deliver the message again")
-                await self._give_back(queue, message_id)
+                if ledger:
+                    await self._give_back(queue, message_id)
                 raise
             else:
                 outcome = Outcome(ok=True, result=result or {})
-            await self._ledger.complete(queue.name, message_id, outcome.model_dump(mode="json"))
+            if ledger:
+                answer = outcome.model_dump(mode="json")
+                await self._ledger.complete(queue.name, message_id, answer)
             return outcome if wants_answer else None
 
     async def _give_back(self, queue: ConsumerQueue, message_id: str) -> None:
@@ -400,6 +428,12 @@ class Bus:
                 names.HEADER_FAILED_AT: datetime.now(UTC).isoformat(),
             },
         )
+
+
+@contextlib.asynccontextmanager
+async def _unheld() -> AsyncIterator[None]:
+    """No claim to hold (a consumer without the ledger)."""
+    yield
 
 
 def _plain_headers(msg: RabbitMessage) -> dict[str, Any]:

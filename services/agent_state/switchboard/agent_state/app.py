@@ -137,14 +137,17 @@ def build(settings: AgentStateSettings) -> Runtime:
     bus = runtime.bus
     bus.publishes(AgentStateChanged, AgentProfileChanged)
     bus.consume(queues.REGISTER, RegisterAgent, handlers.on_register)
-    bus.consume(queues.LOG_IN, LogIn, handlers.on_log_in)
-    bus.consume(queues.LOG_OUT, LogOut, handlers.on_log_out)
-    bus.consume(queues.SET_READY, SetReady, handlers.on_set_ready)
-    bus.consume(queues.SET_NOT_READY, SetNotReady, handlers.on_set_not_ready)
-    bus.consume(queues.HEARTBEATS, AgentHeartbeat, handlers.on_heartbeat)
-    bus.consume(queues.FORCE_STATE, ForceAgentState, handlers.on_force_state)
-    bus.consume(queues.STATES, AgentStatesRequested, handlers.on_states_requested)
-    bus.consume(queues.STATE_REPORT, StateReportRequested, handlers.on_state_report)
+    # A state command's id is remembered in the agent's own write (a repeat changes nothing),
+    # a heartbeat repeated says only again that the desktop is alive, and a query changes
+    # nothing: none needs the processed-message ledger's two writes per message.
+    bus.consume(queues.LOG_IN, LogIn, handlers.on_log_in, ledger=False)
+    bus.consume(queues.LOG_OUT, LogOut, handlers.on_log_out, ledger=False)
+    bus.consume(queues.SET_READY, SetReady, handlers.on_set_ready, ledger=False)
+    bus.consume(queues.SET_NOT_READY, SetNotReady, handlers.on_set_not_ready, ledger=False)
+    bus.consume(queues.HEARTBEATS, AgentHeartbeat, handlers.on_heartbeat, ledger=False)
+    bus.consume(queues.FORCE_STATE, ForceAgentState, handlers.on_force_state, ledger=False)
+    bus.consume(queues.STATES, AgentStatesRequested, handlers.on_states_requested, ledger=False)
+    bus.consume(queues.STATE_REPORT, StateReportRequested, handlers.on_state_report, ledger=False)
     bus.consume(queues.OFFER_TIMED_OUT, OfferTimedOut, handlers.on_offer_timed_out)
     bus.consume(queues.ASSIGNED, InteractionAssigned, handlers.on_assigned)
     bus.consume(queues.ENDED, InteractionEnded, handlers.on_ended)

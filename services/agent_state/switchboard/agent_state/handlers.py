@@ -6,6 +6,7 @@ a failed publish leaves the event in the outbox for :meth:`AgentStateHandlers.re
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Callable
@@ -527,8 +528,8 @@ class AgentStateHandlers:
 
     async def _publish_state(self, body: Document) -> None:
         event = AgentStateChanged.model_validate(body)
-        await self.store.record_history(event)
-        await self.bus.publish(event)
+        # the history row (natural key) and the event are independent: written side by side
+        await asyncio.gather(self.store.record_history(event), self.bus.publish(event))
         log.debug("state event published", agent_id=event.agent_id, sequence=event.sequence)
 
     async def _publish_profile(self, record: AgentRecord) -> bool:

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Self, cast
 
 from pydantic import Field
-from pymongo import ASCENDING
+from pymongo import ASCENDING, InsertOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -31,7 +31,7 @@ from switchboard.agent_state import domain
 from switchboard.agent_state.metrics import CONFLICTS
 from switchboard.contracts import Message
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
-from switchboard.runtime.mongo import retry_when_busy
+from switchboard.runtime.mongo import GroupedWrites
 from switchboard.runtime.storage import (
     Lease,
     NotFound,
@@ -216,6 +216,8 @@ class AgentStore:
         self.agents = database["agents"]
         self.records = VersionedCollection(self.agents, AgentRecord, on_conflict=CONFLICTS.inc)
         self.history = database["state_history"]
+        self._history_rows = GroupedWrites(self.history)
+        """History rows of concurrent changes go to the server as one bulk write."""
         self.locks = database["locks"]
         self.timers = database["timers"]
         self.due = TimerQueue(self.timers)
@@ -354,7 +356,7 @@ class AgentStore:
             "at": event.changed_at,
         }
         with contextlib.suppress(DuplicateKeyError):
-            await retry_when_busy(lambda: self.history.insert_one(row))
+            await self._history_rows.write(InsertOne(row))
 
     async def record(self, agent_id: str) -> AgentRecord | None:
         return await self.records.get(agent_id)

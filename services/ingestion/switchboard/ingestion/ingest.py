@@ -129,9 +129,11 @@ class Ingestor:
             # before anything is stored: the same bytes mask the same way, so the id holds
             raw, cards = redact_card_numbers(raw)
         email_id = sha256_hex(raw)
-        await self._store.put_raw(email_id, raw)
+        # the raw bytes' write and the read of the mail's document do not wait for each other
+        _, mail = await asyncio.gather(
+            self._store.put_raw(email_id, raw), self._store.records.get(email_id)
+        )
         wanted = [Target(mailbox=m.address, service=m.service) for m in arrival.mailboxes]
-        mail = await self._store.records.get(email_id)
         if mail is None:
             mail = Mail(
                 id=email_id,

@@ -26,11 +26,12 @@ from typing import Any
 
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import FileExists, NoFile
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING, InsertOne, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from switchboard.ingestion.mail import Mail
+from switchboard.runtime.mongo import GroupedWrites
 from switchboard.runtime.storage import Lease, Outbox, VersionedCollection
 from switchboard.runtime.storage.outbox import Publish
 
@@ -53,6 +54,9 @@ class _Bucket:
         self._bucket = AsyncGridFSBucket(db, bucket_name=name, chunk_size_bytes=CHUNK_SIZE)
         self._files = db[f"{name}.files"]
         self._chunks = db[f"{name}.chunks"]
+        # the one-chunk files of concurrent mails go to the server together (group commit)
+        self._new_chunks = GroupedWrites(self._chunks)
+        self._new_files = GroupedWrites(self._files)
 
     async def ensure_indexes(self) -> None:
         await self._files.create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
@@ -71,16 +75,18 @@ class _Bucket:
         """
         try:
             if len(data) <= CHUNK_SIZE:
-                await self._chunks.insert_one({"files_id": blob_id, "n": 0, "data": data})
-                await self._files.insert_one(
-                    {
-                        "_id": blob_id,
-                        "filename": blob_id,
-                        "length": len(data),
-                        "chunkSize": CHUNK_SIZE,
-                        "uploadDate": datetime.now(UTC),
-                        "metadata": metadata or {},
-                    }
+                await self._new_chunks.write(InsertOne({"files_id": blob_id, "n": 0, "data": data}))
+                await self._new_files.write(
+                    InsertOne(
+                        {
+                            "_id": blob_id,
+                            "filename": blob_id,
+                            "length": len(data),
+                            "chunkSize": CHUNK_SIZE,
+                            "uploadDate": datetime.now(UTC),
+                            "metadata": metadata or {},
+                        }
+                    )
                 )
             else:
                 await self._bucket.upload_from_stream_with_id(
@@ -126,6 +132,8 @@ class MailStore:
         self.imap_state = db["imap_state"]
         self.mailbox_leases = db["mailbox_leases"]
         self.records = VersionedCollection(self.mails, Mail)
+        self._new_mails = GroupedWrites(self.mails)
+        """First writes of concurrent mails, sent together."""
         self.quarantine = db["quarantine"]
         self.locks = db["locks"]
 
@@ -152,7 +160,11 @@ class MailStore:
 
     async def add_mail(self, mail: Mail) -> bool:
         """Store a mail on its first arrival; False when another arrival stored it first."""
-        return await self.records.insert(mail)
+        try:
+            await self._new_mails.write(InsertOne(mail.document()))
+        except DuplicateKeyError:
+            return False
+        return True
 
     async def change_mail(self, email_id: str, change: Callable[[Mail], Mail]) -> Mail:
         """Apply ``change`` to the stored mail with one version-guarded write."""

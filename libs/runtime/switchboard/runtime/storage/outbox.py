@@ -4,19 +4,24 @@ The aggregate carries its own outbox (:class:`WithOutbox`): the version-guarded 
 changes it also stores the messages it must announce, so a change is never stored without
 its messages nor announced without being stored. After the write the messages are published
 in order and then marked published together (one more guarded write, without a read when the
-writer still knows the aggregate). A process that dies in
-between leaves ``unpublished`` set: :meth:`Outbox.sweep`, run periodically, publishes what
-any replica left behind. Consumers drop the repeat a crash may cause by message id.
+writer still knows the aggregate; the marks of concurrent flushes go as one bulk write). A
+process that dies in between leaves ``unpublished`` set: :meth:`Outbox.sweep`, run
+periodically, publishes what any replica left behind. Consumers drop the repeat a crash may
+cause by message id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Self, TypeVar
 
 from pydantic import Field
+from pymongo import ReplaceOne
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 
 from switchboard.runtime.storage.versioned import (
     Aggregate,
@@ -76,6 +81,7 @@ class Outbox(Generic[W]):
         self.records = records
         self.publish = publish
         self.grace = grace
+        self._marks = _MarkGroup(records.collection)
 
     async def ensure_indexes(self) -> None:
         await self.records.collection.create_index("unpublished")
@@ -108,7 +114,8 @@ class Outbox(Generic[W]):
 
         if sent:
             with contextlib.suppress(NotFound):
-                await self.records.update(key, mark, known=written)
+                if written is None or not await self._marks.mark(written, mark):
+                    await self.records.update(key, mark)  # decided on a fresh read
         if failure is not None:
             raise failure
 
@@ -125,3 +132,46 @@ class Outbox(Generic[W]):
         for aggregate in left:
             await self.flush(aggregate.key(), aggregate.unsent())
         return len(left)
+
+
+class _MarkGroup:
+    """The marks of concurrent flushes, each decided on the aggregate its writer knows, sent
+    together as one unordered bulk of guarded replaces (a group commit: while one bulk is on
+    its way the next gathers; no timer). A bulk tells only how many guards matched: when that
+    is fewer than it sent, every mark of it answers False and is decided again on a fresh read
+    (one that went through finds nothing left to mark)."""
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._collection = collection
+        self._waiting: list[tuple[ReplaceOne[Document], asyncio.Future[bool]]] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def mark(self, known: W, mark: Callable[[W], tuple[W | None, None]]) -> bool:
+        """True when ``known`` is marked as stored (or had nothing to mark)."""
+        marked, _ = mark(known)
+        if marked is None:
+            return True
+        stored = marked.model_copy(update={"version": known.version + 1})
+        guard = {"_id": stored.document()["_id"], "version": known.version}
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((ReplaceOne(guard, stored.document()), done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all(), name="outbox marks")
+        return await done
+
+    async def _send_all(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting[:500], self._waiting[500:]
+            try:
+                result = await self._collection.bulk_write([op for op, _ in batch], ordered=False)
+                matched = result.matched_count == len(batch)
+            except PyMongoError:  # busy, or a write refused: each is decided again
+                matched = False
+            except BaseException:
+                for _, done in batch:
+                    if not done.done():
+                        done.cancel()
+                raise
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(matched)
