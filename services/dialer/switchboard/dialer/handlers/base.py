@@ -68,6 +68,7 @@ class HandlerBase:
         self.route_refresh = timedelta(seconds=route_refresh_seconds)
         self.hopper_size = hopper_size
         self.backlog_grace = timedelta(seconds=30)
+        self.backlog_excess: dict[str, tuple[int, datetime]] = {}  # campaign: (places, seen at)
         self.import_batch = import_batch
         self.review_lease = timedelta(seconds=review_lease_seconds)
         self.default_region = default_region

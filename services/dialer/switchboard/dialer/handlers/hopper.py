@@ -30,6 +30,7 @@ from switchboard.dialer.handlers.base import (
     interaction_id,
 )
 from switchboard.dialer.handlers.record_commands import RecordCommands
+from switchboard.dialer.store import Conflict
 
 log = structlog.get_logger("switchboard.dialer")
 
@@ -62,16 +63,16 @@ class Hopper(RecordCommands):
         routed = 0
         for record_id in entries:
             started = time.perf_counter()
-            slot, record = await asyncio.gather(
-                self.store.take_backlog_slot(campaign_id, spec.preview_backlog, record_id, now),
+            taken, record = await asyncio.gather(
+                self.store.take_backlog_slot(campaign_id, spec.preview_backlog),
                 self.store.record(record_id),
             )
-            if slot is None:
+            if not taken:
                 break  # the campaign's backlog is full (counting every replica's records)
             saved = await self._claim(record_id, record, spec, now)
             metrics.PICK_SECONDS.observe(time.perf_counter() - started)
             if saved is None:
-                await self.store.release_backlog_slot(slot)
+                await self.store.release_backlog_slot(campaign_id)
                 continue
             routed += 1
             if routed >= room:
@@ -176,9 +177,7 @@ class Hopper(RecordCommands):
     async def _refresh(self, campaign_id: str, spec: CampaignSpec, now: datetime) -> int:
         kept = 0
         records = await self.store.in_routing(campaign_id)
-        await self.store.reap_backlog(
-            campaign_id, {r.id for r in records}, now - self.backlog_grace
-        )
+        await self._reap_backlog(campaign_id, len(records), now)
         for record in records:
             dnc = await self._dnc(record, spec)
             decision = domain.decide_routing(record, spec, dnc, now)
@@ -195,6 +194,25 @@ class Hopper(RecordCommands):
                     await self._route(saved, spec)
         return kept
 
+    async def _reap_backlog(self, campaign_id: str, in_routing: int, now: datetime) -> None:
+        """Give back places a crash kept taken (a pick that died between taking its place and
+        routing, a release lost after its write): places taken beyond the records in routing,
+        seen at two refreshes at least ``backlog_grace`` apart, are given back (the fewer of
+        the two, so a pick in progress at one of them keeps its place)."""
+        excess = await self.store.backlog_used(campaign_id) - in_routing
+        seen = self.backlog_excess.get(campaign_id)
+        if excess <= 0:
+            self.backlog_excess.pop(campaign_id, None)
+        elif seen is None:
+            self.backlog_excess[campaign_id] = (excess, now)
+        elif seen[1] <= now - self.backlog_grace:
+            freed = min(excess, seen[0])
+            await self.store.release_backlog_slot(campaign_id, freed)
+            log.warning(
+                "backlog places left by a crash given back", campaign_id=campaign_id, places=freed
+            )
+            self.backlog_excess.pop(campaign_id, None)
+
     async def _withdraw(
         self, record: Record, decision: domain.Routing, reason: str, now: datetime
     ) -> None:
@@ -204,7 +222,7 @@ class Hopper(RecordCommands):
             saved = await self.store.try_save(picking.withdrawn(record, decision.at or now))
         if saved is None:
             return
-        await self.store.release_backlog_of(record.id)
+        await self.store.release_backlog_slot(record.campaign_id)
         metrics.WITHDRAWN.labels(reason).inc()
         await self.bus.publish(
             RouteWithdrawn(
@@ -215,14 +233,14 @@ class Hopper(RecordCommands):
         )
 
     async def fire_reviews(self) -> None:
-        """Review time over: dial the recommended number for the agent (claimed atomically)."""
+        """Review time over: dial the recommended number for the agent (the timer claimed by
+        one replica, the call by the record's version-guarded write), then clear the timer."""
         while (record := await self.store.claim_review(self.now(), self.review_lease)) is not None:
             spec = await self.store.campaign(record.campaign_id)
-            if spec is None:
-                continue
             call_id = uuid.uuid5(uuid.UUID(record.id), f"auto:{record.held_since}").hex
             try:
-                await self._dial(record, spec, None, call_id, None)
+                if spec is not None:
+                    await self._dial(record, spec, None, call_id, None)
             except Problem as problem:
                 refused = picking.auto_call_refused(record, problem.message, self.now())
                 await self.store.try_save(refused)
@@ -231,6 +249,9 @@ class Hopper(RecordCommands):
                     record_id=record.id,
                     reason=problem.message,
                 )
+            except Conflict:  # the agent acted meanwhile: the timer fires again after its lease
+                continue
+            await self.store.review_timers.clear(record.id)
 
     async def sweep_outbox(self) -> None:
         """Messages a crash left between a record's write and their publish (a dial request,
