@@ -35,6 +35,10 @@ from switchboard.dialer.store import Conflict
 log = structlog.get_logger("switchboard.dialer")
 
 
+async def _nothing() -> set[str]:
+    return set()
+
+
 class Hopper(RecordCommands):
     async def dispatch(self) -> None:
         """Due pending records become previews (up to each campaign's backlog); records in
@@ -49,27 +53,37 @@ class Hopper(RecordCommands):
     async def pick(self, campaign_id: str, spec: CampaignSpec, room: int, now: datetime) -> int:
         """Route up to ``room`` records taken from the campaign's hopper; how many were routed.
 
-        Each record first takes a backlog slot (a unique insert: ``preview_backlog`` holds
-        across replicas). Nothing here scans ``records``: the hopper is small, the record is
-        read by ``_id`` and re-checked (DNC, window, attempts, still pending and due: the
-        hopper entry may be stale), and the claim is the version-guarded write of
-        :meth:`DialerStore.save`, so of two replicas on one entry exactly one routes it. A
-        record that may not be routed any more is only dropped from the hopper; the refill
-        deals with it."""
+        Entries are read from the hopper a batch at a time (kept in hand for the next picks),
+        each with the record as the refill read it. Each record takes a place in the
+        campaign's backlog (one conditional ``$inc``: ``preview_backlog`` holds across
+        replicas) while its numbers are checked against the DNC lists; it is re-checked
+        (still pending and due, window, attempts) and claimed with the one write of
+        :meth:`DialerStore.save` guarded by the version the entry holds, so of two replicas
+        on one entry exactly one routes it, and a stale entry is found by its claim. Nothing
+        here reads or scans ``records`` on the way of a routed record. A record that may not
+        be routed any more is only dropped from the hopper; the refill deals with it."""
         if room <= 0:
             return 0
-        entries = await self.store.hopper_entries(campaign_id, room + 20)
-        random.shuffle(entries)  # replicas start on different entries
+        hand = self.hands.setdefault(campaign_id, [])
         routed = 0
-        for record_id in entries:
+        for _ in range(room + 20):
+            if not hand:  # one read of entries for this pick and the next ones
+                hand.extend(await self.store.hopper_picks(campaign_id, room + 20))
+                random.shuffle(hand)  # replicas start on different entries
+                if not hand:
+                    break
+            record_id, record = hand.pop()
             started = time.perf_counter()
-            taken, record = await asyncio.gather(
+            if record is None:  # an entry of an earlier version: the record is read
+                record = await self.store.record(record_id)
+            taken, dnc = await asyncio.gather(
                 self.store.take_backlog_slot(campaign_id, spec.preview_backlog),
-                self.store.record(record_id),
+                self._dnc(record, spec) if record is not None else _nothing(),
             )
-            if not taken:
-                break  # the campaign's backlog is full (counting every replica's records)
-            saved = await self._claim(record_id, record, spec, now)
+            if not taken:  # the campaign's backlog is full (counting every replica's records)
+                hand.append((record_id, record))
+                break
+            saved = await self._claim(record_id, record, spec, dnc, now)
             metrics.PICK_SECONDS.observe(time.perf_counter() - started)
             if saved is None:
                 await self.store.release_backlog_slot(campaign_id)
@@ -80,19 +94,31 @@ class Hopper(RecordCommands):
         return routed
 
     async def _claim(
-        self, record_id: str, record: Record | None, spec: CampaignSpec, now: datetime
+        self,
+        record_id: str,
+        record: Record | None,
+        spec: CampaignSpec,
+        dnc: set[str],
+        now: datetime,
     ) -> Record | None:
-        """Route ``record`` (read with its backlog slot taken) if it may be called now: one
-        version-guarded write, then its live copy, the hopper entry's removal and the route
-        request together (each independent of the others once the claim is written)."""
+        """Route ``record`` (as its hopper entry holds it) if it may be called now: one write
+        guarded by the version the entry holds, then its live copy, the entry's removal and
+        the route request together (each independent of the others once the claim is
+        written). A claim that misses (the record changed since the refill) drops the entry;
+        a record met claimed but without its live copy (a crash between the two writes of a
+        save) gets it back."""
         saved = None
         try:
-            if record is not None and record.state in LIVE_STATES:
-                await self.store.derive_live(record)  # a crash between save's two writes
-            if record is not None and domain.due_pending(record, now):
-                dnc = await self._dnc(record, spec)
-                if domain.decide_routing(record, spec, dnc, now).action == "route":
-                    saved = await self.store.try_save(picking.routed(record, now), live=False)
+            if (
+                record is not None
+                and domain.due_pending(record, now)
+                and domain.decide_routing(record, spec, dnc, now).action == "route"
+            ):
+                saved = await self.store.try_save(picking.routed(record, now), live=False)
+            if saved is None and record is not None:
+                current = await self.store.record(record_id)
+                if current is not None and current.state in LIVE_STATES:
+                    await self.store.derive_live(current)
         finally:
             if saved is None:
                 await self.store.drop_from_hopper(record_id)

@@ -58,6 +58,18 @@ class HopperStore(RecordStore):
         cursor = self.hopper.find({"campaign_id": campaign_id}, {"_id": 1}).limit(limit)
         return [str(doc["_id"]) async for doc in cursor]
 
+    async def hopper_picks(
+        self, campaign_id: str, limit: int
+    ) -> list[tuple[str, StoredRecord | None]]:
+        """Up to ``limit`` of the campaign's entries, each with the record as the refill read
+        it (``None`` for an entry of an earlier version, which kept only the id): a pick claims
+        it with one write guarded by that version, so a stale one is found by its claim."""
+        cursor = self.hopper.find({"campaign_id": campaign_id}).limit(limit)
+        return [
+            (str(doc["_id"]), None if "record" not in doc else StoredRecord.load(doc["record"]))
+            async for doc in cursor
+        ]
+
     async def hopper_candidates(self, campaign_id: str, now: datetime, limit: int) -> list[Record]:
         """Due pending records that are neither live nor in the hopper yet.
 
@@ -77,7 +89,13 @@ class HopperStore(RecordStore):
         if not records:
             return 0
         docs = [
-            {"_id": r.id, "campaign_id": campaign_id, "version": r.version, "at": now}
+            {
+                "_id": r.id,
+                "campaign_id": campaign_id,
+                "version": r.version,
+                "at": now,
+                "record": r.dump(),
+            }
             for r in records
         ]
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -57,19 +58,7 @@ class RecordStore(StoreBase):
         """Insert new records, update known ones (same external id); (inserted, updated)."""
         if not rows:
             return 0, 0
-        by_id: dict[str, ParsedRow] = {}
-        for row in rows:  # a later row of one batch wins, as a later import would
-            by_id[record_id_for(campaign_id, row.external_id)] = row
-        fresh = [
-            {
-                "_id": record_id,
-                **self._imported(campaign_id, row, now),
-                **new_record_fields(now),
-                "imported_at": now,
-                "version": 1,
-            }
-            for record_id, row in by_id.items()
-        ]
+        by_id, fresh = await asyncio.to_thread(self._fresh_documents, campaign_id, rows, now)
         # Insert first, update those that exist: an insert on _id is one fast write, while a
         # batch of upserts runs one query each.
         known: set[str] = set()
@@ -85,6 +74,28 @@ class RecordStore(StoreBase):
         if known:
             await self._update_imported(campaign_id, {k: by_id[k] for k in sorted(known)}, now)
         return inserted, len(rows) - inserted
+
+    @classmethod
+    def _fresh_documents(
+        cls, campaign_id: str, rows: list[ParsedRow], now: datetime
+    ) -> tuple[dict[str, ParsedRow], list[Document]]:
+        """The batch's rows by record id (a later row of one batch wins, as a later import
+        would) and their documents as new records: built on a worker thread, so the event
+        loop meanwhile sends the writes."""
+        by_id: dict[str, ParsedRow] = {}
+        for row in rows:
+            by_id[record_id_for(campaign_id, row.external_id)] = row
+        fresh = [
+            {
+                "_id": record_id,
+                **cls._imported(campaign_id, row, now),
+                **new_record_fields(now),
+                "imported_at": now,
+                "version": 1,
+            }
+            for record_id, row in by_id.items()
+        ]
+        return by_id, fresh
 
     async def _update_imported(
         self, campaign_id: str, rows: dict[str, ParsedRow], now: datetime
@@ -120,7 +131,9 @@ class RecordStore(StoreBase):
             "campaign_id": campaign_id,
             "external_id": row.external_id,
             "name": row.name,
-            "phones": [p.model_dump(mode="json") for p in row.phones],
+            "phones": [
+                {"number": p.number, "type": p.type, "zones": list(p.zones)} for p in row.phones
+            ],
             "time_zone": row.time_zone,
             "fields": row.fields,
             "updated_at": now,
