@@ -69,7 +69,8 @@ class HandlerBase:
         self.hopper_size = hopper_size
         self.backlog_grace = timedelta(seconds=30)
         self.backlog_excess: dict[str, tuple[int, datetime]] = {}  # campaign: (places, seen at)
-        self.hands: dict[str, list[tuple[str, StoredRecord | None]]] = {}  # hopper entries read
+        # per campaign: hopper entries read (when, entries), for the next picks
+        self.hands: dict[str, tuple[float, list[tuple[str, StoredRecord | None]]]] = {}
         self.import_batch = import_batch
         self.review_lease = timedelta(seconds=review_lease_seconds)
         self.default_region = default_region

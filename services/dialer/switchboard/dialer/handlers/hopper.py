@@ -33,6 +33,7 @@ from switchboard.dialer.handlers.record_commands import RecordCommands
 from switchboard.dialer.store import Conflict
 
 log = structlog.get_logger("switchboard.dialer")
+HAND_SECONDS = 1.0  # how long hopper entries read by a pick are kept for the next picks
 
 
 async def _nothing() -> set[str]:
@@ -64,11 +65,15 @@ class Hopper(RecordCommands):
         be routed any more is only dropped from the hopper; the refill deals with it."""
         if room <= 0:
             return 0
-        hand = self.hands.setdefault(campaign_id, [])
+        read_at, hand = self.hands.get(campaign_id, (0.0, []))
         routed = 0
         for _ in range(room + 20):
-            if not hand:  # one read of entries for this pick and the next ones
-                hand.extend(await self.store.hopper_picks(campaign_id, room + 20))
+            if not hand or time.monotonic() - read_at > HAND_SECONDS:
+                # one read of entries for this pick and the next ones (for a second at most:
+                # entries another replica routed meanwhile would only fail their claims)
+                hand = await self.store.hopper_picks(campaign_id, room + 20)
+                read_at = time.monotonic()
+                self.hands[campaign_id] = (read_at, hand)
                 random.shuffle(hand)  # replicas start on different entries
                 if not hand:
                     break
