@@ -14,12 +14,14 @@ Run the million on a server of your own, so a shared one is not bloated (it is d
 Servers come from ``switchboard.app.localstack.backends`` (MONGODB_URL for a real MongoDB,
 else the local FerretDB), on loopback. The import goes through the same streamed path as the
 HTTP upload (parse, normalise to E.164, batched writes, progress). The pick is the dispatcher's
-step: take an entry of the campaign's hopper, read the record by ``_id`` and re-check it (still
-pending and due, DNC, window, attempts), claim it (one version-guarded write to ``records``, its
-live copy derived) and hand it to routing (a stub publisher here, so the figure is the dialer's own
-cost). The hopper refill (the background task that scans ``records`` for ready ones) runs
-between picks when the hopper is below half full and is timed apart. Records for the pick are
-bulk-inserted until ``--records`` or the load budget is reached; what was loaded is printed.
+step: take an entry of the campaign's hopper (read a batch at a time, each with the record as the
+refill read it), take a place in the campaign's backlog while checking DNC, re-check the record
+(still pending and due, window, attempts), claim it (one write to ``records`` guarded by the
+entry's version, its live copy derived) and hand it to routing (a stub publisher here, so the
+figure is the dialer's own cost). The hopper refill (the background task that scans ``records``
+for ready ones) runs between picks when the hopper is below half full and is timed apart.
+Records for the pick are bulk-inserted until ``--records`` or the load budget is reached; what
+was loaded is printed.
 """
 
 from __future__ import annotations

@@ -19,10 +19,10 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from switchboard.contracts import Message
-from switchboard.contracts.campaigns import CallingHours, CampaignSpec
+from switchboard.contracts.campaigns import CallingHours, CampaignSpec, DialRequested
 from switchboard.contracts.routing import InteractionAssigned, RouteRequested
 from switchboard.dialer.app import DialerSettings
-from switchboard.dialer.domain import Phone, Record, due_pending, record_id_for
+from switchboard.dialer.domain import Phone, Record, due_pending, holding, record_id_for
 from switchboard.dialer.handlers import DialerHandlers
 from switchboard.dialer.importer import ParsedRow
 from switchboard.dialer.store import GLOBAL, DialerStore
@@ -264,10 +264,13 @@ async def test_a_slot_left_by_a_crash_is_freed(dialer: Dialer) -> None:
     await d.store.update_campaign(CAMPAIGN, spec, NOW)
     [record_id] = await load(d, row("a", "+12125550701"))
     # a replica took the slot and died before routing anything
-    assert await d.store.take_backlog_slot(CAMPAIGN, 1, "gone", NOW - timedelta(minutes=5))
+    assert await d.store.take_backlog_slot(CAMPAIGN, 1)
     assert await d.handlers.refill(CAMPAIGN, spec, NOW) == 1
     assert await d.handlers.pick(CAMPAIGN, spec, 1, NOW) == 0  # the backlog looks full
-    await d.handlers.dispatch()  # the refresh frees the orphan slot, then the pick routes
+    await d.handlers.dispatch()  # the refresh sees a place taken with nothing in routing...
+    assert d.bus.routed() == [] and await d.store.backlog_used(CAMPAIGN) == 1
+    d.handlers.now = lambda: NOW + timedelta(seconds=31)  # ...and still, past the grace:
+    await d.handlers.dispatch()  # it is given back, then the pick routes
     assert d.bus.routed() == [f"record-{record_id}"]
     assert await d.store.backlog_used(CAMPAIGN) == 1
 
@@ -391,3 +394,33 @@ async def test_live_copies_an_earlier_version_wrote_ahead_become_the_records(
     assert await d.store.record(record_id) == held
     assert [r.id for r in await d.store.held_by("agent-1")] == [record_id]
     assert await d.store.promote_live_copies(NOW) == 0  # once
+
+
+async def test_backlog_places_and_review_timers_of_an_earlier_version_carry_over(
+    dialer: Dialer,
+) -> None:
+    """An earlier version kept one document per backlog place and polled ``review_due`` in
+    ``live``: after the upgrade step the places still count and the review still fires."""
+    d = dialer
+    await d.store.db["backlog_slots"].insert_many(
+        [
+            {"_id": f"{CAMPAIGN}|{n}", "campaign_id": CAMPAIGN, "record_id": f"x{n}", "at": NOW}
+            for n in range(2)
+        ]
+    )
+    [record_id] = await load(d, row("held", "+12125550901"))
+    record = await d.store.record(record_id)
+    assert record is not None
+    held = holding.assigned(record, "agent-1", "offer-1", NOW - timedelta(minutes=2), 60)
+    await d.store.save(held)  # held as the earlier version stored it: no timer armed
+
+    assert await d.store.adopt_backlog_slots(NOW) == 2
+    assert await d.store.adopt_review_timers(NOW) == 1
+    assert await d.store.adopt_backlog_slots(NOW) == 0  # once per database
+    assert await d.store.backlog_used(CAMPAIGN) == 2
+    assert "backlog_slots" not in await d.store.db.list_collection_names()
+
+    await d.handlers.fire_reviews()
+    dialled = await d.store.record(record_id)
+    assert dialled is not None and [a.automatic for a in dialled.attempts] == [True]
+    assert [m for m in d.bus.published if isinstance(m, DialRequested)]

@@ -111,7 +111,16 @@ def build(settings: DialerSettings) -> Runtime:
         if adopted:
             log.info("records in routing or held moved to the live set", records=adopted)
 
+    async def upgrade() -> None:
+        places = await store.adopt_backlog_slots(datetime.now(UTC))
+        if places:
+            log.info("backlog places of an earlier version counted", places=places)
+        armed = await store.adopt_review_timers(datetime.now(UTC))
+        if armed:
+            log.info("review timers of an earlier version armed", records=armed)
+
     runtime.on_start(promote)
+    runtime.on_start(upgrade)
     if settings.campaigns_file is not None:
         path = settings.campaigns_file
 

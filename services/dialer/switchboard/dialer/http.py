@@ -101,7 +101,7 @@ def status_app(handlers: DialerHandlers) -> ASGIApp:
         if found is None:
             await _respond(send, 404, {"error": "no such import", "field": "import_id"})
             return
-        await _respond(send, 200, found)
+        await _respond(send, 200, found.reply())
 
     return app
 

@@ -68,6 +68,9 @@ class HandlerBase:
         self.route_refresh = timedelta(seconds=route_refresh_seconds)
         self.hopper_size = hopper_size
         self.backlog_grace = timedelta(seconds=30)
+        self.backlog_excess: dict[str, tuple[int, datetime]] = {}  # campaign: (places, seen at)
+        # per campaign: hopper entries read (when, entries), for the next picks
+        self.hands: dict[str, tuple[float, list[tuple[str, StoredRecord | None]]]] = {}
         self.import_batch = import_batch
         self.review_lease = timedelta(seconds=review_lease_seconds)
         self.default_region = default_region

@@ -24,11 +24,11 @@ from switchboard.contracts.campaigns import (
 from switchboard.dialer import domain, metrics
 from switchboard.dialer.handlers.base import (
     HandlerBase,
-    _json,
     _unknown_campaign,
 )
 from switchboard.dialer.importer import BadRow, ParsedRow, parse_stream
 from switchboard.dialer.store import GLOBAL
+from switchboard.dialer.store.imports import ImportProgress
 from switchboard.runtime.errors import Refused
 
 log = structlog.get_logger("switchboard.dialer")
@@ -113,9 +113,7 @@ class CampaignHandlers(HandlerBase):
             metrics.IMPORTED.labels("inserted").inc(inserted)
             metrics.IMPORTED.labels("updated").inc(updated)
             metrics.IMPORTED.labels("bad").inc(len(bad))
-            await self.store.import_progress(
-                import_id, {"lines": lines, **{k: counts[k] for k in counts}}
-            )
+            await self.store.import_progress(import_id, ImportProgress(lines=lines, **counts))
 
         writing: asyncio.Task[None] | None = None
 
@@ -144,24 +142,24 @@ class CampaignHandlers(HandlerBase):
             if writing is not None and not writing.done():
                 writing.cancel()
             await self.store.import_progress(
-                import_id, {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                import_id, ImportProgress(state="failed", error=f"{type(exc).__name__}: {exc}")
             )
             raise
         seconds = round(time.monotonic() - started, 3)
         await self.store.import_progress(
             import_id,
-            {"state": "done", "finished_at": self.now(), "seconds": seconds, **stats},
+            ImportProgress(state="done", finished_at=self.now(), seconds=seconds, **stats),
         )
         log.info("import done", import_id=import_id, seconds=seconds, **counts)
         summary = await self.store.get_import(import_id)
         assert summary is not None
-        return _json(summary)
+        return summary.reply()
 
     async def get_import(self, command: GetImport) -> dict[str, Any]:
         found = await self.store.get_import(command.import_id, errors=1000)
         if found is None:
             raise Refused("unknown_import", f"no import {command.import_id!r}", field="import_id")
-        return _json(found)
+        return found.reply()
 
     async def report(self, command: GetCampaignReport) -> dict[str, Any]:
         spec = await self._campaign(command.campaign_id)

@@ -30,8 +30,14 @@ from switchboard.dialer.handlers.base import (
     interaction_id,
 )
 from switchboard.dialer.handlers.record_commands import RecordCommands
+from switchboard.dialer.store import Conflict
 
 log = structlog.get_logger("switchboard.dialer")
+HAND_SECONDS = 1.0  # how long hopper entries read by a pick are kept for the next picks
+
+
+async def _nothing() -> set[str]:
+    return set()
 
 
 class Hopper(RecordCommands):
@@ -48,30 +54,44 @@ class Hopper(RecordCommands):
     async def pick(self, campaign_id: str, spec: CampaignSpec, room: int, now: datetime) -> int:
         """Route up to ``room`` records taken from the campaign's hopper; how many were routed.
 
-        Each record first takes a backlog slot (a unique insert: ``preview_backlog`` holds
-        across replicas). Nothing here scans ``records``: the hopper is small, the record is
-        read by ``_id`` and re-checked (DNC, window, attempts, still pending and due: the
-        hopper entry may be stale), and the claim is the version-guarded write of
-        :meth:`DialerStore.save`, so of two replicas on one entry exactly one routes it. A
-        record that may not be routed any more is only dropped from the hopper; the refill
-        deals with it."""
+        Entries are read from the hopper a batch at a time (kept in hand for the next picks),
+        each with the record as the refill read it. Each record takes a place in the
+        campaign's backlog (one conditional ``$inc``: ``preview_backlog`` holds across
+        replicas) while its numbers are checked against the DNC lists; it is re-checked
+        (still pending and due, window, attempts) and claimed with the one write of
+        :meth:`DialerStore.save` guarded by the version the entry holds, so of two replicas
+        on one entry exactly one routes it, and a stale entry is found by its claim. Nothing
+        here reads or scans ``records`` on the way of a routed record. A record that may not
+        be routed any more is only dropped from the hopper; the refill deals with it."""
         if room <= 0:
             return 0
-        entries = await self.store.hopper_entries(campaign_id, room + 20)
-        random.shuffle(entries)  # replicas start on different entries
+        read_at, hand = self.hands.get(campaign_id, (0.0, []))
         routed = 0
-        for record_id in entries:
+        for _ in range(room + 20):
+            if not hand or time.monotonic() - read_at > HAND_SECONDS:
+                # one read of entries for this pick and the next ones (for a second at most:
+                # entries another replica routed meanwhile would only fail their claims)
+                hand = await self.store.hopper_picks(campaign_id, room + 20)
+                read_at = time.monotonic()
+                self.hands[campaign_id] = (read_at, hand)
+                random.shuffle(hand)  # replicas start on different entries
+                if not hand:
+                    break
+            record_id, record = hand.pop()
             started = time.perf_counter()
-            slot, record = await asyncio.gather(
-                self.store.take_backlog_slot(campaign_id, spec.preview_backlog, record_id, now),
-                self.store.record(record_id),
+            if record is None:  # an entry of an earlier version: the record is read
+                record = await self.store.record(record_id)
+            taken, dnc = await asyncio.gather(
+                self.store.take_backlog_slot(campaign_id, spec.preview_backlog),
+                self._dnc(record, spec) if record is not None else _nothing(),
             )
-            if slot is None:
-                break  # the campaign's backlog is full (counting every replica's records)
-            saved = await self._claim(record_id, record, spec, now)
+            if not taken:  # the campaign's backlog is full (counting every replica's records)
+                hand.append((record_id, record))
+                break
+            saved = await self._claim(record_id, record, spec, dnc, now)
             metrics.PICK_SECONDS.observe(time.perf_counter() - started)
             if saved is None:
-                await self.store.release_backlog_slot(slot)
+                await self.store.release_backlog_slot(campaign_id)
                 continue
             routed += 1
             if routed >= room:
@@ -79,19 +99,31 @@ class Hopper(RecordCommands):
         return routed
 
     async def _claim(
-        self, record_id: str, record: Record | None, spec: CampaignSpec, now: datetime
+        self,
+        record_id: str,
+        record: Record | None,
+        spec: CampaignSpec,
+        dnc: set[str],
+        now: datetime,
     ) -> Record | None:
-        """Route ``record`` (read with its backlog slot taken) if it may be called now: one
-        version-guarded write, then its live copy, the hopper entry's removal and the route
-        request together (each independent of the others once the claim is written)."""
+        """Route ``record`` (as its hopper entry holds it) if it may be called now: one write
+        guarded by the version the entry holds, then its live copy, the entry's removal and
+        the route request together (each independent of the others once the claim is
+        written). A claim that misses (the record changed since the refill) drops the entry;
+        a record met claimed but without its live copy (a crash between the two writes of a
+        save) gets it back."""
         saved = None
         try:
-            if record is not None and record.state in LIVE_STATES:
-                await self.store.derive_live(record)  # a crash between save's two writes
-            if record is not None and domain.due_pending(record, now):
-                dnc = await self._dnc(record, spec)
-                if domain.decide_routing(record, spec, dnc, now).action == "route":
-                    saved = await self.store.try_save(picking.routed(record, now), live=False)
+            if (
+                record is not None
+                and domain.due_pending(record, now)
+                and domain.decide_routing(record, spec, dnc, now).action == "route"
+            ):
+                saved = await self.store.try_save(picking.routed(record, now), live=False)
+            if saved is None and record is not None:
+                current = await self.store.record(record_id)
+                if current is not None and current.state in LIVE_STATES:
+                    await self.store.derive_live(current)
         finally:
             if saved is None:
                 await self.store.drop_from_hopper(record_id)
@@ -176,9 +208,7 @@ class Hopper(RecordCommands):
     async def _refresh(self, campaign_id: str, spec: CampaignSpec, now: datetime) -> int:
         kept = 0
         records = await self.store.in_routing(campaign_id)
-        await self.store.reap_backlog(
-            campaign_id, {r.id for r in records}, now - self.backlog_grace
-        )
+        await self._reap_backlog(campaign_id, len(records), now)
         for record in records:
             dnc = await self._dnc(record, spec)
             decision = domain.decide_routing(record, spec, dnc, now)
@@ -195,6 +225,25 @@ class Hopper(RecordCommands):
                     await self._route(saved, spec)
         return kept
 
+    async def _reap_backlog(self, campaign_id: str, in_routing: int, now: datetime) -> None:
+        """Give back places a crash kept taken (a pick that died between taking its place and
+        routing, a release lost after its write): places taken beyond the records in routing,
+        seen at two refreshes at least ``backlog_grace`` apart, are given back (the fewer of
+        the two, so a pick in progress at one of them keeps its place)."""
+        excess = await self.store.backlog_used(campaign_id) - in_routing
+        seen = self.backlog_excess.get(campaign_id)
+        if excess <= 0:
+            self.backlog_excess.pop(campaign_id, None)
+        elif seen is None:
+            self.backlog_excess[campaign_id] = (excess, now)
+        elif seen[1] <= now - self.backlog_grace:
+            freed = min(excess, seen[0])
+            await self.store.release_backlog_slot(campaign_id, freed)
+            log.warning(
+                "backlog places left by a crash given back", campaign_id=campaign_id, places=freed
+            )
+            self.backlog_excess.pop(campaign_id, None)
+
     async def _withdraw(
         self, record: Record, decision: domain.Routing, reason: str, now: datetime
     ) -> None:
@@ -204,7 +253,7 @@ class Hopper(RecordCommands):
             saved = await self.store.try_save(picking.withdrawn(record, decision.at or now))
         if saved is None:
             return
-        await self.store.release_backlog_of(record.id)
+        await self.store.release_backlog_slot(record.campaign_id)
         metrics.WITHDRAWN.labels(reason).inc()
         await self.bus.publish(
             RouteWithdrawn(
@@ -215,14 +264,14 @@ class Hopper(RecordCommands):
         )
 
     async def fire_reviews(self) -> None:
-        """Review time over: dial the recommended number for the agent (claimed atomically)."""
+        """Review time over: dial the recommended number for the agent (the timer claimed by
+        one replica, the call by the record's version-guarded write), then clear the timer."""
         while (record := await self.store.claim_review(self.now(), self.review_lease)) is not None:
             spec = await self.store.campaign(record.campaign_id)
-            if spec is None:
-                continue
             call_id = uuid.uuid5(uuid.UUID(record.id), f"auto:{record.held_since}").hex
             try:
-                await self._dial(record, spec, None, call_id, None)
+                if spec is not None:
+                    await self._dial(record, spec, None, call_id, None)
             except Problem as problem:
                 refused = picking.auto_call_refused(record, problem.message, self.now())
                 await self.store.try_save(refused)
@@ -231,6 +280,9 @@ class Hopper(RecordCommands):
                     record_id=record.id,
                     reason=problem.message,
                 )
+            except Conflict:  # the agent acted meanwhile: the timer fires again after its lease
+                continue
+            await self.store.review_timers.clear(record.id)
 
     async def sweep_outbox(self) -> None:
         """Messages a crash left between a record's write and their publish (a dial request,

@@ -84,8 +84,9 @@ class RoutingSide(HandlerBase):
         held = holding.assigned(
             record, event.agent_id, event.offer_id, self.now(), spec.review_seconds
         )
+        await self.store.arm_review(held)
         await self.store.save(held)
-        await self.store.release_backlog_of(record.id)  # held: no longer waiting in routing
+        await self.store.release_backlog_slot(record.campaign_id)  # no longer waiting in routing
         metrics.ACTIONS.labels(event.how).inc()
 
     async def on_agent_state(self, event: AgentStateChanged) -> None:

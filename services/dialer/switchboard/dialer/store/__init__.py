@@ -7,16 +7,17 @@ runs the same way).
   record: every change is one ``replace_one`` filtered on ``_id`` and the version read
   (``next_at`` of a pending record is its timer).
 * ``live``: the working set, a copy of each record that is ``ready``, ``offered`` or ``held``
-  (routing and agents query these few, never the big ``records``; ``review_due`` of a held one
-  is its timer). It is derived from ``records`` after each write, keyed by record id and
-  guarded by version so an older copy never replaces a newer one; a copy found older than its
-  record (a crash between the two writes, a re-import) is refreshed or dropped when met.
-* ``backlog_slots``: ``<campaign>|<n>`` for n below the campaign's ``preview_backlog``, one per
-  record in routing: a pick inserts a free slot before it routes a record (a unique insert, so
-  replicas together never exceed the backlog); released when the record leaves routing.
+  (routing and agents query these few, never the big ``records``). It is derived from
+  ``records`` after each write, keyed by record id and guarded by version so an older copy
+  never replaces a newer one; a copy found older than its record (a crash between the two
+  writes, a re-import) is refreshed or dropped when met.
+* ``review_timers``: the review timer of each held record (the kernel's ``TimerQueue``).
+* ``backlog``: one counter per campaign of its records in routing (the kernel's ``Slots``,
+  kept under ``preview_backlog`` across replicas): a pick takes a place before it routes a
+  record; given back when the record leaves routing.
 * ``hopper``: records found ready now (due, in their window, attempts left, not DNC), one
-  entry per record, refilled in batches by a background task; a pick takes entries from here
-  and re-checks the record before routing it.
+  entry per record holding the record as read, refilled in batches by a background task; a
+  pick re-checks the record and claims it with a write guarded by the entry's version.
 * ``dnc``: dynamic do-not-call entries (global or per campaign); the campaign spec's own list
   is consulted too.
 * ``skips``: one document per skip (natural key record/skip number) for reports.

@@ -7,6 +7,8 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
+from switchboard.runtime.storage import TimerQueue
+
 Document = dict[str, Any]
 GLOBAL = "*"
 
@@ -28,7 +30,8 @@ class StoreBase:
         self.records = db["records"]
         self.live = db["live"]
         self.hopper = db["hopper"]
-        self.backlog = db["backlog_slots"]
+        self.backlog = db["backlog"]
+        self.review_timers = TimerQueue(db["review_timers"])
         self.dnc = db["dnc"]
         self.skips = db["skips"]
         self.imports = db["imports"]
@@ -41,11 +44,10 @@ class StoreBase:
         )
         await self.records.create_index("call_id")
         await self.live.create_index([("campaign_id", ASCENDING), ("state", ASCENDING)])
-        await self.live.create_index([("state", ASCENDING), ("review_due", ASCENDING)])
         await self.live.create_index([("agent_id", ASCENDING), ("state", ASCENDING)])
         await self.live.create_index("call_id")
         await self.hopper.create_index("campaign_id")
-        await self.backlog.create_index("campaign_id")
+        await self.review_timers.ensure_indexes()
         await self.dnc.create_index([("number", ASCENDING), ("scope", ASCENDING)])
         await self.skips.create_index([("campaign_id", ASCENDING), ("agent_id", ASCENDING)])
         await self.import_errors.create_index([("import_id", ASCENDING), ("line", ASCENDING)])

@@ -2,61 +2,52 @@
 
 from __future__ import annotations
 
-import random
 from datetime import datetime
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from switchboard.dialer.domain import Record
 from switchboard.dialer.store.base import Document
 from switchboard.dialer.store.records import RecordStore, StoredRecord
+from switchboard.runtime.storage import Slots
 
 
 class HopperStore(RecordStore):
     # -- the preview backlog ---------------------------------------------------------------------
 
-    async def take_backlog_slot(
-        self, campaign_id: str, size: int, record_id: str, now: datetime
-    ) -> str | None:
-        """Insert one of the campaign's ``size`` slots for ``record_id``; ``None`` when all are
-        taken (the backlog is full across every replica)."""
-        taken = {
-            str(doc["_id"])
-            async for doc in self.backlog.find({"campaign_id": campaign_id}, {"_id": 1})
-        }
-        free = [f"{campaign_id}|{n}" for n in range(size) if f"{campaign_id}|{n}" not in taken]
-        random.shuffle(free)  # replicas racing for slots mostly try different ones
-        for slot in free:
-            try:
-                await self.backlog.insert_one(
-                    {"_id": slot, "campaign_id": campaign_id, "record_id": record_id, "at": now}
-                )
-            except DuplicateKeyError:
-                continue
-            return slot
-        return None
+    def _backlog(self, campaign_id: str) -> Slots:
+        return Slots(self.backlog, campaign_id)
 
-    async def release_backlog_slot(self, slot: str) -> None:
-        await self.backlog.delete_one({"_id": slot})
+    async def take_backlog_slot(self, campaign_id: str, size: int) -> bool:
+        """Take one of the campaign's ``size`` places in routing (one conditional ``$inc`` of
+        its counter); False when all are taken, counting every replica's."""
+        return await self._backlog(campaign_id).take(size)
 
-    async def release_backlog_of(self, record_id: str) -> None:
-        await self.backlog.delete_many({"record_id": record_id})
+    async def release_backlog_slot(self, campaign_id: str, count: int = 1) -> None:
+        await self._backlog(campaign_id).give_back(count)
 
     async def backlog_used(self, campaign_id: str) -> int:
-        return await self.backlog.count_documents({"campaign_id": campaign_id})
+        return await self._backlog(campaign_id).used()
 
-    async def reap_backlog(self, campaign_id: str, in_routing: set[str], before: datetime) -> int:
-        """Free the slots of records no longer in routing (a release lost to a crash); a slot
-        younger than ``before`` may belong to a pick in progress and is kept."""
-        done = await self.backlog.delete_many(
-            {
-                "campaign_id": campaign_id,
-                "record_id": {"$nin": sorted(in_routing)},
-                "at": {"$lt": before},
-            }
-        )
-        return done.deleted_count
+    async def adopt_backlog_slots(self, now: datetime) -> int:
+        """Upgrade step, once per database: an earlier version kept one document per place
+        (``backlog_slots``); each campaign's count of them becomes its counter, then they go.
+        (A place counted twice by two replicas upgrading at once is given back by the
+        dispatcher's reaping, like one a crash left.)"""
+        meta = self.db["meta"]
+        if await meta.find_one({"_id": "backlog-counters"}) is not None:
+            return 0
+        old = self.db["backlog_slots"]
+        counts: dict[str, int] = {}
+        async for doc in old.find({}, {"campaign_id": 1}):
+            counts[str(doc["campaign_id"])] = counts.get(str(doc["campaign_id"]), 0) + 1
+        for campaign_id, count in counts.items():
+            backlog = self._backlog(campaign_id)
+            await backlog.take(await backlog.used() + count, count)
+        await meta.update_one({"_id": "backlog-counters"}, {"$set": {"at": now}}, upsert=True)
+        await old.drop()
+        return sum(counts.values())
 
     # -- the hopper ------------------------------------------------------------------------------
 
@@ -66,6 +57,18 @@ class HopperStore(RecordStore):
     async def hopper_entries(self, campaign_id: str, limit: int) -> list[str]:
         cursor = self.hopper.find({"campaign_id": campaign_id}, {"_id": 1}).limit(limit)
         return [str(doc["_id"]) async for doc in cursor]
+
+    async def hopper_picks(
+        self, campaign_id: str, limit: int
+    ) -> list[tuple[str, StoredRecord | None]]:
+        """Up to ``limit`` of the campaign's entries, each with the record as the refill read
+        it (``None`` for an entry of an earlier version, which kept only the id): a pick claims
+        it with one write guarded by that version, so a stale one is found by its claim."""
+        cursor = self.hopper.find({"campaign_id": campaign_id}).limit(limit)
+        return [
+            (str(doc["_id"]), None if "record" not in doc else StoredRecord.load(doc["record"]))
+            async for doc in cursor
+        ]
 
     async def hopper_candidates(self, campaign_id: str, now: datetime, limit: int) -> list[Record]:
         """Due pending records that are neither live nor in the hopper yet.
@@ -86,7 +89,13 @@ class HopperStore(RecordStore):
         if not records:
             return 0
         docs = [
-            {"_id": r.id, "campaign_id": campaign_id, "version": r.version, "at": now}
+            {
+                "_id": r.id,
+                "campaign_id": campaign_id,
+                "version": r.version,
+                "at": now,
+                "record": r.dump(),
+            }
             for r in records
         ]
         try:

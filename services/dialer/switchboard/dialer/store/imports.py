@@ -3,13 +3,50 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo import ASCENDING
 
 from switchboard.dialer.importer import BadRow
 from switchboard.dialer.report import campaign_report
 from switchboard.dialer.store.base import Document, StoreBase
+
+
+class ImportProgress(BaseModel):
+    """What one write of an import's progress changes (``None``: left as it is)."""
+
+    state: Literal["running", "done", "failed"] | None = None
+    lines: int | None = None
+    rows: int | None = None
+    imported: int | None = None
+    updated: int | None = None
+    bad: int | None = None
+    blank_lines: int | None = None
+    finished_at: datetime | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
+class ImportBadRow(BaseModel):
+    line: int
+    reason: str
+
+
+class Import(ImportProgress):
+    """An import as stored: its progress while it runs, its result after, its first bad rows."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    import_id: str = Field(alias="_id")
+    campaign_id: str
+    format: str
+    started_at: datetime
+    bad_rows: list[ImportBadRow] = Field(default_factory=list)
+
+    def reply(self) -> dict[str, Any]:
+        """As the status endpoint and ``campaign.import.get`` answer (JSON; unset left out)."""
+        return self.model_dump(mode="json", exclude_none=True)
 
 
 class ImportStore(StoreBase):
@@ -35,8 +72,10 @@ class ImportStore(StoreBase):
             upsert=True,
         )
 
-    async def import_progress(self, import_id: str, progress: dict[str, Any]) -> None:
-        await self.imports.update_one({"_id": import_id}, {"$set": progress})
+    async def import_progress(self, import_id: str, progress: ImportProgress) -> None:
+        await self.imports.update_one(
+            {"_id": import_id}, {"$set": progress.model_dump(exclude_none=True)}
+        )
 
     async def add_import_errors(self, import_id: str, bad: list[BadRow]) -> None:
         if bad:
@@ -44,7 +83,7 @@ class ImportStore(StoreBase):
                 [{"import_id": import_id, "line": b.line, "reason": b.reason} for b in bad]
             )
 
-    async def get_import(self, import_id: str, errors: int = 100) -> Document | None:
+    async def get_import(self, import_id: str, errors: int = 100) -> Import | None:
         found = await self.imports.find_one({"_id": import_id})
         if found is None:
             return None
@@ -54,8 +93,7 @@ class ImportStore(StoreBase):
             .limit(errors)
         )
         found["bad_rows"] = [doc async for doc in cursor]
-        found["import_id"] = found.pop("_id")
-        return found
+        return Import.model_validate(found)
 
     # -- reports and journal -------------------------------------------------------------------
 

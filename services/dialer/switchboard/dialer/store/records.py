@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, UpdateOne
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -57,19 +58,7 @@ class RecordStore(StoreBase):
         """Insert new records, update known ones (same external id); (inserted, updated)."""
         if not rows:
             return 0, 0
-        by_id: dict[str, ParsedRow] = {}
-        for row in rows:  # a later row of one batch wins, as a later import would
-            by_id[record_id_for(campaign_id, row.external_id)] = row
-        fresh = [
-            {
-                "_id": record_id,
-                **self._imported(campaign_id, row, now),
-                **new_record_fields(now),
-                "imported_at": now,
-                "version": 1,
-            }
-            for record_id, row in by_id.items()
-        ]
+        by_id, fresh = await asyncio.to_thread(self._fresh_documents, campaign_id, rows, now)
         # Insert first, update those that exist: an insert on _id is one fast write, while a
         # batch of upserts runs one query each.
         known: set[str] = set()
@@ -85,6 +74,28 @@ class RecordStore(StoreBase):
         if known:
             await self._update_imported(campaign_id, {k: by_id[k] for k in sorted(known)}, now)
         return inserted, len(rows) - inserted
+
+    @classmethod
+    def _fresh_documents(
+        cls, campaign_id: str, rows: list[ParsedRow], now: datetime
+    ) -> tuple[dict[str, ParsedRow], list[Document]]:
+        """The batch's rows by record id (a later row of one batch wins, as a later import
+        would) and their documents as new records: built on a worker thread, so the event
+        loop meanwhile sends the writes."""
+        by_id: dict[str, ParsedRow] = {}
+        for row in rows:
+            by_id[record_id_for(campaign_id, row.external_id)] = row
+        fresh = [
+            {
+                "_id": record_id,
+                **cls._imported(campaign_id, row, now),
+                **new_record_fields(now),
+                "imported_at": now,
+                "version": 1,
+            }
+            for record_id, row in by_id.items()
+        ]
+        return by_id, fresh
 
     async def _update_imported(
         self, campaign_id: str, rows: dict[str, ParsedRow], now: datetime
@@ -120,7 +131,9 @@ class RecordStore(StoreBase):
             "campaign_id": campaign_id,
             "external_id": row.external_id,
             "name": row.name,
-            "phones": [p.model_dump(mode="json") for p in row.phones],
+            "phones": [
+                {"number": p.number, "type": p.type, "zones": list(p.zones)} for p in row.phones
+            ],
             "time_zone": row.time_zone,
             "fields": row.fields,
             "updated_at": now,
@@ -248,19 +261,38 @@ class RecordStore(StoreBase):
             async for doc in self.live.find({"campaign_id": campaign_id}, {"_id": 1})
         ]
 
-    async def claim_review(self, now: datetime, lease: timedelta) -> StoredRecord | None:
-        """Take one due review timer: its due time moves a lease ahead (a version-guarded
-        write, so only one replica gets it); a replica that dies holding it leaves it to fire
-        again when the lease is over."""
-        cursor = (
-            self.live.find({"state": "held", "review_due": {"$lte": now}})
-            .sort("review_due", ASCENDING)
-            .limit(20)
+    async def arm_review(self, record: Record) -> None:
+        """Arm the review timer of a record about to be held (before the write that holds
+        it: a timer whose record moved on is cleared when it fires)."""
+        await self.review_timers.set(
+            record.id, record.review_due, {"campaign_id": record.campaign_id}
         )
-        for record in await self._current(cursor):
-            claimed = await self.try_save(record.model_copy(update={"review_due": now + lease}))
-            if claimed is not None:
-                return claimed
+
+    async def adopt_review_timers(self, now: datetime) -> int:
+        """Upgrade step, once per database: an earlier version polled ``review_due`` in
+        ``live``; each held record's review gets its timer."""
+        meta = self.db["meta"]
+        if await meta.find_one({"_id": "review-timers"}) is not None:
+            return 0
+        armed = 0
+        async for doc in self.live.find({"state": "held", "review_due": {"$ne": None}}):
+            await self.arm_review(StoredRecord.load(doc))
+            armed += 1
+        await meta.update_one({"_id": "review-timers"}, {"$set": {"at": now}}, upsert=True)
+        return armed
+
+    async def claim_review(self, now: datetime, lease: timedelta) -> StoredRecord | None:
+        """One due review timer, claimed for this replica alone for ``lease`` (the kernel's
+        :class:`TimerQueue`: a replica that dies holding it leaves it to fire again), with its
+        record still held and due; a timer its record moved past is cleared or moved on."""
+        while (timer := await self.review_timers.claim_due(now, lease)) is not None:
+            record = await self.record(timer.key)
+            if record is None or record.state != "held" or record.review_due is None:
+                await self.review_timers.clear(timer.key)
+            elif record.review_due > now:
+                await self.review_timers.set(timer.key, record.review_due, timer.data)
+            else:
+                return record
         return None
 
     async def held_by(self, agent_id: str) -> list[StoredRecord]:
