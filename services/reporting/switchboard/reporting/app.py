@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
@@ -20,6 +22,7 @@ from switchboard.contracts.reports import (
 from switchboard.reporting.domain import Policy
 from switchboard.reporting.folding import Folder
 from switchboard.reporting.handlers import ReportingHandlers
+from switchboard.reporting.retention import JournalKeeper
 from switchboard.reporting.store import ReportStore
 from switchboard.runtime.jobs import PeriodicJob
 from switchboard.runtime.service import Runtime, serve
@@ -50,6 +53,15 @@ class ReportingSettings(ServiceSettings):
         "targets set here (the demo's file)",
     )
     sla_poll_seconds: float = Field(default=5.0, gt=0, description="how often due targets fire")
+    journal_retention_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="journal entries older than this are folded into the checkpoint (where a "
+        "rebuild starts) and dropped",
+    )
+    journal_retention_poll_seconds: float = Field(
+        default=3600.0, gt=0, description="how often the journal is trimmed"
+    )
 
 
 def policy_of(settings: ReportingSettings) -> Policy:
@@ -66,6 +78,7 @@ def build(settings: ReportingSettings) -> Runtime:
     store = ReportStore(runtime.db)
     folder = Folder(store, policy_of(settings))
     handlers = ReportingHandlers(store, runtime.bus, folder)
+    keeper = journal_keeper(store, settings)
     runtime.on_start(store.ensure_indexes)
 
     bus = runtime.bus
@@ -76,9 +89,19 @@ def build(settings: ReportingSettings) -> Runtime:
     bus.consume(queues.AGENT_REPORT, AgentReportRequested, handlers.on_agent_report)
     bus.consume(queues.CAMPAIGN_REPORT, CampaignReportRequested, handlers.on_campaign_report)
     runtime.jobs(
-        [PeriodicJob("first-response timers", settings.sla_poll_seconds, handlers.fire_sla_timers)]
+        [
+            PeriodicJob(
+                "first-response timers", settings.sla_poll_seconds, handlers.fire_sla_timers
+            ),
+            PeriodicJob("journal retention", settings.journal_retention_poll_seconds, keeper.run),
+        ]
     )
     return runtime
+
+
+def journal_keeper(store: ReportStore, settings: ReportingSettings) -> JournalKeeper:
+    keep = timedelta(days=settings.journal_retention_days)
+    return JournalKeeper(store, policy_of(settings), keep, f"reporting-{uuid.uuid4()}")
 
 
 async def rebuild(settings: ReportingSettings) -> int:
