@@ -1,4 +1,5 @@
-"""Reporting service: settings, wiring, entry point; ``rebuild`` refolds the journal."""
+"""Reporting service: settings, wiring, entry point; ``rebuild`` refolds the journal
+(``--from-services``: and what the owning services still hold)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from switchboard.contracts.reports import (
 from switchboard.reporting.domain import Policy
 from switchboard.reporting.folding import Folder
 from switchboard.reporting.handlers import ReportingHandlers
+from switchboard.reporting.owners import agent_state_changes
 from switchboard.reporting.retention import JournalKeeper
 from switchboard.reporting.store import ReportStore
 from switchboard.runtime.jobs import PeriodicJob
@@ -116,9 +118,24 @@ async def rebuild(settings: ReportingSettings) -> int:
         await runtime.mongo.close()
 
 
+async def rebuild_from_services(settings: ReportingSettings) -> tuple[int, int]:
+    """Refold the journal, then what the owners still hold, asked over the bus (agent-state's
+    state history); the owners must be running. Run with the service stopped."""
+    runtime = Runtime("reporting", settings)
+    store = ReportStore(runtime.db)
+    handlers = ReportingHandlers(store, runtime.bus, Folder(store, policy_of(settings)))
+    async with runtime.app:
+        await store.ensure_indexes()
+        return await handlers.rebuild_with_owners(agent_state_changes(runtime.bus))
+
+
 def main() -> None:
     if sys.argv[1:] == ["rebuild"]:
         folded = asyncio.run(rebuild(ReportingSettings()))
         print(f"reporting rebuilt from {folded} journalled events")
+        return
+    if sys.argv[1:] == ["rebuild", "--from-services"]:
+        folded, told = asyncio.run(rebuild_from_services(ReportingSettings()))
+        print(f"reporting rebuilt from {folded} journalled events and {told} the services hold")
         return
     serve(build(ReportingSettings()))

@@ -7,7 +7,7 @@ replay exactly what was folded. Queries read only this service's buckets.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -154,3 +154,16 @@ class ReportingHandlers:
             if await self.store.checkpoint_until() is not None:
                 await self.store.copy_from(ReportStore(self.store.db, CHECKPOINT))
         return len(await fold_journal(self.folder, self.store.journal_in_order()))
+
+    async def rebuild_with_owners(self, held: AsyncIterable[Message]) -> tuple[int, int]:
+        """``rebuild()``, then fold what the owners still hold (``held``): the history older
+        than the journal, or all of it when the read model was wiped. Folding is keyed, so a
+        change both journalled and held counts once; each held event is journalled too, so the
+        next rebuild has it without asking. The events refolded, and those the owners told."""
+        journalled = await self.rebuild()
+        told = 0
+        async for event in held:
+            await self.folder.fold(event)
+            await self.store.remember(event)
+            told += 1
+        return journalled, told
