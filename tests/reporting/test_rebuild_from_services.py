@@ -16,6 +16,8 @@ from switchboard.agent_state.store import AgentStore
 from switchboard.contracts.agents import AgentStateChanged
 from switchboard.reporting.app import ReportingSettings, build, rebuild_from_services
 from switchboard.runtime.service import Runtime
+from switchboard.threading.app import ThreadingSettings
+from switchboard.threading.app import build as build_threading
 
 from .conftest import handlers_of, login
 from .script import ALICE, BOB, TARGETS, scripted_day
@@ -80,9 +82,11 @@ async def test_a_wiped_read_model_rebuilt_from_the_services_gives_the_live_time_
         assert figures["occupancy"] == pytest.approx(hand["occupancy"]), agent
         assert {**figures, "occupancy": hand["occupancy"]} == hand, agent
 
-    # Agent-state holds the day's changes as it records each one it makes.
+    # Agent-state holds the day's changes as it records each one it makes (threading, the
+    # other owner asked, holds no case here: the scripted day's cases are events only).
     owner = build_agent_state(make_settings(AgentStateSettings))
-    async with owner.app:
+    cases = build_threading(make_settings(ThreadingSettings, thread_key="reporting-suite-key"))
+    async with owner.app, cases.app:
         store = AgentStore(owner.db)
         for change in changes:
             await store.record_history(change)

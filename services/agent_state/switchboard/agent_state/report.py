@@ -4,7 +4,7 @@ from the state history (pure, no I/O)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
@@ -66,7 +66,7 @@ def _spread(
         moment = upto
 
 
-def history_page(rows: list[Mapping[str, Any]], limit: int) -> StateHistoryPage:
+def history_page(rows: Sequence[Mapping[str, Any]], limit: int) -> StateHistoryPage:
     """The change each history row records (its id derived from agent and sequence, its moment
     the change's); a full page points at the next."""
     changes = [

@@ -23,7 +23,7 @@ from switchboard.contracts.reports import (
 from switchboard.reporting.domain import Policy
 from switchboard.reporting.folding import Folder
 from switchboard.reporting.handlers import ReportingHandlers
-from switchboard.reporting.owners import agent_state_changes
+from switchboard.reporting.owners import everything_held
 from switchboard.reporting.retention import JournalKeeper
 from switchboard.reporting.store import ReportStore
 from switchboard.runtime.jobs import PeriodicJob
@@ -120,13 +120,14 @@ async def rebuild(settings: ReportingSettings) -> int:
 
 async def rebuild_from_services(settings: ReportingSettings) -> tuple[int, int]:
     """Refold the journal, then what the owners still hold, asked over the bus (agent-state's
-    state history); the owners must be running. Run with the service stopped."""
+    state history, threading's cases); the owners must be running. Run with the service
+    stopped."""
     runtime = Runtime("reporting", settings)
     store = ReportStore(runtime.db)
     handlers = ReportingHandlers(store, runtime.bus, Folder(store, policy_of(settings)))
     async with runtime.app:
         await store.ensure_indexes()
-        return await handlers.rebuild_with_owners(agent_state_changes(runtime.bus))
+        return await handlers.rebuild_with_owners(everything_held(runtime.bus))
 
 
 def main() -> None:

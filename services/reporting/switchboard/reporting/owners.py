@@ -1,16 +1,18 @@
 """What the owning services still hold, asked over the bus for a rebuild (services never read
-each other's collections): agent-state's recorded state changes, page by page, as the
-``agent.state_changed`` events they were published as."""
+each other's collections), page by page, as the events they were published as: agent-state's
+recorded state changes, threading's cases and emails."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from switchboard.contracts import Message, message_class
 from switchboard.contracts.agents import (
     AgentStateChanged,
     StateHistoryPage,
     StateHistoryRequested,
 )
+from switchboard.contracts.cases import CaseHistoryPage, CaseHistoryRequested
 from switchboard.runtime.bus import Bus
 
 PAGE_SIZE = 500
@@ -39,3 +41,32 @@ async def agent_state_changes(
         if page.next_after is None:
             return
         after = page.next_after
+
+
+async def threading_case_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
+    """The events of every case threading keeps, case by case, each case's in time order."""
+    after = 0
+    while True:
+        query = CaseHistoryRequested(
+            actor_id="reporting",
+            actor_role="supervisor",
+            after_case_number=after,
+            limit=page_size,
+        )
+        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
+        if not outcome.ok:
+            raise OwnerRefused(f"threading refused its case history: {outcome.error}")
+        page = CaseHistoryPage.model_validate(outcome.result)
+        for recorded in page.events:
+            yield message_class(recorded.name).model_validate(recorded.body)
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+async def everything_held(bus: Bus) -> AsyncIterator[Message]:
+    """What every owner asked holds: agent-state's changes, then threading's cases."""
+    async for change in agent_state_changes(bus):
+        yield change
+    async for event in threading_case_events(bus):
+        yield event

@@ -250,6 +250,16 @@ class ThreadingStore:
     async def get_case(self, case_number: int) -> Document | None:
         return await self.cases.find_one({"_id": case_number})
 
+    async def cases_after(self, after: int, limit: int) -> list[tuple[Document, list[Document]]]:
+        """Up to ``limit`` cases numbered after ``after``, each with its emails (a rebuild's
+        page: two reads)."""
+        found = self.cases.find({"_id": {"$gt": after}}).sort("_id", ASCENDING).limit(limit)
+        cases = [doc async for doc in found]
+        emails: dict[int, list[Document]] = {doc["_id"]: [] for doc in cases}
+        async for email in self.emails.find({"case_number": {"$in": list(emails)}}):
+            emails[email["case_number"]].append(email)
+        return [(doc, emails[doc["_id"]]) for doc in cases]
+
     async def insert_case(self, doc: Document) -> bool:
         return await _insert_new(self.cases, doc)
 
