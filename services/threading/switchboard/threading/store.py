@@ -42,6 +42,20 @@ from switchboard.threading.domain.case import Case
 from switchboard.threading.masking import redact_everywhere
 
 Document = dict[str, Any]
+HISTORY_EMAIL_FIELDS = {
+    name: 1
+    for name in (
+        "case_number",
+        "direction",
+        "kind",
+        "agent_id",
+        "automatic",
+        "stored_at",
+        "intake",
+        "classification",
+    )
+}
+"""What a case's events need of its emails (``history.py``): no bodies."""
 COUNTER_ID = "case_number"
 OUTBOX_KEEP = timedelta(hours=24)
 
@@ -256,7 +270,8 @@ class ThreadingStore:
         found = self.cases.find({"_id": {"$gt": after}}).sort("_id", ASCENDING).limit(limit)
         cases = [doc async for doc in found]
         emails: dict[int, list[Document]] = {doc["_id"]: [] for doc in cases}
-        async for email in self.emails.find({"case_number": {"$in": list(emails)}}):
+        wanted = {"$in": list(emails)}
+        async for email in self.emails.find({"case_number": wanted}, HISTORY_EMAIL_FIELDS):
             emails[email["case_number"]].append(email)
         return [(doc, emails[doc["_id"]]) for doc in cases]
 
