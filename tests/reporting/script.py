@@ -11,6 +11,14 @@ support: first-response target 1 h; billing: 2 h.
   ends and closes 11:35 (resolution 90 min); reopened by the contact at 13:00, left unanswered
   (overdue at 14:00 by the timer).
 * case 4 (billing): opened 12:00, never answered (overdue at 14:00 by the timer).
+* case 5 (support): opened 15:00, "pending customer" 15:10 to 15:50, dana replies 16:20
+  (80 min after the opening, 40 of them pending: 40 min, in target); left open.
+* case 6 (support): opened 16:00, moved to billing by hand 16:30 (case.service_changed: a
+  transfer out of support and into billing), dana replies 17:00 (60 min, in billing's 2 h);
+  left open.
+* case 7 (billing): opened 18:00, pending 18:10, closed while pending 18:30 (resolution
+  30 min, the pause ends at the closing); reopened by the contact 19:00, pending 19:30 to 20:00,
+  dana replies 21:20 (140 min, 30 pending: 110 min, in target); left open.
 * campaign camp-1: three calls (two answered), r1 completed with "Sale", r2 skipped then
   rescheduled with "No answer", r3 closed (do not call).
 """
@@ -38,6 +46,8 @@ from switchboard.contracts.cases import (
     CaseEmailAttached,
     CaseOutboundRequested,
     CaseReopened,
+    CaseServiceChanged,
+    CaseStatusChanged,
     CaseTransferred,
 )
 from switchboard.contracts.routing import (
@@ -108,6 +118,19 @@ def _case_events() -> list[Message]:
             occurred_at=at(clock),
         )
 
+    def status(n: int, service: str, clock: str, to: str, pending: bool) -> Message:
+        return CaseStatusChanged(
+            case_number=n,
+            service=service,
+            from_status="open" if pending else to,
+            to_status=to if pending else "open",
+            pending=pending,
+            was_pending=not pending,
+            agent_id="dana",
+            at=at(clock),
+            occurred_at=at(clock),
+        )
+
     return [
         *created(1, "support", "09:10"),
         assigned("case-1", "alice", "support", "09:20"),
@@ -166,6 +189,34 @@ def _case_events() -> list[Message]:
             occurred_at=at("13:00"),
         ),
         *created(4, "billing", "12:00"),
+        *created(5, "support", "15:00"),
+        status(5, "support", "15:10", "pending customer", True),
+        status(5, "support", "15:50", "pending customer", False),
+        *reply(5, "dana", "support", "16:20"),
+        *created(6, "support", "16:00"),
+        CaseServiceChanged(
+            case_number=6,
+            from_service="support",
+            to_service="billing",
+            agent_id="dana",
+            occurred_at=at("16:30"),
+        ),
+        *reply(6, "dana", "billing", "17:00"),
+        *created(7, "billing", "18:00"),
+        status(7, "billing", "18:10", "pending third party", True),
+        closed(7, "billing", "dana", "18:30"),
+        CaseReopened(case_number=7, service="billing", email_id="in-7b", occurred_at=at("19:00")),
+        CaseEmailAttached(
+            case_number=7,
+            email_id="in-7b",
+            direction="inbound",
+            service="billing",
+            action="reopened",
+            occurred_at=at("19:00"),
+        ),
+        status(7, "billing", "19:30", "pending customer", True),
+        status(7, "billing", "20:00", "pending customer", False),
+        *reply(7, "dana", "billing", "21:20"),
     ]
 
 
@@ -251,42 +302,44 @@ def scripted_day() -> list[Message]:
 # -- the figures, by hand ------------------------------------------------------------------------
 
 SUPPORT_DAY = {
-    "opened": 3,  # cases 1, 2, 3
+    "opened": 5,  # cases 1, 2, 3, 5, 6
     "closed": 2,  # cases 1 and 3 (case 2 closed in billing)
     "reopened": 1,  # case 3
-    "emails_in": 4,  # in-1, in-2, in-3, in-3b
-    "emails_out": 2,  # out-1, out-3 (out-2 after the transfer, in billing)
-    "first_responses": 2,
-    "first_response_p50_seconds": 1800.0,  # case 1: 30 min
+    "emails_in": 6,  # in-1, in-2, in-3, in-3b, in-5, in-6
+    "emails_out": 3,  # out-1, out-3, out-5 (out-2 and out-6 after their moves, in billing)
+    "first_responses": 3,
+    "first_response_p50_seconds": 2400.0,  # of 30, 40 (case 5, less 40 min pending), 85 min
     "first_response_p90_seconds": 5100.0,  # case 3: 85 min
     "resolutions": 2,
     "resolution_p50_seconds": 2100.0,  # case 1: 35 min
     "resolution_p90_seconds": 5400.0,  # case 3: 90 min
-    "answered_within_target": 1,
-    "service_level": 0.5,
+    "answered_within_target": 2,  # cases 1 and 5
+    "service_level": 2 / 3,
     "overdue": 2,  # case 3 answered late; case 3 reopened and unanswered past 14:00
-    "backlog_at_end": 1,  # 3 opened + 1 reopened - 2 closed - 1 transferred out
+    # 5 opened + 1 reopened - 2 closed - case 2 transferred out - case 6 moved out
+    "backlog_at_end": 2,
     "transfers_in": 0,
-    "transfers_out": 1,
+    "transfers_out": 2,  # case 2 (transfer), case 6 (service changed)
     "rona": 1,  # offer-1 to bob
 }
 BILLING_DAY = {
-    "opened": 1,  # case 4
-    "closed": 1,  # case 2
-    "reopened": 0,
-    "emails_in": 1,
-    "emails_out": 1,
-    "first_responses": 1,
-    "first_response_p50_seconds": 5400.0,  # case 2: 09:30 -> 11:00
-    "first_response_p90_seconds": 5400.0,
-    "resolutions": 1,
-    "resolution_p50_seconds": 5700.0,  # case 2: 09:30 -> 11:05
-    "resolution_p90_seconds": 5700.0,
-    "answered_within_target": 1,
+    "opened": 2,  # cases 4 and 7
+    "closed": 2,  # cases 2 and 7
+    "reopened": 1,  # case 7
+    "emails_in": 3,  # in-4, in-7, in-7b
+    "emails_out": 3,  # out-2, out-6, out-7
+    "first_responses": 3,
+    "first_response_p50_seconds": 5400.0,  # of 60 (case 6), 90 (case 2), 110 (case 7) min
+    "first_response_p90_seconds": 6600.0,  # case 7: 19:00 -> 21:20 less 30 min pending
+    "resolutions": 2,
+    "resolution_p50_seconds": 1800.0,  # case 7: 18:00 -> 18:30
+    "resolution_p90_seconds": 5700.0,  # case 2: 09:30 -> 11:05
+    "answered_within_target": 3,
     "service_level": 1.0,
     "overdue": 1,  # case 4, due 14:00
-    "backlog_at_end": 1,  # +1 transferred in, -1 case 2 closed, +1 case 4
-    "transfers_in": 1,
+    # +1 case 2 transferred in -1 closed, +1 case 4, +1 case 6 moved in, +1 -1 +1 case 7
+    "backlog_at_end": 3,
+    "transfers_in": 2,
     "transfers_out": 0,
     "rona": 0,
 }
@@ -296,7 +349,10 @@ SUPPORT_HOURS = {
     10: (1, 0, 1, 0, 1, 1),
     11: (0, 1, 0, 1, 0, 0),
     13: (0, 0, 1, 0, 1, 0),
+    15: (1, 0, 1, 0, 2, 0),
+    16: (1, 0, 1, 1, 2, 1),  # case 6 opened and moved out; out-5
 }
+SUPPORT_BACKLOG_AT_END = 2
 ALICE = {
     "handled": 2,  # case-1 (25 min), case-2 until the transfer (15 min)
     "replies": 1,

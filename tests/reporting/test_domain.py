@@ -8,6 +8,7 @@ import pytest
 
 from switchboard.reporting import domain
 from switchboard.reporting.figures import percentile
+from switchboard.reporting.pauses import Pause
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 POLICY = domain.Policy({"support": 3600.0, "billing": 7200.0})
@@ -94,8 +95,65 @@ def test_a_reopening_that_overtook_its_closing_waits_for_it() -> None:
 def test_the_timer_marks_an_unanswered_round_once() -> None:
     facts = _opened()
     due = T0 + timedelta(hours=1)
-    step = domain.sla_passed(facts, 1, due)
+    step = domain.sla_passed(facts, 1, due, POLICY)
     assert step.facts is not None and step.facts.overdue
     assert [b.key for b in step.bumps] == ["overdue:2:1"]
-    assert domain.sla_passed(step.facts, 1, due).facts is None
-    assert domain.sla_passed(facts, 2, due).facts is None  # a timer of an older round
+    assert domain.sla_passed(step.facts, 1, due, POLICY).facts is None
+    assert domain.sla_passed(facts, 2, due, POLICY).facts is None  # a timer of an older round
+
+
+def _minutes(m: int) -> datetime:
+    return T0 + timedelta(minutes=m)
+
+
+def _status(facts: domain.CaseFacts, pending: bool, m: int) -> domain.CaseStep:
+    return domain.status_changed(facts, 2, pending, _minutes(m), POLICY)
+
+
+def test_a_pending_status_stops_the_clock_and_pushes_the_timer_back() -> None:
+    paused = _status(_opened(), True, 10)
+    assert paused.facts is not None and paused.timer is not None
+    assert paused.timer.due is None  # while pending the clock stands still: no timer
+    resumed = _status(paused.facts, False, 50)
+    assert resumed.facts is not None and resumed.timer is not None
+    assert resumed.timer.due == _minutes(100)  # 60 min target + 40 min pending
+    # 80 minutes after the opening, 40 of them pending: answered in 40, within the hour.
+    answer = domain.first_response(resumed.facts, 2, "support", _minutes(80), POLICY)
+    [first] = answer.bumps
+    assert first.samples == {"first_response": 2400.0}
+    assert first.counts == {"first_responses": 1, "answered_within_target": 1}
+    # The timer, armed before the pause at 10:30, finds the clock pushed back and does nothing.
+    assert domain.sla_passed(resumed.facts, 1, _minutes(60), POLICY).facts is None
+    late = domain.sla_passed(resumed.facts, 1, _minutes(100), POLICY)
+    assert [b.hour for b in late.bumps] == [_minutes(100).replace(minute=0)]
+
+
+def test_pauses_are_the_same_whatever_order_the_changes_are_folded_in() -> None:
+    facts = _opened()
+    in_order = _status(_status(facts, True, 10).facts or facts, False, 50).facts
+    backwards = _status(_status(facts, False, 50).facts or facts, True, 10).facts
+    assert in_order is not None and backwards is not None
+    assert in_order.pauses == backwards.pauses == (Pause(_minutes(10), _minutes(50)),)
+
+
+def test_closing_a_pending_case_ends_its_pause_and_a_reopening_starts_unpaused() -> None:
+    paused = _status(_opened(), True, 10).facts
+    assert paused is not None
+    closed = domain.case_closed(paused, 2, "support", _minutes(100), POLICY)
+    assert closed.facts is not None
+    assert closed.facts.pauses == (Pause(_minutes(10), _minutes(100)),)
+    assert [b.key for b in closed.bumps] == ["closed:2:1"]  # 10 min of clock: not overdue
+    reopened = domain.case_reopened(closed.facts, 2, _minutes(120), POLICY)
+    assert reopened.facts is not None and reopened.facts.pauses == ()
+    assert reopened.timer is not None and reopened.timer.due == _minutes(180)
+
+
+def test_a_change_of_the_next_round_folded_before_the_closing_moves_to_that_round() -> None:
+    early = _status(_opened(), True, 70).facts  # pending at 10:40, in the round after 10:30
+    assert early is not None
+    closed = domain.case_closed(early, 2, "support", _minutes(30), POLICY)
+    assert closed.facts is not None and closed.facts.pauses == ()
+    reopened = domain.case_reopened(closed.facts, 2, _minutes(60), POLICY)
+    assert reopened.facts is not None
+    assert reopened.facts.pauses == (Pause(_minutes(70)),)
+    assert reopened.timer is not None and reopened.timer.due is None  # pending: no timer

@@ -371,3 +371,26 @@ async def test_pending_status_pauses_the_clock_until_the_customer_writes(
         ("open", "pending customer", True),
         ("pending customer", "open", False),
     ]
+
+
+async def test_a_pending_case_closed_then_reopened_has_no_pause_left_open(
+    threading: Threading,
+) -> None:
+    t = threading
+    first = await _held(t, "a1", subject="Where is my refund")
+    number = first["case_number"]
+    paused = await t.request(
+        cb.SetCaseStatus(case_number=number, agent_id="a1", status="Pending customer")
+    )
+    assert paused.ok, paused.error
+    closed = await t.command(c.CloseCase(case_number=number, agent_id="a1", disposition="Resolved"))
+    assert closed.ok, closed.error
+    case = await t.case(number)
+    assert case["status"] == "closed"
+    [pause] = case["sla_pauses"]
+    assert pause["until"] == case["closed_at"]  # the clock stopped for good at the closing
+
+    await t.file(t.mail(subject="Re: Where is my refund", in_reply_to=first["message_id"]))
+    case = await t.case(number)
+    assert case["status"] == "open" and case["work_status"] == "open"
+    assert [p["until"] is not None for p in case["sla_pauses"]] == [True]

@@ -1,5 +1,6 @@
 """The supervisor's Reports view in a real browser (issue 20): a case opened by mail today shows
-in the support service's figures, and the CSV download carries the same figure."""
+in the support service's figures while the view is open, without asking again and keeping the
+chosen service, and the CSV download carries the same figure."""
 
 from __future__ import annotations
 
@@ -40,12 +41,17 @@ def test_a_supervisor_sees_todays_opened_case_in_reports_and_downloads_it_as_csv
     before = _opened(page)
 
     customer_mail(stack, "Reports count me", "Hello, please count this case. Ada")
-    # reporting folds case.created from its own queue: look again until the figure moved
+    # nobody presses Show: the view follows the live stream (reporting folds case.created
+    # from its own queue meanwhile) and asks the shown period again by itself
     deadline = time.monotonic() + 60
     while (now := _opened(page)) <= before and time.monotonic() < deadline:
-        page.wait_for_timeout(500)  # between two looks, as a person pressing Show would
-        show.click()
+        page.wait_for_timeout(250)
     assert now >= before + 1, f"opened in support stayed at {now} (was {before})"
+    # the chosen service is still the one shown: only support's row
+    period = page.get_by_role("form", name="Period")
+    expect(period.get_by_label("Service")).to_have_value("support")
+    rows = page.get_by_test_id("report-services").locator("tbody tr[data-service]")
+    assert set(rows.evaluate_all("rows => rows.map(r => r.dataset.service)")) == {"support"}
     shot(page, "reports")
 
     services = page.get_by_role("region", name="Services")
@@ -57,7 +63,6 @@ def test_a_supervisor_sees_todays_opened_case_in_reports_and_downloads_it_as_csv
     assert len(rows) == 1 and int(rows[0]["opened"]) >= now, text
 
     # a period that ends before it begins: the gateway's 422 names `to`, shown beside it
-    period = page.get_by_role("form", name="Period")
     period.get_by_label("To").fill("2020-01-01")
     show.click()
     expect(period.locator("#report-to-error")).to_contain_text("to must be after from")

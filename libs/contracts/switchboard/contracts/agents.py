@@ -169,6 +169,36 @@ class AgentStatesRequested(Command):
     team: str | None = None
 
 
+class StateHistoryRequested(Command):
+    """The state changes agent-state has recorded, by agent then sequence, one page at a time:
+    what reporting rebuilds each agent's time in each state from (its read model wiped, or
+    older than its journal). Supervisors only.
+
+    Answered with ``result`` = :class:`StateHistoryPage`.
+    """
+
+    NAME = "agent.state_history_requested"
+
+    actor_id: SingleLine = Field(min_length=1)
+    actor_role: Literal["supervisor"]
+    after: str = Field(
+        default="",
+        max_length=300,
+        description="the previous page's next_after; empty: from the first change",
+    )
+    limit: int = Field(default=500, ge=1, le=5000)
+
+
+class StateHistoryPage(BaseModel):
+    """One page of recorded changes, as agent-state published them (the flags of the moment
+    that the history does not keep, such as ``live``, at their defaults)."""
+
+    changes: list[AgentStateChanged]
+    next_after: str | None = Field(
+        default=None, description="ask again with this as after; None: this was the last page"
+    )
+
+
 class StateReportRequested(Command):
     """Time spent in each state per agent per interval, for reports.
 

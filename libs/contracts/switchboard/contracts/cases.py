@@ -460,6 +460,36 @@ class LookUpCase(Command):
     )
 
 
+class CaseHistoryRequested(Command):
+    """The case events threading's stored cases and emails imply, case by case from
+    ``after_case_number``: what reporting rebuilds the service figures from (its read model
+    wiped, or older than its journal). Supervisors only.
+
+    Answered with ``result`` = :class:`CaseHistoryPage`.
+    """
+
+    NAME = "case.history_requested"
+
+    actor_id: SingleLine = Field(min_length=1)
+    actor_role: Literal["supervisor"]
+    after_case_number: int = Field(default=0, ge=0, description="0: from the first case")
+    limit: int = Field(default=200, ge=1, le=2000, description="cases per page")
+
+
+class RecordedEvent(BaseModel):
+    """One event as its contract serialises it (``name`` says which)."""
+
+    name: str
+    body: dict[str, object]
+
+
+class CaseHistoryPage(BaseModel):
+    events: list[RecordedEvent] = Field(description="by case, each case's in time order")
+    next_after: int | None = Field(
+        default=None, description="ask again with this as after_case_number; None: the last page"
+    )
+
+
 class CaseSummary(BaseModel):
     """The shape of a case in query answers (documentation; answers are plain dicts)."""
 

@@ -28,7 +28,7 @@ from switchboard.agent_state.metrics import (
     TIMERS,
     TRANSITIONS,
 )
-from switchboard.agent_state.report import time_in_state
+from switchboard.agent_state.report import history_page, time_in_state
 from switchboard.agent_state.store import (
     AgentRecord,
     AgentStore,
@@ -50,6 +50,7 @@ from switchboard.contracts.agents import (
     RegisterAgent,
     SetNotReady,
     SetReady,
+    StateHistoryRequested,
     StateReportRequested,
 )
 from switchboard.contracts.routing import (
@@ -250,6 +251,11 @@ class AgentStateHandlers:
             "interval_seconds": query.interval_seconds,
             "rows": time_in_state(rows, query.start, query.end, interval, _now()),
         }
+
+    async def on_state_history(self, query: StateHistoryRequested) -> dict[str, Any]:
+        """Recorded changes, a page at a time (what reporting rebuilds agents' figures from)."""
+        rows = await self.store.history_page(query.after, query.limit)
+        return history_page(rows, query.limit).model_dump(mode="json")
 
     # --- events from routing -----------------------------------------------------------------
 

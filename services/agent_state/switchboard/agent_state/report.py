@@ -1,11 +1,17 @@
-"""Time in each state per agent per interval, from the state history (pure, no I/O)."""
+"""Time in each state per agent per interval, and the recorded changes as they were published,
+from the state history (pure, no I/O)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
+
+from switchboard.contracts.agents import AgentStateChanged, StateHistoryPage
+
+HISTORY_NAMESPACE = uuid.UUID("5d0c8f7e-2b1a-4c3d-9e8f-7a6b5c4d3e2f")
 
 
 def time_in_state(
@@ -58,3 +64,24 @@ def _spread(
         key = (agent_id, index, state)
         totals[key] = totals.get(key, 0.0) + (upto - moment).total_seconds()
         moment = upto
+
+
+def history_page(rows: Sequence[Mapping[str, Any]], limit: int) -> StateHistoryPage:
+    """The change each history row records (its id derived from agent and sequence, its moment
+    the change's); a full page points at the next."""
+    changes = [
+        AgentStateChanged(
+            message_id=uuid.uuid5(HISTORY_NAMESPACE, str(row["_id"])),
+            occurred_at=row["at"],
+            agent_id=row["agent_id"],
+            previous=row["previous"],
+            state=row["state"],
+            reason=row.get("reason") or "",
+            actor=row.get("actor") or "system",
+            sequence=row["sequence"],
+            changed_at=row["at"],
+        )
+        for row in rows
+    ]
+    next_after = str(rows[-1]["_id"]) if rows and len(rows) >= limit else None
+    return StateHistoryPage(changes=changes, next_after=next_after)

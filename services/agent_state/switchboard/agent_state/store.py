@@ -478,6 +478,16 @@ class AgentStore:
             row["at"] = _utc(row["at"])
         return sorted(rows, key=lambda r: (r["agent_id"], r["sequence"]))
 
+    async def history_page(self, after: str, limit: int) -> list[Document]:
+        """Recorded changes after the row ``after`` (ids are ``<agent>:<sequence, 12 digits>``,
+        so the order is by agent, then sequence), at most ``limit``."""
+        query: Document = {"_id": {"$gt": after}} if after else {}
+        cursor = self.history.find(query).sort("_id", ASCENDING).limit(limit)
+        rows = [row async for row in cursor]
+        for row in rows:
+            row["at"] = _utc(row["at"])
+        return rows
+
 
 def _due(agent: domain.Agent, kind: str) -> datetime | None:
     return agent.wrap_up_due if kind == "wrap_up" else agent.presence_due

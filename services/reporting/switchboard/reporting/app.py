@@ -1,10 +1,13 @@
-"""Reporting service: settings, wiring, entry point; ``rebuild`` refolds the journal."""
+"""Reporting service: settings, wiring, entry point; ``rebuild`` refolds the journal
+(``--from-services``: and what the owning services still hold)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
@@ -20,6 +23,8 @@ from switchboard.contracts.reports import (
 from switchboard.reporting.domain import Policy
 from switchboard.reporting.folding import Folder
 from switchboard.reporting.handlers import ReportingHandlers
+from switchboard.reporting.owners import everything_held
+from switchboard.reporting.retention import JournalKeeper
 from switchboard.reporting.store import ReportStore
 from switchboard.runtime.jobs import PeriodicJob
 from switchboard.runtime.service import Runtime, serve
@@ -50,6 +55,15 @@ class ReportingSettings(ServiceSettings):
         "targets set here (the demo's file)",
     )
     sla_poll_seconds: float = Field(default=5.0, gt=0, description="how often due targets fire")
+    journal_retention_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="journal entries older than this are folded into the checkpoint (where a "
+        "rebuild starts) and dropped",
+    )
+    journal_retention_poll_seconds: float = Field(
+        default=3600.0, gt=0, description="how often the journal is trimmed"
+    )
 
 
 def policy_of(settings: ReportingSettings) -> Policy:
@@ -66,6 +80,7 @@ def build(settings: ReportingSettings) -> Runtime:
     store = ReportStore(runtime.db)
     folder = Folder(store, policy_of(settings))
     handlers = ReportingHandlers(store, runtime.bus, folder)
+    keeper = journal_keeper(store, settings)
     runtime.on_start(store.ensure_indexes)
 
     bus = runtime.bus
@@ -76,9 +91,19 @@ def build(settings: ReportingSettings) -> Runtime:
     bus.consume(queues.AGENT_REPORT, AgentReportRequested, handlers.on_agent_report)
     bus.consume(queues.CAMPAIGN_REPORT, CampaignReportRequested, handlers.on_campaign_report)
     runtime.jobs(
-        [PeriodicJob("first-response timers", settings.sla_poll_seconds, handlers.fire_sla_timers)]
+        [
+            PeriodicJob(
+                "first-response timers", settings.sla_poll_seconds, handlers.fire_sla_timers
+            ),
+            PeriodicJob("journal retention", settings.journal_retention_poll_seconds, keeper.run),
+        ]
     )
     return runtime
+
+
+def journal_keeper(store: ReportStore, settings: ReportingSettings) -> JournalKeeper:
+    keep = timedelta(days=settings.journal_retention_days)
+    return JournalKeeper(store, policy_of(settings), keep, f"reporting-{uuid.uuid4()}")
 
 
 async def rebuild(settings: ReportingSettings) -> int:
@@ -93,9 +118,25 @@ async def rebuild(settings: ReportingSettings) -> int:
         await runtime.mongo.close()
 
 
+async def rebuild_from_services(settings: ReportingSettings) -> tuple[int, int]:
+    """Refold the journal, then what the owners still hold, asked over the bus (agent-state's
+    state history, threading's cases); the owners must be running. Run with the service
+    stopped."""
+    runtime = Runtime("reporting", settings)
+    store = ReportStore(runtime.db)
+    handlers = ReportingHandlers(store, runtime.bus, Folder(store, policy_of(settings)))
+    async with runtime.app:
+        await store.ensure_indexes()
+        return await handlers.rebuild_with_owners(everything_held(runtime.bus))
+
+
 def main() -> None:
     if sys.argv[1:] == ["rebuild"]:
         folded = asyncio.run(rebuild(ReportingSettings()))
         print(f"reporting rebuilt from {folded} journalled events")
+        return
+    if sys.argv[1:] == ["rebuild", "--from-services"]:
+        folded, told = asyncio.run(rebuild_from_services(ReportingSettings()))
+        print(f"reporting rebuilt from {folded} journalled events and {told} the services hold")
         return
     serve(build(ReportingSettings()))

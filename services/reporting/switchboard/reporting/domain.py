@@ -14,6 +14,15 @@ from datetime import datetime, timedelta
 from typing import Literal
 from urllib.parse import quote, unquote
 
+from switchboard.reporting.pauses import (
+    Pause,
+    StatusMark,
+    clock_due,
+    paused_seconds,
+    pauses_of,
+    pauses_until,
+)
+
 BucketKind = Literal["service", "agent", "campaign"]
 HOUR = timedelta(hours=1)
 
@@ -74,6 +83,15 @@ class CaseFacts:
     closed_at: datetime | None = None
     overdue: bool = False
     earlier: tuple[EarlierRound, ...] = ()
+    marks: tuple[StatusMark, ...] = ()
+    """The round's changes to and away from a pending status (and its closing), any order."""
+
+    @property
+    def pauses(self) -> tuple[Pause, ...]:
+        """The round's pending intervals (the last one open while the case is pending)."""
+        if self.closed_at is not None:
+            return pauses_until(self.marks, self.closed_at)
+        return pauses_of(self.marks)
 
 
 @dataclass(frozen=True)
@@ -84,6 +102,7 @@ class EarlierRound:
     opened_at: datetime
     closed_at: datetime
     responded_at: datetime | None = None
+    pauses: tuple[Pause, ...] = ()
 
 
 class NotYetKnown(Exception):
@@ -121,11 +140,12 @@ def _arm(facts: CaseFacts, policy: Policy) -> SlaTimer | None:
     target = policy.target(facts.service)
     if target is None or facts.opened_at is None:
         return None
-    if facts.status != "open" or facts.responded_at is not None:
-        return SlaTimer(sla_key(facts.case_number), None)
+    due = clock_due(facts.opened_at, target, facts.pauses)
+    if facts.status != "open" or facts.responded_at is not None or due is None:
+        return SlaTimer(sla_key(facts.case_number), None)  # answered, closed or paused
     return SlaTimer(
         sla_key(facts.case_number),
-        facts.opened_at + timedelta(seconds=target),
+        due,
         facts.service,
         facts.round,
         facts.opened_at,
@@ -161,7 +181,11 @@ def case_reopened(facts: CaseFacts | None, number: int, at: datetime, policy: Po
             return CaseStep(None)  # this reopening, already folded
         raise NotYetKnown(f"case {number} reopened before its closing was folded")
     past = EarlierRound(
-        known.round, known.opened_at or at, known.closed_at or at, known.responded_at
+        known.round,
+        known.opened_at or at,
+        known.closed_at or at,
+        known.responded_at,
+        pauses_until(known.marks, known.closed_at or at),
     )
     new = replace(
         known,
@@ -172,6 +196,8 @@ def case_reopened(facts: CaseFacts | None, number: int, at: datetime, policy: Po
         responded_at=None,
         closed_at=None,
         overdue=False,
+        # a change of this round folded before the closing of the last one
+        marks=tuple(m for m in known.marks if m.at >= at),
     )
     key = f"reopened:{number}:{new.round}"
     bump = _service_bump(known.service, at, key, reopened=1, backlog=1)
@@ -194,16 +220,23 @@ def first_response(
     if known.closed_at is not None and at > known.closed_at:
         return CaseStep(None)
     service = service or known.service
-    bumps = _response_bumps(service, number, known.round, known.opened_at, at, policy)
+    bumps = _response_bumps(service, number, known.round, known.opened_at, at, policy, known.pauses)
     within = len(bumps) == 1
     new = replace(known, responded_at=at, overdue=known.overdue or not within)
     return CaseStep(new, bumps, SlaTimer(sla_key(number), None))
 
 
 def _response_bumps(
-    service: str, number: int, round_: int, opened_at: datetime, at: datetime, policy: Policy
+    service: str,
+    number: int,
+    round_: int,
+    opened_at: datetime,
+    at: datetime,
+    policy: Policy,
+    pauses: tuple[Pause, ...],
 ) -> tuple[Bump, ...]:
-    waited = (at - opened_at).total_seconds()
+    """The first response's time: from the opening to ``at``, less the time spent pending."""
+    waited = (at - opened_at).total_seconds() - paused_seconds(pauses, opened_at, at)
     target = policy.target(service)
     within = target is None or waited <= target
     first = Bump(
@@ -214,9 +247,10 @@ def _response_bumps(
         counts={"first_responses": 1, "answered_within_target": int(within)},
         samples={"first_response": waited},
     )
-    if target is None or within:
+    due = clock_due(opened_at, target, pauses) if target is not None else None
+    if target is None or within or due is None:
         return (first,)
-    return first, _overdue_bump(service, number, round_, opened_at + timedelta(seconds=target))
+    return first, _overdue_bump(service, number, round_, due)
 
 
 def _earlier_response(
@@ -225,7 +259,9 @@ def _earlier_response(
     """An answer folded after the case was closed and reopened: it answers an earlier round."""
     for index, past in enumerate(facts.earlier):
         if past.opened_at <= at <= past.closed_at and past.responded_at is None:
-            bumps = _response_bumps(service, number, past.round, past.opened_at, at, policy)
+            bumps = _response_bumps(
+                service, number, past.round, past.opened_at, at, policy, past.pauses
+            )
             earlier = list(facts.earlier)
             earlier[index] = replace(past, responded_at=at)
             return CaseStep(replace(facts, earlier=tuple(earlier)), bumps)
@@ -240,6 +276,8 @@ def case_closed(
     if known.status == "closed" or known.opened_at is None:
         return CaseStep(None)
     service = service or known.service
+    ended = _with_mark(known, at, False)  # a pending case's pause ends at its closing
+    pauses = pauses_until(ended.marks, at)
     resolution = max((at - known.opened_at).total_seconds(), 0.0)
     bumps = [
         Bump(
@@ -252,10 +290,10 @@ def case_closed(
         )
     ]
     target = policy.target(service)
-    due = known.opened_at + timedelta(seconds=target) if target is not None else None
+    due = clock_due(known.opened_at, target, pauses) if target is not None else None
     if known.responded_at is None and due is not None and at > due:
         bumps.append(_overdue_bump(service, number, known.round, due))
-    new = replace(known, status="closed", closed_at=at)
+    new = replace(ended, status="closed", closed_at=at)
     return CaseStep(new, tuple(bumps), SlaTimer(sla_key(number), None))
 
 
@@ -283,15 +321,45 @@ def case_transferred(
     return CaseStep(new, (out, into), _arm(new, policy) if moves else None)
 
 
-def sla_passed(facts: CaseFacts | None, timer_round: int, due: datetime) -> CaseStep:
-    """The first-response timer fired: mark the case overdue once, if still unanswered."""
+def _with_mark(facts: CaseFacts, at: datetime, pending: bool) -> CaseFacts:
+    mark = StatusMark(at, pending)
+    return facts if mark in facts.marks else replace(facts, marks=(*facts.marks, mark))
+
+
+def status_changed(
+    facts: CaseFacts | None, number: int, pending: bool, at: datetime, policy: Policy
+) -> CaseStep:
+    """``case.status_changed``: a change to a "pending" status stops the round's
+    first-response clock, the next change away from one starts it again; the SLA timer moves
+    with it. A change of an earlier round (or of a closed case) changes nothing."""
+    known = _known(facts, number)
+    if known.status == "closed" and known.closed_at is not None and at > known.closed_at:
+        raise NotYetKnown(f"case {number} changed status after its closing: not yet reopened")
+    if known.status != "open" or known.opened_at is None or at < known.opened_at:
+        return CaseStep(None)
+    new = _with_mark(known, at, pending)
+    if new == known:
+        return CaseStep(None)
+    return CaseStep(new, (), _arm(new, policy))
+
+
+def sla_passed(
+    facts: CaseFacts | None, timer_round: int, due: datetime, policy: Policy
+) -> CaseStep:
+    """The first-response timer fired: mark the case overdue once, if still unanswered and
+    still due then (a pending status since may have stopped or pushed back its clock)."""
     if (
         facts is None
         or facts.status != "open"
         or facts.round != timer_round
         or facts.responded_at is not None
         or facts.overdue
+        or facts.opened_at is None
     ):
+        return CaseStep(None)
+    target = policy.target(facts.service)
+    now_due = clock_due(facts.opened_at, target, facts.pauses) if target is not None else None
+    if now_due is None or now_due > due:
         return CaseStep(None)
     bump = _overdue_bump(facts.service, facts.case_number, facts.round, due)
     return CaseStep(replace(facts, overdue=True), (bump,))

@@ -7,10 +7,10 @@ event cut off half-way and delivered again ends in the same figures.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
-from switchboard.contracts import Message
+from switchboard.contracts import Message, message_class
 from switchboard.contracts.agents import AgentStateChanged
 from switchboard.contracts.campaigns import (
     CallProgressed,
@@ -28,6 +28,8 @@ from switchboard.contracts.cases import (
     CaseEmailAttached,
     CaseOutboundRequested,
     CaseReopened,
+    CaseServiceChanged,
+    CaseStatusChanged,
     CaseTransferred,
 )
 from switchboard.contracts.routing import (
@@ -39,10 +41,32 @@ from switchboard.contracts.routing import (
 )
 from switchboard.reporting import domain
 from switchboard.reporting.domain import Bump, CaseFacts, CaseStep, NotYetKnown, Policy
-from switchboard.reporting.store import ReportStore
+from switchboard.reporting.store import Document, ReportStore
 
 FIRST_AT_A_MOMENT = (CaseCreated, OfferMade, InteractionAssigned, DialRequested)
 """Events that others of the same instant follow (a rebuild folds them first)."""
+
+
+async def fold_journal(folder: Folder, entries: AsyncIterable[Document]) -> list[str]:
+    """Fold journal entries (oldest first; at one instant, the events others follow first);
+    the message ids folded."""
+    folded: list[str] = []
+    moment: list[Message] = []
+
+    async def fold_moment() -> None:
+        moment.sort(key=lambda e: not isinstance(e, FIRST_AT_A_MOMENT))
+        for event in moment:
+            await folder.fold(event)
+        moment.clear()
+
+    async for entry in entries:
+        event = message_class(str(entry["name"])).model_validate(entry["body"])
+        if moment and moment[0].occurred_at != event.occurred_at:
+            await fold_moment()
+        moment.append(event)
+        folded.append(str(entry["_id"]))
+    await fold_moment()
+    return folded
 
 
 class Folder:
@@ -55,6 +79,8 @@ class Folder:
             CaseClosed: self._case_closed,
             CaseReopened: self._case_reopened,
             CaseTransferred: self._case_transferred,
+            CaseServiceChanged: self._case_transferred,
+            CaseStatusChanged: self._status_changed,
             CaseOutboundRequested: self._outbound_requested,
             OfferMade: self._offer_made,
             OfferTimedOut: self._offer_timed_out,
@@ -163,7 +189,9 @@ class Folder:
             ),
         )
 
-    async def _case_transferred(self, event: CaseTransferred) -> None:
+    async def _case_transferred(self, event: CaseTransferred | CaseServiceChanged) -> None:
+        """A transfer, or a case moved to another service by hand (``case.service_changed``):
+        counted out of one service and into the other; its backlog and later figures move."""
         await self.store.saw_service(event.to_service)
         await self._change_case(
             event.case_number,
@@ -176,6 +204,15 @@ class Folder:
                 event.occurred_at,
                 str(event.message_id),
                 self.policy,
+            ),
+        )
+
+    async def _status_changed(self, event: CaseStatusChanged) -> None:
+        await self._change_case(
+            event.case_number,
+            event,
+            lambda facts: domain.status_changed(
+                facts, event.case_number, event.pending, event.at, self.policy
             ),
         )
 

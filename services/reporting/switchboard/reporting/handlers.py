@@ -7,13 +7,13 @@ replay exactly what was folded. Queries read only this service's buckets.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
 
-from switchboard.contracts import Message, message_class
+from switchboard.contracts import Message
 from switchboard.contracts.reports import (
     MAX_HOURS_BY_DAY,
     MAX_HOURS_BY_HOUR,
@@ -26,9 +26,9 @@ from switchboard.contracts.reports import (
     ServiceReportRequested,
 )
 from switchboard.reporting import domain, figures
-from switchboard.reporting.folding import FIRST_AT_A_MOMENT, Folder
+from switchboard.reporting.folding import Folder, fold_journal
 from switchboard.reporting.metrics import FOLDED, OVERDUE
-from switchboard.reporting.store import ReportStore
+from switchboard.reporting.store import CHECKPOINT, ReportStore
 from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 
@@ -119,7 +119,7 @@ class ReportingHandlers:
             number = int(data["case_number"])
             found = await self.store.case_with_version(number)
             facts = found.facts if found is not None else None
-            step = domain.sla_passed(facts, int(data["round"]), timer.due)
+            step = domain.sla_passed(facts, int(data["round"]), timer.due, self.folder.policy)
             if found is not None and step.facts is not None:
                 saved = await self.store.save_case(
                     step.facts, found.version, step.bumps, found.seen
@@ -146,25 +146,24 @@ class ReportingHandlers:
     # -- rebuild ---------------------------------------------------------------------------
 
     async def rebuild(self, *, clear: bool = True) -> int:
-        """Empty the read model and fold the journal again, oldest event first (at one
-        instant, the events others follow first). ``clear=False`` folds it over the current
-        figures, which must not change them."""
+        """Empty the read model, start from the journal's checkpoint (what retention folded
+        before dropping it), and fold the journal again, oldest event first.
+        ``clear=False`` folds it over the current figures, which must not change them."""
         if clear:
             await self.store.clear_derived()
-        folded = 0
-        moment: list[Message] = []
+            if await self.store.checkpoint_until() is not None:
+                await self.store.copy_from(ReportStore(self.store.db, CHECKPOINT))
+        return len(await fold_journal(self.folder, self.store.journal_in_order()))
 
-        async def fold_moment() -> None:
-            moment.sort(key=lambda e: not isinstance(e, FIRST_AT_A_MOMENT))
-            for event in moment:
-                await self.folder.fold(event)
-            moment.clear()
-
-        async for entry in self.store.journal_in_order():
-            event = message_class(str(entry["name"])).model_validate(entry["body"])
-            if moment and moment[0].occurred_at != event.occurred_at:
-                await fold_moment()
-            moment.append(event)
-            folded += 1
-        await fold_moment()
-        return folded
+    async def rebuild_with_owners(self, held: AsyncIterable[Message]) -> tuple[int, int]:
+        """``rebuild()``, then fold what the owners still hold (``held``): the history older
+        than the journal, or all of it when the read model was wiped. Folding is keyed, so a
+        change both journalled and held counts once; each held event is journalled too, so the
+        next rebuild has it without asking. The events refolded, and those the owners told."""
+        journalled = await self.rebuild()
+        told = 0
+        async for event in held:
+            await self.folder.fold(event)
+            await self.store.remember(event)
+            told += 1
+        return journalled, told

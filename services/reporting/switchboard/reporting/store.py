@@ -21,12 +21,19 @@ from datetime import datetime
 from typing import Any
 
 from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from switchboard.contracts import Message
-from switchboard.reporting.domain import AgentCursor, Bump, CaseFacts, EarlierRound
+from switchboard.reporting.domain import (
+    AgentCursor,
+    Bump,
+    CaseFacts,
+    EarlierRound,
+)
 from switchboard.reporting.figures import Bucket
+from switchboard.reporting.pauses import Pause, StatusMark
 from switchboard.runtime.mongo import retry_when_busy
 from switchboard.runtime.storage import TimerQueue
 
@@ -44,6 +51,9 @@ DERIVED = (
     "services",
 )
 """What a rebuild empties and refills from the journal."""
+
+CHECKPOINT = "checkpoint_"
+"""The prefix of the checkpoint's collections: the read model as of the journal's horizon."""
 
 
 CASE_FIELDS = ("service", "status", "round", "opened_at", "responded_at", "closed_at", "overdue")
@@ -73,6 +83,14 @@ def _bump_of(doc: Document) -> Bump:
     )
 
 
+def _pauses(docs: Iterable[Document]) -> tuple[Pause, ...]:
+    return tuple(Pause(doc["start"], doc.get("end")) for doc in docs)
+
+
+def _earlier(doc: Document) -> EarlierRound:
+    return EarlierRound(**{**doc, "pauses": _pauses(doc.get("pauses", []))})
+
+
 @dataclass(frozen=True)
 class CaseRow:
     """A case as stored: its facts, version, the bumps still owed and the events folded."""
@@ -98,19 +116,27 @@ def _bucket(doc: Document) -> Bucket:
 
 
 class ReportStore:
-    def __init__(self, db: AsyncDatabase[Document]) -> None:
+    """The read model in ``db``; ``prefix`` names another copy of it (the journal's checkpoint,
+    ``checkpoint_buckets`` ...) that shares the one journal."""
+
+    def __init__(self, db: AsyncDatabase[Document], prefix: str = "") -> None:
         self.db = db
+        self.prefix = prefix
         self.journal = db["journal"]
-        self.buckets = db["buckets"]
-        self.cases = db["cases"]
-        self.agents = db["agents"]
-        self.state_changes = db["state_changes"]
-        self.assignments = db["assignments"]
-        self.offers = db["offers"]
-        self.calls = db["calls"]
-        self.records = db["records"]
-        self.services = db["services"]
-        self.timers = TimerQueue(db["sla_timers"])
+        self.meta = db["reporting_meta"]
+        self.buckets = self._of("buckets")
+        self.cases = self._of("cases")
+        self.agents = self._of("agents")
+        self.state_changes = self._of("state_changes")
+        self.assignments = self._of("assignments")
+        self.offers = self._of("offers")
+        self.calls = self._of("calls")
+        self.records = self._of("records")
+        self.services = self._of("services")
+        self.timers = TimerQueue(self._of("sla_timers"))
+
+    def _of(self, name: str) -> AsyncCollection[Document]:
+        return self.db[self.prefix + name]
 
     async def ensure_indexes(self) -> None:
         await self.journal.create_index([("occurred_at", ASCENDING)])
@@ -136,14 +162,46 @@ class ReportStore:
             )
         )
 
-    async def journal_in_order(self) -> AsyncIterator[Document]:
-        async for doc in self.journal.find({}).sort([("occurred_at", ASCENDING), ("_id", 1)]):
+    async def journal_in_order(self, before: datetime | None = None) -> AsyncIterator[Document]:
+        query: Document = {} if before is None else {"occurred_at": {"$lt": before}}
+        found = self.journal.find(query).sort([("occurred_at", ASCENDING), ("_id", 1)])
+        async for doc in found:
             yield doc
 
+    async def forget(self, message_ids: list[str]) -> int:
+        """Drop these journal entries (folded into the checkpoint first)."""
+        done = await retry_when_busy(
+            lambda: self.journal.delete_many({"_id": {"$in": message_ids}})
+        )
+        return done.deleted_count
+
+    async def checkpoint_until(self) -> datetime | None:
+        """The checkpoint's horizon: the journal before it was folded into it and dropped."""
+        doc = await self.meta.find_one({"_id": "checkpoint"})
+        return doc["until"] if doc is not None else None
+
+    async def set_checkpoint_until(self, horizon: datetime) -> None:
+        await retry_when_busy(
+            lambda: self.meta.update_one(
+                {"_id": "checkpoint"}, {"$max": {"until": horizon}}, upsert=True
+            )
+        )
+
     async def clear_derived(self) -> None:
-        for name in DERIVED:
-            await self.db[name].delete_many({})
-        await self.timers.collection.delete_many({})
+        for name in (*DERIVED, "sla_timers"):
+            await self._of(name).delete_many({})
+
+    async def copy_from(self, other: ReportStore) -> None:
+        """Fill this (emptied) read model with the documents of ``other`` (the checkpoint)."""
+        for name in (*DERIVED, "sla_timers"):
+            batch: list[Document] = []
+            async for doc in other._of(name).find({}):
+                batch.append(doc)
+                if len(batch) == 1000:
+                    await self._of(name).insert_many(batch)
+                    batch = []
+            if batch:
+                await self._of(name).insert_many(batch)
 
     # -- buckets ----------------------------------------------------------------------------
 
@@ -229,7 +287,8 @@ class ReportStore:
         owed = [_bump_of(b) for b in doc.get("owed", [])]
         facts = CaseFacts(
             case_number=number,
-            earlier=tuple(EarlierRound(**r) for r in doc.get("earlier", [])),
+            earlier=tuple(_earlier(r) for r in doc.get("earlier", [])),
+            marks=tuple(StatusMark(m["at"], m["pending"]) for m in doc.get("marks", [])),
             **{k: doc[k] for k in CASE_FIELDS if k in doc},
         )
         return CaseRow(facts, int(doc.get("version", 0)), owed, frozenset(doc.get("seen", [])))
@@ -245,6 +304,7 @@ class ReportStore:
         next, by this handler or by the next change of the case) and the events folded."""
         fields: Document = {k: getattr(facts, k) for k in CASE_FIELDS}
         fields["earlier"] = [asdict(r) for r in facts.earlier]
+        fields["marks"] = [asdict(m) for m in facts.marks]
         fields["owed"] = [_bump_doc(b) for b in owed]
         fields["seen"] = sorted(seen)
         if version == 0:
@@ -312,14 +372,14 @@ class ReportStore:
 
     async def put(self, collection: str, key: str, fields: Document) -> None:
         await retry_when_busy(
-            lambda: self.db[collection].update_one({"_id": key}, {"$set": fields}, upsert=True)
+            lambda: self._of(collection).update_one({"_id": key}, {"$set": fields}, upsert=True)
         )
 
     async def get(self, collection: str, key: str) -> Document | None:
-        return await self.db[collection].find_one({"_id": key})
+        return await self._of(collection).find_one({"_id": key})
 
     async def drop(self, collection: str, key: str) -> None:
-        await retry_when_busy(lambda: self.db[collection].delete_one({"_id": key}))
+        await retry_when_busy(lambda: self._of(collection).delete_one({"_id": key}))
 
     async def set_record_state(
         self, record_id: str, campaign_id: str, state: str, at: datetime

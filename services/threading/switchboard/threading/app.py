@@ -139,6 +139,7 @@ def build(settings: ThreadingSettings) -> Runtime:
             Consumer(cases.SaveReplyTemplate, handlers.on_save_template),
             Consumer(cases.DeleteReplyTemplate, handlers.on_delete_template),
             Consumer(cases.ListReplyTemplates, handlers.on_list_templates),
+            Consumer(cases.CaseHistoryRequested, handlers.on_case_history),
             Consumer(cases.RecordUpload, handlers.on_record_upload),
             Consumer(casebook_contracts.ListMyCases, casebook.on_my_cases),
             Consumer(casebook_contracts.SearchCases, casebook.on_search),

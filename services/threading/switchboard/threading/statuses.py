@@ -64,6 +64,28 @@ def change_status(
     return StatusChange(before, target.name, target.pending, was_pending)
 
 
+def end_pause(case: Document, now: datetime, ended_by: str) -> None:
+    """Close the case's open pause (if any): a closed case's clock has stopped for good.
+    ``ended_by`` ("closed", "reopened") tells a rebuild this end published no status change."""
+    pauses: list[Document] = case.get("sla_pauses") or []
+    if pauses and pauses[-1].get("until") is None:
+        pauses[-1]["until"] = now
+        pauses[-1]["ended_by"] = ended_by
+
+
+def on_closed(case: Document, now: datetime) -> None:
+    """A pending case that closes ends its pause at the closing."""
+    end_pause(case, now, "closed")
+
+
+def on_reopened(case: Document, cfg: ServiceConfig, now: datetime) -> None:
+    """A reopened case is worked again: back in the first (working) status, no pause open
+    (one left open by a closing before pauses were ended there is closed now)."""
+    end_pause(case, now, "reopened")
+    if cfg.statuses:
+        case["work_status"] = cfg.statuses[0].name
+
+
 def customer_wrote(case: Document, cfg: ServiceConfig, now: datetime) -> StatusChange | None:
     """Mail from the customer ends a pending status: the case is back in the first (working)
     status and the clock runs again."""

@@ -52,6 +52,20 @@ from switchboard.threading.records import (
 log = structlog.get_logger("switchboard.threading")
 
 Document = dict[str, Any]
+HISTORY_EMAIL_FIELDS = {
+    name: 1
+    for name in (
+        "case_number",
+        "direction",
+        "kind",
+        "agent_id",
+        "automatic",
+        "stored_at",
+        "intake",
+        "classification",
+    )
+}
+"""What a case's events need of its emails (``history.py``): no bodies."""
 COUNTER_ID = "case_number"
 OPENED_BY = "opened_by"
 """The key of the command that opened a case (by hand, new outbound), kept in the case."""
@@ -217,6 +231,17 @@ class ThreadingStore:
 
     async def get_case(self, case_number: int) -> Document | None:
         return await self.cases.find_one({"_id": case_number})
+
+    async def cases_after(self, after: int, limit: int) -> list[tuple[Document, list[Document]]]:
+        """Up to ``limit`` cases numbered after ``after``, each with its emails (a rebuild's
+        page: two reads)."""
+        found = self.cases.find({"_id": {"$gt": after}}).sort("_id", ASCENDING).limit(limit)
+        cases = [doc async for doc in found]
+        emails: dict[int, list[Document]] = {doc["_id"]: [] for doc in cases}
+        wanted = {"$in": list(emails)}
+        async for email in self.emails.find({"case_number": wanted}, HISTORY_EMAIL_FIELDS):
+            emails[email["case_number"]].append(email)
+        return [(doc, emails[doc["_id"]]) for doc in cases]
 
     async def insert_case(self, doc: Document) -> bool:
         return await _insert_new(self.cases, doc)

@@ -11,6 +11,7 @@ from switchboard.contracts.agents import (
     RegisterAgent,
     SetNotReady,
     SetReady,
+    StateHistoryRequested,
     StateReportRequested,
 )
 from switchboard.contracts.base import Message
@@ -31,6 +32,7 @@ HEARTBEATS = _queue(AgentHeartbeat)
 FORCE_STATE = _queue(ForceAgentState)
 STATES = _queue(AgentStatesRequested)
 STATE_REPORT = _queue(StateReportRequested)
+STATE_HISTORY = _queue(StateHistoryRequested)
 OFFER_TIMED_OUT = _queue(OfferTimedOut)
 ASSIGNED = _queue(InteractionAssigned)
 ENDED = _queue(InteractionEnded)
@@ -45,6 +47,7 @@ ALL = (
     FORCE_STATE,
     STATES,
     STATE_REPORT,
+    STATE_HISTORY,
     OFFER_TIMED_OUT,
     ASSIGNED,
     ENDED,

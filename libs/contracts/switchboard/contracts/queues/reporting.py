@@ -19,6 +19,8 @@ from switchboard.contracts.cases import (
     CaseEmailAttached,
     CaseOutboundRequested,
     CaseReopened,
+    CaseServiceChanged,
+    CaseStatusChanged,
     CaseTransferred,
 )
 from switchboard.contracts.reports import (
@@ -46,6 +48,8 @@ EVENTS: tuple[type[Message], ...] = (
     CaseClosed,
     CaseReopened,
     CaseTransferred,
+    CaseServiceChanged,
+    CaseStatusChanged,
     CaseOutboundRequested,
     OfferMade,
     OfferTimedOut,

@@ -52,6 +52,7 @@ QUERY_MESSAGES: tuple[type[Message], ...] = (
     cases.GetCaseThread,
     cases.LookUpCase,
     cases.ListReplyTemplates,
+    cases.CaseHistoryRequested,
     casebook.ListMyCases,
     casebook.SearchCases,
     casebook.GetContactHistory,

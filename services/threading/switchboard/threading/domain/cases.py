@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from switchboard.contracts import Message
 from switchboard.contracts import cases as c
-from switchboard.threading import rules
+from switchboard.threading import rules, statuses
 from switchboard.threading.config import DispositionConfig, ServiceConfig
 from switchboard.threading.domain.case import Case, Interaction
 from switchboard.threading.domain.common import NS as _NS
@@ -150,6 +150,7 @@ def apply_disposition(
             closed_by=command.agent_id,
             final_disposition=found.name,
         )
+        statuses.on_closed(case, case["closed_at"])
         case.setdefault("history", []).append(
             {
                 "what": "closed",

@@ -40,7 +40,7 @@ from switchboard.threading.masking import (
     mask_card_numbers,
 )
 from switchboard.threading.records import Delivery, EmailRecord
-from switchboard.threading.statuses import after_customer_mail
+from switchboard.threading.statuses import after_customer_mail, on_reopened
 from switchboard.threading.store import Document
 from switchboard.threading.subjects import clean_subject
 
@@ -301,6 +301,7 @@ class MailIntake(HandlerBase):
                 )
             if action == "reopened":
                 case.update(status="open", closed_at=None, reopened_at=_now())
+                on_reopened(case, self.service_config(case["service"]), _now())
                 case.setdefault("history", []).append(
                     {"what": "reopened", "at": _now(), "email_id": email["_id"]}
                 )

@@ -1,4 +1,5 @@
-"""What people read: a case and its thread, a case looked up by number."""
+"""What people read: a case and its thread, a case looked up by number; what reporting reads
+to rebuild: the events the stored cases imply."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from switchboard.runtime.errors import Refused
 from switchboard.threading.domain.case import Case
 from switchboard.threading.domain.common import iso as _iso
 from switchboard.threading.handlers.assignments import Assignments
+from switchboard.threading.history import case_events
 from switchboard.threading.store import Document
 
 
@@ -124,3 +126,14 @@ class Views(Assignments):
             await self._case(number), query.agent_id, query.acting_role, hidden=hidden
         )
         return {"case": self.case_view(Case.load(case))}
+
+    async def on_case_history(self, query: c.CaseHistoryRequested) -> dict[str, Any]:
+        """A page of cases as the events they imply (reporting's rebuild)."""
+        page = await self.store.cases_after(query.after_case_number, query.limit)
+        events = [
+            c.RecordedEvent(name=event.NAME, body=event.model_dump(mode="json"))
+            for case, emails in page
+            for event in case_events(case, emails)
+        ]
+        last = page[-1][0]["_id"] if len(page) >= query.limit else None
+        return c.CaseHistoryPage(events=events, next_after=last).model_dump(mode="json")
