@@ -149,7 +149,9 @@ def build(settings: AgentStateSettings) -> Runtime:
     bus.consume(queues.FORCE_STATE, ForceAgentState, handlers.on_force_state, ledger=False)
     bus.consume(queues.STATES, AgentStatesRequested, handlers.on_states_requested, ledger=False)
     bus.consume(queues.STATE_REPORT, StateReportRequested, handlers.on_state_report, ledger=False)
-    bus.consume(queues.STATE_HISTORY, StateHistoryRequested, handlers.on_state_history, ledger=False)
+    bus.consume(
+        queues.STATE_HISTORY, StateHistoryRequested, handlers.on_state_history, ledger=False
+    )
     bus.consume(queues.OFFER_TIMED_OUT, OfferTimedOut, handlers.on_offer_timed_out)
     bus.consume(queues.ASSIGNED, InteractionAssigned, handlers.on_assigned)
     bus.consume(queues.ENDED, InteractionEnded, handlers.on_ended)
