@@ -87,7 +87,6 @@ def build(settings: ThreadingSettings) -> Runtime:
     @runtime.on_start
     async def prepare() -> None:
         await store.ensure_indexes(settings.case_number_start)
-        await handlers.index.ensure_indexes()
         if settings.threading_config_file is not None:
             services = load_file(settings.threading_config_file)
             seeded = await store.seed_config(

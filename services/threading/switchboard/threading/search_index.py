@@ -1,13 +1,13 @@
-"""The case index: one document per case (``case_index``, ``_id`` = case number) holding the
-case's normalised words and the fields search and contact history filter and sort on; and one
-document per agent (``agent_cases``, ``_id`` = agent id) naming the cases they held or worked
-with whether each is open and its last activity, which My Cases reads by ``_id`` alone (the one
-lookup FerretDB indexes: a filtered, sorted query there reads the whole collection).
+"""The case index: one entry per case (``case_index``, ``_id`` = the case number as a padded
+string) holding the case's normalised words, the fields a result row shows and the fields a
+search checks; and the postings (``postings``) naming, per term, the cases that have it. Every
+read is by ``_id``: the one lookup the local MongoDB-protocol server (FerretDB on SQLite)
+indexes; a filtered or sorted query on any other field reads the whole collection there.
 
-Why a collection of words and not a text index: the local MongoDB-protocol server (FerretDB)
-has no text index, and the portable path must work everywhere. The words of a case (subject,
-contact name and address, thread id, every email's text, every note) are folded (case, accents)
-and kept as an array with a multikey index; a search for several words asks for all of them.
+Why postings keyed by ``_id`` and not a text index: FerretDB has no text index (nor a usable
+secondary index), and the portable path must work everywhere. The words of a case (subject,
+contact name and address, every email's text, every note) are folded (case, accents); a search
+for several words reads each word's postings and keeps the cases that have them all.
 
 The entry is recomputed from the case and its stored emails after every change of the case
 (threading's ``_commit``), so masking, which rewrites the stored emails and notes first, removes
@@ -23,8 +23,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.database import AsyncDatabase
+
+from switchboard.threading.posting_store import Postings
+from switchboard.threading.postings import seconds, terms_of
 
 Document = dict[str, Any]
 MAX_WORDS = 5000
@@ -178,49 +180,66 @@ def _at(value: Any) -> datetime | None:
 
 
 class CaseIndex:
-    """The ``case_index`` collection: written only here, read by ``casebook``."""
+    """The ``case_index`` entries and the postings: written only here, read by ``casebook``."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
         self.entries = db["case_index"]
-        self.by_agent = db["agent_cases"]
+        self.postings = Postings(db)
+        self.thread_ids = db["thread_ids"]
         self.cases = db["cases"]
         self.emails = db["emails"]
 
-    async def ensure_indexes(self) -> None:
-        """Each query's leading equality, then the sort (last activity, newest first)."""
-        await self.entries.create_index([("words", ASCENDING), ("last_activity", DESCENDING)])
-        await self.entries.create_index(
-            [("agents", ASCENDING), ("open", DESCENDING), ("last_activity", DESCENDING)]
-        )
-        await self.entries.create_index([("addresses", ASCENDING), ("created_at", DESCENDING)])
-        await self.entries.create_index([("service", ASCENDING), ("last_activity", DESCENDING)])
-        await self.entries.create_index("last_activity")
-        await self.entries.create_index("thread_id")
-
-    async def refresh(self, case_number: int) -> None:
-        """Recompute the case's entry from what is stored now (idempotent)."""
+    async def refresh(self, case_number: int, *, again: bool = False) -> None:
+        """Recompute the case's entry from what is stored now, and change the postings by the
+        difference from the entry before (idempotent: a crash before the entry is replaced
+        leaves the old entry, so the next refresh makes the same changes again). ``again``:
+        write every posting of the case, as if there was no entry before."""
+        key = entry_key(case_number)
+        old = None if again else await self.entries.find_one({"_id": key})
         case = await self.cases.find_one({"_id": case_number})
-        if case is None:
-            await self.entries.delete_one({"_id": entry_key(case_number)})
+        new = None if case is None else entry_for(case, await self._emails(case))
+        before = {(t, str(old["service"])) for t in terms_of(old)} if old else set()
+        after = {(t, str(new["service"])) for t in terms_of(new)} if new else set()
+        changes = [(t, s, False) for t, s in before - after] + [
+            (t, s, True) for t, s in after - before
+        ]
+        for start in range(0, len(changes), 32):
+            await asyncio.gather(
+                *(
+                    self.postings.set_term(term, service, case_number, present)
+                    for term, service, present in changes[start : start + 32]
+                )
+            )
+        at = seconds(new["last_activity"]) if new else 0
+        if again or old is None or new is None or seconds(old["last_activity"]) != at:
+            await self.postings.set_activity(case_number, at)
+        if new is None:
+            await self.entries.delete_one({"_id": key})
             return
+        for agent_id in new["agents"]:
+            mark = (at, bool(new["open"]))
+            if again or not old or agent_id not in old["agents"] or _mark(old) != mark:
+                await self.postings.set_mark(agent_id, case_number, *mark)
+        await self.entries.replace_one({"_id": key}, new, upsert=True)
+
+    async def _emails(self, case: Document) -> list[Document]:
         # By ``_id``, one at a time: the one lookup every MongoDB-protocol server indexes.
         looked_up = await asyncio.gather(
             *(self.emails.find_one({"_id": key}) for key in case.get("email_keys") or [])
         )
         found = [e for e in looked_up if e is not None]
         found.sort(key=lambda e: (_at(e.get("when")) or datetime.min.replace(tzinfo=UTC), e["_id"]))
-        entry = entry_for(case, found)
-        await self.entries.replace_one({"_id": entry["_id"]}, entry, upsert=True)
-        mark = {"open": entry["open"], "at": entry["last_activity"]}
-        for agent_id in entry["agents"]:
-            await self.by_agent.update_one(
-                {"_id": agent_id}, {"$set": {f"cases.{case_number}": mark}}, upsert=True
-            )
+        return found
 
     async def rebuild(self) -> int:
-        """Recompute every case's entry (after a restore, or to take in a new word rule)."""
+        """Recompute every case's entry and postings (after a restore, or to take in a new word
+        rule)."""
         count = 0
         async for case in self.cases.find({}, {"_id": 1}):
-            await self.refresh(int(case["_id"]))
+            await self.refresh(int(case["_id"]), again=True)
             count += 1
         return count
+
+
+def _mark(entry: Document) -> tuple[int, bool]:
+    return seconds(entry["last_activity"]), bool(entry["open"])
