@@ -254,8 +254,10 @@ def main() -> int:
         client: AsyncMongoClient[Document] = AsyncMongoClient(url, tz_aware=True)
         started = time.perf_counter()
         await load(client[args.database], args.cases, args.emails, resume=args.resume)
-        print(f"loaded {args.cases} cases, {args.emails} emails in "
-              f"{time.perf_counter() - started:.0f} s")
+        print(
+            f"loaded {args.cases} cases, {args.emails} emails in "
+            f"{time.perf_counter() - started:.0f} s"
+        )
         await client.close()
 
     if args.mongodb_url:
