@@ -27,6 +27,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from switchboard.runtime.localstack import backends
 from switchboard.threading import postings as p
@@ -127,8 +128,13 @@ def emails_for(number: int, cases: int, emails: int) -> int:
 
 
 async def _insert(db: AsyncDatabase[Document], name: str, docs: list[Document]) -> None:
+    """Insert in batches; documents already there (a resumed bucket) are kept as they are."""
     for start in range(0, len(docs), BATCH):
-        await db[name].insert_many(docs[start : start + BATCH], ordered=False)
+        try:
+            await db[name].insert_many(docs[start : start + BATCH], ordered=False)
+        except BulkWriteError as error:
+            if any(e.get("code") != 11000 for e in error.details.get("writeErrors", [])):
+                raise
 
 
 class Prepared:

@@ -33,7 +33,8 @@ ACTIVITY = "activity"
 def terms_of(entry: Document) -> set[str]:
     """Every term a search can ask for that the case's index entry holds."""
     found = {ANY, f"st:{entry.get('status')}", f"ws:{entry.get('work_status')}"}
-    found |= {f"w:{w}" for w in entry.get("words") or []}
+    words = entry.get("words") or []
+    found |= {f"w:{w}" for w in (words.split() if isinstance(words, str) else words)}
     found |= {f"s:{w}" for w in entry.get("subject_words") or []}
     found |= {f"n:{w}" for w in entry.get("name_words") or []}
     found |= {f"a:{a}" for a in entry.get("addresses") or []}

@@ -133,7 +133,7 @@ def entry_for(case: Document, emails: Iterable[Document]) -> Document:
     return {
         "_id": entry_key(case["_id"]),
         "number": case["_id"],
-        "words": list(seen),
+        "words": " ".join(seen),  # one string: the server reads it at once, not word by word
         "subject_words": query_words(str(case.get("subject") or "")),
         "name_words": query_words(str(contact.get("name") or "")),
         "addresses": sorted(a for a in addresses if a),
