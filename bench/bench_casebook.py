@@ -117,6 +117,12 @@ async def run(args: argparse.Namespace, mongodb_url: str) -> None:
     )
     print("command: " + command_line())
     book = BenchCasebook(CaseIndex(db), bus=None)  # type: ignore[arg-type]
+    rng = random.Random(3)
+
+    async def one_lookup() -> None:  # the floor: every query is a few of these
+        await db["case_index"].find_one({"_id": f"{rng.randrange(1, cases):012d}"})
+
+    print(latency_line("floor: one entry by _id", await timed(one_lookup, args.repeat)))
     for what, query in queries(book, cases, random.Random(7)).items():
         await timed(query, 3)  # warm up
         print(latency_line(what, await timed(query, args.repeat)), flush=True)

@@ -65,7 +65,8 @@ class Casebook:
         return Reach(frozenset(services), frozenset(marks))
 
     async def _may_see(self, entry: Document, agent_id: str, acting_role: str) -> bool:
-        """``access.case_access`` itself, on the entry's copy of the fields it reads."""
+        """``access.case_access`` on the entry's copy of the fields it reads, with the agent's
+        own list of cases (written before the entry) as the cases they worked."""
         case = {
             "agents": entry.get("agents") or [],
             "service": entry.get("service"),
@@ -75,8 +76,8 @@ class Casebook:
         }
         if access.case_access(case, agent_id, acting_role) is not access.Access.NONE:
             return True
-        services = await self._services(agent_id)
-        return access.case_access(case, agent_id, acting_role, services) is not access.Access.NONE
+        reach = await self._reach(agent_id, acting_role)
+        return reach.allows(str(entry.get("service")), int(entry["number"]))
 
     async def _rows(self, numbers: Sequence[int], plan: Plan) -> list[Document]:
         """The page's entries by ``_id``, each checked against the plan once more (a case
