@@ -31,6 +31,9 @@ from switchboard.threading.search_index import (
 )
 from switchboard.threading.search_plan import Plan, Reach, find
 
+ROW_FIELDS = {"row": 1, "last_activity": 1, "new_mail_waiting": 1, "holder": 1}
+"""What a row shows: My Cases reads no more of an entry (its words are the bulk of it)."""
+
 
 class Casebook:
     def __init__(
@@ -117,7 +120,7 @@ class Casebook:
         if not numbers and query.page > 1:
             raise _beyond(query.page)
         entries = await asyncio.gather(
-            *(self.entries.find_one({"_id": entry_key(n)}) for n in numbers)
+            *(self.entries.find_one({"_id": entry_key(n)}, ROW_FIELDS) for n in numbers)
         )
         return {
             "cases": [_row(e) for e in entries if e is not None],
