@@ -7,10 +7,13 @@ Cases are made by threading's ``new_case`` and changed as working them would (cl
 disposition, held, transferred...); emails have the fields intake stores; the index entries are
 ``search_index.entry_for`` of each case and its emails, and the postings are
 ``postings.bulk_documents`` of a whole bucket of entries, so the shapes are threading's own.
-Everything is written with ``insert_many``, one bucket of case numbers at a time; after each
-bucket the progress document (``bench_load``) records how many cases are complete, so a load
-stopped part way is measured as it stands and ``--resume`` continues it. Each case is generated
-from its number alone (same seed, same data).
+The agents' documents are ``postings.agent_document`` and the rows ``search_index.row_of``.
+Everything is written with ``insert_many`` in batches of 1,000, one bucket of case numbers at a
+time (made by two worker processes while the previous bucket is written); what spans buckets
+(the terms' heads, the activity bounds, the agents' documents) is written once at the end.
+``--budget-seconds`` stops after the bucket that passes the budget and writes those, so a load
+cut short is complete as far as it went; ``bench_load`` records how many cases are loaded.
+Each case is generated from its number alone (same seed, same data).
 """
 
 from __future__ import annotations
@@ -25,14 +28,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pymongo import AsyncMongoClient, UpdateOne
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
 
-from switchboard.runtime.localstack import backends
+from switchboard.app.localstack import backends
 from switchboard.threading import postings as p
 from switchboard.threading.domain.cases import new_case
-from switchboard.threading.search_index import entry_for
+from switchboard.threading.search_index import INDEX, entry_for, row_of
 
 Document = dict[str, Any]
 SERVICES = ["support", "sales", "billing", "returns", "claims"]
@@ -42,13 +44,24 @@ FIRST = ["ann", "bob", "carla", "dev", "emma", "femi", "gus", "hana", "ivan", "j
 LAST = ["smith", "jones", "garcia", "chen", "okafor", "novak", "silva", "kim", "ross", "ali"]
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 BATCH = 1000
+WORKERS = 2
+
+
+def _zipf_weights() -> list[float]:
+    """Cumulative weights of ``min(int(paretovariate(0.6)), n - 1)``: a few words are
+    everywhere, most are rare."""
+    n, total, found = len(VOCABULARY), 0.0, [0.0]
+    for k in range(1, n):
+        total += k**-0.6 - (k + 1) ** -0.6 if k < n - 1 else k**-0.6
+        found.append(total)
+    return found
+
+
+ZIPF = _zipf_weights()
 
 
 def _text(rng: random.Random, n: int) -> str:
-    # Zipf-like: a few words are everywhere, most are rare
-    return " ".join(
-        VOCABULARY[min(int(rng.paretovariate(0.6)), len(VOCABULARY) - 1)] for _ in range(n)
-    )
+    return " ".join(rng.choices(VOCABULARY, cum_weights=ZIPF, k=n))
 
 
 def contact_of(number: int) -> Document:
@@ -128,17 +141,12 @@ def emails_for(number: int, cases: int, emails: int) -> int:
 
 
 async def _insert(db: AsyncDatabase[Document], name: str, docs: list[Document]) -> None:
-    """Insert in batches; documents already there (a resumed bucket) are kept as they are."""
     for start in range(0, len(docs), BATCH):
-        try:
-            await db[name].insert_many(docs[start : start + BATCH], ordered=False)
-        except BulkWriteError as error:
-            if any(e.get("code") != 11000 for e in error.details.get("writeErrors", [])):
-                raise
+        await db[name].insert_many(docs[start : start + BATCH], ordered=False)
 
 
 class Prepared:
-    """One bucket's documents, made away from the writing loop (a second process)."""
+    """One bucket's documents, made away from the writing loop (worker processes)."""
 
     def __init__(self, numbers: range, cases: int, emails: int) -> None:
         self.cases: list[Document] = []
@@ -154,87 +162,100 @@ class Prepared:
                 {"_id": case["thread_id"], "case_number": number, "at": case["created_at"]}
             )
         self.bulk = p.bulk_documents(self.entries)
+        self.marks: dict[str, dict[int, tuple[int, bool]]] = {}
+        self.rows: dict[int, Document] = {}
+        for entry in self.entries:
+            mark = (p.seconds(entry["last_activity"]), bool(entry["open"]))
+            for agent_id in entry["agents"]:
+                self.marks.setdefault(agent_id, {})[entry["number"]] = mark
+            self.rows[entry["number"]] = row_of(entry)
 
 
 def prepare(numbers: range, cases: int, emails: int) -> Prepared:
     return Prepared(numbers, cases, emails)
 
 
-async def write_bucket(
-    db: AsyncDatabase[Document],
-    ready: Prepared,
-    marks: dict[str, dict[int, tuple[int, bool]]],
-    terms: dict[str, set[str]],
-) -> None:
-    """Insert what ``prepare`` made; the heads of terms seen before get the new parts."""
-    await _insert(db, "cases", ready.cases)
-    await _insert(db, "emails", ready.emails)
-    await _insert(db, "thread_ids", ready.threads)
-    await _insert(db, "case_index", ready.entries)
-    await _insert(db, "case_postings", ready.bulk.docs)
-    fresh = [{"_id": t, "parts": sorted(n)} for t, n in ready.bulk.heads.items() if t not in terms]
-    await _insert(db, "case_terms", fresh)
-    grown = [
-        UpdateOne({"_id": t}, {"$addToSet": {"parts": {"$each": sorted(n)}}})
-        for t, n in ready.bulk.heads.items()
-        if t in terms
-    ]
-    for start in range(0, len(grown), BATCH):
-        await db["case_terms"].bulk_write(grown[start : start + BATCH], ordered=False)
-    for term, names in ready.bulk.heads.items():
-        terms.setdefault(term, set()).update(names)
-    for bucket, (low, high) in ready.bulk.bounds.items():
-        await db["case_postings"].update_one(
-            {"_id": p.ACTIVITY},
-            {"$max": {f"hi.{bucket}": high}, "$min": {f"lo.{bucket}": low}},
-            upsert=True,
+class Loaded:
+    """What spans buckets, written once at the end: the terms' heads, the activity bounds and
+    the agents' documents (marks and the rows of their first My Cases pages)."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, set[str]] = {}
+        self.bounds: dict[int, tuple[int, int]] = {}
+        self.marks: dict[str, dict[int, tuple[int, bool]]] = {}
+        self.rows: dict[str, dict[int, Document]] = {}
+
+    def add(self, ready: Prepared) -> None:
+        for term, names in ready.bulk.heads.items():
+            self.heads.setdefault(term, set()).update(names)
+        self.bounds.update(ready.bulk.bounds)
+        for agent_id, marks in ready.marks.items():
+            mine = self.marks.setdefault(agent_id, {})
+            mine.update(marks)
+            rows = self.rows.setdefault(agent_id, {}) | {n: ready.rows[n] for n in marks}
+            self.rows[agent_id] = {n: rows[n] for n in p.my_order(mine)[: p.MY_TOP] if n in rows}
+
+    def documents(self) -> list[Document]:
+        docs: list[Document] = [
+            {"_id": term, "parts": sorted(names)} for term, names in self.heads.items()
+        ]
+        docs.append(
+            {
+                "_id": p.ACTIVITY,
+                "lo": {str(b): low for b, (low, _) in self.bounds.items()},
+                "hi": {str(b): high for b, (_, high) in self.bounds.items()},
+            }
         )
-    for entry in ready.entries:
-        for agent_id in entry["agents"]:
-            at = p.seconds(entry["last_activity"])
-            marks.setdefault(agent_id, {})[entry["number"]] = (at, bool(entry["open"]))
-    for agent_id, mine in marks.items():
-        await db["agent_cases"].replace_one(
-            {"_id": f"agent|{agent_id}"}, {"n": p.pack_marks(mine), "v": 1}, upsert=True
-        )
+        docs += [
+            p.agent_document(agent_id, marks, self.rows[agent_id])
+            for agent_id, marks in self.marks.items()
+        ]
+        return docs
 
 
 async def load(
-    db: AsyncDatabase[Document], cases: int, emails: int, *, resume: bool = False
-) -> None:
-    """Load (or continue loading) ``cases`` cases with ``emails`` emails in all."""
-    progress = await db["bench_load"].find_one({"_id": "progress"}) if resume else None
-    if progress is None:
-        for name in await db.list_collection_names():
-            await db.drop_collection(name)
-    done = int(progress["cases"]) if progress else 0
-    marks: dict[str, dict[int, tuple[int, bool]]] = {}
-    if done:
-        for agent in range(AGENTS):
-            doc = await db["agent_cases"].find_one({"_id": f"agent|agent{agent}"}) or {}
-            marks[f"agent{agent}"] = p.unpack_marks(doc.get("n"))
-    terms: dict[str, set[str]] = {}
-    if done:
-        async for head in db["case_terms"].find({}):
-            terms[head["_id"]] = set(head.get("parts") or [])
-    ranges = _ranges(done, cases)
-    started, first = time.perf_counter(), done
+    db: AsyncDatabase[Document], cases: int, emails: int, budget: float | None = None
+) -> int:
+    """Load ``cases`` cases with ``emails`` emails in all (fewer if ``budget`` seconds pass
+    first: the load stops after a whole bucket); returns the cases loaded."""
+    for name in await db.list_collection_names():
+        await db.drop_collection(name)
+    loaded, done = Loaded(), 0
+    ranges = _ranges(0, cases)
+    started = time.perf_counter()
     loop = asyncio.get_running_loop()
-    with ProcessPoolExecutor(1) as pool:
-        coming = [loop.run_in_executor(pool, prepare, r, cases, emails) for r in ranges[:2]]
+    with ProcessPoolExecutor(WORKERS) as pool:
+        coming = [
+            loop.run_in_executor(pool, prepare, r, cases, emails) for r in ranges[: WORKERS + 1]
+        ]
         for at, numbers in enumerate(ranges):
             ready = await coming[at]
-            if at + 2 < len(ranges):
-                coming.append(loop.run_in_executor(pool, prepare, ranges[at + 2], cases, emails))
-            await write_bucket(db, ready, marks, terms)
+            if at + WORKERS + 1 < len(ranges):
+                coming.append(
+                    loop.run_in_executor(pool, prepare, ranges[at + WORKERS + 1], cases, emails)
+                )
+            await _insert(db, "cases", ready.cases)
+            await _insert(db, "emails", ready.emails)
+            await _insert(db, "thread_ids", ready.threads)
+            await _insert(db, INDEX, ready.entries + ready.bulk.docs)
+            loaded.add(ready)
             done = numbers[-1]
-            await db["bench_load"].replace_one(
-                {"_id": "progress"},
-                {"cases": done, "of": cases, "emails": emails, "at": datetime.now(UTC)},
-                upsert=True,
-            )
-            rate = (done - first) / (time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            rate = done / elapsed
             print(f"  {done} cases loaded ({rate:.0f} cases/s with their emails)", flush=True)
+            if budget is not None and elapsed > budget and done < cases:
+                print(f"  budget of {budget:.0f} s spent: stopping at {done} cases")
+                for waiting in coming[at + 1 :]:
+                    waiting.cancel()
+                break
+    await _insert(db, INDEX, loaded.documents())
+    mails = sum(emails_for(n, cases, emails) for n in range(1, done + 1))
+    await db["bench_load"].replace_one(
+        {"_id": "progress"},
+        {"cases": done, "emails": mails, "of": cases, "at": datetime.now(UTC)},
+        upsert=True,
+    )
+    return done
 
 
 def _ranges(done: int, cases: int) -> list[range]:
@@ -253,17 +274,17 @@ def main() -> int:
     parser.add_argument("--emails", type=int, default=15_000)
     parser.add_argument("--mongodb-url", help="default: the local server (as the tests find it)")
     parser.add_argument("--database", default="bench_casebook")
-    parser.add_argument("--resume", action="store_true", help="continue a load stopped part way")
+    parser.add_argument(
+        "--budget-seconds", type=float, help="stop after the bucket that passes this time"
+    )
     args = parser.parse_args()
 
     async def run(url: str) -> None:
         client: AsyncMongoClient[Document] = AsyncMongoClient(url, tz_aware=True)
         started = time.perf_counter()
-        await load(client[args.database], args.cases, args.emails, resume=args.resume)
-        print(
-            f"loaded {args.cases} cases, {args.emails} emails in "
-            f"{time.perf_counter() - started:.0f} s"
-        )
+        done = await load(client[args.database], args.cases, args.emails, args.budget_seconds)
+        took = time.perf_counter() - started
+        print(f"loaded {done} cases in {took:.0f} s ({done / took:.0f} cases/s with their emails)")
         await client.close()
 
     if args.mongodb_url:

@@ -14,11 +14,11 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from switchboard.contracts import casebook as cb
-from switchboard.runtime.localstack import Backends
+from switchboard.app.localstack import Backends
 from switchboard.threading import postings as p
 from switchboard.threading.casebook import Casebook
 from switchboard.threading.domain.cases import new_case
-from switchboard.threading.search_index import CaseIndex
+from switchboard.threading.search_index import INDEX, CaseIndex
 
 Document = dict[str, Any]
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -144,7 +144,7 @@ async def test_postings_follow_a_case_that_is_closed_moved_and_masked(
     await db["emails"].update_one({"_id": f"m{OLD}"}, {"$set": {"text": "refund for order ****"}})
     await CaseIndex(db).refresh(OLD)
     assert await _search(db, text="4411") == []
-    part = await db["case_postings"].find_one({"_id": p.part_key("w:4411", "support", 0)})
+    part = await db[INDEX].find_one({"_id": p.part_key("w:4411", "support", 0)})
     assert part is not None and OLD not in p.unpack(part["n"])  # gone from the postings too
     assert await _search(db, text="order") == [OLD]
 

@@ -87,6 +87,8 @@ def build(settings: ThreadingSettings) -> Runtime:
     @runtime.on_start
     async def prepare() -> None:
         await store.ensure_indexes(settings.case_number_start)
+        if await handlers.index.ensure_current():  # an index of an older layout, or none
+            log.info("search index rebuilt from the cases")
         if settings.threading_config_file is not None:
             services = load_file(settings.threading_config_file)
             seeded = await store.seed_config(

@@ -20,9 +20,11 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 from switchboard.threading import access
 from switchboard.threading.config import ThreadingConfig
-from switchboard.threading.postings import ANY, seconds, terms_of
+from switchboard.threading.index_writes import row_of
+from switchboard.threading.postings import ANY, my_order, seconds, terms_of, unpack_marks
 from switchboard.threading.refusals import hidden_case
 from switchboard.threading.search_index import (
+    ROW_FIELDS,
     CaseIndex,
     Document,
     entry_key,
@@ -30,9 +32,6 @@ from switchboard.threading.search_index import (
     query_words,
 )
 from switchboard.threading.search_plan import Plan, Reach, find
-
-ROW_FIELDS = {"row": 1, "last_activity": 1, "new_mail_waiting": 1, "holder": 1}
-"""What a row shows: My Cases reads no more of an entry (its words are the bulk of it)."""
 
 
 class Casebook:
@@ -89,7 +88,7 @@ class Casebook:
         found = await asyncio.gather(
             *(self.entries.find_one({"_id": entry_key(n)}) for n in numbers)
         )
-        return [_row(e) for e in found if e is not None and _still_matches(e, plan)]
+        return [row_of(e) for e in found if e is not None and _still_matches(e, plan)]
 
     async def _page(self, plan: Plan, paging: cb.Paging) -> Document:
         skip = (paging.page - 1) * paging.page_size
@@ -104,26 +103,24 @@ class Casebook:
         }
 
     async def on_my_cases(self, query: cb.ListMyCases) -> dict[str, Any]:
-        """The cases I hold or worked: open first, then closed, by last activity. Read by
-        ``_id`` only: the agent's list, then the page's entries."""
-        marks = await self.postings.marks(query.agent_id)
-        ordered = sorted(
-            (
-                (is_open, at, number)
-                for number, (at, is_open) in marks.items()
-                if query.include_closed or is_open
-            ),
-            reverse=True,
-        )
+        """The cases I hold or worked: open first, then closed, by last activity. One read by
+        ``_id`` (the agent's document, holding the rows of the first pages); a later page reads
+        its entries too."""
+        mine = await self.postings.agent(query.agent_id)
+        ordered = my_order(unpack_marks(mine.get("n")), query.include_closed)
         start = (query.page - 1) * query.page_size
-        numbers = [m[2] for m in ordered[start : start + query.page_size]]
+        numbers = ordered[start : start + query.page_size]
         if not numbers and query.page > 1:
             raise _beyond(query.page)
+        kept = mine.get("rows") or {}
+        missing = [n for n in numbers if str(n) not in kept]
         entries = await asyncio.gather(
-            *(self.entries.find_one({"_id": entry_key(n)}, ROW_FIELDS) for n in numbers)
+            *(self.entries.find_one({"_id": entry_key(n)}, ROW_FIELDS) for n in missing)
         )
+        read = {n: row_of(e) for n, e in zip(missing, entries, strict=True) if e is not None}
+        rows = [kept.get(str(n)) or read.get(n) for n in numbers]
         return {
-            "cases": [_row(e) for e in entries if e is not None],
+            "cases": [r for r in rows if r is not None],
             "page": query.page,
             "page_size": query.page_size,
             "has_more": len(ordered) > start + query.page_size,
@@ -174,7 +171,7 @@ class Casebook:
         the rest and the person may find it."""
         entries = [await self.entries.find_one({"_id": entry_key(n)}) for n in numbers]
         rows = [
-            _row(e)
+            row_of(e)
             for e in entries
             if e is not None
             and _still_matches(e, plan)
@@ -251,11 +248,3 @@ def _all_words(kind: str, text: str, asked_as: str) -> list[list[str]]:
             "bad_words", f"{text!r} has no word to search for (too common)", field=asked_as
         )
     return [[f"{kind}:{word}"] for word in found]
-
-
-def _row(entry: Document) -> Document:
-    row = dict(entry.get("row") or {})
-    row["last_activity"] = entry["last_activity"].isoformat()
-    row["new_mail_waiting"] = bool(entry.get("new_mail_waiting"))
-    row["holder"] = entry.get("holder")
-    return row

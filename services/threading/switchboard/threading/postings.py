@@ -28,6 +28,8 @@ BUCKET = 16_384
 """Case numbers per part: a part of a term every case has stays under 64 KiB."""
 ANY = "*"
 ACTIVITY = "activity"
+MY_TOP = 50
+"""My Cases rows kept in each agent's document (the first pages read nothing else)."""
 
 
 def terms_of(entry: Document) -> set[str]:
@@ -117,6 +119,23 @@ def activity_at(data: bytes | None, number: int) -> int:
     return int.from_bytes(bytes(data[offset : offset + 4]), "little")
 
 
+def agent_key(agent_id: str) -> str:
+    """The agent's document: their cases' marks (``n``) and the rows of the first ``MY_TOP``."""
+    return f"agent|{agent_id}"
+
+
+def my_order(marks: dict[int, tuple[int, bool]], include_closed: bool = True) -> list[int]:
+    """My Cases order: open first, then by last activity, newest first."""
+    return [
+        number
+        for is_open, _, number in sorted(
+            ((is_open, at, number) for number, (at, is_open) in marks.items()),
+            reverse=True,
+        )
+        if include_closed or is_open
+    ]
+
+
 def pack_marks(marks: dict[int, tuple[int, bool]]) -> bytes:
     """An agent's cases for My Cases: (case number, last activity, open) per case, packed."""
     flat = array("I")
@@ -133,6 +152,20 @@ def unpack_marks(data: bytes | None) -> dict[int, tuple[int, bool]]:
     if sys.byteorder != "little":
         flat.byteswap()
     return {flat[i]: (flat[i + 1], bool(flat[i + 2])) for i in range(0, len(flat), 3)}
+
+
+def agent_document(
+    agent_id: str, marks: dict[int, tuple[int, bool]], rows: dict[int, Document], version: int = 1
+) -> Document:
+    """The agent's document: every case's mark, and the rows of the first ``MY_TOP`` in My
+    Cases order (``rows`` may hold more; only those are kept)."""
+    top = my_order(marks)[:MY_TOP]
+    return {
+        "_id": agent_key(agent_id),
+        "n": pack_marks(marks),
+        "rows": {str(n): rows[n] for n in top if n in rows},
+        "v": version,
+    }
 
 
 class Bulk:

@@ -17,6 +17,7 @@ the masked words from the index in the same step. ``rebuild`` recomputes every e
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -25,10 +26,27 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from switchboard.threading.index_writes import (
+    Changes,
+    agent_rows_missing,
+    changes_of,
+    row_of,
+    statements,
+)
 from switchboard.threading.posting_store import Postings
-from switchboard.threading.postings import seconds, terms_of
+from switchboard.threading.store import Contention
 
 Document = dict[str, Any]
+INDEX = "case_index"
+"""One collection holds the entries, the postings, the terms' heads and the agents' lists, so
+that a case's whole change is one write command (see ``CaseIndex.refresh``)."""
+LAYOUT = "layout"
+LAYOUT_VERSION = 2
+"""The index's layout: 2 = entries, postings, heads and agents in one collection."""
+OLD_COLLECTIONS = ("case_postings", "case_terms", "agent_cases")
+ROW_FIELDS = {"row": 1, "last_activity": 1, "new_mail_waiting": 1, "holder": 1}
+"""What a row shows: a row is read with no more of an entry (its words are the bulk of it)."""
+ATTEMPTS = 50
 MAX_WORDS = 5000
 """Words kept per case (a mail thread of novels is still found by its first words)."""
 PREVIEW_CHARS = 200
@@ -76,6 +94,8 @@ _STOP = frozenset(
 
 def fold(text: str) -> str:
     """Lower case without accents: what is stored and what is asked are folded alike."""
+    if text.isascii():  # most text: nothing to decompose
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
@@ -180,47 +200,41 @@ def _at(value: Any) -> datetime | None:
 
 
 class CaseIndex:
-    """The ``case_index`` entries and the postings: written only here, read by ``casebook``."""
+    """The ``case_index`` documents: written only here, read by ``casebook``."""
 
     def __init__(self, db: AsyncDatabase[Document]) -> None:
-        self.entries = db["case_index"]
-        self.postings = Postings(db)
+        self.db = db
+        self.entries = db[INDEX]
+        self.postings = Postings(db, INDEX)
         self.thread_ids = db["thread_ids"]
         self.cases = db["cases"]
         self.emails = db["emails"]
 
-    async def refresh(self, case_number: int, *, again: bool = False) -> None:
-        """Recompute the case's entry from what is stored now, and change the postings by the
-        difference from the entry before (idempotent: a crash before the entry is replaced
-        leaves the old entry, so the next refresh makes the same changes again). ``again``:
-        write every posting of the case, as if there was no entry before."""
+    async def refresh(self, case_number: int) -> None:
+        """Recompute the case's entry from what is stored now and write the difference from
+        the entry before, in one write command (``index_writes``); repeated, from a fresh
+        read, when another writer changed a document it touches in between."""
         key = entry_key(case_number)
-        old = None if again else await self.entries.find_one({"_id": key})
-        case = await self.cases.find_one({"_id": case_number})
-        new = None if case is None else entry_for(case, await self._emails(case))
-        before = {(t, str(old["service"])) for t in terms_of(old)} if old else set()
-        after = {(t, str(new["service"])) for t in terms_of(new)} if new else set()
-        changes = [(t, s, False) for t, s in before - after] + [
-            (t, s, True) for t, s in after - before
-        ]
-        for start in range(0, len(changes), 32):
-            await asyncio.gather(
-                *(
-                    self.postings.set_term(term, service, case_number, present)
-                    for term, service, present in changes[start : start + 32]
-                )
+        for _ in range(ATTEMPTS):
+            old, case = await asyncio.gather(
+                self.entries.find_one({"_id": key}), self.cases.find_one({"_id": case_number})
             )
-        at = seconds(new["last_activity"]) if new else 0
-        if again or old is None or new is None or seconds(old["last_activity"]) != at:
-            await self.postings.set_activity(case_number, at)
-        if new is None:
-            await self.entries.delete_one({"_id": key})
-            return
-        for agent_id in new["agents"]:
-            mark = (at, bool(new["open"]))
-            if again or not old or agent_id not in old["agents"] or _mark(old) != mark:
-                await self.postings.set_mark(agent_id, case_number, *mark)
-        await self.entries.replace_one({"_id": key}, new, upsert=True)
+            new = None if case is None else entry_for(case, await self._emails(case))
+            if await self._write(changes_of([(case_number, old, new)])):
+                if new is None:
+                    await self.entries.delete_one({"_id": key})
+                return
+            await asyncio.sleep(random.uniform(0, 0.01))
+        raise Contention(f"the search index of case {case_number} is changed by too many writers")
+
+    async def _write(self, changes: Changes) -> bool:
+        current = await self.postings.documents(changes.keys())
+        missing = agent_rows_missing(changes, current)
+        rows = await asyncio.gather(
+            *(self.entries.find_one({"_id": entry_key(n)}, ROW_FIELDS) for n in missing)
+        )
+        found = {n: row_of(e) for n, e in zip(missing, rows, strict=True) if e is not None}
+        return await self.postings.write(statements(changes, current, found))
 
     async def _emails(self, case: Document) -> list[Document]:
         # By ``_id``, one at a time: the one lookup every MongoDB-protocol server indexes.
@@ -231,15 +245,40 @@ class CaseIndex:
         found.sort(key=lambda e: (_at(e.get("when")) or datetime.min.replace(tzinfo=UTC), e["_id"]))
         return found
 
-    async def rebuild(self) -> int:
-        """Recompute every case's entry and postings (after a restore, or to take in a new word
-        rule)."""
-        count = 0
-        async for case in self.cases.find({}, {"_id": 1}):
-            await self.refresh(int(case["_id"]), again=True)
-            count += 1
+    async def rebuild(self, batch: int = 200) -> int:
+        """Recompute the whole index from the cases (after a restore, a new word rule, or an
+        index of an older layout): dropped, then written ``batch`` cases per write command."""
+        await self.db.drop_collection(INDEX)
+        for name in OLD_COLLECTIONS:
+            await self.db.drop_collection(name)
+        count, pending = 0, []
+        async for case in self.cases.find({}):
+            pending.append(case)
+            if len(pending) >= batch:
+                count += await self._rebuild_some(pending)
+                pending = []
+        count += await self._rebuild_some(pending)
+        await self.entries.replace_one({"_id": LAYOUT}, {"version": LAYOUT_VERSION}, upsert=True)
         return count
 
+    async def _rebuild_some(self, cases: list[Document]) -> int:
+        pairs = [(int(c["_id"]), None, entry_for(c, await self._emails(c))) for c in cases]
+        for _ in range(ATTEMPTS):
+            olds = await self.postings.documents(entry_key(n) for n, _, _ in pairs)
+            if await self._write(changes_of((n, olds[entry_key(n)], e) for n, _, e in pairs)):
+                return len(pairs)
+        raise Contention("the search index is changed by too many writers to rebuild")
 
-def _mark(entry: Document) -> tuple[int, bool]:
-    return seconds(entry["last_activity"]), bool(entry["open"])
+    async def ensure_current(self) -> bool:
+        """Rebuild the index when it is of an older layout (or missing while there are cases):
+        run at start. True when it rebuilt."""
+        layout = await self.entries.find_one({"_id": LAYOUT})
+        if layout is not None and layout.get("version") == LAYOUT_VERSION:
+            return False
+        if layout is None and await self.cases.find_one({}, {"_id": 1}) is None:
+            await self.entries.replace_one(
+                {"_id": LAYOUT}, {"version": LAYOUT_VERSION}, upsert=True
+            )
+            return False
+        await self.rebuild()
+        return True
