@@ -26,12 +26,12 @@ from typing import Any
 
 from load_casebook import AGENTS, NOW, SERVICES, load
 from pymongo import AsyncMongoClient
-from support import command_line, latency_line
+from support import command_line, count_commands, latency_line
 
 from switchboard.app.localstack import backends
 from switchboard.contracts import casebook as cb
 from switchboard.threading.casebook import Casebook
-from switchboard.threading.search_index import CaseIndex, Document
+from switchboard.threading.search_index import INDEX, CaseIndex, Document
 
 Query = Callable[[], Awaitable[Any]]
 
@@ -59,7 +59,7 @@ def queries(book: Casebook, cases: int, rng: random.Random) -> dict[str, Query]:
         since = first_day + span * rng.random()
         return {"since": since, "until": since + timedelta(days=1)}
 
-    return {
+    found: dict[str, Query] = {
         "My Cases (agent, page 1 of 25)": lambda: book.on_my_cases(
             cb.ListMyCases(agent_id=agent())
         ),
@@ -86,6 +86,11 @@ def queries(book: Casebook, cases: int, rng: random.Random) -> dict[str, Query]:
             cb.SearchCases(agent_id=agent(), case_number=rng.randrange(1, cases))
         ),
     }
+    if cases // AGENTS > 75:  # beyond the rows kept in the agent's document
+        found["My Cases (agent, page 3 of 25: entries read)"] = lambda: book.on_my_cases(
+            cb.ListMyCases(agent_id=agent(), page=3)
+        )
+    return found
 
 
 async def timed(query: Query, repeat: int) -> list[float]:
@@ -97,7 +102,38 @@ async def timed(query: Query, repeat: int) -> list[float]:
     return times
 
 
+async def refresh_cost(db: Any, cases: int, repeat: int, rng: random.Random) -> None:
+    """What one case change costs the index: its subject changed, then ``refresh`` (the
+    database commands it sends and how long it takes)."""
+    commands = count_commands({db.name})
+    client: AsyncMongoClient[Document] = AsyncMongoClient(MONGODB_URL[0], tz_aware=True)
+    index = CaseIndex(client[db.name])
+    times = []
+    for at in range(repeat):
+        number = rng.randrange(1, cases)
+        await index.cases.update_one(
+            {"_id": number},
+            {"$set": {"subject": f"changed {at} w{rng.randrange(20000)}", "updated_at": NOW}},
+        )
+        commands.counting = True
+        started = time.perf_counter()
+        await index.refresh(number)
+        times.append(time.perf_counter() - started)
+        commands.counting = False
+    writes = {k: n for k, n in commands.seen.items() if k[0] == "update"}
+    print(latency_line("index refresh after a change of subject", times))
+    print(
+        f"  per change: {commands.total() / repeat:.1f} commands "
+        f"({sum(writes.values()) / repeat:.1f} write commands: {dict(writes)} in {repeat})"
+    )
+    await client.close()
+
+
+MONGODB_URL: list[str] = []
+
+
 async def run(args: argparse.Namespace, mongodb_url: str) -> None:
+    MONGODB_URL.append(mongodb_url)
     client: AsyncMongoClient[Document] = AsyncMongoClient(mongodb_url, tz_aware=True)
     db = client[args.database]
     if not args.reuse:
@@ -112,20 +148,22 @@ async def run(args: argparse.Namespace, mongodb_url: str) -> None:
         raise SystemExit(f"nothing loaded in {args.database}: run bench/load_casebook.py first")
     cases, emails = int(progress["cases"]), int(progress["emails"])
     print(
-        f"measuring {cases} cases ({emails * cases // int(progress['of'])} emails) "
-        f"loaded by: python bench/load_casebook.py --cases {progress['of']} --emails {emails}"
+        f"measuring {cases} cases, {emails} emails, loaded by: python bench/load_casebook.py "
+        f"--cases {progress['of']} --emails {progress['of'] * 3}"
+        + (" (cut short by --budget-seconds)" if cases < int(progress["of"]) else "")
     )
     print("command: " + command_line())
     book = BenchCasebook(CaseIndex(db), bus=None)  # type: ignore[arg-type]
     rng = random.Random(3)
 
     async def one_lookup() -> None:  # the floor: every query is a few of these
-        await db["case_index"].find_one({"_id": f"{rng.randrange(1, cases):012d}"})
+        await db[INDEX].find_one({"_id": f"{rng.randrange(1, cases):012d}"})
 
     print(latency_line("floor: one entry by _id", await timed(one_lookup, args.repeat)))
     for what, query in queries(book, cases, random.Random(7)).items():
         await timed(query, 3)  # warm up
         print(latency_line(what, await timed(query, args.repeat)), flush=True)
+    await refresh_cost(db, cases, min(args.repeat, 20), random.Random(11))
     await client.close()
 
 
