@@ -34,7 +34,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from switchboard.app.localstack import backends
 from switchboard.threading import postings as p
 from switchboard.threading.domain.cases import new_case
-from switchboard.threading.search_index import INDEX, entry_for, row_of
+from switchboard.threading.search_index import INDEX, LAYOUT, LAYOUT_VERSION, entry_for, row_of
 
 Document = dict[str, Any]
 SERVICES = ["support", "sales", "billing", "returns", "claims"]
@@ -206,6 +206,7 @@ class Loaded:
                 "hi": {str(b): high for b, (_, high) in self.bounds.items()},
             }
         )
+        docs.append({"_id": LAYOUT, "version": LAYOUT_VERSION})  # threading takes it as current
         docs += [
             p.agent_document(agent_id, marks, self.rows[agent_id])
             for agent_id, marks in self.marks.items()

@@ -4,17 +4,18 @@ another service, masked), and My Cases from the agent's packed list."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 
-from switchboard.contracts import casebook as cb
 from switchboard.app.localstack import Backends
+from switchboard.contracts import casebook as cb
 from switchboard.threading import postings as p
 from switchboard.threading.casebook import Casebook
 from switchboard.threading.domain.cases import new_case
@@ -160,3 +161,125 @@ async def test_my_cases_read_the_agents_list(db: AsyncDatabase[Document]) -> Non
     assert mine["cases"][1]["status"] == "closed"
     only_open = await book.on_my_cases(cb.ListMyCases(agent_id="a1", include_closed=False))
     assert [r["case_number"] for r in only_open["cases"]] == [NEW]
+
+
+class WriteCommands(monitoring.CommandListener):
+    """The write commands a client sends (to prove a case change is one)."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("insert", "update", "delete", "findAndModify"):
+            self.writes.append(f"{event.command_name} {event.command.get(event.command_name)}")
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_case_change_is_one_write_and_the_index_follows_subject_status_and_holder(
+    db: AsyncDatabase[Document], real_servers: Backends
+) -> None:
+    await _file(db, OLD, text="printer jammed", active=T0)
+    await _file(db, NEW, text="printer toner", active=T0 + timedelta(hours=1))
+    listener = WriteCommands()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        real_servers.mongodb_url, tz_aware=True, event_listeners=[listener]
+    )
+    try:
+        watched = CaseIndex(client[db.name])
+        await db["cases"].update_one(
+            {"_id": OLD},
+            {"$set": {"subject": "Invoice dispute", "updated_at": T0 + timedelta(hours=2)}},
+        )
+        await watched.refresh(OLD)
+        assert listener.writes == [f"update {INDEX}"]  # one command for the whole change
+    finally:
+        await client.close()
+    assert await _search(db, subject="invoice") == [OLD]
+    assert await _search(db, subject="case") == [NEW]  # its old subject word no longer finds it
+    book = AgentBook(CaseIndex(db), bus=None)  # type: ignore[arg-type]
+    mine = await book.on_my_cases(cb.ListMyCases(agent_id="a1"))
+    assert [(r["case_number"], r["subject"]) for r in mine["cases"]] == [
+        (OLD, "Invoice dispute"),
+        (NEW, f"Case {NEW}"),
+    ]
+
+    await _change(db, NEW, status="closed", work_status="closed")
+    assert await _search(db, status="open") == [OLD]
+    assert await _search(db, status="closed") == [NEW]
+    mine = await book.on_my_cases(cb.ListMyCases(agent_id="a1"))
+    assert [(r["case_number"], r["status"]) for r in mine["cases"]] == [
+        (OLD, "open"),
+        (NEW, "closed"),
+    ]
+
+    # held by a2 now: it is in a2's My Cases, with its holder, and a2 finds it
+    await _change(
+        db,
+        OLD,
+        agents=["a1", "a2"],
+        interaction={"state": "assigned", "agent_id": "a2"},
+        updated_at=T0 + timedelta(hours=3),
+    )
+    theirs = await book.on_my_cases(cb.ListMyCases(agent_id="a2"))
+    assert [(r["case_number"], r["holder"]) for r in theirs["cases"]] == [(OLD, "a2")]
+    assert await _search(db, "a3") == []
+    assert OLD in await _search(db, "a2", text="printer")
+
+
+async def test_changes_at_once_in_one_bucket_all_land(db: AsyncDatabase[Document]) -> None:
+    numbers = list(range(20, 32))
+    for number in numbers:
+        await _file(db, number, text="modem", active=T0 + timedelta(minutes=number))
+    for number in numbers:
+        await db["cases"].update_one(
+            {"_id": number},
+            {"$set": {"subject": "Router offline", "updated_at": T0 + timedelta(hours=number)}},
+        )
+    # every change rewrites the same parts (*, st:open, s:router ...): guarded, retried
+    await asyncio.gather(*(CaseIndex(db).refresh(n) for n in numbers))
+    assert await _search(db, subject="router") == sorted(numbers, reverse=True)
+    assert await _search(db, subject="case") == []
+
+
+async def _everything(db: AsyncDatabase[Document]) -> list[Any]:
+    book = AgentBook(CaseIndex(db), bus=None)  # type: ignore[arg-type]
+    answers: list[Any] = []
+    for agent in ("sup", "a1", "a2"):
+        for criteria in ({}, {"text": "refund"}, {"status": "closed"}, {"subject": "case"}):
+            answers.append(await _search(db, agent, **criteria))
+    for agent in ("a1", "a2"):
+        answers.append(await book.on_my_cases(cb.ListMyCases(agent_id=agent)))
+    return answers
+
+
+async def test_rebuild_gives_the_same_results_and_runs_at_start_for_an_older_index(
+    db: AsyncDatabase[Document],
+) -> None:
+    index = CaseIndex(db)
+    assert await index.ensure_current() is False  # at start, nothing yet: marked current
+    await _file(db, OLD, text="refund for order 4411", active=T0)
+    await _file(db, MIDDLE, text="refund please", active=T0 + timedelta(hours=1), agent="a2")
+    await _file(db, NEW, text="where is my parcel", active=T0 + timedelta(hours=2))
+    await _change(db, OLD, status="closed", updated_at=T0 + timedelta(hours=3))
+    await _change(db, NEW, service="sales", updated_at=T0 + timedelta(hours=4))
+    before = await _everything(db)
+    entries = await db[INDEX].find({"number": {"$exists": True}}).to_list()
+
+    assert await index.ensure_current() is False
+    assert await index.rebuild() == 3
+    assert await _everything(db) == before
+    assert await db[INDEX].find({"number": {"$exists": True}}).to_list() == entries
+
+    # an index of the earlier layout (collections of their own, no layout mark) is rebuilt
+    await db.drop_collection(INDEX)
+    await db["case_postings"].insert_one({"_id": "*|support|0", "n": b""})
+    assert await _search(db) == []
+    assert await index.ensure_current() is True
+    assert await _everything(db) == before
+    assert "case_postings" not in await db.list_collection_names()
+    assert await index.ensure_current() is False
