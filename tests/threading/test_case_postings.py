@@ -1,6 +1,8 @@
 """The search postings against a real MongoDB-protocol server: results across buckets of case
 numbers in exact last-activity order, postings following a case that changes (closed, moved to
-another service, masked), and My Cases from the agent's packed list."""
+another service, masked, a new subject, status or holder) in one write command per change,
+concurrent changes in one bucket, My Cases from the agent's document, and a rebuild (also at
+start, for an index of an older layout) giving the same answers."""
 
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ for several words reads each word's postings and keeps the cases that have them 
 
 The entry is recomputed from the case and its stored emails after every change of the case
 (threading's ``_commit``), so masking, which rewrites the stored emails and notes first, removes
-the masked words from the index in the same step. ``rebuild`` recomputes every entry.
+the masked words from the index in the same step; the entry, the postings and the agents' lists
+share one collection, so that change is one write command (``index_writes``). ``rebuild``
+recomputes everything; ``ensure_current`` (at start) rebuilds an index of an older layout.
 """
 
 from __future__ import annotations
