@@ -44,6 +44,17 @@ def case_access(
     return Access.NONE
 
 
+def finding_filter(
+    agent_id: str, acting_role: str, services: Collection[str] = ()
+) -> Document | None:
+    """:func:`case_access` as a query on the case index (``search_index``): what a person may
+    find is what they may see. None: no restriction (a supervisor). The index's ``agents``
+    holds everyone who held or worked the case (the holder too), as ``case.agents`` does."""
+    if acting_role == "supervisor":
+        return None
+    return {"$or": [{"agents": agent_id}, {"service": {"$in": sorted(services)}}]}
+
+
 def act_problem(case: Document, agent_id: str, acting_role: str) -> str | None:
     """Why this person may not act on the case (None when they may)."""
     if case_access(case, agent_id, acting_role) is Access.ACT:

@@ -87,8 +87,7 @@ def build(settings: ThreadingSettings) -> Runtime:
     @runtime.on_start
     async def prepare() -> None:
         await store.ensure_indexes(settings.case_number_start)
-        if await handlers.index.ensure_current():  # an index of an older layout, or none
-            log.info("search index rebuilt from the cases")
+        await handlers.index.ensure_indexes()
         if migrated := await store.migrate_keyed_outboxes(handlers.outbox):
             log.info("case outboxes rewritten in the kernel's shape", cases=migrated)
         if settings.threading_config_file is not None:

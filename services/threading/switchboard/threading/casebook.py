@@ -1,18 +1,18 @@
 """My Cases, search and contact history: read-only queries over the case index
-(``search_index``) and its postings (``search_plan``), each limited by the one access rule
-(``access.case_access``: what an agent may find is what they may open; supervisors find all).
+(``search_index``), each limited by the one access rule (``access.finding_filter``).
 
-Every read is by ``_id``. Answers are pages sorted by last activity (My Cases: open ones first;
-contact history: newest case first); a page beyond the last is refused naming ``page``. No count
-of every match is taken: a page is read with one case more than it shows, which says whether
-another page follows.
+Answers are pages sorted by last activity (My Cases: open ones first); a page beyond the last is
+refused naming ``page``. No count of every match is taken: a page is read with one entry more
+than it shows, which says whether another page follows.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
+
+from pymongo import DESCENDING
 
 from switchboard.contracts import casebook as cb
 from switchboard.runtime.assignments import agent_services
@@ -20,18 +20,18 @@ from switchboard.runtime.bus import Bus
 from switchboard.runtime.errors import Refused
 from switchboard.threading import access
 from switchboard.threading.config import ThreadingConfig
-from switchboard.threading.index_writes import row_of
-from switchboard.threading.postings import ANY, my_order, seconds, terms_of, unpack_marks
 from switchboard.threading.refusals import hidden_case
 from switchboard.threading.search_index import (
-    ROW_FIELDS,
     CaseIndex,
     Document,
     entry_key,
     fold,
     query_words,
 )
-from switchboard.threading.search_plan import Plan, Reach, find
+
+Sort = list[tuple[str, int]]
+BY_ACTIVITY: Sort = [("last_activity", DESCENDING), ("_id", DESCENDING)]
+"""Newest activity first; equal times by case number (``_id`` keys sort as the numbers)."""
 
 
 class Casebook:
@@ -42,8 +42,7 @@ class Casebook:
         config: Callable[[], ThreadingConfig] = ThreadingConfig,
     ) -> None:
         self.entries = index.entries
-        self.postings = index.postings
-        self.thread_ids = index.thread_ids
+        self.by_agent = index.by_agent
         self.bus = bus
         self._config = config
 
@@ -52,23 +51,16 @@ class Casebook:
         """The services' configuration as the handlers last loaded it."""
         return self._config()
 
-    async def _services(self, agent_id: str) -> list[str]:
-        """An agent's services come from routing (the authority). Routing not answering narrows
-        the agent to the cases they worked (never widens)."""
-        return await agent_services(self.bus, agent_id) or []
-
-    async def _reach(self, agent_id: str, acting_role: str) -> Reach:
-        """The access rule as what a search may return."""
+    async def _visible(self, agent_id: str, acting_role: str) -> Document | None:
+        """The access rule as a filter; an agent's services come from routing (the authority).
+        Routing not answering narrows the agent to the cases they worked (never widens)."""
         if acting_role == "supervisor":
-            return Reach()
-        services, marks = await asyncio.gather(
-            self._services(agent_id), self.postings.marks(agent_id)
-        )
-        return Reach(frozenset(services), frozenset(marks))
+            return None
+        services = await agent_services(self.bus, agent_id) or []
+        return access.finding_filter(agent_id, acting_role, services)
 
     async def _may_see(self, entry: Document, agent_id: str, acting_role: str) -> bool:
-        """``access.case_access`` on the entry's copy of the fields it reads, with the agent's
-        own list of cases (written before the entry) as the cases they worked."""
+        """``access.case_access`` itself, on the entry's copy of the fields it reads."""
         case = {
             "agents": entry.get("agents") or [],
             "service": entry.get("service"),
@@ -78,52 +70,45 @@ class Casebook:
         }
         if access.case_access(case, agent_id, acting_role) is not access.Access.NONE:
             return True
-        reach = await self._reach(agent_id, acting_role)
-        return reach.allows(str(entry.get("service")), int(entry["number"]))
+        services = await agent_services(self.bus, agent_id) or []
+        return access.case_access(case, agent_id, acting_role, services) is not access.Access.NONE
 
-    async def _rows(self, numbers: Sequence[int], plan: Plan) -> list[Document]:
-        """The page's entries by ``_id``, each checked against the plan once more (a case
-        changed since the postings were read is left out rather than shown for words it no
-        longer has)."""
-        found = await asyncio.gather(
-            *(self.entries.find_one({"_id": entry_key(n)}) for n in numbers)
-        )
-        return [row_of(e) for e in found if e is not None and _still_matches(e, plan)]
-
-    async def _page(self, plan: Plan, paging: cb.Paging) -> Document:
+    async def _page(self, criteria: list[Document], sort: Sort, paging: cb.Paging) -> Document:
+        query: Document = {"$and": criteria} if len(criteria) > 1 else (criteria or [{}])[0]
         skip = (paging.page - 1) * paging.page_size
-        numbers = await find(self.postings, plan, skip + paging.page_size + 1)
-        if len(numbers) <= skip and paging.page > 1:
+        cursor = self.entries.find(query).sort(sort).skip(skip).limit(paging.page_size + 1)
+        found = [doc async for doc in cursor]
+        if not found and paging.page > 1:
             raise _beyond(paging.page)
         return {
-            "cases": await self._rows(numbers[skip : skip + paging.page_size], plan),
+            "cases": [_row(doc) for doc in found[: paging.page_size]],
             "page": paging.page,
             "page_size": paging.page_size,
-            "has_more": len(numbers) > skip + paging.page_size,
+            "has_more": len(found) > paging.page_size,
         }
 
     async def on_my_cases(self, query: cb.ListMyCases) -> dict[str, Any]:
-        """The cases I hold or worked: open first, then closed, by last activity. One read by
-        ``_id`` (the agent's document, holding the rows of the first pages); a later page reads
-        its entries too."""
-        mine = await self.postings.agent(query.agent_id)
-        ordered = my_order(unpack_marks(mine.get("n")), query.include_closed)
+        """The cases I hold or worked: open first, then closed, by last activity. Read by
+        ``_id`` only: the agent's list, then the page's entries."""
+        mine = await self.by_agent.find_one({"_id": query.agent_id}) or {}
+        marks = [
+            (bool(mark.get("open")), mark.get("at"), int(number))
+            for number, mark in (mine.get("cases") or {}).items()
+            if query.include_closed or mark.get("open")
+        ]
+        marks.sort(key=lambda m: (m[0], m[1].timestamp() if m[1] else 0.0, m[2]), reverse=True)
         start = (query.page - 1) * query.page_size
-        numbers = ordered[start : start + query.page_size]
+        numbers = [m[2] for m in marks[start : start + query.page_size]]
         if not numbers and query.page > 1:
             raise _beyond(query.page)
-        kept = mine.get("rows") or {}
-        missing = [n for n in numbers if str(n) not in kept]
         entries = await asyncio.gather(
-            *(self.entries.find_one({"_id": entry_key(n)}, ROW_FIELDS) for n in missing)
+            *(self.entries.find_one({"_id": entry_key(n)}) for n in numbers)
         )
-        read = {n: row_of(e) for n, e in zip(missing, entries, strict=True) if e is not None}
-        rows = [kept.get(str(n)) or read.get(n) for n in numbers]
         return {
-            "cases": [r for r in rows if r is not None],
+            "cases": [_row(e) for e in entries if e is not None],
             "page": query.page,
             "page_size": query.page_size,
-            "has_more": len(ordered) > start + query.page_size,
+            "has_more": len(marks) > start + query.page_size,
         }
 
     def _known_service(self, service: str, field: str = "service") -> None:
@@ -132,64 +117,51 @@ class Casebook:
 
     async def on_search(self, query: cb.SearchCases) -> dict[str, Any]:
         """Every criterion given must hold; words must all be present (in any order)."""
-        groups: list[list[str]] = []
+        criteria: list[Document] = []
         if query.since and query.until and query.until <= query.since:
             raise Refused("bad_period", "'until' must be later than 'since'", field="until")
+        if query.case_number is not None:
+            criteria.append({"_id": entry_key(query.case_number)})
+        if query.thread_id and query.thread_id.strip():
+            criteria.append({"thread_id": query.thread_id.strip().upper()})
         if query.contact and query.contact.strip():
             contact = query.contact.strip()
             if "@" in contact:
-                groups.append([f"a:{contact.casefold()}"])
+                criteria.append({"addresses": contact.casefold()})
             else:
-                groups += _all_words("n", contact, "contact")
+                criteria.append(_all_words("name_words", contact, "contact"))
         if query.subject and query.subject.strip():
-            groups += _all_words("s", query.subject, "subject")
+            criteria.append(_all_words("subject_words", query.subject, "subject"))
         if query.text and query.text.strip():
-            groups += _all_words("w", query.text, "text")
+            criteria.append(_all_words("words", query.text, "text"))
         if query.service:
             self._known_service(query.service)
+            criteria.append({"service": query.service})
         if query.status:
-            groups += self._status_terms(query.status, query.service)
+            criteria.append(self._status_criterion(query.status, query.service))
         if query.disposition and query.disposition.strip():
-            groups.append([f"d:{fold(query.disposition.strip())}"])
-        plan = Plan(
-            groups=groups or [[ANY]],
-            reach=await self._reach(query.agent_id, query.acting_role),
-            only_service=query.service,
-            since=seconds(query.since) if query.since else None,
-            until=seconds(query.until) if query.until else None,
-        )
-        numbers = [query.case_number] if query.case_number is not None else []
-        if query.thread_id and query.thread_id.strip():
-            mapped = await self.thread_ids.find_one({"_id": query.thread_id.strip().upper()})
-            numbers = _one_case(numbers, int(mapped["case_number"]) if mapped else None)
-        if query.case_number is not None or (query.thread_id and query.thread_id.strip()):
-            return await self._named(numbers, plan, query)
-        return await self._page(plan, query)
+            criteria.append({"dispositions": fold(query.disposition.strip())})
+        period: Document = {}
+        if query.since:
+            period["$gte"] = query.since
+        if query.until:
+            period["$lt"] = query.until
+        if period:
+            criteria.append({"last_activity": period})
+        visible = await self._visible(query.agent_id, query.acting_role)
+        if visible is not None:
+            criteria.append(visible)
+        return await self._page(criteria, BY_ACTIVITY, query)
 
-    async def _named(self, numbers: list[int], plan: Plan, paging: cb.Paging) -> Document:
-        """A search naming its case (by number or thread identifier): that case, if it matches
-        the rest and the person may find it."""
-        entries = [await self.entries.find_one({"_id": entry_key(n)}) for n in numbers]
-        rows = [
-            row_of(e)
-            for e in entries
-            if e is not None
-            and _still_matches(e, plan)
-            and plan.reach.allows(e["service"], e["number"])
-        ]
-        if paging.page > 1:
-            raise _beyond(paging.page)
-        return {"cases": rows, "page": 1, "page_size": paging.page_size, "has_more": False}
-
-    def _status_terms(self, status: str, service: str | None) -> list[list[str]]:
+    def _status_criterion(self, status: str, service: str | None) -> Document:
         wanted = status.strip()
         if wanted.casefold() in ("open", "closed"):
-            return [[f"st:{wanted.casefold()}"]]
+            return {"status": wanted.casefold()}
         configs = [self.config.for_service(service)] if service else self.config.services.values()
         for cfg in configs:
             found = cfg.status(wanted)
             if found is not None:
-                return [[f"ws:{found.name}"], ["st:open"]]
+                return {"work_status": found.name, "status": "open"}
         raise Refused(
             "unknown_status",
             f"no service{' ' + service if service else ''} has a status {wanted!r}",
@@ -207,32 +179,12 @@ class Casebook:
             addresses = list(entry.get("addresses") or [])
         else:
             raise Refused("missing", "give an address or a case number", field="address")
-        plan = Plan(
-            groups=[[f"a:{a}" for a in addresses]],
-            reach=await self._reach(query.agent_id, query.acting_role),
-            by_activity=False,
-        )
-        page = await self._page(plan, query)
+        criteria: list[Document] = [{"addresses": {"$in": addresses}}]
+        visible = await self._visible(query.agent_id, query.acting_role)
+        if visible is not None:
+            criteria.append(visible)
+        page = await self._page(criteria, [("created_at", DESCENDING), ("_id", DESCENDING)], query)
         return page | {"addresses": addresses}
-
-
-def _one_case(numbers: list[int], mapped: int | None) -> list[int]:
-    """The case both a number and a thread identifier name (none if they differ)."""
-    if mapped is None or (numbers and numbers != [mapped]):
-        return []
-    return [mapped]
-
-
-def _still_matches(entry: Document, plan: Plan) -> bool:
-    terms = terms_of(entry)
-    if not all(any(t in terms for t in group) for group in plan.groups):
-        return False
-    if plan.only_service is not None and entry.get("service") != plan.only_service:
-        return False
-    if not plan.by_activity:
-        return True
-    at = seconds(entry["last_activity"])
-    return (plan.since is None or at >= plan.since) and (plan.until is None or at < plan.until)
 
 
 def _beyond(page: int) -> Refused:
@@ -241,10 +193,18 @@ def _beyond(page: int) -> Refused:
     )
 
 
-def _all_words(kind: str, text: str, asked_as: str) -> list[list[str]]:
+def _all_words(field: str, text: str, asked_as: str) -> Document:
     found = query_words(text)
     if not found:
         raise Refused(
             "bad_words", f"{text!r} has no word to search for (too common)", field=asked_as
         )
-    return [[f"{kind}:{word}"] for word in found]
+    return {field: {"$all": found}}
+
+
+def _row(entry: Document) -> Document:
+    row = dict(entry.get("row") or {})
+    row["last_activity"] = entry["last_activity"].isoformat()
+    row["new_mail_waiting"] = bool(entry.get("new_mail_waiting"))
+    row["holder"] = entry.get("holder")
+    return row
