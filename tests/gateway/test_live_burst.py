@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,36 +53,59 @@ async def through_link(
             yield link, runtime, address
 
 
-async def test_a_burst_of_offers_reaches_the_desk_before_they_expire_with_a_slow_database(
+@dataclass
+class Desk:
+    """agent-1 logged in, with the live stream open, the gateway's database behind ``link``."""
+
+    link: SlowLink
+    address: str
+    headers: dict[str, str]
+    socket: Any
+    hello: dict[str, Any]
+
+
+@contextlib.asynccontextmanager
+async def desk_behind_link(
     gateway_settings: GatewaySettings,
     stand_ins: StandIns,
     running: Callable[..., Any],
     real_servers: Backends,
-) -> None:
+) -> AsyncIterator[Desk]:
     async with (
         through_link(gateway_settings, real_servers) as (link, _, address),
         running(stand_ins),
         httpx.AsyncClient(base_url=f"http://{address}") as http,
     ):
         agent = await login(http, "agent-1")
-        async with websockets.connect(f"ws://{address}/me/live", additional_headers=agent) as desk:
-            await next_event(desk, "hello")
-            link.delay = ROUND_TRIP / 2
-            bus = stand_ins.runtime.bus
-            offers = []
-            for _ in range(OFFERS):
-                offer = offer_to("agent-1", seconds=OPEN_FOR)
-                await bus.publish(offer)
-                offers.append(offer)
-            arrived: dict[str, datetime] = {}
-            last_expiry = max(o.expires_at for o in offers)
-            wait = (last_expiry - datetime.now(UTC)).total_seconds() + 1.0
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    while len(arrived) < OFFERS:
-                        frame = json.loads(await desk.recv())
-                        if frame["event"] == "offer.made":
-                            arrived[frame["data"]["offer_id"]] = datetime.now(UTC)
+        live = f"ws://{address}/me/live"
+        async with websockets.connect(live, additional_headers=agent) as socket:
+            hello = await next_event(socket, "hello")
+            yield Desk(link, address, agent, socket, hello)
+
+
+async def test_a_burst_of_offers_reaches_the_desk_before_they_expire_with_a_slow_database(
+    gateway_settings: GatewaySettings,
+    stand_ins: StandIns,
+    running: Callable[..., Any],
+    real_servers: Backends,
+) -> None:
+    async with desk_behind_link(gateway_settings, stand_ins, running, real_servers) as desk:
+        desk.link.delay = ROUND_TRIP / 2
+        bus = stand_ins.runtime.bus
+        offers = []
+        for _ in range(OFFERS):
+            offer = offer_to("agent-1", seconds=OPEN_FOR)
+            await bus.publish(offer)
+            offers.append(offer)
+        arrived: dict[str, datetime] = {}
+        last_expiry = max(o.expires_at for o in offers)
+        wait = (last_expiry - datetime.now(UTC)).total_seconds() + 1.0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                while len(arrived) < OFFERS:
+                    frame = json.loads(await desk.socket.recv())
+                    if frame["event"] == "offer.made":
+                        arrived[frame["data"]["offer_id"]] = datetime.now(UTC)
     late = [
         o.offer_id
         for o in offers
@@ -101,20 +125,14 @@ async def test_offers_heard_while_the_database_is_away_reach_the_desk_once_it_is
     running: Callable[..., Any],
     real_servers: Backends,
 ) -> None:
-    async with (
-        through_link(gateway_settings, real_servers) as (link, _, address),
-        running(stand_ins),
-        httpx.AsyncClient(base_url=f"http://{address}") as http,
-    ):
-        agent = await login(http, "agent-1")
-        async with websockets.connect(f"ws://{address}/me/live", additional_headers=agent) as desk:
-            last_seq = (await next_event(desk, "hello"))["last_seq"]
-            link.cut()
-            offers = [offer_to("agent-1", seconds=120) for _ in range(3)]
-            for offer in offers:
-                await stand_ins.runtime.bus.publish(offer)
-            await asyncio.sleep(OUTAGE)  # the outage itself: the database is away this long
-            link.restore()
+    async with desk_behind_link(gateway_settings, stand_ins, running, real_servers) as desk:
+        address, agent, last_seq = desk.address, desk.headers, desk.hello["last_seq"]
+        desk.link.cut()
+        offers = [offer_to("agent-1", seconds=120) for _ in range(3)]
+        for offer in offers:
+            await stand_ins.runtime.bus.publish(offer)
+        await asyncio.sleep(OUTAGE)  # the outage itself: the database is away this long
+        desk.link.restore()
         # the desk's stream went down with the database; it comes back for what it missed
         arrived: set[str] = set()
         with contextlib.suppress(TimeoutError):
@@ -123,9 +141,9 @@ async def test_offers_heard_while_the_database_is_away_reach_the_desk_once_it_is
                     with contextlib.suppress(OSError, websockets.WebSocketException):
                         async with websockets.connect(
                             f"ws://{address}/me/live?since={last_seq}", additional_headers=agent
-                        ) as desk:
+                        ) as again:
                             while len(arrived) < len(offers):
-                                frame = json.loads(await desk.recv())
+                                frame = json.loads(await again.recv())
                                 if frame["event"] == "offer.made":
                                     arrived.add(frame["data"]["offer_id"])
                     await asyncio.sleep(0.5)

@@ -472,11 +472,5 @@ async def _seed_when_empty(
     return True
 
 
-def _aware(value: Any) -> datetime:
-    if not isinstance(value, datetime):
-        return _now()
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
