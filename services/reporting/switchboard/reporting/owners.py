@@ -1,6 +1,7 @@
 """What the owning services still hold, asked over the bus for a rebuild (services never read
 each other's collections), page by page, as the events they were published as: agent-state's
-recorded state changes, threading's cases and emails."""
+recorded state changes, threading's cases and emails, routing's interactions, the dialer's
+records and journal."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from switchboard.contracts.agents import (
     StateHistoryPage,
     StateHistoryRequested,
 )
-from switchboard.contracts.cases import CaseHistoryPage, CaseHistoryRequested
+from switchboard.contracts.campaigns import CampaignHistoryPage, CampaignHistoryRequested
+from switchboard.contracts.cases import CaseHistoryPage, CaseHistoryRequested, RecordedEvent
+from switchboard.contracts.routing import InteractionHistoryPage, InteractionHistoryRequested
 from switchboard.runtime.bus import Bus
 
 PAGE_SIZE = 500
@@ -57,16 +60,68 @@ async def threading_case_events(bus: Bus, *, page_size: int = 200) -> AsyncItera
         if not outcome.ok:
             raise OwnerRefused(f"threading refused its case history: {outcome.error}")
         page = CaseHistoryPage.model_validate(outcome.result)
-        for recorded in page.events:
-            yield message_class(recorded.name).model_validate(recorded.body)
+        for event in _events(page.events):
+            yield event
         if page.next_after is None:
             return
         after = page.next_after
 
 
+async def routing_interaction_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
+    """Routing's assignments, ends, transfers and unanswered offers, interaction by
+    interaction."""
+    after = ""
+    while True:
+        query = InteractionHistoryRequested(
+            actor_id="reporting",
+            actor_role="supervisor",
+            after_interaction_id=after,
+            limit=page_size,
+        )
+        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
+        if not outcome.ok:
+            raise OwnerRefused(f"routing refused its interaction history: {outcome.error}")
+        page = InteractionHistoryPage.model_validate(outcome.result)
+        for event in _events(page.events):
+            yield event
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+async def dialer_campaign_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
+    """The calls and record events of every record the dialer keeps, record by record."""
+    after = ""
+    while True:
+        query = CampaignHistoryRequested(
+            actor_id="reporting",
+            actor_role="supervisor",
+            after_record_id=after,
+            limit=page_size,
+        )
+        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
+        if not outcome.ok:
+            raise OwnerRefused(f"the dialer refused its campaign history: {outcome.error}")
+        page = CampaignHistoryPage.model_validate(outcome.result)
+        for event in _events(page.events):
+            yield event
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+def _events(recorded: list[RecordedEvent]) -> list[Message]:
+    return [message_class(r.name).model_validate(r.body) for r in recorded]
+
+
 async def everything_held(bus: Bus) -> AsyncIterator[Message]:
-    """What every owner asked holds: agent-state's changes, then threading's cases."""
+    """What every owner asked holds: agent-state's changes, threading's cases, routing's
+    interactions, the dialer's records."""
     async for change in agent_state_changes(bus):
         yield change
     async for event in threading_case_events(bus):
+        yield event
+    async for event in routing_interaction_events(bus):
+        yield event
+    async for event in dialer_campaign_events(bus):
         yield event
