@@ -76,7 +76,7 @@ def interaction_events(item: WorkItem) -> list[Message]:
 
 
 def _event(
-    interaction_id: str, index: int, at: datetime, model: type[Message], key: str, **fields: Any
+    item_id: str, index: int, at: datetime, model: type[Message], key: str, /, **fields: Any
 ) -> Message:
-    message_id = uuid.uuid5(HISTORY_NAMESPACE, f"{interaction_id}:{index}:{key}")
+    message_id = uuid.uuid5(HISTORY_NAMESPACE, f"{item_id}:{index}:{key}")
     return model(message_id=message_id, occurred_at=at, **fields)
