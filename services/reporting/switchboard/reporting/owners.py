@@ -6,6 +6,7 @@ records and journal."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from switchboard.contracts import Message, message_class
 from switchboard.contracts.agents import (
@@ -23,7 +24,21 @@ ANSWER_SECONDS = 30.0
 
 
 class OwnerRefused(RuntimeError):
-    """An owner answered a history query with a refusal (the message says which and why)."""
+    """An owner answered a history query with a refusal, or not in time (the message says
+    which and why)."""
+
+
+async def _ask(bus: Bus, query: Message, owner: str, what: str) -> Any:
+    """The owner's answer to one page's query (its ``result``)."""
+    try:
+        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
+    except TimeoutError:
+        raise OwnerRefused(
+            f"{owner} did not answer for {what} within {ANSWER_SECONDS:.0f} s: is it running?"
+        ) from None
+    if not outcome.ok:
+        raise OwnerRefused(f"{owner} refused {what}: {outcome.error}")
+    return outcome.result
 
 
 async def agent_state_changes(
@@ -35,10 +50,8 @@ async def agent_state_changes(
         query = StateHistoryRequested(
             actor_id="reporting", actor_role="supervisor", after=after, limit=page_size
         )
-        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
-        if not outcome.ok:
-            raise OwnerRefused(f"agent-state refused its state history: {outcome.error}")
-        page = StateHistoryPage.model_validate(outcome.result)
+        answer = await _ask(bus, query, "agent-state", "its state history")
+        page = StateHistoryPage.model_validate(answer)
         for change in page.changes:
             yield change
         if page.next_after is None:
@@ -56,10 +69,8 @@ async def threading_case_events(bus: Bus, *, page_size: int = 200) -> AsyncItera
             after_case_number=after,
             limit=page_size,
         )
-        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
-        if not outcome.ok:
-            raise OwnerRefused(f"threading refused its case history: {outcome.error}")
-        page = CaseHistoryPage.model_validate(outcome.result)
+        answer = await _ask(bus, query, "threading", "its case history")
+        page = CaseHistoryPage.model_validate(answer)
         for event in _events(page.events):
             yield event
         if page.next_after is None:
@@ -78,10 +89,8 @@ async def routing_interaction_events(bus: Bus, *, page_size: int = 200) -> Async
             after_interaction_id=after,
             limit=page_size,
         )
-        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
-        if not outcome.ok:
-            raise OwnerRefused(f"routing refused its interaction history: {outcome.error}")
-        page = InteractionHistoryPage.model_validate(outcome.result)
+        answer = await _ask(bus, query, "routing", "its interaction history")
+        page = InteractionHistoryPage.model_validate(answer)
         for event in _events(page.events):
             yield event
         if page.next_after is None:
@@ -99,10 +108,8 @@ async def dialer_campaign_events(bus: Bus, *, page_size: int = 200) -> AsyncIter
             after_record_id=after,
             limit=page_size,
         )
-        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
-        if not outcome.ok:
-            raise OwnerRefused(f"the dialer refused its campaign history: {outcome.error}")
-        page = CampaignHistoryPage.model_validate(outcome.result)
+        answer = await _ask(bus, query, "the dialer", "its campaign history")
+        page = CampaignHistoryPage.model_validate(answer)
         for event in _events(page.events):
             yield event
         if page.next_after is None:
