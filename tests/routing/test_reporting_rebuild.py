@@ -81,6 +81,8 @@ async def _work_a_day(harness: Any) -> int:
     )
     await harness.observer.wait_for("offer.timed_out", interaction_id="case-1", seconds=15)
     await harness.set_state("sleepy", "logged_out", via_bus=False)
+    # from now on every offer is answered: time enough for a loaded machine
+    await harness.configure(name="support", channel="email", team="support")
     await harness.agent("a1")
     await _accept(harness, "case-1", "a1")
     await harness.publish(InteractionEnded(interaction_id="case-1", agent_id="a1", channel="email"))
