@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
+from owners import other_owners
 from testkit import eventually
 
 from switchboard.agent_state.app import AgentStateSettings
@@ -82,11 +83,11 @@ async def test_a_wiped_read_model_rebuilt_from_the_services_gives_the_live_time_
         assert figures["occupancy"] == pytest.approx(hand["occupancy"]), agent
         assert {**figures, "occupancy": hand["occupancy"]} == hand, agent
 
-    # Agent-state holds the day's changes as it records each one it makes (threading, the
-    # other owner asked, holds no case here: the scripted day's cases are events only).
+    # Agent-state holds the day's changes as it records each one it makes (the other owners
+    # asked hold nothing here: the scripted day's cases and offers are events only).
     owner = build_agent_state(make_settings(AgentStateSettings))
     cases = build_threading(make_settings(ThreadingSettings, thread_key="reporting-suite-key"))
-    async with owner.app, cases.app:
+    async with owner.app, cases.app, other_owners(make_settings, "agent_state", "threading"):
         store = AgentStore(owner.db)
         for change in changes:
             await store.record_history(change)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from owners import other_owners
 from testkit import eventually
 
 from switchboard.agent_state.app import AgentStateSettings
@@ -120,7 +121,8 @@ async def test_a_wiped_read_model_rebuilt_from_threading_gives_the_live_service_
 
         reader = Runtime("reporting", settings)  # not started: its database only
         await reader.mongo.drop_database(settings.database_name("reporting"))
-        folded, told = await rebuild_from_services(settings)
+        async with other_owners(make_settings, "agent_state", "threading"):
+            folded, told = await rebuild_from_services(settings)
         # nothing journalled is left; threading told every case event it had published
         assert (folded, told) == (0, len(published))
 

@@ -16,7 +16,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from switchboard.contracts.base import Command, Event
+from switchboard.contracts.base import Command, Event, SingleLine
+from switchboard.contracts.cases import RecordedEvent
 
 DispositionKind = Literal["success", "final_failure", "retry", "reschedule", "bad_record"]
 CallStatus = Literal["dialing", "ringing", "answered", "busy", "no_answer", "failed", "ended"]
@@ -207,6 +208,32 @@ class ListCampaigns(Command):
     """
 
     NAME = "campaign.list"
+
+
+class CampaignHistoryRequested(Command):
+    """The campaign events the dialer's stored records imply, record by record from
+    ``after_record_id``: each call's ``dial.requested`` (and ``call.progressed`` answered when
+    it was), and the record events of its journal. What reporting rebuilds the campaign figures
+    from (its read model wiped, or older than its journal). Supervisors only.
+
+    Answered with ``result`` = :class:`CampaignHistoryPage`.
+    """
+
+    NAME = "campaign.history_requested"
+
+    actor_id: SingleLine = Field(min_length=1)
+    actor_role: Literal["supervisor"]
+    after_record_id: str = Field(
+        default="", max_length=200, description="the previous page's next_after; empty: first"
+    )
+    limit: int = Field(default=200, ge=1, le=2000, description="records per page")
+
+
+class CampaignHistoryPage(BaseModel):
+    events: list[RecordedEvent] = Field(description="by record, each record's in time order")
+    next_after: str | None = Field(
+        default=None, description="ask again with this as after_record_id; None: the last page"
+    )
 
 
 # -- agent commands ----------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from switchboard.contracts.agents import SkillName, WorkChannel
-from switchboard.contracts.base import Command, Event
+from switchboard.contracts.base import Command, Event, SingleLine
+from switchboard.contracts.cases import RecordedEvent
 
 RouteReason = Literal["new", "follow_up", "transfer", "preview", "requeue"]
 
@@ -321,3 +322,33 @@ class QueueViewRequested(Command):
     NAME = "routing.queue_view.requested"
 
     services: list[str] = Field(default_factory=list, description="empty: every service")
+
+
+class InteractionHistoryRequested(Command):
+    """The routing events routing's stored interactions imply, interaction by interaction
+    from ``after_interaction_id``: each unanswered offer (``offer.made`` then
+    ``offer.timed_out``), each assignment, transfer and end. What reporting rebuilds RONA
+    counts, handled interactions and handle times from (its read model wiped, or older than its
+    journal). Supervisors only.
+
+    Answered with ``result`` = :class:`InteractionHistoryPage`.
+    """
+
+    NAME = "routing.history_requested"
+
+    actor_id: SingleLine = Field(min_length=1)
+    actor_role: Literal["supervisor"]
+    after_interaction_id: str = Field(
+        default="", max_length=300, description="the previous page's next_after; empty: first"
+    )
+    limit: int = Field(default=200, ge=1, le=2000, description="interactions per page")
+
+
+class InteractionHistoryPage(BaseModel):
+    events: list[RecordedEvent] = Field(
+        description="by interaction, each interaction's in time order"
+    )
+    next_after: str | None = Field(
+        default=None,
+        description="ask again with this as after_interaction_id; None: the last page",
+    )

@@ -120,8 +120,8 @@ async def rebuild(settings: ReportingSettings) -> int:
 
 async def rebuild_from_services(settings: ReportingSettings) -> tuple[int, int]:
     """Refold the journal, then what the owners still hold, asked over the bus (agent-state's
-    state history, threading's cases); the owners must be running. Run with the service
-    stopped."""
+    state history, threading's cases, routing's interactions, the dialer's records); the
+    owners must be running. Run with the service stopped."""
     runtime = Runtime("reporting", settings)
     store = ReportStore(runtime.db)
     handlers = ReportingHandlers(store, runtime.bus, Folder(store, policy_of(settings)))

@@ -1,10 +1,12 @@
 """What the owning services still hold, asked over the bus for a rebuild (services never read
 each other's collections), page by page, as the events they were published as: agent-state's
-recorded state changes, threading's cases and emails."""
+recorded state changes, threading's cases and emails, routing's interactions, the dialer's
+records and journal."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from switchboard.contracts import Message, message_class
 from switchboard.contracts.agents import (
@@ -12,7 +14,9 @@ from switchboard.contracts.agents import (
     StateHistoryPage,
     StateHistoryRequested,
 )
-from switchboard.contracts.cases import CaseHistoryPage, CaseHistoryRequested
+from switchboard.contracts.campaigns import CampaignHistoryPage, CampaignHistoryRequested
+from switchboard.contracts.cases import CaseHistoryPage, CaseHistoryRequested, RecordedEvent
+from switchboard.contracts.routing import InteractionHistoryPage, InteractionHistoryRequested
 from switchboard.runtime.bus import Bus
 
 PAGE_SIZE = 500
@@ -20,7 +24,21 @@ ANSWER_SECONDS = 30.0
 
 
 class OwnerRefused(RuntimeError):
-    """An owner answered a history query with a refusal (the message says which and why)."""
+    """An owner answered a history query with a refusal, or not in time (the message says
+    which and why)."""
+
+
+async def _ask(bus: Bus, query: Message, owner: str, what: str) -> Any:
+    """The owner's answer to one page's query (its ``result``)."""
+    try:
+        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
+    except TimeoutError:
+        raise OwnerRefused(
+            f"{owner} did not answer for {what} within {ANSWER_SECONDS:.0f} s: is it running?"
+        ) from None
+    if not outcome.ok:
+        raise OwnerRefused(f"{owner} refused {what}: {outcome.error}")
+    return outcome.result
 
 
 async def agent_state_changes(
@@ -32,10 +50,8 @@ async def agent_state_changes(
         query = StateHistoryRequested(
             actor_id="reporting", actor_role="supervisor", after=after, limit=page_size
         )
-        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
-        if not outcome.ok:
-            raise OwnerRefused(f"agent-state refused its state history: {outcome.error}")
-        page = StateHistoryPage.model_validate(outcome.result)
+        answer = await _ask(bus, query, "agent-state", "its state history")
+        page = StateHistoryPage.model_validate(answer)
         for change in page.changes:
             yield change
         if page.next_after is None:
@@ -53,20 +69,66 @@ async def threading_case_events(bus: Bus, *, page_size: int = 200) -> AsyncItera
             after_case_number=after,
             limit=page_size,
         )
-        outcome = await bus.request(query, timeout=ANSWER_SECONDS)
-        if not outcome.ok:
-            raise OwnerRefused(f"threading refused its case history: {outcome.error}")
-        page = CaseHistoryPage.model_validate(outcome.result)
-        for recorded in page.events:
-            yield message_class(recorded.name).model_validate(recorded.body)
+        answer = await _ask(bus, query, "threading", "its case history")
+        page = CaseHistoryPage.model_validate(answer)
+        for event in _events(page.events):
+            yield event
         if page.next_after is None:
             return
         after = page.next_after
 
 
+async def routing_interaction_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
+    """Routing's assignments, ends, transfers and unanswered offers, interaction by
+    interaction."""
+    after = ""
+    while True:
+        query = InteractionHistoryRequested(
+            actor_id="reporting",
+            actor_role="supervisor",
+            after_interaction_id=after,
+            limit=page_size,
+        )
+        answer = await _ask(bus, query, "routing", "its interaction history")
+        page = InteractionHistoryPage.model_validate(answer)
+        for event in _events(page.events):
+            yield event
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+async def dialer_campaign_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
+    """The calls and record events of every record the dialer keeps, record by record."""
+    after = ""
+    while True:
+        query = CampaignHistoryRequested(
+            actor_id="reporting",
+            actor_role="supervisor",
+            after_record_id=after,
+            limit=page_size,
+        )
+        answer = await _ask(bus, query, "the dialer", "its campaign history")
+        page = CampaignHistoryPage.model_validate(answer)
+        for event in _events(page.events):
+            yield event
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+def _events(recorded: list[RecordedEvent]) -> list[Message]:
+    return [message_class(r.name).model_validate(r.body) for r in recorded]
+
+
 async def everything_held(bus: Bus) -> AsyncIterator[Message]:
-    """What every owner asked holds: agent-state's changes, then threading's cases."""
+    """What every owner asked holds: agent-state's changes, threading's cases, routing's
+    interactions, the dialer's records."""
     async for change in agent_state_changes(bus):
         yield change
     async for event in threading_case_events(bus):
+        yield event
+    async for event in routing_interaction_events(bus):
+        yield event
+    async for event in dialer_campaign_events(bus):
         yield event

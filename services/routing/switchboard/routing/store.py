@@ -15,6 +15,10 @@ Collections
                 :meth:`RoutingStore.repair_timers` arms any an interrupted write left out.
 ``ended_work``  interactions that ended, out of the way of live scans.
 
+An interaction's ``history`` (kept over its rounds) holds its transfers and overflows, and what
+reports count: each assignment, each end of an assigned round, each offer not answered in time;
+:mod:`switchboard.routing.history` tells them again as events (``routing.history_requested``).
+
 Every change of ``agents`` and ``work`` goes through the kernel's :class:`VersionedCollection`:
 one write guarded by the version read, so two replicas never both take the last free place of
 an agent, and at most one offer per interaction is ever live.
@@ -427,6 +431,21 @@ class RoutingStore:
             {"$set": {"summary.subject": MASKED_SUBJECT}},
         )
         return result.modified_count
+
+    async def history_page(self, after_interaction_id: str, limit: int) -> list[WorkItem]:
+        """Up to ``limit`` interactions after ``after_interaction_id`` (by id), live or ended;
+        an interaction in both (a new round of an ended one) as its newest version, whose
+        history carries the older one's."""
+        query = {"_id": {"$gt": after_interaction_id}}
+        found: dict[str, WorkItem] = {}
+        for collection in (self.work.collection, self.archive):
+            cursor = collection.find(query).sort("_id", ASCENDING).limit(limit)
+            async for doc in cursor:
+                item = StoredWork.model_validate(doc)
+                known = found.get(item.id)
+                if known is None or known.version < item.version:
+                    found[item.id] = item
+        return [found[key] for key in sorted(found)[:limit]]
 
     async def live_work_summary(self) -> list[WorkItem]:
         """Service, status, age and personal owner of every live interaction (for views; the

@@ -24,6 +24,7 @@ IMPORT_RECORDS = _one(c.ImportRecords)
 GET_IMPORT = _one(c.GetImport)
 GET_REPORT = _one(c.GetCampaignReport)
 LIST_CAMPAIGNS = _one(c.ListCampaigns)
+CAMPAIGN_HISTORY = _one(c.CampaignHistoryRequested)
 
 ACCEPT_RECORD = _one(c.AcceptRecord)
 REJECT_RECORD = _one(c.RejectRecord)

@@ -7,6 +7,7 @@ from switchboard.contracts.cases import CaseMasked
 from switchboard.contracts.routing import (
     AgentServicesRequested,
     InteractionEnded,
+    InteractionHistoryRequested,
     LiveAssignmentsRequested,
     OfferAnswer,
     PersonalQueueListRequested,
@@ -43,6 +44,7 @@ PERSONAL_QUEUE_LIST = ConsumerQueue(
 PERSONAL_QUEUE_PULL = ConsumerQueue("routing.personal-queue-pull", (PersonalQueuePull.NAME,))
 TRANSFERS = ConsumerQueue("routing.transfers", (TransferRequested.NAME,))
 QUEUE_VIEW = ConsumerQueue("routing.queue-view", (QueueViewRequested.NAME,))
+HISTORY = ConsumerQueue("routing.history", (InteractionHistoryRequested.NAME,))
 
 ALL = (
     ROUTE_REQUESTS,
@@ -63,4 +65,5 @@ ALL = (
     PERSONAL_QUEUE_PULL,
     TRANSFERS,
     QUEUE_VIEW,
+    HISTORY,
 )

@@ -12,6 +12,8 @@ from typing import Any
 import structlog
 
 from switchboard.contracts.campaigns import (
+    CampaignHistoryPage,
+    CampaignHistoryRequested,
     ChangeDoNotCall,
     CreateCampaign,
     GetCampaignReport,
@@ -21,11 +23,13 @@ from switchboard.contracts.campaigns import (
     RecordEvent,
     UpdateCampaign,
 )
+from switchboard.contracts.cases import RecordedEvent
 from switchboard.dialer import domain, metrics
 from switchboard.dialer.handlers.base import (
     HandlerBase,
     _unknown_campaign,
 )
+from switchboard.dialer.history import record_events
 from switchboard.dialer.importer import BadRow, ParsedRow, parse_stream
 from switchboard.dialer.store import GLOBAL
 from switchboard.dialer.store.imports import ImportProgress
@@ -160,6 +164,18 @@ class CampaignHandlers(HandlerBase):
         if found is None:
             raise Refused("unknown_import", f"no import {command.import_id!r}", field="import_id")
         return found.reply()
+
+    async def campaign_history(self, query: CampaignHistoryRequested) -> dict[str, Any]:
+        """Stored records as the campaign events they imply, a page of records at a time
+        (what reporting rebuilds the campaign figures from)."""
+        page = await self.store.history_page(query.after_record_id, query.limit)
+        events = [
+            RecordedEvent(name=event.NAME, body=event.model_dump(mode="json"))
+            for record, journal in page
+            for event in record_events(record, journal)
+        ]
+        last = str(page[-1][0]["_id"]) if len(page) == query.limit else None
+        return CampaignHistoryPage(events=events, next_after=last).model_dump(mode="json")
 
     async def report(self, command: GetCampaignReport) -> dict[str, Any]:
         spec = await self._campaign(command.campaign_id)

@@ -51,3 +51,4 @@ class StoreBase:
         await self.dnc.create_index([("number", ASCENDING), ("scope", ASCENDING)])
         await self.skips.create_index([("campaign_id", ASCENDING), ("agent_id", ASCENDING)])
         await self.import_errors.create_index([("import_id", ASCENDING), ("line", ASCENDING)])
+        await self.journal.create_index("record_id")

@@ -102,3 +102,17 @@ class ImportStore(StoreBase):
 
     async def add_journal(self, entry: Document) -> None:
         await self.journal.update_one({"_id": entry["_id"]}, {"$set": entry}, upsert=True)
+
+    async def history_page(
+        self, after_record_id: str, limit: int
+    ) -> list[tuple[Document, list[Document]]]:
+        """Up to ``limit`` records after ``after_record_id`` (by id), each with its journal
+        entries: what the campaign history query answers from."""
+        cursor = self.records.find({"_id": {"$gt": after_record_id}}).sort("_id", ASCENDING)
+        records = [doc async for doc in cursor.limit(limit)]
+        journal: dict[str, list[Document]] = {str(r["_id"]): [] for r in records}
+        if records:
+            query = {"record_id": {"$in": list(journal)}}
+            async for entry in self.journal.find(query):
+                journal[str(entry["record_id"])].append(entry)
+        return [(record, journal[str(record["_id"])]) for record in records]

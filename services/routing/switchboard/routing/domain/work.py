@@ -156,6 +156,12 @@ def past_offers(item: WorkItem, offer: Offer, outcome: str) -> list[PastOffer]:
     return [*item.past_offers[-(PAST_OFFERS_KEPT - 1) :], entry]
 
 
+def happened(at: datetime, what: str, **names: Any) -> Happened:
+    """A history line (kept over rounds): transfers and overflows, and what reports count
+    (assignments, ends, offers not answered in time), so routing can tell them again."""
+    return Happened.model_validate({"at": at, "what": what, **names})
+
+
 def new_round(
     msg: RouteRequested,
     previous: WorkItem | None,
@@ -216,7 +222,20 @@ def offered(item: WorkItem, offer: Offer, *, pulled: bool, now: datetime) -> Wor
     )
     if auto:
         how = "pulled" if pulled else "auto_accepted"
-        changed = changed.model_copy(update={"past_offers": past_offers(item, offer, how)})
+        assignment = happened(
+            now,
+            "assigned",
+            agent_id=offer.agent_id,
+            offer_id=offer.id,
+            how=how,
+            service=item.service,
+        )
+        changed = changed.model_copy(
+            update={
+                "past_offers": past_offers(item, offer, how),
+                "history": [*item.history, assignment],
+            }
+        )
     return _with_due(changed, now)
 
 
@@ -230,6 +249,16 @@ def accepted(item: WorkItem, offer: Offer, now: datetime) -> WorkItem:
             "agent_id": offer.agent_id,
             "due": None,
             "past_offers": past_offers(item, offer, "accepted"),
+            "history": [
+                *item.history,
+                happened(
+                    now,
+                    "assigned",
+                    agent_id=offer.agent_id,
+                    offer_id=offer.id,
+                    service=item.service,
+                ),
+            ],
         }
     )
 
@@ -260,6 +289,16 @@ def requeued(
             "declined": declined,
         }
     )
+    if outcome == "timed_out":
+        missed = happened(
+            now,
+            "offer_timed_out",
+            offer_id=offer.id,
+            agent_id=offer.agent_id,
+            service=item.service,
+            expires_at=offer.expires_at,
+        )
+        back = back.model_copy(update={"history": [*item.history, missed]})
     return _with_due(back, now)
 
 
@@ -306,6 +345,8 @@ def ended(item: WorkItem, now: datetime) -> WorkItem | None:
     }
     if offer is not None:
         update["past_offers"] = past_offers(item, offer, "cancelled")
+    if item.status == "assigned" and item.agent_id:
+        update["history"] = [*item.history, happened(now, "ended", agent_id=item.agent_id)]
     return item.model_copy(update=update)
 
 

@@ -16,11 +16,13 @@ from pydantic import ValidationError
 
 from switchboard.contracts import Message
 from switchboard.contracts.agents import AgentProfileChanged, AgentStateChanged
-from switchboard.contracts.cases import CaseMasked
+from switchboard.contracts.cases import CaseMasked, RecordedEvent
 from switchboard.contracts.queues import routing as queues
 from switchboard.contracts.routing import (
     AgentServicesRequested,
     InteractionEnded,
+    InteractionHistoryPage,
+    InteractionHistoryRequested,
     LiveAssignmentsRequested,
     OfferAnswer,
     PersonalQueueListRequested,
@@ -37,6 +39,7 @@ from switchboard.contracts.routing import (
     WaitingChanged,
 )
 from switchboard.contracts.topology import ConsumerQueue
+from switchboard.routing.history import interaction_events
 from switchboard.routing.router import Router
 from switchboard.runtime.errors import Refused
 
@@ -91,6 +94,7 @@ class RoutingHandlers:
             Consumer(PersonalQueuePull, self.on_personal_queue_pull),
             Consumer(TransferRequested, self.on_transfer),
             Consumer(QueueViewRequested, self.on_queue_view),
+            Consumer(InteractionHistoryRequested, self.on_history),
         ]
 
     async def on_waiting_changed(self, message: AbstractIncomingMessage) -> None:
@@ -123,6 +127,18 @@ class RoutingHandlers:
     async def on_agent_state(self, msg: AgentStateChanged) -> None:
         """Keep routing's projection of agent states (stale sequences ignored)."""
         await self.router.state_changed(msg)
+
+    async def on_history(self, msg: InteractionHistoryRequested) -> dict[str, Any]:
+        """Stored interactions as the routing events they imply, a page at a time (what
+        reporting rebuilds RONA, handled interactions and handle times from)."""
+        items = await self.router.store.history_page(msg.after_interaction_id, msg.limit)
+        events = [
+            RecordedEvent(name=event.NAME, body=event.model_dump(mode="json"))
+            for item in items
+            for event in interaction_events(item)
+        ]
+        last = items[-1].id if len(items) == msg.limit else None
+        return InteractionHistoryPage(events=events, next_after=last).model_dump(mode="json")
 
     async def on_live_assignments(self, msg: LiveAssignmentsRequested) -> dict[str, Any]:
         """Which interactions each agent holds now."""
