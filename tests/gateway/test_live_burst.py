@@ -25,6 +25,7 @@ import httpx
 import websockets
 from pydantic import SecretStr
 from slowlink import SlowLink
+from testkit import eventually
 
 from switchboard.app.localstack import Backends
 from switchboard.gateway.app import GatewayRuntime, GatewaySettings, build
@@ -133,19 +134,27 @@ async def test_offers_heard_while_the_database_is_away_reach_the_desk_once_it_is
             await stand_ins.runtime.bus.publish(offer)
         await asyncio.sleep(OUTAGE)  # the outage itself: the database is away this long
         desk.link.restore()
-        # the desk's stream went down with the database; it comes back for what it missed
+        # the desk's stream went down with the database; once the gateway reads its database
+        # again (the session behind GET /me), the desk comes back for what it missed
+        async with httpx.AsyncClient(base_url=f"http://{address}", headers=agent) as http:
+
+            async def database_back() -> bool:
+                with contextlib.suppress(httpx.HTTPError):
+                    return (await http.get("/me")).status_code == 200
+                return False
+
+            await eventually(database_back, seconds=30, every=0.2)
         arrived: set[str] = set()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(30):
+            async with (
+                asyncio.timeout(30),
+                websockets.connect(
+                    f"ws://{address}/me/live?since={last_seq}", additional_headers=agent
+                ) as again,
+            ):
                 while len(arrived) < len(offers):
-                    with contextlib.suppress(OSError, websockets.WebSocketException):
-                        async with websockets.connect(
-                            f"ws://{address}/me/live?since={last_seq}", additional_headers=agent
-                        ) as again:
-                            while len(arrived) < len(offers):
-                                frame = json.loads(await again.recv())
-                                if frame["event"] == "offer.made":
-                                    arrived.add(frame["data"]["offer_id"])
-                    await asyncio.sleep(0.5)
+                    frame = json.loads(await again.recv())
+                    if frame["event"] == "offer.made":
+                        arrived.add(frame["data"]["offer_id"])
     missing = [o.offer_id for o in offers if o.offer_id not in arrived]
     assert not missing, f"offers never reached the desk after the database came back: {missing}"

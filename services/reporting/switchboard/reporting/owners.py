@@ -5,8 +5,10 @@ records and journal."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol, cast
+
+from pydantic import BaseModel
 
 from switchboard.contracts import Message, message_class
 from switchboard.contracts.agents import (
@@ -59,62 +61,80 @@ async def agent_state_changes(
         after = page.next_after
 
 
-async def threading_case_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
-    """The events of every case threading keeps, case by case, each case's in time order."""
-    after = 0
+class _EventPage(Protocol):
+    events: list[RecordedEvent]
+    next_after: Any
+
+
+async def _recorded_events(
+    bus: Bus,
+    owner: str,
+    what: str,
+    query_after: Callable[[Any], Message],
+    page_model: type[BaseModel],
+    after: Any,
+) -> AsyncIterator[Message]:
+    """An owner's recorded events, page after page until it says there is no next page."""
     while True:
-        query = CaseHistoryRequested(
+        answer = await _ask(bus, query_after(after), owner, what)
+        page = cast(_EventPage, page_model.model_validate(answer))
+        for event in _events(page.events):
+            yield event
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
+def threading_case_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
+    """The events of every case threading keeps, case by case, each case's in time order."""
+    return _recorded_events(
+        bus,
+        "threading",
+        "its case history",
+        lambda after: CaseHistoryRequested(
             actor_id="reporting",
             actor_role="supervisor",
             after_case_number=after,
             limit=page_size,
-        )
-        answer = await _ask(bus, query, "threading", "its case history")
-        page = CaseHistoryPage.model_validate(answer)
-        for event in _events(page.events):
-            yield event
-        if page.next_after is None:
-            return
-        after = page.next_after
+        ),
+        CaseHistoryPage,
+        0,
+    )
 
 
-async def routing_interaction_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
+def routing_interaction_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
     """Routing's assignments, ends, transfers and unanswered offers, interaction by
     interaction."""
-    after = ""
-    while True:
-        query = InteractionHistoryRequested(
+    return _recorded_events(
+        bus,
+        "routing",
+        "its interaction history",
+        lambda after: InteractionHistoryRequested(
             actor_id="reporting",
             actor_role="supervisor",
             after_interaction_id=after,
             limit=page_size,
-        )
-        answer = await _ask(bus, query, "routing", "its interaction history")
-        page = InteractionHistoryPage.model_validate(answer)
-        for event in _events(page.events):
-            yield event
-        if page.next_after is None:
-            return
-        after = page.next_after
+        ),
+        InteractionHistoryPage,
+        "",
+    )
 
 
-async def dialer_campaign_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
+def dialer_campaign_events(bus: Bus, *, page_size: int = 200) -> AsyncIterator[Message]:
     """The calls and record events of every record the dialer keeps, record by record."""
-    after = ""
-    while True:
-        query = CampaignHistoryRequested(
+    return _recorded_events(
+        bus,
+        "the dialer",
+        "its campaign history",
+        lambda after: CampaignHistoryRequested(
             actor_id="reporting",
             actor_role="supervisor",
             after_record_id=after,
             limit=page_size,
-        )
-        answer = await _ask(bus, query, "the dialer", "its campaign history")
-        page = CampaignHistoryPage.model_validate(answer)
-        for event in _events(page.events):
-            yield event
-        if page.next_after is None:
-            return
-        after = page.next_after
+        ),
+        CampaignHistoryPage,
+        "",
+    )
 
 
 def _events(recorded: list[RecordedEvent]) -> list[Message]:
